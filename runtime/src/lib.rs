@@ -1,0 +1,8 @@
+//! nook: a rootless container runtime with two isolation columns behind one docker-style CLI,
+//! Linux namespaces (`--isolation=container`) and one KVM microVM per container
+//! (`--isolation=vm`).
+//!
+//! The library holds everything the `nook` binary does, so that whole-program behaviour is also
+//! reachable from tests and fuzz targets.
+
+pub mod paths;

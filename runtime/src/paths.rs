@@ -1,0 +1,108 @@
+//! Where nook keeps its files.
+//!
+//! Store root: `$NOOK_ROOT`, else `$XDG_DATA_HOME/nook`, else `~/.local/share/nook`
+//! (`/var/lib/nook` for root). Runtime state: `$XDG_RUNTIME_DIR/nook`, else
+//! `/run/user/<uid>/nook` when it exists, else `<store>/run`. Cache: `$XDG_CACHE_HOME/nook`, else
+//! `~/.cache/nook`.
+
+use std::env;
+use std::path::PathBuf;
+
+/// An environment lookup, so the rules are testable without touching the process environment.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+    fn uid(&self) -> u32;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        env::var(key).ok().filter(|v| !v.is_empty())
+    }
+    fn uid(&self) -> u32 {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        unsafe { libc::getuid() }
+    }
+}
+
+fn home(env: &dyn Env) -> PathBuf {
+    env.var("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The store root (images, rootfs cache, containers).
+pub fn store_root(env: &dyn Env) -> PathBuf {
+    if let Some(root) = env.var("NOOK_ROOT") {
+        return PathBuf::from(root);
+    }
+    if let Some(data) = env.var("XDG_DATA_HOME") {
+        return PathBuf::from(data).join("nook");
+    }
+    if env.uid() == 0 {
+        return PathBuf::from("/var/lib/nook");
+    }
+    home(env).join(".local/share/nook")
+}
+
+/// The directory for sockets and pid files.
+pub fn runtime_dir(env: &dyn Env) -> PathBuf {
+    if let Some(dir) = env.var("XDG_RUNTIME_DIR") {
+        return PathBuf::from(dir).join("nook");
+    }
+    let run_user = PathBuf::from(format!("/run/user/{}", env.uid()));
+    if run_user.is_dir() {
+        return run_user.join("nook");
+    }
+    store_root(env).join("run")
+}
+
+/// The cache of slow artifacts (guest kernel, templates), keyed by their inputs.
+pub fn cache_dir(env: &dyn Env) -> PathBuf {
+    if let Some(dir) = env.var("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("nook");
+    }
+    home(env).join(".cache/nook")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeEnv(HashMap<&'static str, &'static str>, u32);
+
+    impl Env for FakeEnv {
+        fn var(&self, key: &str) -> Option<String> {
+            self.0.get(key).map(|v| v.to_string())
+        }
+        fn uid(&self) -> u32 {
+            self.1
+        }
+    }
+
+    #[test]
+    fn store_root_prefers_nook_root_then_xdg_then_home() {
+        let env = FakeEnv(
+            [("NOOK_ROOT", "/a"), ("XDG_DATA_HOME", "/b"), ("HOME", "/h")].into(),
+            1000,
+        );
+        assert_eq!(store_root(&env), PathBuf::from("/a"));
+        let env = FakeEnv([("XDG_DATA_HOME", "/b"), ("HOME", "/h")].into(), 1000);
+        assert_eq!(store_root(&env), PathBuf::from("/b/nook"));
+        let env = FakeEnv([("HOME", "/h")].into(), 1000);
+        assert_eq!(store_root(&env), PathBuf::from("/h/.local/share/nook"));
+        let env = FakeEnv([("HOME", "/root")].into(), 0);
+        assert_eq!(store_root(&env), PathBuf::from("/var/lib/nook"));
+    }
+
+    #[test]
+    fn cache_dir_follows_xdg() {
+        let env = FakeEnv([("XDG_CACHE_HOME", "/c"), ("HOME", "/h")].into(), 1000);
+        assert_eq!(cache_dir(&env), PathBuf::from("/c/nook"));
+        let env = FakeEnv([("HOME", "/h")].into(), 1000);
+        assert_eq!(cache_dir(&env), PathBuf::from("/h/.cache/nook"));
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run nook's whole test suite: formatting, lints, unit and whole-program tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/common.sh
+
+install_packages
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian/Ubuntu machine for nook and run the main job on the built-in default.
+# Installs the apt packages nook and its tests need (as root, or through sudo), builds nook,
+# and shows the result. Safe to rerun: slow artifacts are cached under ~/.cache/nook.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib/common.sh
+
+install_packages
+cargo build --release --workspace

@@ -1,0 +1,1 @@
+//! Helpers shared by nook's whole-program tests.
