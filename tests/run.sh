@@ -8,3 +8,6 @@ install_packages
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+
+# Guests: in the nested KVM rig unless /dev/kvm here is VT-x/AMD-V (see tests/rig/README.md).
+tests/vm/kernel-boot.sh
