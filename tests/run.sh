@@ -9,3 +9,6 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 tests/erofs/check.sh
+
+# Guests: in the nested KVM rig unless /dev/kvm here is VT-x/AMD-V (see tests/rig/README.md).
+tests/vm/kernel-boot.sh

@@ -8,3 +8,4 @@
 pub mod image;
 pub mod paths;
 pub mod rootfs;
+pub mod vm;
