@@ -2,3 +2,5 @@
 //! PID 1 (the `nook-agent` binary).
 //!
 //! This crate never depends on the runtime or on the VMM.
+
+pub mod protocol;
