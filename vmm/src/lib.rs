@@ -6,3 +6,18 @@
 //! with the container's upper layer, and the agent channel.
 //!
 //! This crate never depends on the runtime or on the agent.
+
+pub mod bus;
+pub mod config;
+pub mod devices;
+pub mod exit;
+pub mod kvm;
+pub mod layout;
+pub mod memory;
+pub mod thread;
+
+#[cfg(test)]
+mod tiny_guests;
+
+pub use config::{DiskConfig, SerialOutput, VmConfig};
+pub use exit::VmExit;
