@@ -7,6 +7,8 @@
 //!
 //! This crate never depends on the runtime or on the agent.
 
+pub mod arch;
+pub mod boot;
 pub mod bus;
 pub mod config;
 pub mod devices;
