@@ -187,3 +187,100 @@ fn a_spinning_vcpu_is_kicked_out_of_kvm_run() {
     handle.join().unwrap();
     assert_eq!(exit.wait(None), Some(StopReason::Exit(VmExit::Timeout)));
 }
+
+/// A minimal ELF "kernel" with a PVH note whose 32-bit entry checks the start info magic in
+/// %ebx and then pulses the i8042 reset (or halts forever if the magic is wrong).
+fn pvh_elf() -> Vec<u8> {
+    const ENTRY: u64 = 0x10_0000;
+    let code: &[u8] = &[
+        0x81, 0x3b, 0x78, 0xc5, 0x6e, 0x33, // cmp dword [ebx], XEN_HVM_START_MAGIC_VALUE
+        0x75, 0x05, // jne fail
+        0xb0, 0xfe, // mov al, 0xfe
+        0xe6, 0x64, // out 0x64, al
+        0xf4, // hlt
+        0xf4, // fail: hlt
+    ];
+    let mut elf = vec![0u8; 0x1000];
+    elf[0..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // 64-bit
+    elf[5] = 1; // little endian
+    elf[6] = 1; // version
+    let put = |elf: &mut Vec<u8>, at: usize, bytes: &[u8]| {
+        elf[at..at + bytes.len()].copy_from_slice(bytes)
+    };
+    put(&mut elf, 16, &2u16.to_le_bytes()); // ET_EXEC
+    put(&mut elf, 18, &0x3eu16.to_le_bytes()); // x86_64
+    put(&mut elf, 20, &1u32.to_le_bytes());
+    put(&mut elf, 24, &ENTRY.to_le_bytes());
+    put(&mut elf, 32, &64u64.to_le_bytes()); // phoff
+    put(&mut elf, 52, &64u16.to_le_bytes()); // ehsize
+    put(&mut elf, 54, &56u16.to_le_bytes()); // phentsize
+    put(&mut elf, 56, &2u16.to_le_bytes()); // phnum
+                                            // PT_LOAD of the code at 1 MiB.
+    let load = 64;
+    put(&mut elf, load, &1u32.to_le_bytes());
+    put(&mut elf, load + 4, &5u32.to_le_bytes());
+    put(&mut elf, load + 8, &0x1000u64.to_le_bytes());
+    put(&mut elf, load + 16, &ENTRY.to_le_bytes());
+    put(&mut elf, load + 24, &ENTRY.to_le_bytes());
+    put(&mut elf, load + 32, &(code.len() as u64).to_le_bytes());
+    put(&mut elf, load + 40, &(code.len() as u64).to_le_bytes());
+    put(&mut elf, load + 48, &0x1000u64.to_le_bytes());
+    // PT_NOTE with XEN_ELFNOTE_PHYS32_ENTRY.
+    let note = 64 + 56;
+    put(&mut elf, note, &4u32.to_le_bytes());
+    put(&mut elf, note + 8, &0x200u64.to_le_bytes());
+    put(&mut elf, note + 32, &20u64.to_le_bytes());
+    put(&mut elf, note + 40, &20u64.to_le_bytes());
+    put(&mut elf, 0x200, &4u32.to_le_bytes());
+    put(&mut elf, 0x204, &4u32.to_le_bytes());
+    put(&mut elf, 0x208, &18u32.to_le_bytes());
+    put(&mut elf, 0x20c, b"Xen\0");
+    put(&mut elf, 0x210, &(ENTRY as u32).to_le_bytes());
+    elf.extend_from_slice(code);
+    elf
+}
+
+fn run_pvh_guest(vcpus: u8) -> Option<VmExit> {
+    if !std::path::Path::new("/dev/kvm").exists() {
+        eprintln!("!!!! SKIPPED: /dev/kvm is absent, the PVH tiny-guest test did NOT run !!!!");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("vmlinux");
+    std::fs::write(&kernel, pvh_elf()).unwrap();
+    let initrd = dir.path().join("initrd");
+    std::fs::write(&initrd, [0x42u8; 4096]).unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::write(&disk, [0u8; 8192]).unwrap();
+    let config = crate::VmConfig {
+        kernel,
+        initramfs: Some(initrd),
+        cmdline: "panic=-1".into(),
+        memory_mib: 64,
+        vcpus,
+        disks: vec![crate::DiskConfig {
+            path: disk,
+            read_only: true,
+        }],
+        agent_socket: None,
+        serial: crate::SerialOutput::Off,
+        timeout_ms: Some(10_000),
+    };
+    // machine::run skips the host check on purpose: 32-bit protected-mode code runs on any KVM.
+    Some(crate::machine::run(&config).expect("the VM runs"))
+}
+
+#[test]
+fn pvh_entry_sees_start_info_and_resets() {
+    if let Some(exit) = run_pvh_guest(1) {
+        assert_eq!(exit, VmExit::Reset);
+    }
+}
+
+#[test]
+fn idle_application_processors_are_stopped_on_reset() {
+    if let Some(exit) = run_pvh_guest(2) {
+        assert_eq!(exit, VmExit::Reset);
+    }
+}

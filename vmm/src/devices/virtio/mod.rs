@@ -6,6 +6,7 @@
 //! VM (bus slot, ioeventfd, irqfd and the `virtio_mmio.device=` command line entry).
 
 pub mod block;
+pub mod console;
 pub mod mmio;
 pub mod wiring;
 
