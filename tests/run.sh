@@ -8,3 +8,4 @@ install_packages
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+tests/vm/vmm-boot.sh

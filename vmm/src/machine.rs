@@ -169,10 +169,11 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
     mptable::setup(&mem, config.vcpus)?;
 
     let supported = cpuid::supported(vm.kvm())?;
+    let tsc_deadline = vm.kvm().check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
     let mut vcpus = Vec::new();
     for id in 0..config.vcpus {
         let vcpu = Vcpu::new(&vm, id)?;
-        cpuid::setup(vcpu.fd(), &supported, id, config.vcpus)?;
+        cpuid::setup(vcpu.fd(), &supported, id, config.vcpus, tsc_deadline)?;
         msr::setup(vcpu.fd(), id)?;
         regs::setup_fpu(vcpu.fd(), id)?;
         regs::setup_lint(vcpu.fd(), id)?;

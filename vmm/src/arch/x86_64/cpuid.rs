@@ -16,6 +16,7 @@ const LEAF_EXT_FEATURES: u32 = 0x8000_0001;
 const LEAF_EXT_SIZES: u32 = 0x8000_0008;
 
 const ECX_VMX: u32 = 1 << 5;
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 const ECX_HYPERVISOR: u32 = 1 << 31;
 const EDX_HTT: u32 = 1 << 28;
 const ECX_EPB: u32 = 1 << 3;
@@ -32,8 +33,9 @@ fn id_bits(count: u8) -> u32 {
     u32::from(count.max(1)).next_power_of_two().trailing_zeros()
 }
 
-/// Rewrites `entries` for vCPU `id` of `vcpus`.
-pub fn filter(entries: &mut [kvm_cpuid_entry2], id: u8, vcpus: u8) {
+/// Rewrites `entries` for vCPU `id` of `vcpus`. `tsc_deadline` says whether KVM emulates the
+/// TSC-deadline timer, which KVM_GET_SUPPORTED_CPUID never reports by itself.
+pub fn filter(entries: &mut [kvm_cpuid_entry2], id: u8, vcpus: u8, tsc_deadline: bool) {
     let apic_id = u32::from(id);
     let count = u32::from(vcpus.max(1));
     for e in entries.iter_mut() {
@@ -42,6 +44,9 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], id: u8, vcpus: u8) {
                 // EBX: APIC id in 31:24, logical processors per package in 23:16.
                 e.ebx = (e.ebx & 0x0000_ffff) | (apic_id << 24) | ((count & 0xff) << 16);
                 e.ecx = (e.ecx | ECX_HYPERVISOR) & !ECX_VMX;
+                if tsc_deadline {
+                    e.ecx |= ECX_TSC_DEADLINE;
+                }
                 if count > 1 {
                     e.edx |= EDX_HTT;
                 } else {
@@ -74,9 +79,15 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], id: u8, vcpus: u8) {
 }
 
 /// Sets the filtered CPUID of vCPU `id`.
-pub fn setup(vcpu: &VcpuFd, supported: &CpuId, id: u8, vcpus: u8) -> Result<(), ArchError> {
+pub fn setup(
+    vcpu: &VcpuFd,
+    supported: &CpuId,
+    id: u8,
+    vcpus: u8,
+    tsc_deadline: bool,
+) -> Result<(), ArchError> {
     let mut cpuid = supported.clone();
-    filter(cpuid.as_mut_slice(), id, vcpus);
+    filter(cpuid.as_mut_slice(), id, vcpus, tsc_deadline);
     vcpu.set_cpuid2(&cpuid).map_err(|source| ArchError::Vcpu {
         vcpu: id,
         call: "KVM_SET_CPUID2",
@@ -109,7 +120,8 @@ mod tests {
             leaf(0xb, 2),
             leaf(0xa, 0),
         ];
-        filter(&mut e, 2, 3);
+        filter(&mut e, 2, 3, true);
+        assert_ne!(e[0].ecx & ECX_TSC_DEADLINE, 0);
         assert_eq!(e[0].ebx >> 24, 2);
         assert_eq!((e[0].ebx >> 16) & 0xff, 3);
         assert_eq!(e[0].ecx & ECX_VMX, 0);
@@ -123,7 +135,7 @@ mod tests {
     #[test]
     fn one_vcpu_has_no_htt() {
         let mut e = vec![leaf(1, 0), leaf(0x8000_0001, 0)];
-        filter(&mut e, 0, 1);
+        filter(&mut e, 0, 1, false);
         assert_eq!(e[0].edx & EDX_HTT, 0);
         assert_eq!(e[1].ecx & ECX_SVM, 0);
     }
@@ -135,7 +147,7 @@ mod tests {
             return;
         };
         let mut cpuid = supported(&kvm).unwrap();
-        filter(cpuid.as_mut_slice(), 1, 2);
+        filter(cpuid.as_mut_slice(), 1, 2, false);
         let l1 = cpuid
             .as_slice()
             .iter()

@@ -13,7 +13,6 @@ const MSR_LSTAR: u32 = 0xc000_0082;
 const MSR_CSTAR: u32 = 0xc000_0083;
 const MSR_SYSCALL_MASK: u32 = 0xc000_0084;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
-const MSR_IA32_TSC: u32 = 0x10;
 const MSR_IA32_MISC_ENABLE: u32 = 0x1a0;
 const MSR_MTRR_DEF_TYPE: u32 = 0x2ff;
 
@@ -22,7 +21,8 @@ const MISC_ENABLE_FAST_STRING: u64 = 1;
 /// MTRRs enabled with write-back as the default type: without it the kernel maps RAM uncached.
 const MTRR_ENABLE_WRITEBACK: u64 = (1 << 11) | 6;
 
-/// The boot MSR list.
+/// The boot MSR list. The TSC is left alone: KVM starts every vCPU of a VM in sync, and writing
+/// it per vCPU at different moments makes the guest declare its TSCs unsynchronized.
 pub fn boot_msrs() -> Vec<kvm_msr_entry> {
     [
         (MSR_IA32_SYSENTER_CS, 0),
@@ -33,7 +33,6 @@ pub fn boot_msrs() -> Vec<kvm_msr_entry> {
         (MSR_KERNEL_GS_BASE, 0),
         (MSR_SYSCALL_MASK, 0),
         (MSR_LSTAR, 0),
-        (MSR_IA32_TSC, 0),
         (MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING),
         (MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WRITEBACK),
     ]
