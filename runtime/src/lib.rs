@@ -5,4 +5,6 @@
 //! The library holds everything the `nook` binary does, so that whole-program behaviour is also
 //! reachable from tests and fuzz targets.
 
+pub mod container;
+pub mod isolation;
 pub mod paths;
