@@ -135,15 +135,13 @@ pub fn run_process(
         }
     }
     if process.terminal {
-        // SAFETY: setsid has no preconditions; TIOCSCTTY on fd 0, the pty's follower side.
+        // A new session whose controlling terminal is the process's stdin. Best effort: a
+        // terminal passed through from the caller stays the controlling terminal of the
+        // caller's session, and the kernel refuses to steal it; the process still has a tty.
+        // SAFETY: setsid has no preconditions; TIOCSCTTY on fd 0 takes no pointer.
         unsafe {
             libc::setsid();
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return os(
-                    "cannot make the pty the controlling terminal",
-                    io::Error::last_os_error(),
-                );
-            }
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
         }
     }
     let mut env: Vec<String> = process.env.clone();

@@ -79,6 +79,12 @@ impl NamespaceBackend {
                     unpack::apply_layer(layer.tar, Path::new("/"), owners)
                         .map_err(|e| format!("layer {}: {e}", layer.name))?;
                 }
+                // The mount points every container gets, made once here (like docker's init
+                // layer) so that they never show up in a container's writable layer.
+                for dir in ["dev", "proc", "sys"] {
+                    std::fs::create_dir_all(Path::new("/").join(dir))
+                        .map_err(|e| format!("create /{dir}: {e}"))?;
+                }
                 Ok(())
             },
         )

@@ -47,6 +47,18 @@ pub fn overlay_options(spec: &RootfsSpec) -> String {
     )
 }
 
+/// Options of a read-only overlay of `spec.lower` alone (no upper layer), top layer last in
+/// `spec.lower` as everywhere.
+pub fn lower_only_options(spec: &RootfsSpec) -> String {
+    let lower: Vec<String> = spec
+        .lower
+        .iter()
+        .rev()
+        .map(|p| escape_overlay_path(p))
+        .collect();
+    format!("lowerdir={},userxattr", lower.join(":"))
+}
+
 /// overlayfs splits its options on `,` and lower directories on `:`; both are escaped with `\`.
 fn escape_overlay_path(path: &Path) -> String {
     let mut out = String::new();
