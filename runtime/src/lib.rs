@@ -6,3 +6,4 @@
 //! reachable from tests and fuzz targets.
 
 pub mod paths;
+pub mod vm;
