@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use nook_agent::guest::cmdline::{BootParams, DEFAULT_CHANNEL};
+use nook_agent::guest::cmdline::{BootParams, CMDLINE_ENV, DEFAULT_CHANNEL};
 use nook_agent::guest::console::{self, KernelLog};
 use nook_agent::guest::mounts::{self, SysMounts};
 use nook_agent::guest::{net, power, rootfs};
@@ -65,10 +65,22 @@ fn boot(
 ) -> Result<Outcome> {
     let mut sys = SysMounts;
 
-    mounts::mount_early(&mut sys).context("mounting the kernel filesystems")?;
+    let skipped = mounts::mount_early(&mut sys).context("mounting the kernel filesystems")?;
     *log = KernelLog::open();
+    for e in skipped {
+        log.error(&format!(
+            "{e}: {}",
+            std::error::Error::source(&e).map_or_else(String::new, |s| s.to_string())
+        ));
+    }
 
-    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let mut cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    // Parameters in the environment come after the kernel's: this is how the agent is run as
+    // PID 1 of a PID namespace on the host, in its tests (agent/tests/pid1_namespace.rs).
+    if let Ok(extra) = std::env::var(CMDLINE_ENV) {
+        cmdline.push(' ');
+        cmdline.push_str(&extra);
+    }
     let params = BootParams::parse(&cmdline).context("reading the nook.* kernel parameters")?;
     log.debug = params.debug;
     log.debug(&format!("agent started at {agent_start_ns} ns, {params:?}"));

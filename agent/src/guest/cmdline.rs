@@ -46,6 +46,10 @@ pub enum CmdlineError {
     BadDebug { value: String },
 }
 
+/// An environment variable whose `nook.*` words are read after the kernel command line's
+/// (the agent's host tests run it as PID 1 of a PID namespace, where /proc/cmdline is the host's).
+pub const CMDLINE_ENV: &str = "NOOK_AGENT_CMDLINE";
+
 /// The channel device when `nook.channel` is not given.
 pub const DEFAULT_CHANNEL: &str = "/dev/hvc0";
 
