@@ -106,6 +106,14 @@ cp "$agent" "$root/init"
 exec chroot "$root" /init
 "#;
 
+/// The test build of the agent, or the binary named by `NOOK_TEST_AGENT` (e.g. the static one
+/// from agent/build-static.sh, which is what the initramfs holds).
+fn agent_binary() -> PathBuf {
+    std::env::var_os("NOOK_TEST_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nook-agent")))
+}
+
 struct Guest {
     child: Child,
     client: Client,
@@ -131,7 +139,7 @@ fn boot(dir: &Path, image: &Loop, disk: Option<&Loop>) -> Guest {
             "sh",
         ])
         .arg(&root)
-        .arg(env!("CARGO_BIN_EXE_nook-agent"))
+        .arg(agent_binary())
         .env("NOOK_AGENT_CMDLINE", params)
         .stdin(Stdio::null());
     // SAFETY: only dup2 (async-signal-safe) between fork and exec.
