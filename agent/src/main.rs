@@ -15,7 +15,7 @@ use nook_agent::guest::cmdline::{BootParams, CMDLINE_ENV, DEFAULT_CHANNEL};
 use nook_agent::guest::console::{self, KernelLog};
 use nook_agent::guest::mounts::{self, SysMounts};
 use nook_agent::guest::{net, power, rootfs};
-use nook_agent::protocol::{BootTimes, ErrorKind, FrameWriter, GuestMessage};
+use nook_agent::protocol::{BootTimes, ErrorKind, FrameWriter, GuestMessage, SYNC};
 use nook_agent::supervisor::{self, boottime_ns, realtime_ns, Config, Outcome};
 
 fn main() {
@@ -49,6 +49,7 @@ fn tell_host(message: &str) {
         return;
     };
     let mut writer = FrameWriter::new(File::from(channel));
+    let _ = writer.write_raw(&SYNC);
     let _ = writer.send(
         0,
         &GuestMessage::Error {
@@ -83,6 +84,11 @@ fn boot(
     }
     let params = BootParams::parse(&cmdline).context("reading the nook.* kernel parameters")?;
     log.debug = params.debug;
+    if !params.debug {
+        if let Err(e) = console::quiet_kernel_console() {
+            log.error(&format!("cannot lower the console log level: {e}"));
+        }
+    }
     log.debug(&format!("agent started at {agent_start_ns} ns, {params:?}"));
 
     rootfs::prepare(&mut sys, &params).context("building the container root")?;

@@ -7,11 +7,16 @@ use std::time::Duration;
 
 use nook_agent::client::{Client, ClientError};
 use nook_agent::protocol::{
-    encode_frame, BootTimes, ErrorKind, ExitStatus, GuestMessage, ProcessSpec,
+    encode_frame, BootTimes, ErrorKind, ExitStatus, GuestMessage, ProcessSpec, SYNC,
 };
 
 fn peer_sends(frames: &[(u32, GuestMessage)]) -> Client {
     let (host, mut guest) = UnixStream::pair().unwrap();
+    // Console noise first, as from a kernel that made the channel its console.
+    guest
+        .write_all(b"[    0.000000] Linux version 6.1.0\r\n\0\xffNOO")
+        .unwrap();
+    guest.write_all(&SYNC).unwrap();
     for (stream, msg) in frames {
         guest
             .write_all(&encode_frame(*stream, msg).unwrap())
@@ -102,5 +107,20 @@ fn frames_of_other_streams_are_kept_for_later() {
     assert_eq!(
         (next.stream, next.message),
         (2, GuestMessage::Stdout(b"two".to_vec()))
+    );
+}
+
+#[test]
+fn a_channel_without_the_sync_marker_is_an_error() {
+    let (host, mut guest) = UnixStream::pair().unwrap();
+    guest
+        .write_all(&encode_frame(0, &ready(1)).unwrap())
+        .unwrap();
+    drop(guest);
+    let client = Client::from_unix(host).unwrap();
+    let err = client.wait_ready(Duration::from_secs(5)).unwrap_err();
+    assert!(
+        err.to_string().contains("reading from the agent channel"),
+        "{err}"
     );
 }

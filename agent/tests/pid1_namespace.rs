@@ -121,7 +121,12 @@ struct Guest {
 
 fn boot(dir: &Path, image: &Loop, disk: Option<&Loop>) -> Guest {
     let (master, slave) = pty();
-    let mut params = format!("nook.root={} nook.channel=/proc/self/fd/3", image.name());
+    // nook.debug: without it the agent lowers the console log level, and the kernel log is
+    // the host's here (its debug lines land in the host's kernel log instead).
+    let mut params = format!(
+        "nook.root={} nook.channel=/proc/self/fd/3 nook.debug",
+        image.name()
+    );
     if let Some(d) = disk {
         params.push_str(&format!(" nook.upper={}", d.name()));
     }

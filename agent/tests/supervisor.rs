@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use nook_agent::client::{Client, ProcessResult};
 use nook_agent::protocol::{
-    encode_frame, BootTimes, ErrorKind, FrameReader, GuestMessage, HostMessage, ProcessSpec,
-    StartSpec,
+    encode_frame, skip_to_sync, BootTimes, ErrorKind, FrameReader, GuestMessage, HostMessage,
+    ProcessSpec, StartSpec,
 };
 use nook_agent::supervisor::{self, Config, NoSetup, Outcome, SupervisorError};
 
@@ -294,7 +294,9 @@ fn bad_frames_get_error_frames_and_the_agent_goes_on() {
     let (mut host, guest) = UnixStream::pair().unwrap();
     let cfg = config(None);
     let handle = std::thread::spawn(move || supervisor::run(guest.into(), &cfg, &mut NoSetup));
-    let mut reader = FrameReader::new(host.try_clone().unwrap());
+    let mut raw = host.try_clone().unwrap();
+    assert_eq!(skip_to_sync(&mut raw).unwrap(), 0);
+    let mut reader = FrameReader::new(raw);
     let ready = reader.read_frame::<GuestMessage>().unwrap().unwrap();
     assert!(matches!(
         ready.message,
@@ -343,7 +345,9 @@ fn bad_frames_get_error_frames_and_the_agent_goes_on() {
     ));
     let mut rest = Vec::new();
     host.read_to_end(&mut rest).unwrap();
-    let mut r = FrameReader::new(&rest[..]);
+    let mut rest = &rest[..];
+    skip_to_sync(&mut rest).unwrap();
+    let mut r = FrameReader::new(rest);
     let _ready = r.read_frame::<GuestMessage>().unwrap();
     let err = r.read_frame::<GuestMessage>().unwrap().unwrap();
     assert!(matches!(

@@ -63,3 +63,14 @@ impl KernelLog {
         }
     }
 }
+
+/// Lowers the kernel's console log level to emergencies only, so that a console shared with
+/// something else (or, misconfigured, the channel itself) stays quiet after boot.
+pub fn quiet_kernel_console() -> io::Result<()> {
+    const SYSLOG_ACTION_CONSOLE_LEVEL: libc::c_int = 8;
+    // SAFETY: this klogctl action takes no buffer (NULL) and a level in the length argument.
+    if unsafe { libc::klogctl(SYSLOG_ACTION_CONSOLE_LEVEL, std::ptr::null_mut(), 1) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

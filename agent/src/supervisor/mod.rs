@@ -23,7 +23,7 @@ pub use sys::{boottime_ns, realtime_ns};
 use crate::layer;
 use crate::protocol::{
     BootTimes, ErrorKind, ExitStatus, FrameDecoder, FrameError, FrameWriter, GuestMessage,
-    HostMessage, ProcessSpec, StartSpec, WriteError, MAX_DATA_CHUNK, PROTOCOL_VERSION,
+    HostMessage, ProcessSpec, StartSpec, WriteError, MAX_DATA_CHUNK, PROTOCOL_VERSION, SYNC,
 };
 
 /// How long a terminal process's output is still relayed after it exited: the pty hands data
@@ -178,6 +178,10 @@ impl Supervisor<'_> {
     }
 
     fn run(&mut self, channel: BorrowedFd<'_>) -> Result<Outcome, SupervisorError> {
+        {
+            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            w.write_raw(&SYNC)?;
+        }
         self.send(
             0,
             &GuestMessage::Ready {
