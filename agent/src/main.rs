@@ -31,13 +31,37 @@ fn main() {
     }
     let kernel_start_realtime_ns = realtime_ns().saturating_sub(agent_start_ns);
     let mut log = KernelLog::open();
-    match boot(agent_start_ns, kernel_start_realtime_ns, &mut log) {
-        Ok(outcome) => log.debug(&format!("ending: {outcome:?}")),
-        Err(err) => {
-            // The kernel log may only now be reachable (/dev is mounted early in `boot`).
-            let mut log = KernelLog::open();
-            log.error(&format!("{err:#}"));
-            tell_host(&format!("{err:#}"));
+    let mut supervising = false;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        boot(
+            agent_start_ns,
+            kernel_start_realtime_ns,
+            &mut log,
+            &mut supervising,
+        )
+    }));
+    let failure = match result {
+        Ok(Ok(outcome)) => {
+            log.debug(&format!("ending: {outcome:?}"));
+            None
+        }
+        Ok(Err(err)) => Some(format!("{err:#}")),
+        Err(panic) => Some(format!(
+            "the agent panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)")
+        )),
+    };
+    if let Some(message) = failure {
+        // The kernel log may only now be reachable (/dev is mounted early in `boot`).
+        KernelLog::open().error(&message);
+        // Once the supervisor ran, the host has the frame stream (and any error it sent);
+        // a second sync marker in the middle of it would only confuse the host.
+        if !supervising {
+            tell_host(&message);
         }
     }
     power::kill_sync_reset();
@@ -63,11 +87,19 @@ fn boot(
     agent_start_ns: u64,
     kernel_start_realtime_ns: u64,
     log: &mut KernelLog,
+    supervising: &mut bool,
 ) -> Result<Outcome> {
     let mut sys = SysMounts;
 
     let skipped = mounts::mount_early(&mut sys).context("mounting the kernel filesystems")?;
     *log = KernelLog::open();
+    // Our own stdio is /dev/console (maybe a console shared with others) or nothing; a panic
+    // message belongs in the kernel log instead.
+    if let Err(e) = console::redirect_stdio() {
+        log.error(&format!(
+            "cannot point the agent's stdio at /dev/null and /dev/kmsg: {e}"
+        ));
+    }
     for e in skipped {
         log.error(&format!(
             "{e}: {}",
@@ -121,6 +153,7 @@ fn boot(
         files_dir: fd_path(&files),
         set_hostname: rootfs::sethostname,
     };
+    *supervising = true;
     let outcome =
         supervisor::run(channel, &config, &mut setup).context("supervising the container")?;
     Ok(outcome)

@@ -74,3 +74,20 @@ pub fn quiet_kernel_console() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Points fd 0 at /dev/null and fds 1 and 2 at /dev/kmsg.
+pub fn redirect_stdio() -> io::Result<()> {
+    let null = File::open("/dev/null")?;
+    let kmsg = OpenOptions::new().write(true).open("/dev/kmsg")?;
+    for (from, to) in [
+        (null.as_raw_fd(), 0),
+        (kmsg.as_raw_fd(), 1),
+        (kmsg.as_raw_fd(), 2),
+    ] {
+        // SAFETY: dup2 between descriptors we own (the targets are our standard streams).
+        if unsafe { libc::dup2(from, to) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
