@@ -31,13 +31,16 @@ fn main() {
     }
     let kernel_start_realtime_ns = realtime_ns().saturating_sub(agent_start_ns);
     let mut log = KernelLog::open();
-    let mut supervising = false;
+    let mut state = BootState {
+        supervising: false,
+        channel: PathBuf::from(DEFAULT_CHANNEL),
+    };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         boot(
             agent_start_ns,
             kernel_start_realtime_ns,
             &mut log,
-            &mut supervising,
+            &mut state,
         )
     }));
     let failure = match result {
@@ -60,16 +63,24 @@ fn main() {
         KernelLog::open().error(&message);
         // Once the supervisor ran, the host has the frame stream (and any error it sent);
         // a second sync marker in the middle of it would only confuse the host.
-        if !supervising {
-            tell_host(&message);
+        if !state.supervising {
+            tell_host(&state.channel, &message);
         }
     }
     power::kill_sync_reset();
 }
 
+/// What the failure path needs to know about how far the boot went.
+struct BootState {
+    /// The supervisor owns the channel (and has sent the sync marker).
+    supervising: bool,
+    /// The channel device, once the parameters are read.
+    channel: PathBuf,
+}
+
 /// Best effort: the host waits for `Ready`; an error frame on stream 0 tells it why none comes.
-fn tell_host(message: &str) {
-    let Ok(channel) = console::open_raw(Path::new(DEFAULT_CHANNEL)) else {
+fn tell_host(channel: &Path, message: &str) {
+    let Ok(channel) = console::open_raw(channel) else {
         return;
     };
     let mut writer = FrameWriter::new(File::from(channel));
@@ -87,7 +98,7 @@ fn boot(
     agent_start_ns: u64,
     kernel_start_realtime_ns: u64,
     log: &mut KernelLog,
-    supervising: &mut bool,
+    state: &mut BootState,
 ) -> Result<Outcome> {
     let mut sys = SysMounts;
 
@@ -116,6 +127,7 @@ fn boot(
     }
     let params = BootParams::parse(&cmdline).context("reading the nook.* kernel parameters")?;
     log.debug = params.debug;
+    state.channel = params.channel.clone();
     if !params.debug {
         if let Err(e) = console::quiet_kernel_console() {
             log.error(&format!("cannot lower the console log level: {e}"));
@@ -153,7 +165,7 @@ fn boot(
         files_dir: fd_path(&files),
         set_hostname: rootfs::sethostname,
     };
-    *supervising = true;
+    state.supervising = true;
     let outcome =
         supervisor::run(channel, &config, &mut setup).context("supervising the container")?;
     Ok(outcome)

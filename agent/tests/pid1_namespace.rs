@@ -120,13 +120,14 @@ struct Guest {
 }
 
 fn boot(dir: &Path, image: &Loop, disk: Option<&Loop>) -> Guest {
+    boot_with(dir, image.name(), disk)
+}
+
+fn boot_with(dir: &Path, root_device: &str, disk: Option<&Loop>) -> Guest {
     let (master, slave) = pty();
     // nook.debug: without it the agent lowers the console log level, and the kernel log is
     // the host's here (its debug lines land in the host's kernel log instead).
-    let mut params = format!(
-        "nook.root={} nook.channel=/proc/self/fd/3 nook.debug",
-        image.name()
-    );
+    let mut params = format!("nook.root={root_device} nook.channel=/proc/self/fd/3 nook.debug");
     if let Some(d) = disk {
         params.push_str(&format!(" nook.upper={}", d.name()));
     }
@@ -254,5 +255,27 @@ fn agent_boots_as_pid_1_and_keeps_the_writable_disk() {
     guest.client.wait_ready(Duration::from_secs(20)).unwrap();
     let (res, out, _) = guest.run("cat /data 2>/dev/null; cat /etc/motd", "");
     assert_eq!((res.status.code, out.as_str()), (0, "from the image\n"));
+    guest.end();
+}
+
+#[test]
+fn a_boot_failure_reaches_the_host_and_still_ends_the_guest() {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test boots the agent as PID 1 in new namespaces: run it as root"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let guest = boot_with(dir.path(), "no-such-disk", None);
+    let err = guest
+        .client
+        .wait_ready(Duration::from_secs(20))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("building the container root") && err.contains("/dev/no-such-disk"),
+        "{err}"
+    );
     guest.end();
 }
