@@ -60,7 +60,9 @@ fn build_image(dir: &Path) -> PathBuf {
     fs::create_dir_all(root.join("bin")).unwrap();
     fs::create_dir_all(root.join("etc")).unwrap();
     fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    for applet in ["sh", "cat", "echo", "rm", "ls", "hostname", "id"] {
+    for applet in [
+        "sh", "cat", "echo", "rm", "ls", "hostname", "id", "grep", "sleep",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -244,10 +246,16 @@ fn agent_boots_as_pid_1_and_keeps_the_writable_disk() {
     names.retain(|n| n != "proc" && n != "sys" && n != "dev" && n != "etc/hosts");
     assert!(names.contains(&"data".to_owned()), "{names:?}");
     assert!(names.contains(&"etc/.wh.motd".to_owned()), "{names:?}");
-    let (res, out, _) = guest.run("cat /data; ls /etc/motd 2>&1; echo $HOME", "");
+    // An orphan (the subshell's sleep, reparented to PID 1) is reaped by the agent.
+    let (res, out, _) = guest.run(
+        "cat /data; ls /etc/motd 2>&1; (sleep 0.1 &); sleep 1.5; \
+         echo zombies: $(cat /proc/[0-9]*/stat | grep -c ') Z ')",
+        "",
+    );
     assert_eq!(res.status.code, 0);
     assert!(out.starts_with("persisted\n"), "{out}");
     assert!(out.contains("No such file"), "{out}");
+    assert!(out.ends_with("zombies: 0\n"), "{out}");
     guest.end();
 
     // A tmpfs upper starts from the image alone.

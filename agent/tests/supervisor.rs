@@ -405,3 +405,23 @@ fn upper_layer_streams_as_a_tar() {
     client.shutdown().unwrap();
     outcome(handle);
 }
+
+#[test]
+fn a_bare_command_is_looked_up_in_the_process_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tool = dir.path().join("nook-test-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho found \"$@\"\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (client, handle) = agent();
+    let s = client
+        .start(start(ProcessSpec {
+            argv: vec!["nook-test-tool".into(), "arg".into()],
+            env: vec![format!("PATH=/nonexistent:{}", dir.path().display())],
+            ..Default::default()
+        }))
+        .unwrap();
+    let (res, out, _) = wait(&client, s);
+    assert_eq!((res.status.code, out.as_str()), (0, "found arg\n"));
+    outcome(handle);
+}
