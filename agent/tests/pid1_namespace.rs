@@ -248,7 +248,7 @@ fn agent_boots_as_pid_1_and_keeps_the_writable_disk() {
     assert!(names.contains(&"etc/.wh.motd".to_owned()), "{names:?}");
     // An orphan (the subshell's sleep, reparented to PID 1) is reaped by the agent.
     let (res, out, _) = guest.run(
-        "cat /data; ls /etc/motd 2>&1; (sleep 0.1 &); sleep 1.5; \
+        "cat /data; ls /etc/motd 2>&1; (sleep 0.1 &); sleep 0.4; \
          echo zombies: $(cat /proc/[0-9]*/stat | grep -c ') Z ')",
         "",
     );
