@@ -144,17 +144,10 @@ impl<O: MountOps> GuestSetup<O> {
             BIND,
             "",
         )
-        .map_err(|e| format!("{e}: {}", e.source_message()))
-    }
-}
-
-trait SourceMessage {
-    fn source_message(&self) -> String;
-}
-
-impl SourceMessage for MountError {
-    fn source_message(&self) -> String {
-        std::error::Error::source(self).map_or_else(String::new, |s| s.to_string())
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        })
     }
 }
 
