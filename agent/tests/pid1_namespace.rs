@@ -130,8 +130,10 @@ fn boot_with(dir: &Path, root_device: &str, disk: Option<&Loop>) -> Guest {
     // nook.debug: without it the agent lowers the console log level, and the kernel log is
     // the host's here (its debug lines land in the host's kernel log instead).
     let mut params = format!("nook.root={root_device} nook.channel=/proc/self/fd/3 nook.debug");
-    if let Some(d) = disk {
-        params.push_str(&format!(" nook.upper={}", d.name()));
+    // Always explicit: `auto` would take the host's /dev/vdb if it has one.
+    match disk {
+        Some(d) => params.push_str(&format!(" nook.upper={}", d.name())),
+        None => params.push_str(" nook.upper=tmpfs"),
     }
     let root = dir.join("initramfs");
     fs::create_dir_all(&root).unwrap();

@@ -29,6 +29,8 @@ pub trait MountOps {
     fn chroot(&mut self, path: &Path) -> io::Result<()>;
     /// Creates an empty file when nothing exists at `path` (a bind-mount target).
     fn touch(&mut self, path: &Path) -> io::Result<()>;
+    /// Whether something exists at `path` (a device node).
+    fn exists(&mut self, path: &Path) -> bool;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,13 +201,19 @@ impl MountOps for SysMounts {
             Err(e) => Err(e),
         }
     }
+
+    fn exists(&mut self, path: &Path) -> bool {
+        path.exists()
+    }
 }
 
-/// Records every call as a line, for tests; fails the calls whose target is in `fail`.
+/// Records every call as a line, for tests; fails the calls whose target is in `fail`; only
+/// the paths in `existing` exist.
 #[derive(Default)]
 pub struct Recorder {
     pub calls: Vec<String>,
     pub fail: Vec<PathBuf>,
+    pub existing: Vec<PathBuf>,
 }
 
 impl Recorder {
@@ -270,6 +278,10 @@ impl MountOps for Recorder {
     fn touch(&mut self, path: &Path) -> io::Result<()> {
         self.calls.push(format!("touch {}", path.display()));
         Ok(())
+    }
+
+    fn exists(&mut self, path: &Path) -> bool {
+        self.existing.iter().any(|p| p == path)
     }
 }
 
