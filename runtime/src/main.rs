@@ -24,6 +24,12 @@ fn main() -> ExitCode {
     match cli::run(parsed, &cli::Context::from_env()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(code) = cli::status::exit_code(&e) {
+                if e.downcast_ref::<cli::status::ExitStatus>().is_none() {
+                    eprintln!("Error: {e:#}");
+                }
+                return ExitCode::from(code as u8);
+            }
             // The whole cause chain, once: "what failed: why: root cause".
             eprintln!("Error: {e:#}");
             ExitCode::from(EXIT_NOOK_ERROR)

@@ -243,3 +243,4 @@ pub fn sha256(data: &[u8]) -> String {
     let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }
+pub mod rootless;

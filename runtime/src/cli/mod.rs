@@ -19,7 +19,24 @@ mod load;
 mod prune;
 mod rmi;
 mod save;
+pub mod status;
 mod tag;
+
+// Container verbs.
+mod commit;
+mod create;
+mod diff;
+mod exec;
+mod export;
+mod kill;
+mod logs;
+mod ps;
+mod restart;
+mod rm;
+mod run;
+mod start;
+mod stop;
+mod wait;
 
 /// A rootless container runtime: Linux namespaces or one KVM microVM per container.
 #[derive(Parser)]
@@ -31,6 +48,34 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Create and run a new container from an image
+    Run(run::Args),
+    /// Create a new container
+    Create(create::Args),
+    /// Start one or more stopped containers
+    Start(start::Args),
+    /// Stop one or more running containers
+    Stop(stop::Args),
+    /// Kill one or more running containers
+    Kill(kill::Args),
+    /// Restart one or more containers
+    Restart(restart::Args),
+    /// Remove one or more containers
+    Rm(rm::Args),
+    /// List containers
+    Ps(ps::Args),
+    /// Fetch the logs of a container
+    Logs(logs::Args),
+    /// Execute a command in a running container
+    Exec(exec::Args),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(wait::Args),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::Args),
+    /// Create a new image from a container's changes
+    Commit(commit::Args),
+    /// Export a container's filesystem as a tar archive
+    Export(export::Args),
     /// Import the contents from a tarball to create a filesystem image
     Import(import::Args),
     /// Load images from a tar archive (docker save or OCI archive) or STDIN
@@ -92,6 +137,11 @@ impl Context {
         }
     }
 
+    /// The containers of the store and the isolation backend.
+    pub fn engine(&self) -> nook::container::engine::Engine {
+        nook::container::engine::Engine::new(&self.store_root)
+    }
+
     /// Opens (creating if needed) the image store.
     pub fn store(&self) -> anyhow::Result<Store> {
         Store::open(&self.store_root).with_context(|| {
@@ -106,6 +156,20 @@ impl Context {
 /// Runs one parsed command line.
 pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run(a) => run::run(a, ctx),
+        Command::Create(a) => create::run(a, ctx),
+        Command::Start(a) => start::run(a, ctx),
+        Command::Stop(a) => stop::run(a, ctx),
+        Command::Kill(a) => kill::run(a, ctx),
+        Command::Restart(a) => restart::run(a, ctx),
+        Command::Rm(a) => rm::run(a, ctx),
+        Command::Ps(a) => ps::run(a, ctx),
+        Command::Logs(a) => logs::run(a, ctx),
+        Command::Exec(a) => exec::run(a, ctx),
+        Command::Wait(a) => wait::run(a, ctx),
+        Command::Diff(a) => diff::run(a, ctx),
+        Command::Commit(a) => commit::run(a, ctx),
+        Command::Export(a) => export::run(a, ctx),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(a, ctx),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(a, ctx),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(a, ctx),
