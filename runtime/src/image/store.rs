@@ -176,6 +176,20 @@ pub fn descriptor_digest(d: &Descriptor, what: &str) -> Result<Digest, StoreErro
     })
 }
 
+/// Temp files of blob and rootfs writers, which hold the store lock while they exist.
+const GC_TEMP_PREFIXES: [&str; 2] = ["blob-", "rootfs-"];
+/// Age after which a lock-free temp file is a leftover, not a write in progress.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn is_stale(entry: &fs::DirEntry) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE_TEMP)
+}
+
 /// What garbage collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
@@ -700,11 +714,21 @@ impl Store {
         }
         let tmp = self.tmp_dir();
         for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
-            let path = entry.map_err(io_err(&tmp))?.path();
-            let removed = if path.is_dir() {
+            let entry = entry.map_err(io_err(&tmp))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            // Only what image writers leave: they hold the store lock, so none is in flight.
+            // Other parts of nook keep their own temp files (and mount points) here too.
+            let removed = if name.starts_with("load-") {
                 fs::remove_dir_all(&path)
-            } else {
+            } else if GC_TEMP_PREFIXES.iter().any(|p| name.starts_with(p)) {
                 fs::remove_file(&path)
+            } else if name.starts_with("write-") && is_stale(&entry) {
+                // Atomic writes of small files run without the store lock: only old ones are
+                // leftovers of a killed writer.
+                fs::remove_file(&path)
+            } else {
+                continue;
             };
             removed.map_err(io_err(&path))?;
         }
@@ -938,6 +962,28 @@ mod tests {
         assert_eq!(ann[ANNOTATION_REF_NAME], "localhost:5000/app:v2");
         assert_eq!(ann[ANNOTATION_IMAGE_NAME], "localhost:5000/app:v2");
         assert_eq!(index["schemaVersion"], 2);
+    }
+
+    #[test]
+    fn gc_clears_only_image_writer_leftovers_in_tmp() {
+        let (_d, store) = store();
+        let tmp = store.tmp_dir();
+        fs::write(tmp.join("blob-123"), b"partial").unwrap();
+        fs::create_dir(tmp.join("load-123")).unwrap();
+        fs::write(tmp.join("load-123/f1"), b"staged").unwrap();
+        fs::write(tmp.join("write-fresh"), b"in flight").unwrap();
+        // Other parts of nook: a container mount point and a commit in progress.
+        fs::create_dir(tmp.join("mnt-abc")).unwrap();
+        fs::write(tmp.join("mnt-abc/file"), b"keep").unwrap();
+        fs::write(tmp.join("commit-1"), b"keep").unwrap();
+        store.gc().unwrap();
+        let mut left: Vec<String> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["commit-1", "mnt-abc", "write-fresh"]);
+        assert!(tmp.join("mnt-abc/file").exists());
     }
 
     #[test]
