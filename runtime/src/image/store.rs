@@ -623,8 +623,29 @@ impl Store {
         })
     }
 
-    /// Removes untagged images from the index; returns their manifest digests.
-    pub fn remove_dangling(&self) -> Result<Vec<Digest>, StoreError> {
+    /// Removes every tag of the manifest `digest` but keeps the image, untagged (what `rmi -f`
+    /// does to an image a container still uses); returns the tags removed.
+    pub fn untag_all(&self, digest: &Digest) -> Result<Vec<Reference>, StoreError> {
+        let target: oci_spec::image::Digest = digest.into();
+        self.update_index(|entries| {
+            let Some(first) = entries.iter().position(|e| e.digest() == &target) else {
+                return Ok(Vec::new());
+            };
+            let removed = entries
+                .iter()
+                .filter(|e| e.digest() == &target)
+                .filter_map(entry_reference)
+                .collect();
+            let untagged = untagged_entry(&entries[first]);
+            entries.retain(|e| e.digest() != &target);
+            entries.insert(first.min(entries.len()), untagged);
+            Ok(removed)
+        })
+    }
+
+    /// Removes untagged images from the index, except those in `keep` (manifest digests, e.g.
+    /// of images containers use); returns the manifest digests removed.
+    pub fn remove_dangling(&self, keep: &BTreeSet<Digest>) -> Result<Vec<Digest>, StoreError> {
         self.update_index(|entries| {
             let tagged: BTreeSet<String> = entries
                 .iter()
@@ -634,11 +655,13 @@ impl Store {
             let mut removed = Vec::new();
             let mut kept = Vec::new();
             for e in entries.drain(..) {
+                let digest = descriptor_digest(&e, "index.json")?;
                 if is_manifest(e.media_type())
                     && entry_reference(&e).is_none()
                     && !tagged.contains(&e.digest().to_string())
+                    && !keep.contains(&digest)
                 {
-                    removed.push(descriptor_digest(&e, "index.json")?);
+                    removed.push(digest);
                 } else {
                     kept.push(e);
                 }
@@ -894,12 +917,35 @@ mod tests {
         assert_eq!(store.resolve(&id.hex()[..8]).unwrap().manifest_digest, a);
         assert_eq!(store.resolve(&id.to_string()).unwrap().manifest_digest, a);
         // Prune drops it and its blobs, but keeps b's.
-        assert_eq!(store.remove_dangling().unwrap(), vec![a.clone()]);
+        assert_eq!(
+            store.remove_dangling(&BTreeSet::from([a.clone()])).unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            store.remove_dangling(&BTreeSet::new()).unwrap(),
+            vec![a.clone()]
+        );
         let report = store.gc().unwrap();
         assert_eq!(report.blobs.len(), 3, "manifest, config and layer of a");
         assert!(!store.has_blob(&a));
         assert!(store.has_blob(&b));
         assert_eq!(store.images().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn untag_all_keeps_the_image_untagged() {
+        let (_d, store) = store();
+        let (a, s) = fake_image(&store, "a");
+        let tags = [
+            Reference::parse("x:1").unwrap(),
+            Reference::parse("y:2").unwrap(),
+        ];
+        store.set_tags(&a, s, &tags).unwrap();
+        let removed = store.untag_all(&a).unwrap();
+        assert_eq!(removed, tags);
+        let images = store.images().unwrap();
+        assert_eq!(images.len(), 1);
+        assert!(images[0].tags.is_empty());
     }
 
     #[test]
