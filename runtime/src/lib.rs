@@ -5,4 +5,9 @@
 //! The library holds everything the `nook` binary does, so that whole-program behaviour is also
 //! reachable from tests and fuzz targets.
 
+pub mod container;
+pub mod image;
+pub mod isolation;
 pub mod paths;
+pub mod rootfs;
+pub mod vm;

@@ -1,0 +1,195 @@
+//! The `nook` command line: one verb a file, docker's names, flags and output.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use nook::image::Store;
+use nook::paths::{self, ProcessEnv};
+
+pub mod format;
+mod history;
+mod image_default;
+mod image_rootfs;
+mod images;
+mod import;
+mod inspect;
+mod load;
+mod prune;
+mod rmi;
+mod save;
+pub mod status;
+mod tag;
+
+// Container verbs.
+mod commit;
+mod create;
+mod diff;
+mod exec;
+mod export;
+mod kill;
+mod logs;
+mod ps;
+mod restart;
+mod rm;
+mod run;
+mod start;
+mod stop;
+mod wait;
+
+/// A rootless container runtime: Linux namespaces or one KVM microVM per container.
+#[derive(Parser)]
+#[command(name = "nook", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create and run a new container from an image
+    Run(run::Args),
+    /// Create a new container
+    Create(create::Args),
+    /// Start one or more stopped containers
+    Start(start::Args),
+    /// Stop one or more running containers
+    Stop(stop::Args),
+    /// Kill one or more running containers
+    Kill(kill::Args),
+    /// Restart one or more containers
+    Restart(restart::Args),
+    /// Remove one or more containers
+    Rm(rm::Args),
+    /// List containers
+    Ps(ps::Args),
+    /// Fetch the logs of a container
+    Logs(logs::Args),
+    /// Execute a command in a running container
+    Exec(exec::Args),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(wait::Args),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::Args),
+    /// Create a new image from a container's changes
+    Commit(commit::Args),
+    /// Export a container's filesystem as a tar archive
+    Export(export::Args),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(import::Args),
+    /// Load images from a tar archive (docker save or OCI archive) or STDIN
+    Load(load::Args),
+    /// Save one or more images to an OCI tar archive (streamed to STDOUT by default)
+    Save(save::Args),
+    /// List images
+    Images(images::Args),
+    /// Return low-level information on images
+    Inspect(inspect::Args),
+    /// Show the history of an image
+    History(history::Args),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::Args),
+    /// Remove one or more images
+    Rmi(rmi::Args),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// List images
+    #[command(visible_alias = "list", name = "ls")]
+    Ls(images::Args),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(import::Args),
+    /// Load images from a tar archive or STDIN
+    Load(load::Args),
+    /// Save one or more images to an OCI tar archive
+    Save(save::Args),
+    /// Display detailed information on one or more images
+    Inspect(inspect::Args),
+    /// Show the history of an image
+    History(history::Args),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::Args),
+    /// Remove one or more images
+    #[command(visible_alias = "remove", name = "rm")]
+    Rm(rmi::Args),
+    /// Remove dangling images and every blob no image references
+    Prune(prune::Args),
+    /// Build (once) and print the path of the image's read-only EROFS root filesystem
+    Rootfs(image_rootfs::Args),
+    /// Create the built-in default image busybox:latest from the host's static busybox
+    Default(image_default::Args),
+}
+
+/// What every verb needs: where the store is.
+pub struct Context {
+    pub store_root: PathBuf,
+}
+
+impl Context {
+    pub fn from_env() -> Context {
+        Context {
+            store_root: paths::store_root(&ProcessEnv),
+        }
+    }
+
+    /// The containers of the store and the isolation backend.
+    pub fn engine(&self) -> nook::container::engine::Engine {
+        nook::container::engine::Engine::new(&self.store_root)
+    }
+
+    /// Opens (creating if needed) the image store.
+    pub fn store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.store_root).with_context(|| {
+            format!(
+                "cannot open the image store at {}",
+                self.store_root.display()
+            )
+        })
+    }
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(a) => run::run(a, ctx),
+        Command::Create(a) => create::run(a, ctx),
+        Command::Start(a) => start::run(a, ctx),
+        Command::Stop(a) => stop::run(a, ctx),
+        Command::Kill(a) => kill::run(a, ctx),
+        Command::Restart(a) => restart::run(a, ctx),
+        Command::Rm(a) => rm::run(a, ctx),
+        Command::Ps(a) => ps::run(a, ctx),
+        Command::Logs(a) => logs::run(a, ctx),
+        Command::Exec(a) => exec::run(a, ctx),
+        Command::Wait(a) => wait::run(a, ctx),
+        Command::Diff(a) => diff::run(a, ctx),
+        Command::Commit(a) => commit::run(a, ctx),
+        Command::Export(a) => export::run(a, ctx),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(a, ctx),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(a, ctx),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(a, ctx),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(a, ctx),
+        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(a, ctx),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(a, ctx),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(a, ctx),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(a, ctx),
+        Command::Image(ImageCommand::Prune(a)) => prune::run(a, ctx),
+        Command::Image(ImageCommand::Rootfs(a)) => image_rootfs::run(a, ctx),
+        Command::Image(ImageCommand::Default(a)) => image_default::run(a, ctx),
+    }
+}
+
+/// Writes command output to stdout; a closed pipe (`nook images | head -1`) is not an error.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}

@@ -1,0 +1,48 @@
+//! `nook image prune [-f]`: remove untagged images, then every blob no image references and
+//! leftover temp files (from interrupted imports or loads).
+
+use std::io::BufRead;
+
+use nook::image::rootfs_cache::prune_rootfs;
+
+use super::format::human_size;
+use super::{emit, Context};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    if !args.force {
+        eprint!("WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ");
+        // A terminal answers interactively; a pipe answers with its first line.
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+            return Ok(());
+        }
+    }
+    let store = ctx.store()?;
+    let removed = store.remove_dangling()?;
+    let report = store.gc()?;
+    let rootfs_bytes = prune_rootfs(&store)?;
+    let mut out = String::new();
+    if !removed.is_empty() || !report.blobs.is_empty() {
+        out.push_str("Deleted Images:\n");
+        for d in &removed {
+            out.push_str(&format!("untagged: {d}\n"));
+        }
+        for d in &report.blobs {
+            out.push_str(&format!("deleted: {d}\n"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human_size(report.bytes + rootfs_bytes)
+    ));
+    emit(&out)
+}

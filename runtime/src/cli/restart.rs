@@ -1,0 +1,43 @@
+//! `nook restart [-t SECONDS] CONTAINER...`: stop (if running), then start in the background.
+
+use std::time::Duration;
+
+use nook::container::monitor::Attach;
+
+use super::{emit, Context};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seconds to wait before killing the container
+    #[arg(short, long, default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let engine = ctx.engine();
+    let mut failed = Vec::new();
+    for name in &args.containers {
+        let result = engine.containers.find(name).and_then(|c| {
+            engine.stop(&c, Duration::from_secs(args.time))?;
+            engine.start(c.id(), Attach::Detached)
+        });
+        match result {
+            Ok(_) => emit(&format!("{name}\n"))?,
+            Err(e) => {
+                eprintln!(
+                    "Error response from daemon: {}",
+                    nook::container::monitor::error_chain(&e)
+                );
+                failed.push(name.clone());
+            }
+        }
+    }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "failed to restart containers: {}",
+        failed.join(", ")
+    );
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The container operations the CLI verbs share: create from an image, start, stop, kill,
+//! remove, wait. The verbs parse flags and print; the rules live here and in `lifecycle`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::lifecycle;
+use super::monitor::{self, Attach};
+use super::state::{ContainerConfig, Status};
+use super::store::{Container, ContainerError, ContainerStore};
+use super::{id, tree};
+use crate::image::digest::chain_id;
+use crate::image::layer::{decompress, Compression};
+use crate::image::{Image, Store};
+use crate::isolation::namespace::unpack::LayerStream;
+use crate::isolation::namespace::NamespaceBackend;
+use crate::isolation::{Exit, Isolation, LaunchSpec, ProcessSpec, RootfsSpec};
+
+/// What `create` and `run` take from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    pub image: String,
+    pub name: Option<String>,
+    /// Replaces the image's cmd when not empty.
+    pub cmd: Vec<String>,
+    /// Replaces the image's entrypoint (and drops its cmd), as docker's `--entrypoint`.
+    pub entrypoint: Option<String>,
+    /// `KEY=value` (or `KEY`, taken from nook's own environment) entries.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub read_only: bool,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
+}
+
+/// Merges `extra` into `base`: a key set twice keeps the last value, at its first position.
+pub fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = base.to_vec();
+    for e in extra {
+        let (key, entry) = match e.split_once('=') {
+            Some((k, _)) => (k, e.clone()),
+            // `-e KEY`: the value from our environment, or dropped when unset (docker).
+            None => match std::env::var(e) {
+                Ok(v) => (e.as_str(), format!("{e}={v}")),
+                Err(_) => continue,
+            },
+        };
+        match out
+            .iter_mut()
+            .find(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k) == key)
+        {
+            Some(slot) => *slot = entry,
+            None => out.push(entry),
+        }
+    }
+    out
+}
+
+/// The argv a container runs: docker's entrypoint/cmd rules.
+pub fn command_line(
+    image_entrypoint: &[String],
+    image_cmd: &[String],
+    entrypoint: Option<&str>,
+    cmd: &[String],
+) -> Vec<String> {
+    let entry: Vec<String> = match entrypoint {
+        Some("") => Vec::new(),
+        Some(e) => vec![e.to_string()],
+        None => image_entrypoint.to_vec(),
+    };
+    let cmd = if !cmd.is_empty() {
+        cmd.to_vec()
+    } else if entrypoint.is_some() {
+        Vec::new()
+    } else {
+        image_cmd.to_vec()
+    };
+    entry.into_iter().chain(cmd).collect()
+}
+
+pub struct Engine {
+    pub root: PathBuf,
+    pub containers: ContainerStore,
+    pub backend: NamespaceBackend,
+}
+
+impl Engine {
+    pub fn new(root: &Path) -> Engine {
+        Engine {
+            root: root.to_path_buf(),
+            containers: ContainerStore::new(root),
+            backend: NamespaceBackend::for_current_user(),
+        }
+    }
+
+    fn images(&self) -> Result<Store, ContainerError> {
+        Ok(Store::open(&self.root)?)
+    }
+
+    /// The flattened tree of `image`, unpacked on first use.
+    pub fn image_tree(&self, store: &Store, image: &Image) -> Result<PathBuf, ContainerError> {
+        let diff_ids = image.diff_ids()?;
+        let chain = match chain_id(&diff_ids) {
+            Some(c) => c.hex().to_string(),
+            // An image without layers: an empty tree.
+            None => "empty".to_string(),
+        };
+        tree::ensure_tree(&self.root, &chain, &self.backend, || {
+            let digests = image.layer_digests()?;
+            let mut layers = Vec::new();
+            for (desc, digest) in image.manifest.layers().iter().zip(digests) {
+                let layer_err = |source| ContainerError::Layer {
+                    layer: digest.to_string(),
+                    source,
+                };
+                let compression =
+                    Compression::from_media_type(desc.media_type().as_ref()).map_err(layer_err)?;
+                let blob = store.open_blob(&digest)?;
+                let tar =
+                    decompress(std::io::BufReader::new(blob), compression).map_err(layer_err)?;
+                layers.push(LayerStream {
+                    name: digest.to_string(),
+                    tar,
+                });
+            }
+            Ok(layers)
+        })
+    }
+
+    /// Creates a container of `opts.image`; it is not started.
+    pub fn create(&self, opts: &CreateOptions) -> Result<Container, ContainerError> {
+        let store = self.images()?;
+        let image = store.resolve(&opts.image)?;
+        let config = image.config.config().clone().unwrap_or_default();
+        let none = Vec::new();
+        let argv = command_line(
+            config.entrypoint().as_ref().unwrap_or(&none),
+            config.cmd().as_ref().unwrap_or(&none),
+            opts.entrypoint.as_deref(),
+            &opts.cmd,
+        );
+        if argv.is_empty() {
+            return Err(ContainerError::NoCommand(opts.image.clone()));
+        }
+        let tree = self.image_tree(&store, &image)?;
+        let cid = id::new_id().map_err(|source| ContainerError::Io {
+            what: "read",
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+        let dir = self.containers.dir(&cid);
+        let launch = LaunchSpec {
+            process: ProcessSpec {
+                argv,
+                env: merge_env(config.env().as_ref().unwrap_or(&none), &opts.env),
+                cwd: opts
+                    .workdir
+                    .clone()
+                    .or_else(|| config.working_dir().clone())
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or_else(|| "/".to_string()),
+                user: opts
+                    .user
+                    .clone()
+                    .or_else(|| config.user().clone())
+                    .unwrap_or_default(),
+                terminal: opts.tty,
+            },
+            rootfs: RootfsSpec {
+                lower: vec![tree],
+                upper: dir.join("upper"),
+                work: dir.join("work"),
+                merged: dir.join("merged"),
+                read_only: opts.read_only,
+            },
+            hostname: opts
+                .hostname
+                .clone()
+                .unwrap_or_else(|| id::short(&cid).to_string()),
+        };
+        self.containers.create(ContainerConfig {
+            id: cid,
+            name: opts.name.clone().unwrap_or_default(),
+            image: opts.image.clone(),
+            image_id: image.config_digest.to_string(),
+            created: Utc::now(),
+            isolation: "container".into(),
+            launch,
+            tty: opts.tty,
+            open_stdin: opts.interactive,
+            auto_remove: opts.auto_remove,
+        })
+    }
+
+    /// Starts a created or exited container (see [`monitor::start`]).
+    pub fn start(&self, id: &str, attach: Attach) -> Result<Option<Exit>, ContainerError> {
+        let remove_all = |p: &Path| self.backend.remove_all(p);
+        monitor::start(&self.containers, &self.backend, &remove_all, id, attach)
+    }
+
+    /// Waits until the container is no longer running, at most `timeout`; true when it stopped.
+    pub fn wait_stopped(
+        &self,
+        id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<bool, ContainerError> {
+        let start = Instant::now();
+        loop {
+            match self.containers.load(id) {
+                Ok(c) if c.status().is_running() => {}
+                Ok(_) | Err(ContainerError::NotFound(_)) => return Ok(true),
+                Err(e) => return Err(e),
+            }
+            if timeout.is_some_and(|t| start.elapsed() >= t) {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, container: &Container, signal: i32) -> Result<(), ContainerError> {
+        if let Status::Running { init, .. } = container.status() {
+            if init.alive(&super::state::ProcFs) {
+                self.backend.signal(init.pid, signal)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// docker stop: SIGTERM, then SIGKILL when still running after `timeout`.
+    pub fn stop(&self, container: &Container, timeout: Duration) -> Result<(), ContainerError> {
+        if !lifecycle::can_stop(&container.status()) {
+            return Ok(());
+        }
+        self.signal(container, libc::SIGTERM)?;
+        if self.wait_stopped(container.id(), Some(timeout))? {
+            return Ok(());
+        }
+        self.signal(container, libc::SIGKILL)?;
+        self.wait_stopped(container.id(), Some(Duration::from_secs(30)))?;
+        Ok(())
+    }
+
+    /// docker kill: sends `signal` to a running container.
+    pub fn kill(&self, container: &Container, signal: i32) -> Result<(), ContainerError> {
+        lifecycle::can_kill(container.name(), &container.status())?;
+        self.signal(container, signal)
+    }
+
+    /// docker rm: deletes the container and its writable layer (`force` kills it first).
+    pub fn remove(&self, container: &Container, force: bool) -> Result<(), ContainerError> {
+        let status = container.status();
+        lifecycle::can_remove(container.name(), &status, force)?;
+        if status.is_running() {
+            self.signal(container, libc::SIGKILL)?;
+            self.wait_stopped(container.id(), Some(Duration::from_secs(30)))?;
+        }
+        let _lock = self.containers.lock(container.id())?;
+        // An auto-removing container may have gone while we waited.
+        if !self.containers.dir(container.id()).exists() {
+            return Ok(());
+        }
+        self.containers
+            .remove(container.id(), |p| self.backend.remove_all(p))
+    }
+
+    /// docker wait: blocks until the container is not running; returns its exit code.
+    pub fn wait(&self, container: &Container) -> Result<i32, ContainerError> {
+        self.wait_stopped(container.id(), None)?;
+        match self.containers.load(container.id()) {
+            Ok(c) => match c.status() {
+                Status::Exited { code, .. } => Ok(code),
+                _ => Ok(0),
+            },
+            // Removed (--rm) before we could read its code.
+            Err(ContainerError::NotFound(_)) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `process` in the running container; returns its exit.
+    pub fn exec(
+        &self,
+        container: &Container,
+        process: &ProcessSpec,
+        stdio: crate::isolation::Stdio,
+    ) -> Result<Exit, ContainerError> {
+        let status = container.status();
+        lifecycle::can_exec(container.name(), &status)?;
+        let Status::Running { init, .. } = status else {
+            return Err(lifecycle::LifecycleError::NotRunning(container.name().to_string()).into());
+        };
+        let mut workload = self.backend.exec(init.pid, process, stdio)?;
+        Ok(workload.wait()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker() {
+        let ep = s(&["/entry"]);
+        let cmd = s(&["sh"]);
+        assert_eq!(command_line(&ep, &cmd, None, &[]), s(&["/entry", "sh"]));
+        assert_eq!(
+            command_line(&ep, &cmd, None, &s(&["ls"])),
+            s(&["/entry", "ls"])
+        );
+        assert_eq!(command_line(&ep, &cmd, Some("/bin/x"), &[]), s(&["/bin/x"]));
+        assert_eq!(command_line(&ep, &cmd, Some(""), &s(&["id"])), s(&["id"]));
+        assert!(command_line(&[], &[], None, &[]).is_empty());
+    }
+
+    #[test]
+    fn env_later_values_win_in_place() {
+        let base = s(&["PATH=/bin", "A=1"]);
+        assert_eq!(
+            merge_env(&base, &s(&["A=2", "B=3", "PATH=/x"])),
+            s(&["PATH=/x", "A=2", "B=3"])
+        );
+        assert_eq!(
+            merge_env(&[], &s(&["NOOK_SURELY_UNSET_VAR"])),
+            Vec::<String>::new()
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Containers: their records and state, the rules of their lifecycle, their logs and the
+//! monitor process that supervises each running one.
+
+pub mod changes;
+pub mod engine;
+pub mod id;
+pub mod lifecycle;
+pub mod log;
+pub mod monitor;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+pub mod tree;

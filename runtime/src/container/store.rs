@@ -1,0 +1,378 @@
+//! The containers of a store: `containers/<id>/` holds `config.json`, `state.json`, the log
+//! (`log.json`), the lock file, and the writable layer (`upper/`, `work/`, `merged/`).
+//!
+//! Creating a container takes the store-wide `locks/containers.lock` so names stay unique under
+//! concurrent `nook` commands; state changes of one container take its own `lock`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use super::id;
+use super::lifecycle::LifecycleError;
+use super::state::{ContainerConfig, ProcFs, Status};
+use crate::image::atomic::{self, AtomicError};
+use crate::image::lock::{FileLock, LockError, LockMode};
+use crate::isolation::IsolationError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("No such container: {0}")]
+    NotFound(String),
+    #[error("multiple containers match {0:?}: give more of the id")]
+    Ambiguous(String),
+    #[error("the container name \"/{name}\" is already in use by container \"{id}\"")]
+    NameInUse { name: String, id: String },
+    #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot parse {}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("image {0} has no command to run: give one after the image name")]
+    NoCommand(String),
+    #[error(transparent)]
+    Image(#[from] crate::image::StoreError),
+    #[error("container {0} has no image directory")]
+    NoTree(String),
+    #[error("invalid change {change:?}: {reason}")]
+    BadChange { change: String, reason: String },
+    #[error("cannot read layer {layer}")]
+    Layer {
+        layer: String,
+        #[source]
+        source: crate::image::layer::LayerError,
+    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Atomic(#[from] AtomicError),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error(transparent)]
+    Isolation(#[from] IsolationError),
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ContainerError {
+    let path = path.to_path_buf();
+    move |source| ContainerError::Io { what, path, source }
+}
+
+/// A container's record as stored.
+#[derive(Clone, Debug)]
+pub struct Container {
+    pub config: ContainerConfig,
+    /// As recorded; see [`Container::status`] for what it really is.
+    pub recorded: Status,
+}
+
+impl Container {
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+    /// The observed status: a running record whose monitor died is exited.
+    pub fn status(&self) -> Status {
+        self.recorded.observed(&ProcFs, Utc::now())
+    }
+}
+
+pub struct ContainerStore {
+    root: PathBuf,
+}
+
+impl ContainerStore {
+    /// The containers of the store at `root` (`$NOOK_ROOT`).
+    pub fn new(root: &Path) -> ContainerStore {
+        ContainerStore {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("log.json")
+    }
+
+    fn ensure_dirs(&self) -> Result<(), ContainerError> {
+        for dir in [
+            self.containers_dir(),
+            self.tmp_dir(),
+            self.root.join("locks"),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the container's directory and records. An empty name gets a random one.
+    pub fn create(&self, mut config: ContainerConfig) -> Result<Container, ContainerError> {
+        self.ensure_dirs()?;
+        let _guard = FileLock::acquire(
+            &self.root.join("locks/containers.lock"),
+            LockMode::Exclusive,
+        )?;
+        let existing = self.list()?;
+        if config.name.is_empty() {
+            loop {
+                let name = id::random_name().map_err(io_err("read", Path::new("/dev/urandom")))?;
+                if !existing.iter().any(|c| c.name() == name) {
+                    config.name = name;
+                    break;
+                }
+            }
+        } else if !id::valid_name(&config.name) {
+            return Err(ContainerError::InvalidName(config.name));
+        } else if let Some(c) = existing.iter().find(|c| c.name() == config.name) {
+            return Err(ContainerError::NameInUse {
+                name: config.name,
+                id: c.id().to_string(),
+            });
+        }
+        let dir = self.dir(&config.id);
+        std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+        for sub in ["upper", "work", "merged"] {
+            let p = dir.join(sub);
+            std::fs::create_dir(&p).map_err(io_err("create", &p))?;
+        }
+        self.write_json(&dir.join("config.json"), &config)?;
+        // state.json last: a directory without it is an unfinished create and is not listed.
+        self.write_json(&dir.join("state.json"), &Status::Created)?;
+        Ok(Container {
+            config,
+            recorded: Status::Created,
+        })
+    }
+
+    fn write_json<T: serde::Serialize>(
+        &self,
+        path: &Path,
+        value: &T,
+    ) -> Result<(), ContainerError> {
+        let data = serde_json::to_vec_pretty(value).map_err(|source| ContainerError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        atomic::write_file(&self.tmp_dir(), path, &data)?;
+        Ok(())
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<T, ContainerError> {
+        let data = std::fs::read(path).map_err(io_err("read", path))?;
+        serde_json::from_slice(&data).map_err(|source| ContainerError::Json {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Loads the container with the full id `id`.
+    pub fn load(&self, id: &str) -> Result<Container, ContainerError> {
+        let dir = self.dir(id);
+        let config = self.read_json(&dir.join("config.json"));
+        let recorded = self.read_json(&dir.join("state.json"));
+        match (config, recorded) {
+            (Ok(config), Ok(recorded)) => Ok(Container { config, recorded }),
+            (Err(ContainerError::Io { source, .. }), _)
+            | (_, Err(ContainerError::Io { source, .. }))
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                Err(ContainerError::NotFound(id.to_string()))
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    }
+
+    /// Every complete container record, oldest first.
+    pub fn list(&self) -> Result<Vec<Container>, ContainerError> {
+        let dir = self.containers_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read", &dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err("read", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match self.load(&name) {
+                Ok(c) => out.push(c),
+                // Being created or removed right now.
+                Err(ContainerError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by_key(|c| c.config.created);
+        Ok(out)
+    }
+
+    /// Finds a container by name, full id or unique id prefix.
+    pub fn find(&self, key: &str) -> Result<Container, ContainerError> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        let all = self.list()?;
+        if let Some(c) = all.iter().find(|c| c.name() == key || c.id() == key) {
+            return Ok(c.clone());
+        }
+        if !id::is_hex(key) {
+            return Err(ContainerError::NotFound(key.to_string()));
+        }
+        let mut matches = all.into_iter().filter(|c| c.id().starts_with(key));
+        match (matches.next(), matches.next()) {
+            (Some(c), None) => Ok(c),
+            (Some(_), Some(_)) => Err(ContainerError::Ambiguous(key.to_string())),
+            (None, _) => Err(ContainerError::NotFound(key.to_string())),
+        }
+    }
+
+    /// Takes the container's own lock (held across a state transition).
+    pub fn lock(&self, id: &str) -> Result<FileLock, ContainerError> {
+        Ok(FileLock::acquire(
+            &self.dir(id).join("lock"),
+            LockMode::Exclusive,
+        )?)
+    }
+
+    pub fn save_status(&self, id: &str, status: &Status) -> Result<(), ContainerError> {
+        self.write_json(&self.dir(id).join("state.json"), status)
+    }
+
+    /// Moves the container's directory out of `containers/` (it disappears at once), then
+    /// deletes it with `remove_all`, which can delete files owned by the container's ids.
+    pub fn remove(
+        &self,
+        id: &str,
+        remove_all: impl FnOnce(&Path) -> Result<(), IsolationError>,
+    ) -> Result<(), ContainerError> {
+        let dir = self.dir(id);
+        let trash = self.tmp_dir().join(format!("removing-{id}"));
+        std::fs::rename(&dir, &trash).map_err(io_err("move away", &dir))?;
+        remove_all(&trash)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isolation::{LaunchSpec, ProcessSpec, RootfsSpec};
+
+    fn config(name: &str) -> ContainerConfig {
+        ContainerConfig {
+            id: id::new_id().unwrap(),
+            name: name.to_string(),
+            image: "busybox".into(),
+            image_id: "sha256:00".into(),
+            created: Utc::now(),
+            isolation: "container".into(),
+            launch: LaunchSpec {
+                process: ProcessSpec {
+                    argv: vec!["true".into()],
+                    env: vec![],
+                    cwd: "/".into(),
+                    user: String::new(),
+                    terminal: false,
+                },
+                rootfs: RootfsSpec {
+                    lower: vec![],
+                    upper: "/u".into(),
+                    work: "/w".into(),
+                    merged: "/m".into(),
+                    read_only: false,
+                },
+                hostname: "h".into(),
+            },
+            tty: false,
+            open_stdin: false,
+            auto_remove: false,
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_random_names_are_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::new(dir.path());
+        let a = store.create(config("web")).unwrap();
+        let err = store.create(config("web")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the container name \"/web\" is already in use by container \"{}\"",
+                a.id()
+            )
+        );
+        let b = store.create(config("")).unwrap();
+        assert!(id::valid_name(b.name()));
+        assert!(matches!(
+            store.create(config("bad name")),
+            Err(ContainerError::InvalidName(_))
+        ));
+        assert_eq!(
+            store.list().unwrap().len(),
+            2,
+            "failed creates left nothing"
+        );
+    }
+
+    #[test]
+    fn find_by_name_id_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::new(dir.path());
+        let a = store.create(config("one")).unwrap();
+        assert_eq!(store.find("one").unwrap().id(), a.id());
+        assert_eq!(store.find("/one").unwrap().id(), a.id());
+        assert_eq!(store.find(a.id()).unwrap().name(), "one");
+        assert_eq!(store.find(&a.id()[..6]).unwrap().name(), "one");
+        assert_eq!(
+            store.find("nosuch").unwrap_err().to_string(),
+            "No such container: nosuch"
+        );
+    }
+
+    #[test]
+    fn status_is_persisted_and_remove_deletes_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::new(dir.path());
+        let a = store.create(config("xx")).unwrap();
+        let exited = Status::Exited {
+            code: 3,
+            started_at: None,
+            finished_at: Utc::now(),
+            monitor_lost: false,
+        };
+        store.save_status(a.id(), &exited).unwrap();
+        assert_eq!(store.load(a.id()).unwrap().status(), exited);
+        store
+            .remove(a.id(), |p| {
+                std::fs::remove_dir_all(p).map_err(|e| IsolationError::os("remove", e))
+            })
+            .unwrap();
+        assert!(!store.dir(a.id()).exists());
+        assert!(store.list().unwrap().is_empty());
+        assert!(matches!(
+            store.load(a.id()),
+            Err(ContainerError::NotFound(_))
+        ));
+    }
+}

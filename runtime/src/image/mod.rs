@@ -1,0 +1,18 @@
+//! OCI images: references, digests, the on-disk store and the operations on it (import, load,
+//! save, tag, remove, prune).
+
+pub mod archive;
+pub mod atomic;
+pub mod builtin;
+pub mod config;
+pub mod digest;
+pub mod import;
+pub mod layer;
+pub mod lock;
+pub mod reference;
+pub mod rootfs_cache;
+pub mod store;
+
+pub use digest::Digest;
+pub use reference::Reference;
+pub use store::{Image, Store, StoreError};

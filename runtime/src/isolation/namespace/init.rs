@@ -1,0 +1,270 @@
+//! What runs inside the container's namespaces, in the child, before `execve`: the container's
+//! first process (hostname, filesystem, network loopback) and the common tail shared with `exec`
+//! (user, working directory, stdio, capabilities, no_new_privs, seccomp, executable lookup).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use seccompiler::BpfProgram;
+
+use super::process::ChildFailure;
+use super::sys::LinuxSys;
+use super::{caps, rootfs, seccomp, user};
+use crate::isolation::{LaunchSpec, ProcessSpec, Stdio};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn os(what: &str, e: io::Error) -> ChildFailure {
+    ChildFailure::setup(format!("{what}: {e}"))
+}
+
+/// The container's first process, from its fresh namespaces to the workload.
+pub fn container_init(
+    spec: &LaunchSpec,
+    stdio: &Stdio,
+    setgroups: bool,
+    filters: &[BpfProgram; 2],
+) -> ChildFailure {
+    if let Err(e) = become_root(setgroups) {
+        return os("cannot become root in the user namespace", e);
+    }
+    let sys = LinuxSys;
+    if let Err(e) = super::sys::Sys::sethostname(&sys, &spec.hostname) {
+        return os(&format!("cannot set the hostname {:?}", spec.hostname), e);
+    }
+    if let Err(e) = rootfs::setup(&sys, &spec.rootfs) {
+        return ChildFailure::setup(error_chain(&e));
+    }
+    if let Err(e) = loopback_up() {
+        return os("cannot bring the loopback interface up", e);
+    }
+    run_process(&spec.process, stdio, setgroups, filters)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+fn become_root(setgroups: bool) -> io::Result<()> {
+    // SAFETY: plain id-setting calls with no pointers (setgroups with an empty list).
+    unsafe {
+        if setgroups && libc::setgroups(0, std::ptr::null()) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setresgid(0, 0, 0) < 0 || libc::setresuid(0, 0, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The new network namespace has only `lo`, and it starts down.
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain socket call; the descriptor is closed below.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: req is a valid ifreq naming "lo"; the union member written is ifru_flags.
+    let result = unsafe {
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    // SAFETY: sock is our open descriptor.
+    unsafe { libc::close(sock) };
+    result
+}
+
+fn cstrings<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<CString>, ChildFailure> {
+    items
+        .into_iter()
+        .map(|s| CString::new(s).map_err(|_| ChildFailure::setup(format!("NUL byte in {s:?}"))))
+        .collect()
+}
+
+/// The common tail: from a process inside the container's namespaces (as root, with the
+/// container's filesystem as its root) to the workload. Returns only on failure.
+pub fn run_process(
+    process: &ProcessSpec,
+    stdio: &Stdio,
+    setgroups: bool,
+    filters: &[BpfProgram; 2],
+) -> ChildFailure {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let ids = match user::resolve(&process.user, &read("/etc/passwd"), &read("/etc/group")) {
+        Ok(ids) => ids,
+        Err(e) => return ChildFailure::setup(e.to_string()),
+    };
+    let cwd = if process.cwd.is_empty() {
+        "/"
+    } else {
+        &process.cwd
+    };
+    if let Err(e) = std::fs::create_dir_all(cwd).and_then(|()| std::env::set_current_dir(cwd)) {
+        return os(&format!("cannot enter the working directory {cwd}"), e);
+    }
+    for (fd, target) in [(&stdio.stdin, 0), (&stdio.stdout, 1), (&stdio.stderr, 2)] {
+        // SAFETY: fd is open; dup2 onto a standard descriptor number.
+        if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+            return os(
+                "cannot set up the standard streams",
+                io::Error::last_os_error(),
+            );
+        }
+    }
+    if process.terminal {
+        // A new session whose controlling terminal is the process's stdin. Best effort: a
+        // terminal passed through from the caller stays the controlling terminal of the
+        // caller's session, and the kernel refuses to steal it; the process still has a tty.
+        // SAFETY: setsid has no preconditions; TIOCSCTTY on fd 0 takes no pointer.
+        unsafe {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+        }
+    }
+    let mut env: Vec<String> = process.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", ids.home));
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let argv = match cstrings(process.argv.iter().map(String::as_str)) {
+        Ok(a) if !a.is_empty() => a,
+        Ok(_) => {
+            return ChildFailure::setup("no command given: the image has no entrypoint or cmd")
+        }
+        Err(f) => return f,
+    };
+    let envp = match cstrings(env.iter().map(String::as_str)) {
+        Ok(e) => e,
+        Err(f) => return f,
+    };
+    let candidates: Vec<String> = if process.argv[0].contains('/') {
+        vec![process.argv[0].clone()]
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{}/{}", d.trim_end_matches('/'), process.argv[0]))
+            .collect()
+    };
+    let candidates = match cstrings(candidates.iter().map(String::as_str)) {
+        Ok(c) => c,
+        Err(f) => return f,
+    };
+
+    if let Err(e) = caps::drop_bounding() {
+        return os("cannot drop capabilities", e);
+    }
+    if let Err(e) = switch_user(&ids, setgroups) {
+        return os(&format!("cannot switch to user {:?}", process.user), e);
+    }
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+        return os("cannot set no_new_privs", io::Error::last_os_error());
+    }
+    if let Err(e) = seccomp::apply(filters) {
+        return ChildFailure::setup(format!("cannot install the seccomp profile: {e}"));
+    }
+    // The container dies with its monitor (a monitor killed with SIGKILL cannot clean up).
+    // Set last: a change of credentials clears it.
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    exec_first(&candidates, &argv, &envp, &process.argv[0])
+}
+
+fn switch_user(ids: &user::Ids, setgroups: bool) -> io::Result<()> {
+    // SAFETY: id-setting calls; the group list pointer and length describe `ids.groups`.
+    unsafe {
+        if setgroups && libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setresgid(ids.gid, ids.gid, ids.gid) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setresuid(ids.uid, ids.uid, ids.uid) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if ids.uid == 0 {
+        caps::set(caps::default_mask())?;
+    }
+    Ok(())
+}
+
+/// execve of each candidate path in turn, like execvp: returns only when none could run.
+fn exec_first(
+    candidates: &[CString],
+    argv: &[CString],
+    envp: &[CString],
+    name: &str,
+) -> ChildFailure {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    let mut denied = None;
+    for path in candidates {
+        // SAFETY: path, argv and envp are NUL-terminated strings in null-terminated arrays,
+        // all alive for the call.
+        unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => continue,
+            Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) => {
+                denied = Some(err);
+            }
+            _ => return ChildFailure::setup(format!("exec {name:?}: {err}")),
+        }
+    }
+    match denied {
+        Some(err) => ChildFailure {
+            code: 126,
+            message: format!("exec {name:?}: {err}"),
+        },
+        None if Path::new(name).is_absolute() || name.contains('/') => ChildFailure {
+            code: 127,
+            message: format!("exec {name:?}: no such file or directory"),
+        },
+        None => ChildFailure {
+            code: 127,
+            message: format!("exec {name:?}: executable file not found in $PATH"),
+        },
+    }
+}

@@ -1,0 +1,273 @@
+//! The rootless namespace backend (`--isolation=container`): user, mount, pid, uts, ipc and
+//! network namespaces, overlayfs over the image's unpacked tree, pivot_root, docker's default
+//! capabilities, no_new_privs and a default seccomp profile.
+
+pub mod caps;
+pub mod idmap;
+pub mod init;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
+pub mod sys;
+pub mod unpack;
+pub mod user;
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use idmap::IdMap;
+use process::{spawn, wait_pid, ChildFailure};
+
+use super::{Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, Stdio, Workload};
+
+/// Namespaces of a container's first process.
+const CONTAINER_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWNET;
+
+/// The namespaces `exec` joins, user first: it grants the rights to join the others.
+const JOINED: [(&str, libc::c_int); 6] = [
+    ("user", libc::CLONE_NEWUSER),
+    ("mnt", libc::CLONE_NEWNS),
+    ("pid", libc::CLONE_NEWPID),
+    ("uts", libc::CLONE_NEWUTS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("net", libc::CLONE_NEWNET),
+];
+
+pub struct NamespaceBackend {
+    pub map: IdMap,
+}
+
+impl NamespaceBackend {
+    /// The backend for the calling user, mapped from /etc/subuid and /etc/subgid.
+    pub fn for_current_user() -> Self {
+        NamespaceBackend {
+            map: IdMap::for_current_user(),
+        }
+    }
+
+    /// Unpacks `layers` (bottom first) into a new directory `dst`, inside a user namespace so
+    /// that owners are the image's. `dst` must not exist; its parent must.
+    pub fn unpack(
+        &self,
+        layers: Vec<unpack::LayerStream<'_>>,
+        dst: &Path,
+    ) -> Result<(), IsolationError> {
+        std::fs::create_dir(dst)
+            .map_err(|e| IsolationError::os(format!("create {}", dst.display()), e))?;
+        let owners = self
+            .map
+            .uids
+            .iter()
+            .map(|r| u64::from(r.count))
+            .sum::<u64>()
+            > 1;
+        let dst_owned = dst.to_path_buf();
+        process::in_user_namespace(
+            &self.map,
+            &format!("unpack into {}", dst.display()),
+            move || {
+                chroot(&dst_owned)
+                    .map_err(|e| format!("chroot into {}: {e}", dst_owned.display()))?;
+                for layer in layers {
+                    unpack::apply_layer(layer.tar, Path::new("/"), owners)
+                        .map_err(|e| format!("layer {}: {e}", layer.name))?;
+                }
+                // The mount points every container gets, made once here (like docker's init
+                // layer) so that they never show up in a container's writable layer.
+                for dir in ["dev", "proc", "sys"] {
+                    std::fs::create_dir_all(Path::new("/").join(dir))
+                        .map_err(|e| format!("create /{dir}: {e}"))?;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Deletes `path` and everything under it, including files owned by the container's ids.
+    pub fn remove_all(&self, path: &Path) -> Result<(), IsolationError> {
+        // Most trees (a container that wrote nothing, or only as root) go without a helper.
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => {}
+        }
+        let owned = path.to_path_buf();
+        process::in_user_namespace(
+            &self.map,
+            &format!("remove {}", path.display()),
+            move || match std::fs::remove_dir_all(&owned) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+    }
+
+    /// Runs `work` as root of a user namespace mapped like the containers (reading a
+    /// container's upper directory for `diff`, `commit` and `export`).
+    pub fn as_container_root(
+        &self,
+        what: &str,
+        work: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), IsolationError> {
+        process::in_user_namespace(&self.map, what, work)
+    }
+}
+
+fn chroot(dir: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in a path"))?;
+    // SAFETY: c is a valid NUL-terminated path alive for the call.
+    if unsafe { libc::chroot(c.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    std::env::set_current_dir("/")
+}
+
+/// A process started by this backend, waited for with waitpid.
+struct Child {
+    pid: i32,
+}
+
+impl Workload for Child {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+    fn wait(&mut self) -> Result<Exit, IsolationError> {
+        wait_pid(self.pid)
+    }
+}
+
+fn open_namespaces(init: i32) -> Result<Vec<(File, libc::c_int)>, IsolationError> {
+    JOINED
+        .iter()
+        .map(|(name, flag)| {
+            let path = PathBuf::from(format!("/proc/{init}/ns/{name}"));
+            File::open(&path)
+                .map(|f| (f, *flag))
+                .map_err(|e| IsolationError::os(format!("open {}", path.display()), e))
+        })
+        .collect()
+}
+
+fn join(namespaces: &[(File, libc::c_int)]) -> Result<(), ChildFailure> {
+    for (file, flag) in namespaces {
+        // SAFETY: file is an open namespace descriptor; setns takes no pointers.
+        if unsafe { libc::setns(file.as_raw_fd(), *flag) } < 0 {
+            return Err(ChildFailure::setup(format!(
+                "cannot join the container's namespaces: {}",
+                io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Isolation for NamespaceBackend {
+    fn start(&self, spec: &LaunchSpec, stdio: Stdio) -> Result<Box<dyn Workload>, IsolationError> {
+        let filters = seccomp::default_filters().map_err(|e| IsolationError::Start {
+            code: 125,
+            message: format!("cannot build the seccomp profile: {e}"),
+        })?;
+        let setgroups = self.map.setgroups_allowed();
+        let pid = spawn(CONTAINER_NAMESPACES, Some(&self.map), || {
+            Err(init::container_init(spec, &stdio, setgroups, &filters))
+        })?;
+        drop(stdio);
+        Ok(Box::new(Child { pid }))
+    }
+
+    fn exec(
+        &self,
+        init: i32,
+        process: &ProcessSpec,
+        stdio: Stdio,
+    ) -> Result<Box<dyn Workload>, IsolationError> {
+        let filters = seccomp::default_filters().map_err(|e| IsolationError::Start {
+            code: 125,
+            message: format!("cannot build the seccomp profile: {e}"),
+        })?;
+        let namespaces = open_namespaces(init)?;
+        let setgroups = self.map.setgroups_allowed();
+        // Joining a pid namespace only affects children, so the joiner forks the process that
+        // runs the command and passes its status on.
+        let pid = spawn(0, None, || {
+            join(&namespaces)?;
+            let (report_read, report_write) = process::pipe()
+                .map_err(|e| ChildFailure::setup(format!("cannot create a pipe: {e}")))?;
+            // SAFETY: fork of a single-threaded process; the child only continues below.
+            let child = unsafe { libc::fork() };
+            if child < 0 {
+                return Err(ChildFailure::setup(format!(
+                    "cannot fork into the container: {}",
+                    io::Error::last_os_error()
+                )));
+            }
+            if child == 0 {
+                drop(report_read);
+                let failure = init::run_process(process, &stdio, setgroups, &filters);
+                process::fail_child(&report_write, &failure);
+            }
+            drop(report_write);
+            drop_stdio(&stdio);
+            if let Some(failure) = process::read_report(report_read) {
+                let _ = wait_pid(child);
+                return Err(failure);
+            }
+            let status = wait_pid(child).map(Exit::status).unwrap_or(125);
+            // SAFETY: ends this intermediate process with the command's status.
+            unsafe { libc::_exit(status) }
+        })?;
+        drop(stdio);
+        Ok(Box::new(Child { pid }))
+    }
+
+    fn signal(&self, init: i32, signal: i32) -> Result<(), IsolationError> {
+        // SAFETY: kill takes a pid and a signal number.
+        if unsafe { libc::kill(init, signal) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EPERM) {
+            return Err(IsolationError::os(format!("signal process {init}"), err));
+        }
+        // A workload running as a non-root container user has a subordinate host uid: only
+        // from inside the container's user namespace may we signal it.
+        let userns = open_namespaces(init)?
+            .into_iter()
+            .take(1)
+            .collect::<Vec<_>>();
+        let pid = spawn(0, None, || {
+            join(&userns)?;
+            // SAFETY: as above.
+            if unsafe { libc::kill(init, signal) } < 0 {
+                return Err(ChildFailure::setup(format!(
+                    "cannot signal process {init}: {}",
+                    io::Error::last_os_error()
+                )));
+            }
+            Ok(())
+        })?;
+        wait_pid(pid)?;
+        Ok(())
+    }
+}
+
+/// Closes this process's copies of the container's stdio, so that a reader sees end of file
+/// when the container's process ends.
+fn drop_stdio(stdio: &Stdio) {
+    for fd in [&stdio.stdin, &stdio.stdout, &stdio.stderr] {
+        let raw: &OwnedFd = fd;
+        // SAFETY: closing our copy in a process that ends soon; the OwnedFd is never used again
+        // here (this process _exits without running destructors).
+        unsafe { libc::close(raw.as_raw_fd()) };
+    }
+}

@@ -1,0 +1,191 @@
+//! Starting a child in new namespaces and learning whether it got as far as `execve`.
+//!
+//! The child is made with a raw `clone` (fork semantics plus namespace flags), waits on a pipe
+//! until the parent has written its user namespace's id maps, then runs its part. It reports a
+//! failure as a docker-style exit code and a sentence on a close-on-exec pipe: end of file with no
+//! message means the workload's executable is running.
+//!
+//! Callers must be single-threaded (the `nook` CLI and monitor are): the child of a fork of a
+//! multi-threaded program may only call async-signal-safe functions.
+
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::idmap::IdMap;
+use crate::isolation::{Exit, IsolationError};
+
+/// Why a child gave up before running its workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildFailure {
+    /// 125 (set-up), 126 (not executable) or 127 (not found), as docker.
+    pub code: i32,
+    pub message: String,
+}
+
+impl ChildFailure {
+    pub fn setup(message: impl Into<String>) -> Self {
+        ChildFailure {
+            code: 125,
+            message: message.into(),
+        }
+    }
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints for the kernel to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both are fresh descriptors owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Writes `failure` to the report pipe and ends the child without running any Rust exit
+/// handlers (they belong to the parent's copy of the program).
+pub fn fail_child(report: &OwnedFd, failure: &ChildFailure) -> ! {
+    let mut msg = failure.code.to_le_bytes().to_vec();
+    msg.extend_from_slice(failure.message.as_bytes());
+    // SAFETY: msg is a valid buffer of msg.len() bytes; a short or failed write only loses the
+    // message, the exit code still tells the parent.
+    unsafe {
+        libc::write(report.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+        libc::_exit(failure.code)
+    }
+}
+
+/// Reads a child's report: None when the pipe closed without one.
+pub fn read_report(report: OwnedFd) -> Option<ChildFailure> {
+    let mut buf = Vec::new();
+    let _ = std::fs::File::from(report).read_to_end(&mut buf);
+    if buf.len() < 4 {
+        return None;
+    }
+    let code = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    Some(ChildFailure {
+        code,
+        message: String::from_utf8_lossy(&buf[4..]).into_owned(),
+    })
+}
+
+/// Waits for process `pid` to end.
+pub fn wait_pid(pid: i32) -> Result<Exit, IsolationError> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid int for the kernel to fill.
+        let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if ret == pid {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(IsolationError::os(format!("wait for process {pid}"), err));
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        Ok(Exit::Signal(libc::WTERMSIG(status)))
+    } else {
+        Ok(Exit::Code(libc::WEXITSTATUS(status)))
+    }
+}
+
+/// Clones a child into the namespaces of `flags` (CLONE_NEW*), maps its user namespace with
+/// `map` when `flags` has CLONE_NEWUSER, and runs `child` in it. `child` either replaces the
+/// process (execve) or returns: Ok ends the child with status 0, Err reports the failure.
+/// Returns the child's pid once it has exec'd or ended without a report.
+pub fn spawn(
+    flags: libc::c_int,
+    map: Option<&IdMap>,
+    child: impl FnOnce() -> Result<(), ChildFailure>,
+) -> Result<i32, IsolationError> {
+    let (go_read, go_write) = pipe().map_err(|e| IsolationError::os("create a pipe", e))?;
+    let (report_read, report_write) = pipe().map_err(|e| IsolationError::os("create a pipe", e))?;
+    let clone_flags = (flags | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: a clone without CLONE_VM and with a null stack behaves like fork: the child gets
+    // a copy of this (single-threaded) process and continues here with return value 0.
+    let pid =
+        unsafe { libc::syscall(libc::SYS_clone, clone_flags, 0usize, 0usize, 0usize, 0usize) };
+    if pid < 0 {
+        return Err(IsolationError::os(
+            "create the container's namespaces (clone)",
+            io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        drop(go_write);
+        drop(report_read);
+        let mut byte = [0u8; 1];
+        // SAFETY: byte is a valid one-byte buffer.
+        let n = unsafe { libc::read(go_read.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+        if n != 1 {
+            // The parent could not map our ids and closed the pipe.
+            // SAFETY: _exit ends this child without touching the parent's state.
+            unsafe { libc::_exit(125) };
+        }
+        drop(go_read);
+        match child() {
+            // SAFETY: as above.
+            Ok(()) => unsafe { libc::_exit(0) },
+            Err(failure) => fail_child(&report_write, &failure),
+        }
+    }
+    let pid = pid as i32;
+    drop(go_read);
+    drop(report_write);
+    if flags & libc::CLONE_NEWUSER != 0 {
+        if let Some(map) = map {
+            if let Err(e) = map.apply(pid) {
+                drop(go_write);
+                let _ = wait_pid(pid);
+                return Err(e.into());
+            }
+        }
+    }
+    // SAFETY: go_write is an open pipe; writing one byte from a valid buffer.
+    let n = unsafe { libc::write(go_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    drop(go_write);
+    if n != 1 {
+        let _ = wait_pid(pid);
+        return Err(IsolationError::os(
+            "release the container process",
+            io::Error::last_os_error(),
+        ));
+    }
+    if let Some(failure) = read_report(report_read) {
+        let _ = wait_pid(pid);
+        return Err(IsolationError::Start {
+            code: failure.code,
+            message: failure.message,
+        });
+    }
+    Ok(pid)
+}
+
+/// Runs `work` as root of a fresh user (and mount) namespace mapped with `map`, and waits for it:
+/// how nook creates and deletes files owned by the container's ids.
+pub fn in_user_namespace(
+    map: &IdMap,
+    what: &str,
+    work: impl FnOnce() -> Result<(), String>,
+) -> Result<(), IsolationError> {
+    // The child never execs, so `spawn` returns only once it has ended (its report pipe
+    // closes at exit), with its failure if `work` reported one.
+    let spawned = spawn(libc::CLONE_NEWUSER | libc::CLONE_NEWNS, Some(map), || {
+        work().map_err(|message| ChildFailure { code: 1, message })
+    });
+    let pid = spawned.map_err(|e| match e {
+        IsolationError::Start { message, .. } => IsolationError::Start {
+            code: 125,
+            message: format!("cannot {what}: {message}"),
+        },
+        other => other,
+    })?;
+    match wait_pid(pid)? {
+        Exit::Code(0) => Ok(()),
+        exit => Err(IsolationError::Start {
+            code: 125,
+            message: format!("cannot {what}: the helper process ended with {exit:?}"),
+        }),
+    }
+}

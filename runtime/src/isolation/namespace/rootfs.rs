@@ -1,0 +1,311 @@
+//! The container's filesystem, built inside its own user and mount namespaces: overlayfs over the
+//! image's directories, a minimal /dev, /proc, a read-only /sys, then pivot_root into it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::sys::Sys;
+use crate::isolation::RootfsSpec;
+
+/// Device nodes bind-mounted from the host: a user namespace cannot create device nodes, and
+/// these are the harmless ones every program expects.
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// A step of the mount sequence that failed, with the path it was working on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {step} {}", path.display())]
+pub struct MountError {
+    pub step: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+fn at<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MountError + 'a {
+    move |source| MountError {
+        step,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The overlayfs mount options for `spec`. overlayfs lists the top lower layer first, the
+/// spec lists the bottom one first. `userxattr` is required inside a user namespace: overlayfs
+/// then keeps its metadata in `user.overlay.*` xattrs.
+pub fn overlay_options(spec: &RootfsSpec) -> String {
+    let lower: Vec<String> = spec
+        .lower
+        .iter()
+        .rev()
+        .map(|p| escape_overlay_path(p))
+        .collect();
+    format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        lower.join(":"),
+        escape_overlay_path(&spec.upper),
+        escape_overlay_path(&spec.work)
+    )
+}
+
+/// Options of a read-only overlay of `spec.lower` alone (no upper layer), top layer last in
+/// `spec.lower` as everywhere.
+pub fn lower_only_options(spec: &RootfsSpec) -> String {
+    let lower: Vec<String> = spec
+        .lower
+        .iter()
+        .rev()
+        .map(|p| escape_overlay_path(p))
+        .collect();
+    format!("lowerdir={},userxattr", lower.join(":"))
+}
+
+/// overlayfs splits its options on `,` and lower directories on `:`; both are escaped with `\`.
+fn escape_overlay_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        if matches!(c, ',' | ':' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Builds the container's root at `spec.merged` and makes it the process's root.
+/// Runs in the container's init process, in its fresh user and mount namespaces.
+pub fn setup(sys: &dyn Sys, spec: &RootfsSpec) -> Result<(), MountError> {
+    let root = spec.merged.as_path();
+    // Nothing we mount may propagate back to the host's mount namespace.
+    sys.mount(
+        "none",
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(at("make private", Path::new("/")))?;
+
+    sys.mount(
+        "overlay",
+        root,
+        Some("overlay"),
+        0,
+        Some(&overlay_options(spec)),
+    )
+    .map_err(at("mount the overlay on", root))?;
+
+    let proc = root.join("proc");
+    sys.mkdir_all(&proc).map_err(at("create", &proc))?;
+    sys.mount(
+        "proc",
+        &proc,
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )
+    .map_err(at("mount proc on", &proc))?;
+
+    setup_dev(sys, root)?;
+    setup_sys(sys, root)?;
+
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
+    // only the new root, with no directory needed for the old one.
+    sys.chdir(root).map_err(at("enter", root))?;
+    sys.pivot_root(Path::new("."), Path::new("."))
+        .map_err(at("pivot_root into", root))?;
+    sys.umount_detach(Path::new("."))
+        .map_err(at("detach the old root from", root))?;
+    sys.chdir(Path::new("/"))
+        .map_err(at("enter", Path::new("/")))?;
+
+    if spec.read_only {
+        sys.mount(
+            "none",
+            Path::new("/"),
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(at("remount read-only", Path::new("/")))?;
+    }
+    Ok(())
+}
+
+fn setup_dev(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
+    let dev = root.join("dev");
+    sys.mkdir_all(&dev).map_err(at("create", &dev))?;
+    sys.mount(
+        "tmpfs",
+        &dev,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(at("mount tmpfs on", &dev))?;
+    for name in DEVICES {
+        let node = dev.join(name);
+        let host = Path::new("/dev").join(name);
+        sys.touch(&node).map_err(at("create", &node))?;
+        sys.mount(&host.to_string_lossy(), &node, None, libc::MS_BIND, None)
+            .map_err(at("bind-mount the host device on", &node))?;
+    }
+    // The host's devpts, so a pty the monitor allocates is visible inside as /dev/pts/N.
+    let pts = dev.join("pts");
+    sys.mkdir_all(&pts).map_err(at("create", &pts))?;
+    sys.mount("/dev/pts", &pts, None, libc::MS_BIND | libc::MS_REC, None)
+        .map_err(at("bind-mount /dev/pts on", &pts))?;
+    // A private /dev/shm: sharing the host's would let containers see each other's memory.
+    let shm = dev.join("shm");
+    sys.mkdir_all(&shm).map_err(at("create", &shm))?;
+    sys.mount(
+        "shm",
+        &shm,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(at("mount tmpfs on", &shm))?;
+    for (target, link) in [
+        ("pts/ptmx", "ptmx"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        let link = dev.join(link);
+        sys.symlink(target, &link).map_err(at("create", &link))?;
+    }
+    Ok(())
+}
+
+fn setup_sys(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
+    let path = root.join("sys");
+    sys.mkdir_all(&path).map_err(at("create", &path))?;
+    let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // sysfs may be mounted by the owner of the network namespace, which the container is. Where
+    // a kernel refuses, a read-only recursive bind of the host's /sys is the fallback.
+    match sys.mount("sysfs", &path, Some("sysfs"), ro, None) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            sys.mount("/sys", &path, None, libc::MS_BIND | libc::MS_REC, None)
+                .map_err(at("bind-mount /sys on", &path))?;
+            sys.mount(
+                "none",
+                &path,
+                None,
+                libc::MS_REMOUNT | libc::MS_BIND | ro,
+                None,
+            )
+            .map_err(at("remount read-only", &path))
+        }
+        Err(e) => Err(at("mount sysfs on", &path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sys::recording::RecordingSys;
+    use super::*;
+
+    fn spec(read_only: bool) -> RootfsSpec {
+        RootfsSpec {
+            lower: vec!["/s/l1".into(), "/s/l2".into()],
+            upper: "/c/upper".into(),
+            work: "/c/work".into(),
+            merged: "/c/merged".into(),
+            read_only,
+        }
+    }
+
+    #[test]
+    fn overlay_lists_the_top_layer_first_and_escapes_separators() {
+        let mut s = spec(false);
+        assert_eq!(
+            overlay_options(&s),
+            "lowerdir=/s/l2:/s/l1,upperdir=/c/upper,workdir=/c/work,userxattr"
+        );
+        s.lower = vec!["/a:b,c".into()];
+        assert!(overlay_options(&s).starts_with("lowerdir=/a\\:b\\,c,"));
+    }
+
+    #[test]
+    fn mounts_everything_before_pivot_root_and_nothing_from_the_host_after() {
+        let sys = RecordingSys::default();
+        setup(&sys, &spec(false)).unwrap();
+        let lines = sys.lines();
+        assert!(
+            lines[0].starts_with("mount none / - 0x44000"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].starts_with("mount overlay /c/merged overlay"));
+        let pivot = lines
+            .iter()
+            .position(|l| l.starts_with("pivot_root"))
+            .unwrap();
+        assert_eq!(lines[pivot - 1], "chdir /c/merged");
+        assert_eq!(lines[pivot], "pivot_root . .");
+        assert_eq!(lines[pivot + 1], "umount .");
+        assert_eq!(lines[pivot + 2], "chdir /");
+        assert_eq!(
+            lines.len(),
+            pivot + 3,
+            "no read-only remount asked: {lines:?}"
+        );
+        for dev in DEVICES {
+            let bind = format!("mount /dev/{dev} /c/merged/dev/{dev} - 0x1000 -");
+            let at = lines.iter().position(|l| *l == bind).unwrap();
+            assert!(at < pivot);
+        }
+        let sysfs = lines
+            .iter()
+            .find(|l| l.starts_with("mount sysfs /c/merged/sys sysfs"))
+            .unwrap();
+        assert!(sysfs.contains(&format!(
+            "{:#x}",
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
+        )));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("mount proc /c/merged/proc proc")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("mount shm /c/merged/dev/shm tmpfs")));
+    }
+
+    #[test]
+    fn read_only_root_is_remounted_after_pivot_root() {
+        let sys = RecordingSys::default();
+        setup(&sys, &spec(true)).unwrap();
+        let last = sys.lines().pop().unwrap();
+        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+        assert_eq!(last, format!("mount none / - {flags:#x} -"));
+    }
+
+    #[test]
+    fn sysfs_refused_falls_back_to_a_read_only_bind() {
+        let sys = RecordingSys {
+            fail: vec!["mount sysfs".into()],
+            ..Default::default()
+        };
+        setup(&sys, &spec(false)).unwrap();
+        let lines = sys.lines();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("mount sysfs"))
+            .unwrap();
+        assert!(lines[at + 1].starts_with("mount /sys /c/merged/sys - "));
+        assert!(lines[at + 2].starts_with("mount none /c/merged/sys - "));
+    }
+
+    #[test]
+    fn a_failed_overlay_names_the_mount_point() {
+        let sys = RecordingSys {
+            fail: vec!["mount overlay".into()],
+            ..Default::default()
+        };
+        let err = setup(&sys, &spec(false)).unwrap_err();
+        assert_eq!(err.to_string(), "cannot mount the overlay on /c/merged");
+        assert!(!sys.lines().iter().any(|l| l.starts_with("pivot_root")));
+    }
+}

@@ -1,0 +1,495 @@
+//! Applying one layer's tar stream to the merged tree, streaming file data into the image.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+
+use tar::{Archive, Entry, EntryType};
+
+use super::erofs::format::{
+    encode_dev, split_xattr_name, xattr_ibody_size, BLOCK, EXTENDED_INODE_SIZE, XATTR_VALUE_MAX,
+};
+use super::erofs::output::Output;
+use super::error::RootfsError;
+use super::path::{components, display};
+use super::tree::{FileData, Inode, Kind, Meta, Tree, TreeError, Xattr};
+use super::Layer;
+
+/// Whiteout marker prefix, and the opaque-directory marker (OCI image spec, "Whiteouts").
+const WH_PREFIX: &[u8] = b".wh.";
+const WH_META_PREFIX: &[u8] = b".wh..wh.";
+const WH_OPAQUE: &[u8] = b".wh..wh..opq";
+
+/// Longest symlink target Linux accepts (PATH_MAX without the NUL).
+const SYMLINK_MAX: usize = 4095;
+/// How much larger than its stored bytes a GNU sparse member may be once its holes are zeros.
+const SPARSE_EXPANSION_MAX: u64 = 16;
+/// Bound on one inode's inline xattr body, far above what images use.
+const XATTR_BODY_MAX: usize = 64 << 10;
+
+/// The layer being read and the entry being applied, to name them in errors.
+struct Ctx<'n> {
+    layer: &'n str,
+    entry: String,
+}
+
+impl Ctx<'_> {
+    fn tree_err(&self, e: TreeError) -> RootfsError {
+        let (layer, entry) = (self.layer.to_owned(), self.entry.clone());
+        match e {
+            TreeError::ThroughSymlink(symlink) => RootfsError::ThroughSymlink {
+                layer,
+                entry,
+                symlink,
+            },
+            TreeError::NotADirectory(parent) => RootfsError::NotADirectory {
+                layer,
+                entry,
+                parent,
+            },
+            TreeError::RootNotDir => RootfsError::BadEntry {
+                layer,
+                entry,
+                reason: "the image root can only be a directory",
+            },
+            TreeError::LinkTargetMissing | TreeError::LinkTargetIsDir => {
+                unreachable!("hard link errors are mapped by the caller")
+            }
+        }
+    }
+
+    fn bad(&self, reason: &'static str) -> RootfsError {
+        RootfsError::BadEntry {
+            layer: self.layer.to_owned(),
+            entry: self.entry.clone(),
+            reason,
+        }
+    }
+
+    fn header(&self, field: &'static str, source: io::Error) -> RootfsError {
+        RootfsError::BadHeader {
+            layer: self.layer.to_owned(),
+            entry: self.entry.clone(),
+            field,
+            source,
+        }
+    }
+
+    fn range(&self, field: &'static str, value: u64) -> RootfsError {
+        RootfsError::OutOfRange {
+            layer: self.layer.to_owned(),
+            entry: self.entry.clone(),
+            field,
+            value,
+        }
+    }
+
+    fn read(&self, source: io::Error) -> RootfsError {
+        RootfsError::ReadTar {
+            layer: self.layer.to_owned(),
+            entry: self.entry.clone(),
+            source,
+        }
+    }
+}
+
+/// Reads `layer` to its end and applies every entry to `tree`; `index` (from 1) orders layers.
+pub fn apply(
+    layer: Layer<'_>,
+    index: u32,
+    tree: &mut Tree,
+    out: &mut Output<'_>,
+    budget: &mut usize,
+) -> Result<(), RootfsError> {
+    let mut archive = Archive::new(layer.tar);
+    let mut last = String::from("(first entry)");
+    let entries = archive.entries().map_err(|source| RootfsError::ReadTar {
+        layer: layer.name.clone(),
+        entry: last.clone(),
+        source,
+    })?;
+    for entry in entries {
+        let mut entry = entry.map_err(|source| RootfsError::ReadTar {
+            layer: layer.name.clone(),
+            entry: format!("after {last}"),
+            source,
+        })?;
+        let raw_path = entry.path_bytes().into_owned();
+        let ctx = Ctx {
+            layer: &layer.name,
+            entry: display(&raw_path),
+        };
+        apply_entry(&ctx, &mut entry, &raw_path, index, tree, out, budget)?;
+        last = ctx.entry;
+    }
+    // Read what follows the end-of-archive marker too, so a digest computed by the reader
+    // covers the whole blob and a truncated compressed stream is noticed here.
+    let ctx = Ctx {
+        layer: &layer.name,
+        entry: format!("after {last} (end of archive)"),
+    };
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| ctx.read(e))?;
+    Ok(())
+}
+
+fn apply_entry(
+    ctx: &Ctx<'_>,
+    entry: &mut Entry<'_, Box<dyn Read + '_>>,
+    raw_path: &[u8],
+    layer: u32,
+    tree: &mut Tree,
+    out: &mut Output<'_>,
+    budget: &mut usize,
+) -> Result<(), RootfsError> {
+    let kind = entry.header().entry_type();
+    if matches!(kind, EntryType::XGlobalHeader) {
+        return Ok(());
+    }
+    let comps = components(raw_path).map_err(|reason| RootfsError::BadPath {
+        layer: ctx.layer.to_owned(),
+        entry: ctx.entry.clone(),
+        reason,
+    })?;
+
+    if let Some((name, dirs)) = comps.split_last() {
+        if name.starts_with(WH_PREFIX) {
+            return apply_whiteout(ctx, name, dirs, layer, tree);
+        }
+    }
+
+    let meta = read_meta(ctx, entry)?;
+    let split = comps.split_last();
+    if let EntryType::Link = kind {
+        return apply_hardlink(ctx, entry, &comps, layer, tree);
+    }
+    // Parents first: a bad path must fail before any data is written.
+    let parent = match split {
+        Some((_, dirs)) => Some(
+            tree.walk_dirs(dirs, layer, true)
+                .map_err(|e| ctx.tree_err(e))?
+                .expect("created when missing"),
+        ),
+        None => None,
+    };
+    if let EntryType::GNUSparse = kind {
+        // A sparse member expands its stored bytes with holes, which this writer stores as
+        // zeros: bound the expansion so a tiny hostile layer cannot fill the disk.
+        let stored = entry
+            .header()
+            .entry_size()
+            .map_err(|e| ctx.header("size", e))?;
+        if entry.size()
+            > stored
+                .saturating_mul(SPARSE_EXPANSION_MAX)
+                .saturating_add(1 << 20)
+        {
+            return Err(ctx.range("sparse file size", entry.size()));
+        }
+    }
+    let kind = match kind {
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            Kind::File(stream_file(ctx, entry, &meta, out, budget)?)
+        }
+        EntryType::Directory => Kind::Dir(BTreeMap::new()),
+        EntryType::Symlink => {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| ctx.bad("the symbolic link has no target"))?;
+            if target.is_empty() {
+                return Err(ctx.bad("the symbolic link has an empty target"));
+            }
+            if target.len() > SYMLINK_MAX {
+                return Err(ctx.range("symbolic link target length", target.len() as u64));
+            }
+            Kind::Symlink(target.into_owned().into_boxed_slice())
+        }
+        EntryType::Char | EntryType::Block => {
+            let major = device_number(ctx, entry.header().device_major(), "device major")?;
+            let minor = device_number(ctx, entry.header().device_minor(), "device minor")?;
+            if major > 0xfff {
+                return Err(ctx.range("device major", major.into()));
+            }
+            if minor > 0xf_ffff {
+                return Err(ctx.range("device minor", minor.into()));
+            }
+            let rdev = encode_dev(major, minor);
+            if matches!(kind, EntryType::Char) {
+                Kind::CharDev(rdev)
+            } else {
+                Kind::BlockDev(rdev)
+            }
+        }
+        EntryType::Fifo => Kind::Fifo,
+        other => {
+            return Err(RootfsError::UnsupportedType {
+                layer: ctx.layer.to_owned(),
+                entry: ctx.entry.clone(),
+                kind: other.as_byte(),
+            })
+        }
+    };
+    let inode = Inode { kind, meta };
+    match (split, parent) {
+        (Some((name, _)), Some(parent)) => tree.insert(parent, name, inode, layer),
+        _ if inode.kind.is_dir() => tree.set_root_meta(inode.meta),
+        _ => return Err(ctx.tree_err(TreeError::RootNotDir)),
+    }
+    Ok(())
+}
+
+fn device_number(
+    ctx: &Ctx<'_>,
+    value: io::Result<Option<u32>>,
+    field: &'static str,
+) -> Result<u32, RootfsError> {
+    match value {
+        Ok(v) => Ok(v.unwrap_or(0)),
+        Err(e) => Err(ctx.header(field, e)),
+    }
+}
+
+fn apply_whiteout(
+    ctx: &Ctx<'_>,
+    name: &[u8],
+    dirs: &[&[u8]],
+    layer: u32,
+    tree: &mut Tree,
+) -> Result<(), RootfsError> {
+    if name == WH_OPAQUE {
+        let dir = tree
+            .walk_dirs(dirs, layer, true)
+            .map_err(|e| ctx.tree_err(e))?
+            .expect("created when missing");
+        tree.opaque(dir, layer);
+        return Ok(());
+    }
+    if name.starts_with(WH_META_PREFIX) {
+        // Other `.wh..wh.` names are aufs bookkeeping that docker also skips.
+        return Ok(());
+    }
+    let target = &name[WH_PREFIX.len()..];
+    if target.is_empty() || target == b"." || target == b".." {
+        return Err(ctx.bad("the whiteout names no file"));
+    }
+    if let Some(parent) = tree
+        .walk_dirs(dirs, layer, false)
+        .map_err(|e| ctx.tree_err(e))?
+    {
+        tree.whiteout(parent, target);
+    }
+    Ok(())
+}
+
+fn apply_hardlink(
+    ctx: &Ctx<'_>,
+    entry: &Entry<'_, Box<dyn Read + '_>>,
+    comps: &[&[u8]],
+    layer: u32,
+    tree: &mut Tree,
+) -> Result<(), RootfsError> {
+    let raw_target = entry
+        .link_name_bytes()
+        .ok_or_else(|| ctx.bad("the hard link has no target"))?;
+    let target_name = display(&raw_target);
+    let bad_link = |reason: &'static str| RootfsError::BadHardLink {
+        layer: ctx.layer.to_owned(),
+        entry: ctx.entry.clone(),
+        target: target_name.clone(),
+        reason,
+    };
+    let target_comps =
+        components(&raw_target).map_err(|_| bad_link("is not a valid path inside the image"))?;
+    let target = tree.link_target(&target_comps).map_err(|e| match e {
+        TreeError::LinkTargetMissing => bad_link("does not exist in the image"),
+        TreeError::LinkTargetIsDir => bad_link("is a directory"),
+        other => ctx.tree_err(other),
+    })?;
+    let Some((name, dirs)) = comps.split_last() else {
+        return Err(ctx.bad("the image root cannot be a hard link"));
+    };
+    let parent = tree
+        .walk_dirs(dirs, layer, true)
+        .map_err(|e| ctx.tree_err(e))?
+        .expect("created when missing");
+    tree.link(parent, name, target, layer);
+    Ok(())
+}
+
+/// Owner, mode, mtime and xattrs of an entry; PAX records override the header.
+fn read_meta(
+    ctx: &Ctx<'_>,
+    entry: &mut Entry<'_, Box<dyn Read + '_>>,
+) -> Result<Meta, RootfsError> {
+    let mut mtime_pax: Option<Vec<u8>> = None;
+    let mut xattrs: Vec<Xattr> = Vec::new();
+    let pax = entry.pax_extensions().map_err(|e| ctx.header("pax", e))?;
+    if let Some(pax) = pax {
+        for ext in pax {
+            let ext = ext.map_err(|e| ctx.header("pax", e))?;
+            let key = ext.key_bytes();
+            if key == b"mtime" {
+                mtime_pax = Some(ext.value_bytes().to_vec());
+            } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push(parse_xattr(ctx, name, ext.value_bytes())?);
+            }
+        }
+    }
+    let body = xattr_ibody_size(xattrs.iter().map(|x| (&x.suffix[..], &x.value[..])));
+    if body > XATTR_BODY_MAX {
+        return Err(ctx.range("extended attributes size", body as u64));
+    }
+    let header = entry.header();
+    let mode = header.mode().map_err(|e| ctx.header("mode", e))?;
+    let uid = header.uid().map_err(|e| ctx.header("uid", e))?;
+    let gid = header.gid().map_err(|e| ctx.header("gid", e))?;
+    let uid = u32::try_from(uid).map_err(|_| ctx.range("uid", uid))?;
+    let gid = u32::try_from(gid).map_err(|_| ctx.range("gid", gid))?;
+    let (mtime, mtime_nsec) = match mtime_pax {
+        Some(v) => {
+            parse_pax_time(&v).ok_or_else(|| ctx.bad("the PAX mtime record is malformed"))?
+        }
+        None => {
+            let t = header.mtime().map_err(|e| ctx.header("mtime", e))?;
+            (i64::try_from(t).map_err(|_| ctx.range("mtime", t))?, 0)
+        }
+    };
+    Ok(Meta {
+        perm: (mode & 0o7777) as u16,
+        uid,
+        gid,
+        mtime,
+        mtime_nsec,
+        xattrs,
+    })
+}
+
+fn parse_xattr(ctx: &Ctx<'_>, name: &[u8], value: &[u8]) -> Result<Xattr, RootfsError> {
+    let bad = |reason| RootfsError::BadXattr {
+        layer: ctx.layer.to_owned(),
+        entry: ctx.entry.clone(),
+        name: display(name),
+        reason,
+    };
+    let (index, suffix) =
+        split_xattr_name(name).ok_or_else(|| bad("its namespace cannot be stored in EROFS"))?;
+    if suffix.len() > u8::MAX as usize {
+        return Err(bad("its name is longer than 255 bytes"));
+    }
+    if value.len() > XATTR_VALUE_MAX {
+        return Err(bad("its value is longer than 65535 bytes"));
+    }
+    Ok(Xattr {
+        index,
+        suffix: suffix.into(),
+        value: value.into(),
+    })
+}
+
+/// Parses a PAX time, `SECONDS[.FRACTION]`, seconds possibly negative.
+fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut nsec: u32 = 0;
+    for (i, b) in frac.bytes().take(9).enumerate() {
+        nsec += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
+    }
+    // A negative time with a fraction is `secs - fraction`: borrow one second.
+    if s.starts_with('-') && nsec > 0 {
+        Some((secs.checked_sub(1)?, 1_000_000_000 - nsec))
+    } else {
+        Some((secs, nsec))
+    }
+}
+
+/// Copies a regular file's bytes into the image: whole blocks now, the tail now or kept for
+/// packing after the inode.
+fn stream_file(
+    ctx: &Ctx<'_>,
+    entry: &mut Entry<'_, Box<dyn Read + '_>>,
+    meta: &Meta,
+    out: &mut Output<'_>,
+    budget: &mut usize,
+) -> Result<FileData, RootfsError> {
+    let size = entry.size();
+    let blkaddr = out.block();
+    let room = (u64::from(u32::MAX) - blkaddr.min(u64::from(u32::MAX))) * BLOCK;
+    if size > room {
+        return Err(ctx.range("size", size));
+    }
+    let full = size - size % BLOCK;
+    let write_err = |source| RootfsError::WriteData {
+        layer: ctx.layer.to_owned(),
+        entry: ctx.entry.clone(),
+        source,
+    };
+    let mut buf = vec![0u8; 256 << 10];
+    let mut done = 0u64;
+    while done < full {
+        let want = (full - done).min(buf.len() as u64) as usize;
+        let n = read_some(ctx, entry, &mut buf[..want], size - done)?;
+        out.write(&buf[..n]).map_err(write_err)?;
+        done += n as u64;
+    }
+    let tail_len = (size - full) as usize;
+    let mut tail = vec![0u8; tail_len];
+    let mut got = 0;
+    while got < tail_len {
+        got += read_some(ctx, entry, &mut tail[got..], (tail_len - got) as u64)?;
+    }
+    let xattrs = xattr_ibody_size(meta.xattrs.iter().map(|x| (&x.suffix[..], &x.value[..])));
+    let fits = EXTENDED_INODE_SIZE + xattrs + tail_len <= BLOCK as usize;
+    let inline_tail = if tail_len > 0 && fits && *budget >= tail_len {
+        *budget -= tail_len;
+        Some(tail.into_boxed_slice())
+    } else {
+        out.write(&tail).map_err(write_err)?;
+        out.pad_to(BLOCK).map_err(write_err)?;
+        None
+    };
+    Ok(FileData {
+        size,
+        blkaddr: u32::try_from(blkaddr).map_err(|_| RootfsError::ImageTooLarge)?,
+        inline_tail,
+    })
+}
+
+/// One read of entry data; the stream ending early is a truncated entry.
+fn read_some(
+    ctx: &Ctx<'_>,
+    entry: &mut impl Read,
+    buf: &mut [u8],
+    missing: u64,
+) -> Result<usize, RootfsError> {
+    loop {
+        match entry.read(buf) {
+            Ok(0) => {
+                return Err(RootfsError::Truncated {
+                    layer: ctx.layer.to_owned(),
+                    entry: ctx.entry.clone(),
+                    missing,
+                })
+            }
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ctx.read(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pax_time;
+
+    #[test]
+    fn pax_times_parse_with_fractions_and_signs() {
+        assert_eq!(parse_pax_time(b"1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(parse_pax_time(b"1.5"), Some((1, 500_000_000)));
+        assert_eq!(parse_pax_time(b"12.0000000019"), Some((12, 1)));
+        assert_eq!(parse_pax_time(b"-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(parse_pax_time(b"x"), None);
+        assert_eq!(parse_pax_time(b"1.2x"), None);
+    }
+}

@@ -1,0 +1,86 @@
+//! Bad input to the container verbs: a clear error naming the thing, docker's exit status, and
+//! nothing changed.
+
+use nook_tests::rootless::Rootless;
+
+fn containers(nook: &Rootless) -> String {
+    nook.ok(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Names}} {{.State}}",
+    ])
+}
+
+#[test]
+fn unknown_image_creates_nothing() {
+    let nook = Rootless::new();
+    nook.default_image();
+    let err = nook.fails(&["run", "no-such-image:1.0", "true"]);
+    assert!(err.contains("no-such-image"), "{err}");
+    let err = nook.fails(&["create", "no-such-image"]);
+    assert!(err.contains("no-such-image"), "{err}");
+    assert_eq!(containers(&nook), "");
+}
+
+#[test]
+fn name_clash_is_refused() {
+    let nook = Rootless::new();
+    nook.default_image();
+    nook.ok(&["create", "--name", "taken", "busybox", "true"]);
+    let before = containers(&nook);
+    let err = nook.fails(&["run", "--name", "taken", "busybox", "true"]);
+    assert!(err.contains("\"/taken\" is already in use"), "{err}");
+    let err = nook.fails(&["create", "--name", "bad name", "busybox"]);
+    assert!(err.contains("invalid container name"), "{err}");
+    assert_eq!(containers(&nook), before);
+}
+
+#[test]
+fn lifecycle_rules_are_enforced() {
+    let nook = Rootless::new();
+    nook.default_image();
+    nook.ok(&["create", "--name", "idle", "busybox", "sleep", "1000"]);
+    let err = nook.fails(&["exec", "idle", "true"]);
+    assert!(err.contains("container idle is not running"), "{err}");
+    let err = nook.fails(&["kill", "idle"]);
+    assert!(err.contains("is not running"), "{err}");
+    assert!(nook.state_of("idle").starts_with("created"));
+
+    nook.ok(&["start", "idle"]);
+    let before = nook.state_of("idle");
+    let err = nook.fails(&["start", "idle"]);
+    assert!(err.contains("container idle is already running"), "{err}");
+    let err = nook.fails(&["rm", "idle"]);
+    assert!(err.contains("container is running"), "{err}");
+    assert_eq!(
+        nook.state_of("idle").split(' ').next(),
+        before.split(' ').next()
+    );
+
+    let err = nook.fails(&["exec", "no-such", "true"]);
+    assert!(err.contains("No such container: no-such"), "{err}");
+    nook.ok(&["rm", "-f", "idle"]);
+}
+
+#[test]
+fn invalid_flags_change_nothing() {
+    let nook = Rootless::new();
+    nook.default_image();
+    nook.ok(&["run", "-d", "--name", "steady", "busybox", "sleep", "1000"]);
+    let before = containers(&nook);
+    nook.fails(&["run", "--no-such-flag", "busybox", "true"]);
+    nook.fails(&["stop", "-t", "soon", "steady"]);
+    let err = nook.fails(&["kill", "-s", "NOPE", "steady"]);
+    assert!(err.contains("invalid signal: NOPE"), "{err}");
+    let err = nook.fails(&["run", "--isolation", "chroot", "busybox", "true"]);
+    assert!(err.contains("invalid isolation"), "{err}");
+    let err = nook.fails(&["run", "--memory", "lots", "busybox", "true"]);
+    assert!(err.contains("--memory"), "{err}");
+    let err = nook.fails(&["logs", "--tail", "some", "steady"]);
+    assert!(err.contains("--tail"), "{err}");
+    assert_eq!(containers(&nook), before);
+    assert!(nook.state_of("steady").starts_with("running"));
+    nook.ok(&["rm", "-f", "steady"]);
+}
