@@ -239,13 +239,16 @@ fn bench_once(
             c
         }
     };
+    let log =
+        std::fs::File::create(dir.join(format!("bench-{vmm:?}.log"))).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
         .spawn()
         .map_err(|e| format!("{vmm:?}: {e}"))?;
-    let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let stream = accept_or_exit(&listener, &mut child, vmm)?;
     stream
         .set_read_timeout(Some(Duration::from_secs(240)))
         .map_err(|e| e.to_string())?;
@@ -263,12 +266,60 @@ fn bench_once(
             break;
         }
     }
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let status = wait_or_kill(&mut child, Duration::from_secs(120))?;
     let result = result.ok_or_else(|| format!("{vmm:?}: the guest never became ready"))?;
     if !status.success() {
         return Err(format!("{vmm:?}: exited with {status}"));
     }
     Ok(result)
+}
+
+/// Accepts the VMM's connection, or fails if the VMM exits or takes more than four minutes.
+fn accept_or_exit(
+    listener: &UnixListener,
+    child: &mut std::process::Child,
+    vmm: Vmm,
+) -> Result<std::os::unix::net::UnixStream, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Err(format!(
+                "{vmm:?} exited with {status} before connecting to the agent socket"
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("{vmm:?} never connected to the agent socket"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for the VMM to exit, killing it after `limit`.
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Result<std::process::ExitStatus, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("the VMM did not exit after the guest finished".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn median(mut v: Vec<u128>) -> u128 {
