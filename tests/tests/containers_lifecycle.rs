@@ -191,6 +191,13 @@ fn killed_monitor_leaves_an_exited_container_that_rm_removes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let inspected = nook.ok(&[
+        "inspect",
+        "--format",
+        "{{.Name}} {{.State.Status}} {{.State.Running}} {{.State.ExitCode}}",
+        "orphan",
+    ]);
+    assert_eq!(inspected, "/orphan exited false 137\n");
     nook.ok(&["rm", "orphan"]);
     assert!(!nook.path(&format!("containers/{id}")).exists());
 }

@@ -262,7 +262,7 @@ fn supervise(
             started_at,
         },
     };
-    store.save_status(id, &running)?;
+    store.save_status(id, &running, !config.auto_remove)?;
     drop(lock);
     // The command waiting for a detached start returns now.
     *ready = None;
@@ -278,6 +278,7 @@ fn supervise(
             finished_at: Utc::now(),
             monitor_lost: false,
         },
+        !config.auto_remove,
     )?;
     if config.auto_remove {
         store.remove(id, remove_all)?;
