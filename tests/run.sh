@@ -8,3 +8,8 @@ install_packages
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+tests/erofs/check.sh
+
+# Guests: in the nested KVM rig unless /dev/kvm here is VT-x/AMD-V (see tests/rig/README.md).
+tests/vm/kernel-boot.sh
+tests/vm/vmm-boot.sh

@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 . tests/lib/common.sh
 
 install_packages
+# The guest kernel for --isolation=vm (cached: a rerun only prints its path).
+guest-kernel/build.sh
 cargo build --release --workspace

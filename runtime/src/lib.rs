@@ -10,3 +10,4 @@ pub mod image;
 pub mod isolation;
 pub mod paths;
 pub mod rootfs;
+pub mod vm;

@@ -201,22 +201,27 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A ustar header owned by root, with a fixed time.
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h
+}
+
 /// A small root filesystem tarball: a directory, a file with `content`, and a symlink.
 pub fn rootfs_tar(content: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_ustar();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o755);
-    dir.set_size(0);
+    let mut dir = header(tar::EntryType::Directory, 0o755, 0);
     b.append_data(&mut dir, "etc/", std::io::empty()).unwrap();
-    let mut file = tar::Header::new_ustar();
-    file.set_mode(0o644);
-    file.set_size(content.len() as u64);
+    let mut file = header(tar::EntryType::Regular, 0o644, content.len() as u64);
     b.append_data(&mut file, "etc/message", content.as_bytes())
         .unwrap();
-    let mut link = tar::Header::new_ustar();
-    link.set_entry_type(tar::EntryType::Symlink);
-    link.set_size(0);
+    let mut link = header(tar::EntryType::Symlink, 0o777, 0);
     b.append_link(&mut link, "message", "etc/message").unwrap();
     b.into_inner().unwrap()
 }

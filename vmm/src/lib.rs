@@ -3,6 +3,37 @@
 //! The VMM is built on the rust-vmm crates (kvm-ioctls, vm-memory, virtio-queue, linux-loader,
 //! vmm-sys-util). It boots an ELF `vmlinux` through its PVH entry with an initramfs that holds the
 //! guest agent, a read-only virtio-blk disk with the image's EROFS root, a writable virtio-blk disk
-//! with the container's upper layer, and the agent channel.
+//! with the container's upper layer, and the agent channel (virtio-console bridged to a host Unix
+//! socket).
 //!
 //! This crate never depends on the runtime or on the agent.
+
+pub mod arch;
+pub mod boot;
+pub mod bus;
+pub mod config;
+pub mod devices;
+pub mod error;
+pub mod exit;
+pub mod host;
+pub mod kvm;
+pub mod layout;
+pub mod machine;
+pub mod memory;
+pub mod seccomp;
+pub mod thread;
+
+#[cfg(test)]
+mod tiny_guests;
+
+pub use config::{DiskConfig, SerialOutput, VmConfig};
+pub use error::VmmError;
+pub use exit::VmExit;
+
+/// Boots the VM described by `config` and runs it until the guest resets, halts, fails or the
+/// timeout expires. Refuses at once on a host whose KVM cannot boot a standard guest.
+pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
+    machine::validate(config)?;
+    host::check()?;
+    machine::run(config)
+}

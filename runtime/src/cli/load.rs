@@ -24,7 +24,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             Box::new(File::open(path).with_context(|| format!("cannot open {path}"))?),
             path.clone(),
         ),
-        _ => (Box::new(std::io::stdin().lock()), "-".to_string()),
+        _ => (Box::new(std::io::stdin().lock()), "(stdin)".to_string()),
     };
     let store = ctx.store()?;
     let loaded = load(&store, input, &name)?;

@@ -11,6 +11,7 @@ use nook::paths::{self, ProcessEnv};
 pub mod format;
 mod history;
 mod image_default;
+mod image_rootfs;
 mod images;
 mod import;
 mod inspect;
@@ -119,6 +120,8 @@ pub enum ImageCommand {
     Rm(rmi::Args),
     /// Remove dangling images and every blob no image references
     Prune(prune::Args),
+    /// Build (once) and print the path of the image's read-only EROFS root filesystem
+    Rootfs(image_rootfs::Args),
     /// Create the built-in default image busybox:latest from the host's static busybox
     Default(image_default::Args),
 }
@@ -177,6 +180,7 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(a, ctx),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(a, ctx),
         Command::Image(ImageCommand::Prune(a)) => prune::run(a, ctx),
+        Command::Image(ImageCommand::Rootfs(a)) => image_rootfs::run(a, ctx),
         Command::Image(ImageCommand::Default(a)) => image_default::run(a, ctx),
     }
 }

@@ -3,6 +3,8 @@
 
 use std::io::BufRead;
 
+use nook::image::rootfs_cache::prune_rootfs;
+
 use super::format::human_size;
 use super::{emit, Context};
 
@@ -26,6 +28,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let removed = store.remove_dangling()?;
     let report = store.gc()?;
+    let rootfs_bytes = prune_rootfs(&store)?;
     let mut out = String::new();
     if !removed.is_empty() || !report.blobs.is_empty() {
         out.push_str("Deleted Images:\n");
@@ -39,7 +42,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(report.bytes)
+        human_size(report.bytes + rootfs_bytes)
     ));
     emit(&out)
 }

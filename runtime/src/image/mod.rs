@@ -10,6 +10,7 @@ pub mod import;
 pub mod layer;
 pub mod lock;
 pub mod reference;
+pub mod rootfs_cache;
 pub mod store;
 
 pub use digest::Digest;

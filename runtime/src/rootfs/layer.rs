@@ -21,6 +21,8 @@ const WH_OPAQUE: &[u8] = b".wh..wh..opq";
 
 /// Longest symlink target Linux accepts (PATH_MAX without the NUL).
 const SYMLINK_MAX: usize = 4095;
+/// How much larger than its stored bytes a GNU sparse member may be once its holes are zeros.
+const SPARSE_EXPANSION_MAX: u64 = 16;
 /// Bound on one inode's inline xattr body, far above what images use.
 const XATTR_BODY_MAX: usize = 64 << 10;
 
@@ -168,6 +170,21 @@ fn apply_entry(
         ),
         None => None,
     };
+    if let EntryType::GNUSparse = kind {
+        // A sparse member expands its stored bytes with holes, which this writer stores as
+        // zeros: bound the expansion so a tiny hostile layer cannot fill the disk.
+        let stored = entry
+            .header()
+            .entry_size()
+            .map_err(|e| ctx.header("size", e))?;
+        if entry.size()
+            > stored
+                .saturating_mul(SPARSE_EXPANSION_MAX)
+                .saturating_add(1 << 20)
+        {
+            return Err(ctx.range("sparse file size", entry.size()));
+        }
+    }
     let kind = match kind {
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
             Kind::File(stream_file(ctx, entry, &meta, out, budget)?)

@@ -143,6 +143,29 @@ impl LayerBuilder {
     }
 }
 
+/// One tar member with a name written byte for byte (the tar crate's builder refuses `..`).
+pub fn raw_entry(name: &[u8], kind: EntryType, size: u64, link: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut h = Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(size);
+    h.set_cksum();
+    let mut v = h.as_bytes().to_vec();
+    v.extend_from_slice(data);
+    v.resize(v.len().next_multiple_of(512), 0);
+    v
+}
+
+pub fn end(mut v: Vec<u8>) -> Vec<u8> {
+    v.extend_from_slice(&[0u8; 1024]);
+    v
+}
+
 /// Writes `layers` to files in `dir` and builds `dir/image.erofs` from them.
 pub fn build_image(dir: &Path, layers: &[Vec<u8>]) -> (PathBuf, Vec<PathBuf>, BuildStats) {
     let mut paths = Vec::new();

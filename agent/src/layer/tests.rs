@@ -1,0 +1,158 @@
+use super::*;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::fs::symlink;
+
+fn setxattr(path: &Path, name: &str, value: &[u8]) {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    // SAFETY: NUL-terminated strings and a valid value buffer.
+    let ret = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        ret,
+        0,
+        "setxattr {name} on {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
+}
+
+fn mknod_whiteout(path: &Path) {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path; mode and device are plain integers.
+    let ret = unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR, 0) };
+    assert_eq!(
+        ret,
+        0,
+        "mknod {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
+}
+
+struct Entry {
+    path: String,
+    kind: tar::EntryType,
+    link: Option<String>,
+    data: Vec<u8>,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+fn read_tar(bytes: &[u8]) -> Vec<Entry> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut out = Vec::new();
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut xattrs = Vec::new();
+        if let Some(ext) = e.pax_extensions().unwrap() {
+            for x in ext {
+                let x = x.unwrap();
+                xattrs.push((x.key().unwrap().to_owned(), x.value_bytes().to_vec()));
+            }
+        }
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        out.push(Entry {
+            path: e.path().unwrap().to_string_lossy().into_owned(),
+            kind: e.header().entry_type(),
+            link: e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned()),
+            data,
+            xattrs,
+        });
+    }
+    out
+}
+
+/// Overlay whiteouts need CAP_MKNOD and `trusted.*` xattrs need CAP_SYS_ADMIN: this test
+/// builds a real upper directory and so must run as root (CI does).
+#[test]
+fn upper_dir_becomes_an_oci_layer_with_whiteouts() {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test creates overlay whiteouts (mknod c 0 0, trusted.* xattrs): run it as root"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path();
+    fs::create_dir_all(up.join("etc")).unwrap();
+    fs::write(up.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
+    fs::hard_link(up.join("etc/hosts"), up.join("etc/hosts2")).unwrap();
+    setxattr(&up.join("etc/hosts"), "user.note", b"kept");
+    setxattr(&up.join("etc/hosts"), "trusted.overlay.origin", b"dropped");
+    fs::create_dir_all(up.join("var/cache")).unwrap();
+    setxattr(&up.join("var/cache"), "trusted.overlay.opaque", b"y");
+    fs::write(up.join("var/cache/new"), b"n").unwrap();
+    mknod_whiteout(&up.join("etc/gone"));
+    symlink("etc/hosts", up.join("link")).unwrap();
+    let long = "d".repeat(120);
+    fs::create_dir_all(up.join(&long)).unwrap();
+    fs::write(up.join(&long).join("f".repeat(100)), b"long").unwrap();
+
+    let mut chunks = Vec::new();
+    let mut sink = ChunkSink::new(|c: &[u8]| {
+        assert!(c.len() <= MAX_DATA_CHUNK);
+        chunks.push(c.to_vec());
+        Ok(())
+    });
+    write_upper_tar(up, &mut sink).unwrap();
+    sink.finish().unwrap();
+    let total = sink.total();
+    let bytes: Vec<u8> = chunks.concat();
+    assert_eq!(bytes.len() as u64, total);
+
+    let entries = read_tar(&bytes);
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    let long_file = format!("{long}/{}", "f".repeat(100));
+    assert_eq!(
+        paths,
+        vec![
+            long.as_str(),
+            long_file.as_str(),
+            "etc",
+            "etc/.wh.gone",
+            "etc/hosts",
+            "etc/hosts2",
+            "link",
+            "var",
+            "var/cache",
+            "var/cache/.wh..wh..opq",
+            "var/cache/new",
+        ]
+    );
+    let get = |p: &str| entries.iter().find(|e| e.path == p).unwrap();
+    assert_eq!(get("etc/.wh.gone").kind, tar::EntryType::Regular);
+    assert!(get("etc/.wh.gone").data.is_empty());
+    assert_eq!(get("etc/hosts").data, b"127.0.0.1 localhost\n");
+    assert_eq!(
+        get("etc/hosts").xattrs,
+        vec![("SCHILY.xattr.user.note".to_owned(), b"kept".to_vec())]
+    );
+    assert_eq!(get("etc/hosts2").kind, tar::EntryType::Link);
+    assert_eq!(get("etc/hosts2").link.as_deref(), Some("etc/hosts"));
+    assert_eq!(get("link").kind, tar::EntryType::Symlink);
+    assert_eq!(get("link").link.as_deref(), Some("etc/hosts"));
+    assert_eq!(get("var/cache").kind, tar::EntryType::Directory);
+    assert!(
+        get("var/cache").xattrs.is_empty(),
+        "overlay xattrs must not leak"
+    );
+    assert_eq!(get(&long_file).data, b"long");
+}
+
+#[test]
+fn unreadable_upper_is_an_error_naming_the_path() {
+    let err = write_upper_tar(Path::new("/nonexistent-upper"), io::sink()).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent-upper"), "{err}");
+}

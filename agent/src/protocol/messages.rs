@@ -1,0 +1,359 @@
+//! The messages each side sends, and their body layouts.
+
+use super::wire::{BodyReader, BodyWriter};
+use super::DecodeError;
+
+/// A process to run in the guest: the final argv (the host has already combined the image's
+/// Entrypoint and Cmd with the user's command), its environment and where and as whom it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessSpec {
+    /// argv[0] is looked up in the process's own `PATH` when it has no slash.
+    pub argv: Vec<String>,
+    /// `KEY=value` entries; the process gets exactly these (plus `HOME` when absent).
+    pub env: Vec<String>,
+    /// Working directory; created when missing, like docker does. Empty means `/`.
+    pub cwd: String,
+    /// The image's `User`: `name`, `uid`, `name:group` or `uid:gid`, resolved against the
+    /// container's /etc/passwd and /etc/group. Empty means root.
+    pub user: String,
+    /// Run on a pseudo-terminal (stdout and stderr merged into stdout) instead of pipes.
+    pub terminal: bool,
+    /// Initial terminal size, used when `terminal` is set.
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// The container's main process plus the container-wide settings applied before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StartSpec {
+    pub process: ProcessSpec,
+    /// The container's hostname; empty keeps the guest's.
+    pub hostname: String,
+    /// Content for /etc/resolv.conf; empty keeps the image's file.
+    pub resolv_conf: String,
+}
+
+/// Guest boot timestamps, for the bench. Offsets are nanoseconds of `CLOCK_BOOTTIME`, which
+/// starts at zero when the guest kernel starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootTimes {
+    /// Wall-clock time (`CLOCK_REALTIME`, ns since the epoch) at which the kernel started, as the
+    /// guest sees it: the difference of the realtime and boottime clocks. Only as good as the
+    /// guest's clock source.
+    pub kernel_start_realtime_ns: u64,
+    /// When PID 1 began running.
+    pub agent_start_ns: u64,
+    /// When the container's root filesystem was mounted and entered.
+    pub root_ready_ns: u64,
+}
+
+/// How a process ended, docker style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code: the process's own, 128+signal after a signal death, 127 when the command
+    /// was not found, 126 when it could not be executed.
+    pub code: i32,
+    /// The signal that killed the process, if one did.
+    pub signal: Option<i32>,
+}
+
+/// What an error frame is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A frame could not be decoded; it was dropped.
+    Protocol,
+    /// A frame named a stream that has no process (or the wrong kind of stream).
+    UnknownStream,
+    /// The process could not be started.
+    Spawn,
+    /// The request conflicts with the current state (a second start, a stream id in use).
+    InvalidState,
+    /// Writing the upper layer failed.
+    Layer,
+    /// Anything else in the agent.
+    Internal,
+    /// An error kind this side does not know (a newer peer).
+    Other(u16),
+}
+
+impl ErrorKind {
+    fn to_wire(self) -> u16 {
+        match self {
+            ErrorKind::Protocol => 1,
+            ErrorKind::UnknownStream => 2,
+            ErrorKind::Spawn => 3,
+            ErrorKind::InvalidState => 4,
+            ErrorKind::Layer => 5,
+            ErrorKind::Internal => 6,
+            ErrorKind::Other(v) => v,
+        }
+    }
+
+    fn from_wire(v: u16) -> Self {
+        match v {
+            1 => ErrorKind::Protocol,
+            2 => ErrorKind::UnknownStream,
+            3 => ErrorKind::Spawn,
+            4 => ErrorKind::InvalidState,
+            5 => ErrorKind::Layer,
+            6 => ErrorKind::Internal,
+            other => ErrorKind::Other(other),
+        }
+    }
+}
+
+/// A message of one direction ([`HostMessage`] or [`GuestMessage`]); sealed.
+pub trait Message: Sized + sealed::Body {}
+
+impl Message for HostMessage {}
+impl Message for GuestMessage {}
+
+pub(crate) mod sealed {
+    use super::{BodyWriter, DecodeError};
+
+    /// The body codec, kept out of the public API so the wire helpers stay private.
+    pub trait Body: Sized {
+        /// The kind byte of this message's frame.
+        fn kind(&self) -> u8;
+        /// Appends the body.
+        fn encode_body(&self, out: &mut BodyWriter);
+        /// Decodes a body of the given kind. Unknown kinds are errors.
+        fn decode_body(kind: u8, body: &[u8]) -> Result<Self, DecodeError>;
+    }
+}
+
+/// Host to guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMessage {
+    /// Start the container's main process on this stream. Its exit ends the guest.
+    Start(StartSpec),
+    /// Run another process in the running guest on this (new) stream.
+    Exec(ProcessSpec),
+    /// Bytes for the stream's stdin (or terminal input).
+    Stdin(Vec<u8>),
+    /// Close the stream's stdin once all earlier data is written.
+    StdinClose,
+    /// Send this signal to the stream's process.
+    Signal(i32),
+    /// Resize the stream's terminal.
+    Resize { rows: u16, cols: u16 },
+    /// Stream the writable layer's changes as an OCI layer tar on this stream.
+    StreamUpper,
+    /// Stop everything and power the guest off.
+    Shutdown,
+}
+
+const K_START: u8 = 0x01;
+const K_EXEC: u8 = 0x02;
+const K_STDIN: u8 = 0x03;
+const K_STDIN_CLOSE: u8 = 0x04;
+const K_SIGNAL: u8 = 0x05;
+const K_RESIZE: u8 = 0x06;
+const K_STREAM_UPPER: u8 = 0x07;
+const K_SHUTDOWN: u8 = 0x08;
+
+const K_READY: u8 = 0x81;
+const K_STARTED: u8 = 0x82;
+const K_STDOUT: u8 = 0x83;
+const K_STDERR: u8 = 0x84;
+const K_EXIT: u8 = 0x85;
+const K_ERROR: u8 = 0x86;
+const K_LAYER_DATA: u8 = 0x87;
+const K_LAYER_END: u8 = 0x88;
+
+fn encode_process(p: &ProcessSpec, out: &mut BodyWriter) {
+    out.str_list(&p.argv);
+    out.str_list(&p.env);
+    out.str(&p.cwd);
+    out.str(&p.user);
+    out.bool(p.terminal);
+    out.u16(p.rows);
+    out.u16(p.cols);
+}
+
+fn decode_process(r: &mut BodyReader<'_>) -> Result<ProcessSpec, DecodeError> {
+    let argv = r.str_list("argv")?;
+    if argv.is_empty() {
+        return Err(DecodeError::InvalidValue {
+            field: "argv",
+            value: 0,
+        });
+    }
+    Ok(ProcessSpec {
+        argv,
+        env: r.str_list("env")?,
+        cwd: r.str("cwd")?,
+        user: r.str("user")?,
+        terminal: r.bool("terminal")?,
+        rows: r.u16("rows")?,
+        cols: r.u16("cols")?,
+    })
+}
+
+impl sealed::Body for HostMessage {
+    fn kind(&self) -> u8 {
+        match self {
+            HostMessage::Start(_) => K_START,
+            HostMessage::Exec(_) => K_EXEC,
+            HostMessage::Stdin(_) => K_STDIN,
+            HostMessage::StdinClose => K_STDIN_CLOSE,
+            HostMessage::Signal(_) => K_SIGNAL,
+            HostMessage::Resize { .. } => K_RESIZE,
+            HostMessage::StreamUpper => K_STREAM_UPPER,
+            HostMessage::Shutdown => K_SHUTDOWN,
+        }
+    }
+
+    fn encode_body(&self, out: &mut BodyWriter) {
+        match self {
+            HostMessage::Start(s) => {
+                encode_process(&s.process, out);
+                out.str(&s.hostname);
+                out.str(&s.resolv_conf);
+            }
+            HostMessage::Exec(p) => encode_process(p, out),
+            HostMessage::Stdin(data) => out.raw(data),
+            HostMessage::Signal(sig) => out.i32(*sig),
+            HostMessage::Resize { rows, cols } => {
+                out.u16(*rows);
+                out.u16(*cols);
+            }
+            HostMessage::StdinClose | HostMessage::StreamUpper | HostMessage::Shutdown => {}
+        }
+    }
+
+    fn decode_body(kind: u8, body: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = BodyReader::new(body);
+        let msg = match kind {
+            K_START => HostMessage::Start(StartSpec {
+                process: decode_process(&mut r)?,
+                hostname: r.str("hostname")?,
+                resolv_conf: r.str("resolv_conf")?,
+            }),
+            K_EXEC => HostMessage::Exec(decode_process(&mut r)?),
+            K_STDIN => HostMessage::Stdin(r.rest().to_vec()),
+            K_STDIN_CLOSE => HostMessage::StdinClose,
+            K_SIGNAL => {
+                let sig = r.i32("signal")?;
+                if !(1..=64).contains(&sig) {
+                    return Err(DecodeError::InvalidValue {
+                        field: "signal",
+                        value: u64::from(sig as u32),
+                    });
+                }
+                HostMessage::Signal(sig)
+            }
+            K_RESIZE => HostMessage::Resize {
+                rows: r.u16("rows")?,
+                cols: r.u16("cols")?,
+            },
+            K_STREAM_UPPER => HostMessage::StreamUpper,
+            K_SHUTDOWN => HostMessage::Shutdown,
+            other => return Err(DecodeError::UnknownKind { kind: other }),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+/// Guest to host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestMessage {
+    /// The agent is up and the container root is ready (stream 0). Sent once, first.
+    Ready { version: u32, boot: BootTimes },
+    /// The stream's process was executed; `exec_ns` is its `CLOCK_BOOTTIME` time.
+    Started { pid: u32, exec_ns: u64 },
+    /// Output of the stream's process (the terminal's output for a terminal process).
+    Stdout(Vec<u8>),
+    /// Error output of the stream's process.
+    Stderr(Vec<u8>),
+    /// The stream's process ended; its output was sent before this frame.
+    Exit(ExitStatus),
+    /// Something went wrong with the stream (0: the connection as a whole).
+    Error { kind: ErrorKind, message: String },
+    /// A piece of the upper-layer tar.
+    LayerData(Vec<u8>),
+    /// The upper-layer tar is complete: `bytes` were sent in all.
+    LayerEnd { bytes: u64 },
+}
+
+impl sealed::Body for GuestMessage {
+    fn kind(&self) -> u8 {
+        match self {
+            GuestMessage::Ready { .. } => K_READY,
+            GuestMessage::Started { .. } => K_STARTED,
+            GuestMessage::Stdout(_) => K_STDOUT,
+            GuestMessage::Stderr(_) => K_STDERR,
+            GuestMessage::Exit(_) => K_EXIT,
+            GuestMessage::Error { .. } => K_ERROR,
+            GuestMessage::LayerData(_) => K_LAYER_DATA,
+            GuestMessage::LayerEnd { .. } => K_LAYER_END,
+        }
+    }
+
+    fn encode_body(&self, out: &mut BodyWriter) {
+        match self {
+            GuestMessage::Ready { version, boot } => {
+                out.u32(*version);
+                out.u64(boot.kernel_start_realtime_ns);
+                out.u64(boot.agent_start_ns);
+                out.u64(boot.root_ready_ns);
+            }
+            GuestMessage::Started { pid, exec_ns } => {
+                out.u32(*pid);
+                out.u64(*exec_ns);
+            }
+            GuestMessage::Stdout(d) | GuestMessage::Stderr(d) | GuestMessage::LayerData(d) => {
+                out.raw(d)
+            }
+            GuestMessage::Exit(status) => {
+                out.i32(status.code);
+                out.i32(status.signal.unwrap_or(0));
+            }
+            GuestMessage::Error { kind, message } => {
+                out.u16(kind.to_wire());
+                out.str(message);
+            }
+            GuestMessage::LayerEnd { bytes } => out.u64(*bytes),
+        }
+    }
+
+    fn decode_body(kind: u8, body: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = BodyReader::new(body);
+        let msg = match kind {
+            K_READY => GuestMessage::Ready {
+                version: r.u32("version")?,
+                boot: BootTimes {
+                    kernel_start_realtime_ns: r.u64("kernel_start_realtime_ns")?,
+                    agent_start_ns: r.u64("agent_start_ns")?,
+                    root_ready_ns: r.u64("root_ready_ns")?,
+                },
+            },
+            K_STARTED => GuestMessage::Started {
+                pid: r.u32("pid")?,
+                exec_ns: r.u64("exec_ns")?,
+            },
+            K_STDOUT => GuestMessage::Stdout(r.rest().to_vec()),
+            K_STDERR => GuestMessage::Stderr(r.rest().to_vec()),
+            K_EXIT => {
+                let code = r.i32("code")?;
+                let signal = r.i32("signal")?;
+                GuestMessage::Exit(ExitStatus {
+                    code,
+                    signal: (signal != 0).then_some(signal),
+                })
+            }
+            K_ERROR => GuestMessage::Error {
+                kind: ErrorKind::from_wire(r.u16("error kind")?),
+                message: r.str("message")?,
+            },
+            K_LAYER_DATA => GuestMessage::LayerData(r.rest().to_vec()),
+            K_LAYER_END => GuestMessage::LayerEnd {
+                bytes: r.u64("bytes")?,
+            },
+            other => return Err(DecodeError::UnknownKind { kind: other }),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}

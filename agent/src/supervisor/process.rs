@@ -1,0 +1,213 @@
+//! Starting one process: identity, environment, working directory, stdio (pipes or a pty), and
+//! the docker-style exit codes for everything that can go wrong on the way.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::{pty, sys};
+use crate::protocol::{ExitStatus, ProcessSpec};
+use crate::user::{resolve_user, UserError};
+
+/// Used when the process's environment has no `PATH`, as docker does.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A running child and the supervisor's ends of its stdio.
+pub(crate) struct Spawned {
+    pub(crate) pid: u32,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) stdin: Option<OwnedFd>,
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
+    /// The pty master, for resizes (the same terminal as `stdout`).
+    pub(crate) pty: Option<OwnedFd>,
+    /// `CLOCK_BOOTTIME` ns right after the exec succeeded.
+    pub(crate) exec_ns: u64,
+}
+
+/// Why a process did not start, with the code docker would exit with.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error("cannot create the working directory {}", path.display())]
+    WorkingDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot set up stdio for the process")]
+    Stdio(#[source] io::Error),
+    #[error("exec: \"{program}\": executable file not found in $PATH")]
+    NotFound { program: String },
+    #[error("exec: \"{program}\" cannot be executed")]
+    NotExecutable {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SpawnError {
+    /// 127 for a command not found, 126 for one that cannot run, 125 when the container setup
+    /// failed before the command was tried.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SpawnError::NotFound { .. } => 127,
+            SpawnError::NotExecutable { .. } => 126,
+            SpawnError::User(_) | SpawnError::WorkingDir { .. } | SpawnError::Stdio(_) => 125,
+        }
+    }
+}
+
+/// Converts a raw `waitpid` status.
+pub(crate) fn exit_status(raw: libc::c_int) -> ExitStatus {
+    if libc::WIFSIGNALED(raw) {
+        let sig = libc::WTERMSIG(raw);
+        ExitStatus {
+            code: 128 + sig,
+            signal: Some(sig),
+        }
+    } else {
+        ExitStatus {
+            code: libc::WEXITSTATUS(raw),
+            signal: None,
+        }
+    }
+}
+
+fn build_env(spec: &ProcessSpec, home: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for entry in &spec.env {
+        // An entry without `=` names a variable to leave unset, as in docker.
+        if let Some((k, v)) = entry.split_once('=') {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    let has = |env: &[(String, String)], k: &str| env.iter().any(|(key, _)| key == k);
+    if !has(&env, "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    if !has(&env, "HOME") {
+        env.push(("HOME".into(), home.into()));
+    }
+    if spec.terminal && !has(&env, "TERM") {
+        env.push(("TERM".into(), "xterm".into()));
+    }
+    env
+}
+
+/// Starts `spec`. `root` is where the container's /etc/passwd and /etc/group are read.
+pub(crate) fn spawn(spec: &ProcessSpec, root: &Path) -> Result<Spawned, SpawnError> {
+    let user = resolve_user(root, &spec.user)?;
+    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
+    std::fs::create_dir_all(cwd).map_err(|source| SpawnError::WorkingDir {
+        path: cwd.into(),
+        source,
+    })?;
+
+    let program = &spec.argv[0];
+    let mut cmd = Command::new(program);
+    cmd.args(&spec.argv[1..])
+        .env_clear()
+        .envs(build_env(spec, &user.home))
+        .current_dir(cwd);
+
+    let mut pty_master = None;
+    if spec.terminal {
+        let pty = pty::open(spec.rows, spec.cols).map_err(SpawnError::Stdio)?;
+        let out = pty.slave.try_clone().map_err(SpawnError::Stdio)?;
+        let err = pty.slave.try_clone().map_err(SpawnError::Stdio)?;
+        cmd.stdin(Stdio::from(pty.slave))
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        pty_master = Some(pty.master);
+    } else {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
+
+    // Changing identity needs root; an unprivileged supervisor (host tests) can only run
+    // processes as itself, and asking for anyone else fails in the child with EPERM.
+    // SAFETY: geteuid/getegid cannot fail.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let change_identity = euid == 0 || user.uid != euid || user.gid != egid;
+    let terminal = spec.terminal;
+    let groups: Vec<libc::gid_t> = user.groups.clone();
+    let (uid, gid) = (user.uid, user.gid);
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls on memory captured before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Its own session: the process leads its group (signals reach its children too
+            // when sent to the group) and can take the pty as its controlling terminal.
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if change_identity {
+                if euid == 0 && libc::setgroups(groups.len(), groups.as_ptr()) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::setgid(gid) < 0 || libc::setuid(uid) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+
+    let mut child = cmd.spawn().map_err(|source| {
+        if matches!(
+            source.raw_os_error(),
+            Some(libc::ENOENT) | Some(libc::ENOTDIR)
+        ) {
+            SpawnError::NotFound {
+                program: program.clone(),
+            }
+        } else {
+            SpawnError::NotExecutable {
+                program: program.clone(),
+                source,
+            }
+        }
+    })?;
+    let exec_ns = sys::boottime_ns();
+    // The parent's copies of the pty slave live in `cmd`; drop them so the master sees a
+    // hangup once the child and its descendants are gone.
+    drop(cmd);
+    let pid = child.id();
+    let pidfd = sys::pidfd_open(pid).map_err(SpawnError::Stdio)?;
+
+    let (stdin, stdout, stderr, pty) = match pty_master {
+        Some(master) => {
+            let input = master.try_clone().map_err(SpawnError::Stdio)?;
+            let resize = master.try_clone().map_err(SpawnError::Stdio)?;
+            (Some(input), Some(master), None, Some(resize))
+        }
+        None => (
+            child.stdin.take().map(OwnedFd::from),
+            child.stdout.take().map(OwnedFd::from),
+            child.stderr.take().map(OwnedFd::from),
+            None,
+        ),
+    };
+    for fd in [&stdin, &stdout, &stderr].into_iter().flatten() {
+        sys::set_nonblocking(fd.as_fd()).map_err(SpawnError::Stdio)?;
+    }
+    Ok(Spawned {
+        pid,
+        pidfd,
+        stdin,
+        stdout,
+        stderr,
+        pty,
+        exec_ns,
+    })
+}

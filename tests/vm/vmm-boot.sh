@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Boots nook's guest kernel with nook's VMM (vmm/, binary nook-vmm) inside the nested KVM rig:
+# a busybox initramfs answers over the agent channel (virtio-console), reads a read-only EROFS
+# disk (vda), writes a file on an ext4 disk (vdb, checked with debugfs afterwards) and resets the
+# VM through the i8042; with 1 vCPU/128 MiB and 2 vCPUs/1 GiB. See vmm/tests/rig_boot.rs.
+#
+# Environment: NOOK_KERNEL (a vmlinux; default: guest-kernel/build.sh), NOOK_VMM_BOOT_SERIAL=1
+# (kernel console into serial-*.log in the work directory, kept on failure).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+die() {
+    echo "vmm-boot: error: $*" >&2
+    exit 1
+}
+for tool in cpio mkfs.erofs mkfs.ext4 debugfs busybox; do
+    command -v "$tool" >/dev/null || die "'$tool' is missing; run tests/setup.sh"
+done
+[ -x tests/rig/run.sh ] || die "tests/rig/run.sh is missing (the nested KVM rig)"
+
+kernel=${NOOK_KERNEL:-}
+if [ -z "$kernel" ]; then
+    [ -x guest-kernel/build.sh ] || die "set NOOK_KERNEL or provide guest-kernel/build.sh"
+    kernel=$(guest-kernel/build.sh | tail -n1)
+fi
+[ -f "$kernel" ] || die "kernel $kernel does not exist"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/nook-vmm-boot.XXXXXX")
+trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "vmm-boot: files kept in $work" >&2' EXIT
+cp "$kernel" "$work/vmlinux"
+
+# The guest: busybox as /init, speaking a line protocol on /dev/hvc0.
+mkdir -p "$work/initrd/bin" "$work/initrd/dev" "$work/initrd/proc" "$work/initrd/ro" "$work/initrd/rw"
+cp "$(command -v busybox)" "$work/initrd/bin/busybox"
+cat >"$work/initrd/init" <<'INIT'
+#!/bin/busybox sh
+B=/bin/busybox
+$B mount -t proc proc /proc
+$B mount -t devtmpfs dev /dev
+# Keep the port open for the whole run (like the agent): bytes that arrive while no process
+# holds /dev/hvc0 wait in the driver until someone polls, and raw mode would reset on close.
+exec 3<>/dev/hvc0
+$B stty -F /dev/hvc0 raw -echo
+say() { echo "$*" >&3; }
+say ready
+read -r line <&3
+say "pong:$line"
+say "cpus=$($B grep -c ^processor /proc/cpuinfo)"
+say "memkb=$($B awk '/MemTotal/ {print $2}' /proc/meminfo)"
+$B mount -t erofs -o ro /dev/vda /ro && say "erofs=$($B cat /ro/hello.txt)"
+if $B mount -t ext4 /dev/vdb /rw; then
+    echo "persisted by nook" >/rw/persist.txt && $B umount /rw && say "ext4=ok"
+fi
+if $B dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync 2>/dev/null; then say vda-write=allowed; else say vda-write=refused; fi
+$B sync
+say done
+$B reboot -f
+INIT
+chmod +x "$work/initrd/init"
+(cd "$work/initrd" && find . | cpio -o -H newc --quiet) >"$work/initrd.cpio"
+
+mkdir -p "$work/rootfs"
+echo "hello from erofs" >"$work/rootfs/hello.txt"
+mkfs.erofs --quiet "$work/rootfs.erofs" "$work/rootfs" >/dev/null
+truncate -s 64M "$work/upper.ext4"
+mkfs.ext4 -q -F "$work/upper.ext4"
+
+# Build the test binary here (fast), run it in the rig.
+test_bin=$(cargo test --release -p nook-vmm --test rig_boot --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*rig_boot[^"]*\)".*/\1/p' | tail -n1)
+[ -x "$test_bin" ] || die "could not build the rig_boot test"
+cargo build --release -p nook-vmm 2>/dev/null
+
+NOOK_VMM_BOOT_DIR=$work tests/rig/run.sh --rw "$work" --timeout 1200 -- \
+    "$test_bin" --nocapture --test-threads 1
+echo "vmm-boot: ok"

@@ -1,0 +1,332 @@
+//! The console's worker: moves bytes between the virtqueues and the host socket, with bounded
+//! buffers in both directions so neither side can make the VMM grow without limit.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestMemoryBackend};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::devices::virtio::{Interrupt, INT_VRING};
+use crate::exit::ExitSignal;
+use crate::memory::GuestMemory;
+
+/// Most guest bytes held while the host is not reading.
+pub const OUT_LIMIT: usize = 256 << 10;
+/// Largest single transmit chain; larger ones are dropped as malformed.
+pub const MAX_CHAIN_BYTES: u64 = 1 << 20;
+/// Bytes read from the socket at once.
+const IN_CHUNK: usize = 64 << 10;
+
+const TOKEN_RX: u64 = 0;
+const TOKEN_TX: u64 = 1;
+const TOKEN_SOCKET: u64 = 2;
+const TOKEN_EXIT: u64 = 3;
+
+/// Whether the channel still works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelState {
+    /// Moving bytes.
+    Open,
+    /// The guest broke a queue: the device stopped.
+    Broken,
+}
+
+/// The two queues and the socket.
+pub struct Channel {
+    rxq: Queue,
+    txq: Queue,
+    mem: GuestMemory,
+    stream: UnixStream,
+    interrupt: Arc<Interrupt>,
+    /// Guest bytes not yet accepted by the socket.
+    pub(crate) out: Vec<u8>,
+    /// Host bytes not yet delivered to the guest (and how much of them was).
+    pub(crate) inbound: Vec<u8>,
+    inbound_pos: usize,
+    host_closed: bool,
+    state: ChannelState,
+}
+
+impl Channel {
+    /// A channel between the guest queues and `stream` (non-blocking).
+    pub fn new(
+        rxq: Queue,
+        txq: Queue,
+        mem: GuestMemory,
+        stream: UnixStream,
+        interrupt: Arc<Interrupt>,
+    ) -> Self {
+        Self {
+            rxq,
+            txq,
+            mem,
+            stream,
+            interrupt,
+            out: Vec::new(),
+            inbound: Vec::new(),
+            inbound_pos: 0,
+            host_closed: false,
+            state: ChannelState::Open,
+        }
+    }
+
+    /// The channel state.
+    pub fn state(&self) -> ChannelState {
+        self.state
+    }
+
+    /// Takes guest transmit chains while the outbound buffer has room. Returns whether any
+    /// chain was used.
+    pub fn process_tx(&mut self) -> bool {
+        let mut used = Vec::new();
+        {
+            let Ok(mut iter) = self.txq.iter(&self.mem) else {
+                self.state = ChannelState::Broken;
+                return false;
+            };
+            // Chains stay on the ring (the guest waits) while the host is not reading.
+            while self.out.len() < OUT_LIMIT {
+                let Some(chain) = iter.next() else { break };
+                let head = chain.head_index();
+                let mut data = Vec::new();
+                let mut total: u64 = 0;
+                let mut ok = true;
+                for desc in chain.readable() {
+                    total += u64::from(desc.len());
+                    if total > MAX_CHAIN_BYTES
+                        || !self.mem.check_range(desc.addr(), desc.len() as usize)
+                    {
+                        ok = false;
+                        break;
+                    }
+                    let start = data.len();
+                    data.resize(start + desc.len() as usize, 0);
+                    if self
+                        .mem
+                        .read_slice(&mut data[start..], desc.addr())
+                        .is_err()
+                    {
+                        ok = false;
+                        break;
+                    }
+                }
+                // A malformed chain is returned unread; its bytes never reach the host.
+                if ok && !self.host_closed {
+                    self.out.extend_from_slice(&data);
+                }
+                used.push(head);
+            }
+        }
+        self.complete(true, &used.iter().map(|h| (*h, 0)).collect::<Vec<_>>())
+    }
+
+    /// Writes buffered guest bytes to the socket until it would block.
+    pub fn flush_out(&mut self) {
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // The host went away: nothing will ever read these bytes.
+                    self.host_closed = true;
+                    self.out.clear();
+                }
+            }
+        }
+    }
+
+    /// Reads from the socket if nothing is pending for the guest.
+    pub fn read_socket(&mut self) {
+        if self.inbound_pos < self.inbound.len() || self.host_closed {
+            return;
+        }
+        self.inbound.resize(IN_CHUNK, 0);
+        self.inbound_pos = 0;
+        loop {
+            match self.stream.read(&mut self.inbound) {
+                Ok(0) => {
+                    self.host_closed = true;
+                    self.inbound.clear();
+                }
+                Ok(n) => self.inbound.truncate(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.inbound.clear(),
+                Err(_) => {
+                    self.host_closed = true;
+                    self.inbound.clear();
+                }
+            }
+            return;
+        }
+    }
+
+    /// Copies pending host bytes into guest receive buffers. Returns whether any was used.
+    pub fn process_rx(&mut self) -> bool {
+        let mut used = Vec::new();
+        {
+            let Ok(mut iter) = self.rxq.iter(&self.mem) else {
+                self.state = ChannelState::Broken;
+                return false;
+            };
+            while self.inbound_pos < self.inbound.len() {
+                let Some(chain) = iter.next() else { break };
+                let head = chain.head_index();
+                let mut written: u32 = 0;
+                for desc in chain.writable() {
+                    let left = &self.inbound[self.inbound_pos..];
+                    if left.is_empty() {
+                        break;
+                    }
+                    let n = left.len().min(desc.len() as usize);
+                    if !self.mem.check_range(desc.addr(), n)
+                        || self.mem.write_slice(&left[..n], desc.addr()).is_err()
+                    {
+                        // A buffer outside memory: return the chain with what fit so far.
+                        break;
+                    }
+                    self.inbound_pos += n;
+                    written += n as u32;
+                }
+                used.push((head, written));
+            }
+        }
+        if self.inbound_pos >= self.inbound.len() {
+            self.inbound.clear();
+            self.inbound_pos = 0;
+        }
+        self.complete(false, &used)
+    }
+
+    fn complete(&mut self, tx: bool, used: &[(u16, u32)]) -> bool {
+        let queue = if tx { &mut self.txq } else { &mut self.rxq };
+        for (head, len) in used {
+            if queue.add_used(&self.mem, *head, *len).is_err() {
+                self.state = ChannelState::Broken;
+                return false;
+            }
+        }
+        !used.is_empty() && queue.needs_notification(&self.mem).unwrap_or(true)
+    }
+
+    /// One round of work after any event: move bytes both ways, interrupt if needed.
+    pub fn pump(&mut self) {
+        let mut notify = false;
+        loop {
+            let before = (self.out.len(), self.inbound.len(), self.inbound_pos);
+            notify |= self.process_tx();
+            self.flush_out();
+            self.read_socket();
+            notify |= self.process_rx();
+            if self.state == ChannelState::Broken {
+                self.interrupt.mark_broken();
+                return;
+            }
+            // Stop when a round moved nothing more.
+            if (self.out.len(), self.inbound.len(), self.inbound_pos) == before {
+                break;
+            }
+        }
+        if notify {
+            self.interrupt.trigger(INT_VRING);
+        }
+    }
+
+    fn socket_interest(&self) -> EventSet {
+        let mut set = EventSet::empty();
+        if self.inbound.is_empty() && !self.host_closed {
+            set |= EventSet::IN;
+        }
+        if !self.out.is_empty() {
+            set |= EventSet::OUT;
+        }
+        set
+    }
+
+    /// Serves the channel until the VM stops.
+    pub fn run(
+        mut self,
+        rx_evt: EventFd,
+        tx_evt: EventFd,
+        exit: &ExitSignal,
+    ) -> Result<(), String> {
+        let epoll = Epoll::new().map_err(|e| format!("epoll: {e}"))?;
+        let add = |fd: i32, set: EventSet, token: u64| {
+            epoll
+                .ctl(ControlOperation::Add, fd, EpollEvent::new(set, token))
+                .map_err(|e| format!("epoll add: {e}"))
+        };
+        add(rx_evt.as_raw_fd(), EventSet::IN, TOKEN_RX)?;
+        add(tx_evt.as_raw_fd(), EventSet::IN, TOKEN_TX)?;
+        add(exit.event().as_raw_fd(), EventSet::IN, TOKEN_EXIT)?;
+        add(
+            self.stream.as_raw_fd(),
+            self.socket_interest(),
+            TOKEN_SOCKET,
+        )?;
+        let mut socket_registered = true;
+        let mut events = [EpollEvent::default(); 4];
+        self.pump();
+        loop {
+            if socket_registered {
+                let dead = self.host_closed && self.out.is_empty();
+                if dead || self.state == ChannelState::Broken {
+                    // Hang-ups are reported whatever the interest: stop watching a dead socket.
+                    let _ = epoll.ctl(
+                        ControlOperation::Delete,
+                        self.stream.as_raw_fd(),
+                        EpollEvent::default(),
+                    );
+                    socket_registered = false;
+                } else {
+                    epoll
+                        .ctl(
+                            ControlOperation::Modify,
+                            self.stream.as_raw_fd(),
+                            EpollEvent::new(self.socket_interest(), TOKEN_SOCKET),
+                        )
+                        .map_err(|e| format!("epoll modify: {e}"))?;
+                }
+            }
+            let n = match epoll.wait(-1, &mut events) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("epoll wait: {e}")),
+            };
+            for ev in &events[..n] {
+                match ev.data() {
+                    TOKEN_EXIT => return Ok(()),
+                    TOKEN_RX => {
+                        let _ = rx_evt.read();
+                    }
+                    TOKEN_TX => {
+                        let _ = tx_evt.read();
+                    }
+                    _ => {
+                        if ev
+                            .event_set()
+                            .intersects(EventSet::HANG_UP | EventSet::ERROR)
+                            && !ev.event_set().contains(EventSet::IN)
+                        {
+                            self.host_closed = true;
+                        }
+                    }
+                }
+            }
+            if exit.is_stopping() {
+                return Ok(());
+            }
+            if self.state == ChannelState::Open {
+                self.pump();
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The virtio-mmio transport (version 2 register layout): one bus device for any virtio device.
+//!
+//! Everything the driver writes is checked here before it reaches a device: features must be a
+//! subset of the offer and include VERSION_1, queues are configured only between FEATURES_OK and
+//! DRIVER_OK, and a queue is only activated when its size and rings fit guest memory.
+
+use std::sync::Arc;
+
+use seccompiler::BpfProgram;
+use virtio_queue::{Queue, QueueT};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{Activation, Interrupt, VirtioDevice, INT_CONFIG, VIRTIO_F_VERSION_1};
+use crate::bus::BusDevice;
+use crate::exit::ExitSignal;
+use crate::memory::GuestMemory;
+
+const MAGIC: u32 = 0x7472_6976; // "virt"
+const VERSION: u32 = 2;
+const VENDOR: u32 = 0x4b4f_4f4e; // "NOOK"
+
+const STATUS_ACKNOWLEDGE: u32 = 1;
+const STATUS_DRIVER: u32 = 2;
+const STATUS_DRIVER_OK: u32 = 4;
+const STATUS_FEATURES_OK: u32 = 8;
+const STATUS_NEEDS_RESET: u32 = 64;
+const STATUS_FAILED: u32 = 128;
+
+/// Start of the device-specific configuration space.
+pub const CONFIG_OFFSET: u64 = 0x100;
+/// Offset of the QueueNotify register (wired to an ioeventfd).
+pub const QUEUE_NOTIFY_OFFSET: u64 = 0x50;
+
+/// One virtio device behind the MMIO register window.
+pub struct MmioTransport {
+    device: Box<dyn VirtioDevice>,
+    mem: GuestMemory,
+    queues: Vec<Queue>,
+    queue_events: Vec<EventFd>,
+    interrupt: Arc<Interrupt>,
+    exit: Arc<ExitSignal>,
+    filter: Option<Arc<BpfProgram>>,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    queue_sel: u32,
+    status: u32,
+    config_generation: u32,
+    activated: bool,
+}
+
+/// Errors while building a transport.
+#[derive(Debug, thiserror::Error)]
+pub enum MmioError {
+    /// A queue eventfd could not be created.
+    #[error("{device}: cannot create a queue eventfd")]
+    EventFd {
+        /// Device name.
+        device: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device declared an invalid queue size.
+    #[error("{device}: invalid queue size")]
+    Queue {
+        /// Device name.
+        device: String,
+    },
+}
+
+impl MmioTransport {
+    /// Wraps `device`; `interrupt` raises its IOAPIC pin.
+    pub fn new(
+        device: Box<dyn VirtioDevice>,
+        mem: GuestMemory,
+        interrupt: Arc<Interrupt>,
+        exit: Arc<ExitSignal>,
+        filter: Option<Arc<BpfProgram>>,
+    ) -> Result<Self, MmioError> {
+        let name = device.name().to_string();
+        let mut queues = Vec::new();
+        let mut queue_events = Vec::new();
+        for &max in device.queue_max_sizes() {
+            queues.push(Queue::new(max).map_err(|_| MmioError::Queue {
+                device: name.clone(),
+            })?);
+            queue_events.push(EventFd::new(libc::EFD_NONBLOCK).map_err(|source| {
+                MmioError::EventFd {
+                    device: name.clone(),
+                    source,
+                }
+            })?);
+        }
+        Ok(Self {
+            device,
+            mem,
+            queues,
+            queue_events,
+            interrupt,
+            exit,
+            filter,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            queue_sel: 0,
+            status: 0,
+            config_generation: 0,
+            activated: false,
+        })
+    }
+
+    /// The queue notification eventfds, for KVM ioeventfd registration.
+    pub fn queue_events(&self) -> &[EventFd] {
+        &self.queue_events
+    }
+
+    /// The device name.
+    pub fn name(&self) -> &str {
+        self.device.name()
+    }
+
+    /// The driver status register.
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+
+    fn selected_queue(&mut self) -> Option<&mut Queue> {
+        // Queue registers only mean something while the driver configures the device.
+        let configuring =
+            self.status & STATUS_FEATURES_OK != 0 && self.status & STATUS_DRIVER_OK == 0;
+        if !configuring {
+            return None;
+        }
+        self.queues.get_mut(self.queue_sel as usize)
+    }
+
+    fn reset(&mut self) {
+        if self.activated {
+            // A running worker cannot be taken back: report that a VM reset is needed instead.
+            self.status |= STATUS_NEEDS_RESET;
+            self.interrupt.trigger(INT_CONFIG);
+            return;
+        }
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.status = 0;
+        self.driver_features = 0;
+        self.device_features_sel = 0;
+        self.driver_features_sel = 0;
+        self.queue_sel = 0;
+        self.interrupt.ack(u32::MAX);
+    }
+
+    fn write_status(&mut self, value: u32) {
+        if value == 0 {
+            self.reset();
+            return;
+        }
+        if value & STATUS_FAILED != 0 {
+            self.status |= STATUS_FAILED;
+            return;
+        }
+        // Bits only ever get added, in order; anything else is ignored.
+        if value & self.status != self.status {
+            return;
+        }
+        let new = value & !self.status;
+        let allowed = match self.status {
+            0 => STATUS_ACKNOWLEDGE,
+            s if s == STATUS_ACKNOWLEDGE => STATUS_DRIVER,
+            s if s == STATUS_ACKNOWLEDGE | STATUS_DRIVER => STATUS_FEATURES_OK,
+            s if s == STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK => STATUS_DRIVER_OK,
+            _ => 0,
+        };
+        if new != allowed {
+            return;
+        }
+        match new {
+            STATUS_FEATURES_OK => {
+                let offered = self.device.features();
+                let ok = self.driver_features & !offered == 0
+                    && self.driver_features & VIRTIO_F_VERSION_1 != 0;
+                // Leaving FEATURES_OK unset tells the driver its selection was refused.
+                if ok {
+                    self.status = value;
+                }
+            }
+            STATUS_DRIVER_OK => {
+                self.status = value;
+                self.activate();
+            }
+            _ => self.status = value,
+        }
+    }
+
+    fn activate(&mut self) {
+        let ready_and_valid = self
+            .queues
+            .iter()
+            .all(|q| q.ready() && q.is_valid(&self.mem));
+        if !ready_and_valid {
+            self.status |= STATUS_NEEDS_RESET;
+            self.interrupt.trigger(INT_CONFIG);
+            return;
+        }
+        let events: Result<Vec<EventFd>, _> =
+            self.queue_events.iter().map(EventFd::try_clone).collect();
+        let result = events
+            .map_err(|source| super::ActivateError::Io {
+                device: "virtio-mmio",
+                what: "cannot duplicate a queue eventfd",
+                source,
+            })
+            .and_then(|queue_events| {
+                self.device.activate(Activation {
+                    mem: self.mem.clone(),
+                    queues: std::mem::take(&mut self.queues),
+                    queue_events,
+                    acked_features: self.driver_features,
+                    interrupt: self.interrupt.clone(),
+                    exit: self.exit.clone(),
+                    filter: self.filter.clone(),
+                })
+            });
+        match result {
+            Ok(()) => self.activated = true,
+            Err(e) => {
+                eprintln!("nook-vmm: {}: activation failed: {e}", self.device.name());
+                self.status |= STATUS_NEEDS_RESET;
+                self.interrupt.trigger(INT_CONFIG);
+            }
+        }
+    }
+
+    fn read_register(&mut self, offset: u64) -> u32 {
+        match offset {
+            0x00 => MAGIC,
+            0x04 => VERSION,
+            0x08 => self.device.device_type(),
+            0x0c => VENDOR,
+            0x10 => {
+                let features = self.device.features();
+                match self.device_features_sel {
+                    0 => features as u32,
+                    1 => (features >> 32) as u32,
+                    _ => 0,
+                }
+            }
+            0x34 => self.selected_queue().map_or(0, |q| u32::from(q.max_size())),
+            0x44 => self.selected_queue().map_or(0, |q| u32::from(q.ready())),
+            0x60 => self.interrupt.status(),
+            0x70 if self.interrupt.is_broken() => self.status | STATUS_NEEDS_RESET,
+            0x70 => self.status,
+            0xfc => self.config_generation,
+            _ => 0,
+        }
+    }
+
+    fn write_register(&mut self, offset: u64, value: u32) {
+        let set_low_high = |old: u64, high: bool| -> u64 {
+            if high {
+                (old & 0xffff_ffff) | (u64::from(value) << 32)
+            } else {
+                (old & !0xffff_ffff) | u64::from(value)
+            }
+        };
+        match offset {
+            0x14 => self.device_features_sel = value,
+            // Features may only change before FEATURES_OK.
+            0x20 if self.status & STATUS_FEATURES_OK == 0 => match self.driver_features_sel {
+                0 => self.driver_features = set_low_high(self.driver_features, false),
+                1 => self.driver_features = set_low_high(self.driver_features, true),
+                _ => {}
+            },
+            0x24 => self.driver_features_sel = value,
+            0x30 => self.queue_sel = value,
+            0x38 => {
+                if let Some(q) = self.selected_queue() {
+                    // Invalid sizes (zero, too big, not a power of two) are refused by the queue.
+                    if q.try_set_size(u16::try_from(value).unwrap_or(0)).is_err() {
+                        q.set_size(0);
+                    }
+                }
+            }
+            0x44 => {
+                if let Some(q) = self.selected_queue() {
+                    q.set_ready(value == 1);
+                }
+            }
+            0x50 => {
+                // Normally caught by the ioeventfd; handle a notify that reached us anyway.
+                if let Some(evt) = self.queue_events.get(value as usize) {
+                    let _ = evt.write(1);
+                }
+            }
+            0x64 => self.interrupt.ack(value),
+            0x70 => self.write_status(value),
+            0x80 | 0x84 => {
+                if let Some(q) = self.selected_queue() {
+                    let addr = set_low_high(q.desc_table(), offset == 0x84);
+                    q.set_desc_table_address(Some(addr as u32), Some((addr >> 32) as u32));
+                }
+            }
+            0x90 | 0x94 => {
+                if let Some(q) = self.selected_queue() {
+                    let addr = set_low_high(q.avail_ring(), offset == 0x94);
+                    q.set_avail_ring_address(Some(addr as u32), Some((addr >> 32) as u32));
+                }
+            }
+            0xa0 | 0xa4 => {
+                if let Some(q) = self.selected_queue() {
+                    let addr = set_low_high(q.used_ring(), offset == 0xa4);
+                    q.set_used_ring_address(Some(addr as u32), Some((addr >> 32) as u32));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl BusDevice for MmioTransport {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= CONFIG_OFFSET {
+            self.device.read_config(offset - CONFIG_OFFSET, data);
+            return;
+        }
+        // Registers are 32-bit and aligned; other accesses read as zero.
+        if data.len() != 4 || offset % 4 != 0 {
+            data.fill(0);
+            return;
+        }
+        data.copy_from_slice(&self.read_register(offset).to_le_bytes());
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset >= CONFIG_OFFSET {
+            // Config writes are only meaningful before the device runs.
+            if !self.activated {
+                self.device.write_config(offset - CONFIG_OFFSET, data);
+                self.config_generation = self.config_generation.wrapping_add(1);
+            }
+            return;
+        }
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            return;
+        };
+        if offset % 4 == 0 {
+            self.write_register(offset, u32::from_le_bytes(bytes));
+        }
+    }
+}

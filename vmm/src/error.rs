@@ -1,0 +1,74 @@
+//! The error of [`crate::run`]: one variant per stage, each carrying its cause.
+
+use std::path::PathBuf;
+
+/// Why a VM could not be started or ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// The host cannot run standard guests.
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+    /// The configuration is invalid.
+    #[error("invalid VM configuration: {0}")]
+    Config(String),
+    /// Guest memory.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
+    /// KVM.
+    #[error(transparent)]
+    Kvm(#[from] crate::kvm::KvmError),
+    /// Loading the guest.
+    #[error(transparent)]
+    Boot(#[from] crate::boot::BootError),
+    /// vCPU setup.
+    #[error(transparent)]
+    Arch(#[from] crate::arch::x86_64::ArchError),
+    /// Device wiring.
+    #[error(transparent)]
+    Wiring(#[from] crate::devices::virtio::wiring::WiringError),
+    /// A disk image.
+    #[error(transparent)]
+    Disk(#[from] crate::devices::virtio::block::io::DiskError),
+    /// The agent socket.
+    #[error("cannot connect to the agent socket {path} (the host side must listen before the VM starts)")]
+    AgentSocket {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The serial output file.
+    #[error("cannot open the serial output file {path}")]
+    Serial {
+        /// File path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel command line.
+    #[error("invalid kernel command line")]
+    Cmdline(#[source] linux_loader::cmdline::Error),
+    /// An eventfd.
+    #[error("cannot create the {what} eventfd")]
+    EventFd {
+        /// Which one.
+        what: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exit signal.
+    #[error(transparent)]
+    ExitSignal(#[from] crate::exit::ExitSignalError),
+    /// The seccomp filter.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    /// A thread could not start.
+    #[error(transparent)]
+    Spawn(#[from] crate::thread::SpawnError),
+    /// A VMM thread failed while the VM ran.
+    #[error("the VM failed: {0}")]
+    Failed(String),
+}

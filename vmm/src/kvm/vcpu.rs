@@ -1,0 +1,136 @@
+//! One vCPU and its run loop: exits are dispatched to the buses until the VM stops.
+
+use std::sync::Once;
+
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
+use super::vm::Vm;
+use super::{ioctl, KvmError};
+use crate::bus::Bus;
+use crate::exit::{ExitSignal, StopReason, VmExit};
+
+/// KVM_SYSTEM_EVENT_SHUTDOWN and KVM_SYSTEM_EVENT_RESET.
+const SYSTEM_EVENT_SHUTDOWN: u32 = 1;
+const SYSTEM_EVENT_RESET: u32 = 2;
+
+/// The port I/O and MMIO buses every vCPU dispatches to.
+#[derive(Clone, Default)]
+pub struct Buses {
+    /// x86 I/O ports.
+    pub pio: Bus,
+    /// Memory-mapped I/O.
+    pub mmio: Bus,
+}
+
+/// A vCPU file descriptor with its index.
+pub struct Vcpu {
+    id: u8,
+    fd: VcpuFd,
+}
+
+impl Vcpu {
+    /// Creates vCPU `id` in `vm`.
+    pub fn new(vm: &Vm, id: u8) -> Result<Self, KvmError> {
+        let fd = vm
+            .fd()
+            .create_vcpu(u64::from(id))
+            .map_err(ioctl("KVM_CREATE_VCPU"))?;
+        Ok(Self { id, fd })
+    }
+
+    /// The vCPU index (also its APIC id).
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    /// The vCPU file descriptor, for register setup.
+    pub fn fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+
+    /// Runs the guest until the VM stops. Returns an error message for exits that mean the
+    /// guest or KVM broke; the caller turns it into the VM's failure.
+    pub fn run(&mut self, buses: &Buses, exit: &ExitSignal) -> Result<(), String> {
+        let id = self.id;
+        while !exit.is_stopping() {
+            match self.fd.run() {
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    buses.pio.read(u64::from(port), data);
+                }
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    buses.pio.write(u64::from(port), data);
+                }
+                Ok(VcpuExit::MmioRead(addr, data)) => {
+                    buses.mmio.read(addr, data);
+                }
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    buses.mmio.write(addr, data);
+                }
+                Ok(VcpuExit::Hlt) => exit.stop(StopReason::Exit(VmExit::Halted)),
+                // A triple fault: what `reboot=t` does, and what a crashing early kernel does.
+                Ok(VcpuExit::Shutdown) => exit.stop(StopReason::Exit(VmExit::Reset)),
+                Ok(VcpuExit::SystemEvent(kind, _))
+                    if kind == SYSTEM_EVENT_RESET || kind == SYSTEM_EVENT_SHUTDOWN =>
+                {
+                    exit.stop(StopReason::Exit(VmExit::Reset))
+                }
+                Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                    return Err(format!(
+                        "vCPU {id}: KVM could not enter the guest (hardware reason {reason:#x} on host CPU {cpu})"
+                    ))
+                }
+                Ok(VcpuExit::InternalError) => {
+                    let detail = self.internal_error_detail();
+                    return Err(format!("vCPU {id}: KVM internal error ({detail})"));
+                }
+                Ok(other) => return Err(format!("vCPU {id}: unexpected exit {other:?}")),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    // Kicked by `kick` or any signal: re-check the stop flag.
+                }
+                Err(e) => return Err(format!("vCPU {id}: KVM_RUN failed: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    fn internal_error_detail(&mut self) -> String {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: KVM filled the `internal` member of the union for KVM_EXIT_INTERNAL_ERROR.
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let n = (internal.ndata as usize).min(internal.data.len());
+        format!(
+            "suberror {}, data {:x?}",
+            internal.suberror,
+            &internal.data[..n]
+        )
+    }
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// The signal used to pull a vCPU thread out of KVM_RUN.
+pub fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+/// Installs the (empty) handler of the kick signal, once per process. Without a handler the
+/// signal would kill the process; with one, KVM_RUN returns EINTR.
+pub fn install_kick_handler() -> Result<(), KvmError> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
+            .map_err(|e| KvmError::Ioctl {
+                call: "sigaction(SIGRTMIN)",
+                source: kvm_ioctls::Error::new(e.errno()),
+            });
+    });
+    result
+}
+
+/// Interrupts `thread` if it sits in KVM_RUN.
+pub fn kick(thread: libc::pthread_t) {
+    // SAFETY: the thread id comes from a JoinHandle that has not been joined yet, so it is valid;
+    // the signal has a handler installed by `install_kick_handler`.
+    unsafe { libc::pthread_kill(thread, kick_signal()) };
+}

@@ -1,0 +1,236 @@
+//! Assembling and running one VM from a [`VmConfig`]: memory, KVM, devices, boot data, vCPU
+//! threads; then waiting for the guest to end (or the timeout) and stopping every thread.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use linux_loader::cmdline::Cmdline;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::arch::x86_64::{cpuid, mptable, msr, regs};
+use crate::config::{SerialOutput, VmConfig};
+use crate::devices::legacy::{SerialPort, I8042};
+use crate::devices::virtio::block::io::Disk;
+use crate::devices::virtio::block::Block;
+use crate::devices::virtio::console::Console;
+use crate::devices::virtio::wiring::{attach, WiringContext};
+use crate::error::VmmError;
+use crate::exit::{ExitSignal, StopReason, VmExit};
+use crate::kvm::vcpu::{install_kick_handler, kick, Buses, Vcpu};
+use crate::kvm::vm::Vm;
+use crate::layout::{
+    CMDLINE_MAX_SIZE, I8042_PORT, I8042_PORT_LEN, IRQ_MAX, SERIAL_IRQ, SERIAL_PORT,
+    SERIAL_PORT_LEN, VIRTIO_IRQ_BASE,
+};
+use crate::{boot, memory, seccomp, thread};
+
+/// How long stopping vCPU threads may take before the VMM gives up on joining them.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Checks the parts of a config that do not need the host.
+pub fn validate(config: &VmConfig) -> Result<(), VmmError> {
+    if config.vcpus == 0 || config.vcpus > mptable::MAX_VCPUS {
+        return Err(VmmError::Config(format!(
+            "vcpus is {}, must be 1..={}",
+            config.vcpus,
+            mptable::MAX_VCPUS
+        )));
+    }
+    if !(memory::MIN_MEMORY_MIB..=memory::MAX_MEMORY_MIB).contains(&config.memory_mib) {
+        return Err(VmmError::Config(format!(
+            "memory_mib is {}, must be {}..={}",
+            config.memory_mib,
+            memory::MIN_MEMORY_MIB,
+            memory::MAX_MEMORY_MIB
+        )));
+    }
+    let slots = (IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize;
+    let devices = config.disks.len() + usize::from(config.agent_socket.is_some());
+    if devices > slots {
+        return Err(VmmError::Config(format!(
+            "{devices} virtio devices requested, at most {slots} fit"
+        )));
+    }
+    Ok(())
+}
+
+fn serial_writer(output: &SerialOutput) -> Result<Option<Box<dyn Write + Send>>, VmmError> {
+    Ok(match output {
+        SerialOutput::Off => None,
+        SerialOutput::Stdout => Some(Box::new(std::io::stdout())),
+        SerialOutput::File(path) => Some(Box::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| VmmError::Serial {
+                    path: path.clone(),
+                    source,
+                })?,
+        )),
+    })
+}
+
+fn disk_name(index: usize) -> String {
+    // vda, vdb, ... as the guest will name them.
+    format!("vd{}", (b'a' + (index % 26) as u8) as char)
+}
+
+/// Builds the VM described by `config` and runs it to the end.
+pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
+    validate(config)?;
+    let filter = seccomp::from_env()?;
+    let exit = Arc::new(ExitSignal::new()?);
+    install_kick_handler()?;
+
+    // Everything the VM uses is opened before any guest code runs.
+    let disks = config
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Disk::open(&d.path, d.read_only, &format!("nook-{}", disk_name(i))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let agent = match &config.agent_socket {
+        Some(path) => Some(
+            UnixStream::connect(path).map_err(|source| VmmError::AgentSocket {
+                path: path.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let serial_out = serial_writer(&config.serial)?;
+
+    let mem = memory::create(config.memory_mib)?;
+    let vm = Vm::new()?;
+    vm.map_memory(&mem)?;
+    vm.create_irqchip()?;
+
+    let mut buses = Buses::default();
+    buses
+        .pio
+        .insert(
+            Arc::new(Mutex::new(I8042::new(exit.clone()))),
+            u64::from(I8042_PORT),
+            u64::from(I8042_PORT_LEN),
+        )
+        .map_err(|e| VmmError::Config(format!("i8042: {e}")))?;
+    if let Some(out) = serial_out {
+        let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmmError::EventFd {
+            what: "serial irq",
+            source,
+        })?;
+        vm.register_irqfd(&irq, SERIAL_IRQ)?;
+        buses
+            .pio
+            .insert(
+                Arc::new(Mutex::new(SerialPort::new(irq, out))),
+                u64::from(SERIAL_PORT),
+                u64::from(SERIAL_PORT_LEN),
+            )
+            .map_err(|e| VmmError::Config(format!("serial: {e}")))?;
+    }
+
+    let mut cmdline = Cmdline::new(CMDLINE_MAX_SIZE).map_err(VmmError::Cmdline)?;
+    if !config.cmdline.trim().is_empty() {
+        cmdline
+            .insert_str(config.cmdline.trim())
+            .map_err(VmmError::Cmdline)?;
+    }
+    {
+        let mut ctx = WiringContext {
+            vm: &vm,
+            mem: &mem,
+            buses: &mut buses,
+            cmdline: &mut cmdline,
+            exit: &exit,
+            filter: filter.clone(),
+        };
+        let mut slot = 0;
+        for (i, disk) in disks.into_iter().enumerate() {
+            attach(&mut ctx, slot, Box::new(Block::new(disk_name(i), disk)))?;
+            slot += 1;
+        }
+        if let Some(stream) = agent {
+            let path = config.agent_socket.clone().unwrap_or_default();
+            let console = Console::new("agent-console".into(), stream)
+                .map_err(|source| VmmError::AgentSocket { path, source })?;
+            attach(&mut ctx, slot, Box::new(console))?;
+        }
+    }
+
+    let boot = boot::load(&mem, &config.kernel, config.initramfs.as_deref(), &cmdline)?;
+    regs::write_gdt(&mem)?;
+    mptable::setup(&mem, config.vcpus)?;
+
+    let supported = cpuid::supported(vm.kvm())?;
+    let tsc_deadline = vm.kvm().check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
+    let mut vcpus = Vec::new();
+    for id in 0..config.vcpus {
+        let vcpu = Vcpu::new(&vm, id)?;
+        cpuid::setup(vcpu.fd(), &supported, id, config.vcpus, tsc_deadline)?;
+        msr::setup(vcpu.fd(), id)?;
+        regs::setup_fpu(vcpu.fd(), id)?;
+        regs::setup_lint(vcpu.fd(), id)?;
+        if id == 0 {
+            regs::setup_pvh_entry(vcpu.fd(), id, boot.entry)?;
+        }
+        vcpus.push(vcpu);
+    }
+
+    let mut handles: Vec<JoinHandle<()>> = Vec::new();
+    for mut vcpu in vcpus {
+        let buses = buses.clone();
+        let vcpu_exit = exit.clone();
+        let name = format!("vcpu{}", vcpu.id());
+        handles.push(thread::spawn(
+            &name,
+            filter.clone(),
+            exit.clone(),
+            move || vcpu.run(&buses, &vcpu_exit),
+        )?);
+    }
+
+    let reason = match exit.wait(config.timeout()) {
+        Some(reason) => reason,
+        None => {
+            exit.stop(StopReason::Exit(VmExit::Timeout));
+            exit.wait(None).unwrap_or(StopReason::Exit(VmExit::Timeout))
+        }
+    };
+    let joined = stop_vcpus(handles);
+    if !joined {
+        // A vCPU thread still holds the guest memory mapping: never unmap it under its feet.
+        std::mem::forget(mem);
+        std::mem::forget(vm);
+    }
+    match reason {
+        StopReason::Exit(exit) => Ok(exit),
+        StopReason::Failed(message) => Err(VmmError::Failed(message)),
+    }
+}
+
+/// Kicks vCPU threads out of KVM_RUN until they end; returns whether all were joined.
+fn stop_vcpus(handles: Vec<JoinHandle<()>>) -> bool {
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline && handles.iter().any(|h| !h.is_finished()) {
+        for h in handles.iter().filter(|h| !h.is_finished()) {
+            kick(h.as_pthread_t());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut all = true;
+    for h in handles {
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            all = false;
+        }
+    }
+    all
+}
