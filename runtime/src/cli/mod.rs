@@ -25,6 +25,7 @@ mod tag;
 
 // Container verbs.
 mod commit;
+mod container_inspect;
 mod create;
 mod diff;
 mod exec;
