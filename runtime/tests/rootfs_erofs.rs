@@ -331,3 +331,29 @@ fn busybox_image_runs_a_shell_from_the_mounted_image() {
         "{stdout} {out:?}"
     );
 }
+
+#[test]
+fn pax_owner_records_and_blank_owner_fields_are_read_like_docker() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut b = LayerBuilder::new();
+    // Go's archive/tar puts ids above the octal field's range in PAX records, header ids 0.
+    b.pax(&[("uid", b"3000000000"), ("gid", b"3000000001")])
+        .file(b"pax-owned", b"x", &DEFAULT);
+    let mut blank = tar::Header::new_ustar();
+    blank.set_entry_type(EntryType::Regular);
+    blank.set_mode(0o600);
+    blank.set_mtime(1_600_000_000);
+    blank.set_size(1);
+    blank.as_ustar_mut().expect("ustar").uid = [b' '; 8];
+    blank.as_ustar_mut().expect("ustar").gid = [0; 8];
+    b.raw(blank, b"blank-owner", b"y");
+    let (image, _, _) = build_image(tmp.path(), &[b.finish()]);
+    fsck(&image);
+    let snap = snapshot_erofs_rs(&image);
+    let node = |p: &[u8]| snap.get(p).expect("entry present");
+    assert_eq!(
+        (node(b"pax-owned").uid, node(b"pax-owned").gid),
+        (3_000_000_000, 3_000_000_001)
+    );
+    assert_eq!((node(b"blank-owner").uid, node(b"blank-owner").gid), (0, 0));
+}
