@@ -14,6 +14,7 @@ mod image_default;
 mod image_rootfs;
 mod images;
 mod import;
+mod in_use;
 mod inspect;
 mod load;
 mod prune;

@@ -176,6 +176,20 @@ pub fn descriptor_digest(d: &Descriptor, what: &str) -> Result<Digest, StoreErro
     })
 }
 
+/// Temp files of blob and rootfs writers, which hold the store lock while they exist.
+const GC_TEMP_PREFIXES: [&str; 2] = ["blob-", "rootfs-"];
+/// Age after which a lock-free temp file is a leftover, not a write in progress.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn is_stale(entry: &fs::DirEntry) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE_TEMP)
+}
+
 /// What garbage collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
@@ -609,8 +623,29 @@ impl Store {
         })
     }
 
-    /// Removes untagged images from the index; returns their manifest digests.
-    pub fn remove_dangling(&self) -> Result<Vec<Digest>, StoreError> {
+    /// Removes every tag of the manifest `digest` but keeps the image, untagged (what `rmi -f`
+    /// does to an image a container still uses); returns the tags removed.
+    pub fn untag_all(&self, digest: &Digest) -> Result<Vec<Reference>, StoreError> {
+        let target: oci_spec::image::Digest = digest.into();
+        self.update_index(|entries| {
+            let Some(first) = entries.iter().position(|e| e.digest() == &target) else {
+                return Ok(Vec::new());
+            };
+            let removed = entries
+                .iter()
+                .filter(|e| e.digest() == &target)
+                .filter_map(entry_reference)
+                .collect();
+            let untagged = untagged_entry(&entries[first]);
+            entries.retain(|e| e.digest() != &target);
+            entries.insert(first.min(entries.len()), untagged);
+            Ok(removed)
+        })
+    }
+
+    /// Removes untagged images from the index, except those in `keep` (manifest digests, e.g.
+    /// of images containers use); returns the manifest digests removed.
+    pub fn remove_dangling(&self, keep: &BTreeSet<Digest>) -> Result<Vec<Digest>, StoreError> {
         self.update_index(|entries| {
             let tagged: BTreeSet<String> = entries
                 .iter()
@@ -620,11 +655,13 @@ impl Store {
             let mut removed = Vec::new();
             let mut kept = Vec::new();
             for e in entries.drain(..) {
+                let digest = descriptor_digest(&e, "index.json")?;
                 if is_manifest(e.media_type())
                     && entry_reference(&e).is_none()
                     && !tagged.contains(&e.digest().to_string())
+                    && !keep.contains(&digest)
                 {
-                    removed.push(descriptor_digest(&e, "index.json")?);
+                    removed.push(digest);
                 } else {
                     kept.push(e);
                 }
@@ -700,11 +737,21 @@ impl Store {
         }
         let tmp = self.tmp_dir();
         for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
-            let path = entry.map_err(io_err(&tmp))?.path();
-            let removed = if path.is_dir() {
+            let entry = entry.map_err(io_err(&tmp))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            // Only what image writers leave: they hold the store lock, so none is in flight.
+            // Other parts of nook keep their own temp files (and mount points) here too.
+            let removed = if name.starts_with("load-") {
                 fs::remove_dir_all(&path)
-            } else {
+            } else if GC_TEMP_PREFIXES.iter().any(|p| name.starts_with(p)) {
                 fs::remove_file(&path)
+            } else if name.starts_with("write-") && is_stale(&entry) {
+                // Atomic writes of small files run without the store lock: only old ones are
+                // leftovers of a killed writer.
+                fs::remove_file(&path)
+            } else {
+                continue;
             };
             removed.map_err(io_err(&path))?;
         }
@@ -870,12 +917,35 @@ mod tests {
         assert_eq!(store.resolve(&id.hex()[..8]).unwrap().manifest_digest, a);
         assert_eq!(store.resolve(&id.to_string()).unwrap().manifest_digest, a);
         // Prune drops it and its blobs, but keeps b's.
-        assert_eq!(store.remove_dangling().unwrap(), vec![a.clone()]);
+        assert_eq!(
+            store.remove_dangling(&BTreeSet::from([a.clone()])).unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            store.remove_dangling(&BTreeSet::new()).unwrap(),
+            vec![a.clone()]
+        );
         let report = store.gc().unwrap();
         assert_eq!(report.blobs.len(), 3, "manifest, config and layer of a");
         assert!(!store.has_blob(&a));
         assert!(store.has_blob(&b));
         assert_eq!(store.images().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn untag_all_keeps_the_image_untagged() {
+        let (_d, store) = store();
+        let (a, s) = fake_image(&store, "a");
+        let tags = [
+            Reference::parse("x:1").unwrap(),
+            Reference::parse("y:2").unwrap(),
+        ];
+        store.set_tags(&a, s, &tags).unwrap();
+        let removed = store.untag_all(&a).unwrap();
+        assert_eq!(removed, tags);
+        let images = store.images().unwrap();
+        assert_eq!(images.len(), 1);
+        assert!(images[0].tags.is_empty());
     }
 
     #[test]
@@ -938,6 +1008,28 @@ mod tests {
         assert_eq!(ann[ANNOTATION_REF_NAME], "localhost:5000/app:v2");
         assert_eq!(ann[ANNOTATION_IMAGE_NAME], "localhost:5000/app:v2");
         assert_eq!(index["schemaVersion"], 2);
+    }
+
+    #[test]
+    fn gc_clears_only_image_writer_leftovers_in_tmp() {
+        let (_d, store) = store();
+        let tmp = store.tmp_dir();
+        fs::write(tmp.join("blob-123"), b"partial").unwrap();
+        fs::create_dir(tmp.join("load-123")).unwrap();
+        fs::write(tmp.join("load-123/f1"), b"staged").unwrap();
+        fs::write(tmp.join("write-fresh"), b"in flight").unwrap();
+        // Other parts of nook: a container mount point and a commit in progress.
+        fs::create_dir(tmp.join("mnt-abc")).unwrap();
+        fs::write(tmp.join("mnt-abc/file"), b"keep").unwrap();
+        fs::write(tmp.join("commit-1"), b"keep").unwrap();
+        store.gc().unwrap();
+        let mut left: Vec<String> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["commit-1", "mnt-abc", "write-fresh"]);
+        assert!(tmp.join("mnt-abc/file").exists());
     }
 
     #[test]
