@@ -109,6 +109,8 @@ pub fn start(
                 libc::_exit(0);
             }
         }
+        // A daemon keeps no directory of its caller busy.
+        let _ = std::env::set_current_dir("/");
         if let Ok(null) = dev_null() {
             for fd in 0..3 {
                 // SAFETY: dup2 of an open descriptor onto a standard one.
