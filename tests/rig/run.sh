@@ -234,10 +234,15 @@ mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm
+ln -sf /proc/self/fd /newroot/dev/fd
+ln -sf /proc/self/fd/0 /newroot/dev/stdin
+ln -sf /proc/self/fd/1 /newroot/dev/stdout
+ln -sf /proc/self/fd/2 /newroot/dev/stderr
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts
 mount -t tmpfs shm /newroot/dev/shm
 mount -t tmpfs -o mode=1777 tmp /newroot/tmp
 mount -t tmpfs -o mode=0755 run /newroot/run
+[ ! -d /newroot/var/tmp ] || mount -t tmpfs -o mode=1777 vartmp /newroot/var/tmp
 mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup 2>/dev/null
 while read -r tag dir; do
     mkdir -p "/newroot$dir" 2>/dev/null

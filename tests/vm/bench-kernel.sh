@@ -14,9 +14,11 @@ cd "$(dirname "$0")/../.."
 
 # boot_once KERNEL INITRAMFS WORK: prints "<host ms> <guest uptime s>".
 boot_once() {
-    local kernel=$1 initrd=$2 work=$3 t0 t1= up= line
+    local kernel=$1 initrd=$2 work=$3 t0 t1= up= line log=$work/last-boot.log
+    : >"$log"
     t0=$(date +%s%N)
     while IFS= read -r line; do
+        echo "$line" >>"$log"
         case "$line" in
         *nook-bench-ready*)
             t1=$(date +%s%N)
@@ -24,15 +26,18 @@ boot_once() {
             ;;
         esac
     done < <(timeout 300 qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -nodefaults \
-        -no-user-config -display none -no-reboot -m 512 -smp 1 \
+        -no-user-config -display none -no-reboot -m 512 -smp 1 -device i8042 \
         -kernel "$kernel" -initrd "$initrd" \
         -append "console=ttyS0 quiet reboot=k panic=-1 rdinit=/init" \
         -serial stdio \
         -drive id=ro,file="$work/image.erofs",format=raw,if=none,readonly=on \
         -device virtio-blk-device,drive=ro \
-        -drive id=rw,file="$work/disk.ext4",format=raw,if=none,snapshot=on \
+        -drive id=rw,file="$work/disk.ext4",format=raw,if=none \
         -device virtio-blk-device,drive=rw </dev/null 2>&1)
-    [ -n "$t1" ] || vm_die "$kernel did not reach /init with its disks"
+    if [ -z "$t1" ]; then
+        tail -n 20 "$log" >&2
+        vm_die "$kernel did not reach /init with its disks"
+    fi
     echo "$(((t1 - t0) / 1000000)) $up"
 }
 

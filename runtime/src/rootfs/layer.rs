@@ -329,7 +329,10 @@ fn read_meta(
             if key == b"mtime" {
                 mtime_pax = Some(ext.value_bytes().to_vec());
             } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                xattrs.push(parse_xattr(ctx, name, ext.value_bytes())?);
+                let x = parse_xattr(ctx, name, ext.value_bytes())?;
+                // A repeated record overrides the earlier one, as for any PAX keyword.
+                xattrs.retain(|old| (old.index, &old.suffix) != (x.index, &x.suffix));
+                xattrs.push(x);
             }
         }
     }

@@ -1,3 +1,5 @@
-//! What a microVM container boots: the guest kernel (and, with the agent, its initramfs).
+//! The microVM column's host-side pieces that do not belong to the VMM itself: the guest kernel
+//! it boots and the initramfs holding the agent.
 
+pub mod initramfs;
 pub mod kernel;

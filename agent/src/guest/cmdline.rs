@@ -1,0 +1,187 @@
+//! The agent's kernel command-line parameters (`nook.*`), read from /proc/cmdline.
+//!
+//! The kernel drops unknown dotted parameters instead of passing them to init, so the agent
+//! reads them back from /proc/cmdline. Every parameter is optional:
+//!
+//! | parameter | default | meaning |
+//! |---|---|---|
+//! | `nook.root=DEV` | `vda` | block device with the image's root filesystem, mounted read-only |
+//! | `nook.rootfstype=FS` | `erofs` | its filesystem type |
+//! | `nook.upper=DEV`, `tmpfs` or `auto` | `auto` | the container's writable disk (its `upper/` and `work/` directories hold the overlay's upper layer, created on first boot) or a tmpfs (changes die with the VM); `auto` takes `/dev/vdb` when the guest has it, else a tmpfs |
+//! | `nook.upperfstype=FS` | `ext4` | the writable disk's filesystem type |
+//! | `nook.channel=PATH` | `/dev/hvc0` | the host channel (a virtio console, put in raw mode) |
+//! | `nook.debug` or `nook.debug=1` | off | log each boot step to the kernel log (seen on the serial console with `console=ttyS0`) |
+//!
+//! `DEV` is a name under /dev (`vdb`) or a path (`/dev/vdb`).
+
+use std::path::PathBuf;
+
+/// The parsed `nook.*` parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootParams {
+    pub root_device: PathBuf,
+    pub root_fstype: String,
+    pub upper: Upper,
+    pub upper_fstype: String,
+    pub channel: PathBuf,
+    pub debug: bool,
+}
+
+/// Where the overlay's upper layer lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upper {
+    Tmpfs,
+    Device(PathBuf),
+    /// [`AUTO_UPPER_DEVICE`] if it exists, else a tmpfs.
+    Auto,
+}
+
+/// The writable disk `nook.upper=auto` looks for: the second virtio-blk disk.
+pub const AUTO_UPPER_DEVICE: &str = "/dev/vdb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CmdlineError {
+    #[error("kernel parameter {param}={value} does not name a device (a name under /dev or a /dev/ path)")]
+    BadDevice { param: &'static str, value: String },
+    #[error("kernel parameter {param}={value} is not a filesystem type")]
+    BadFsType { param: &'static str, value: String },
+    #[error("kernel parameter {param}={value} is not an absolute path")]
+    BadPath { param: &'static str, value: String },
+    #[error("kernel parameter nook.debug={value} is neither 0 nor 1")]
+    BadDebug { value: String },
+}
+
+/// An environment variable whose `nook.*` words are read after the kernel command line's
+/// (the agent's host tests run it as PID 1 of a PID namespace, where /proc/cmdline is the host's).
+pub const CMDLINE_ENV: &str = "NOOK_AGENT_CMDLINE";
+
+/// The channel device when `nook.channel` is not given.
+pub const DEFAULT_CHANNEL: &str = "/dev/hvc0";
+
+impl Default for BootParams {
+    fn default() -> Self {
+        BootParams {
+            root_device: "/dev/vda".into(),
+            root_fstype: "erofs".into(),
+            upper: Upper::Auto,
+            upper_fstype: "ext4".into(),
+            channel: DEFAULT_CHANNEL.into(),
+            debug: false,
+        }
+    }
+}
+
+fn device(param: &'static str, value: &str) -> Result<PathBuf, CmdlineError> {
+    let bad = || CmdlineError::BadDevice {
+        param,
+        value: value.to_owned(),
+    };
+    let name = value.strip_prefix("/dev/").unwrap_or(value);
+    if name.is_empty()
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(bad());
+    }
+    Ok(PathBuf::from("/dev").join(name))
+}
+
+fn fstype(param: &'static str, value: &str) -> Result<String, CmdlineError> {
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(CmdlineError::BadFsType {
+            param,
+            value: value.to_owned(),
+        });
+    }
+    Ok(value.to_owned())
+}
+
+impl BootParams {
+    /// Parses the `nook.*` parameters of a kernel command line; other parameters are ignored.
+    pub fn parse(cmdline: &str) -> Result<BootParams, CmdlineError> {
+        let mut p = BootParams::default();
+        for word in cmdline.split_ascii_whitespace() {
+            let (key, value) = match word.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (word, None),
+            };
+            match (key, value) {
+                ("nook.root", Some(v)) => p.root_device = device("nook.root", v)?,
+                ("nook.rootfstype", Some(v)) => p.root_fstype = fstype("nook.rootfstype", v)?,
+                ("nook.upper", Some("tmpfs")) => p.upper = Upper::Tmpfs,
+                ("nook.upper", Some("auto")) => p.upper = Upper::Auto,
+                ("nook.upper", Some(v)) => p.upper = Upper::Device(device("nook.upper", v)?),
+                ("nook.upperfstype", Some(v)) => p.upper_fstype = fstype("nook.upperfstype", v)?,
+                ("nook.channel", Some(v)) => {
+                    if !v.starts_with('/') {
+                        return Err(CmdlineError::BadPath {
+                            param: "nook.channel",
+                            value: v.to_owned(),
+                        });
+                    }
+                    p.channel = v.into();
+                }
+                ("nook.debug", None | Some("1")) => p.debug = true,
+                ("nook.debug", Some("0")) => p.debug = false,
+                ("nook.debug", Some(v)) => {
+                    return Err(CmdlineError::BadDebug {
+                        value: v.to_owned(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_nothing_is_given() {
+        let p = BootParams::parse("console=ttyS0 reboot=k panic=-1 rdinit=/init").unwrap();
+        assert_eq!(p, BootParams::default());
+    }
+
+    #[test]
+    fn every_parameter_is_read() {
+        let p = BootParams::parse(
+            "reboot=k nook.root=vdc nook.rootfstype=squashfs nook.upper=/dev/vdb \
+             nook.upperfstype=xfs nook.channel=/dev/hvc1 nook.debug\n",
+        )
+        .unwrap();
+        assert_eq!(p.root_device, PathBuf::from("/dev/vdc"));
+        assert_eq!(p.root_fstype, "squashfs");
+        assert_eq!(p.upper, Upper::Device("/dev/vdb".into()));
+        assert_eq!(p.upper_fstype, "xfs");
+        assert_eq!(p.channel, PathBuf::from("/dev/hvc1"));
+        assert!(p.debug);
+        let p = BootParams::parse("nook.upper=vdb nook.upper=tmpfs nook.debug=0").unwrap();
+        assert_eq!(p.upper, Upper::Tmpfs);
+        let p = BootParams::parse("nook.upper=tmpfs nook.upper=auto").unwrap();
+        assert_eq!(p.upper, Upper::Auto);
+        assert!(!p.debug);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (cmdline, needle) in [
+            ("nook.root=../sda", "nook.root=../sda"),
+            ("nook.root=", "nook.root="),
+            ("nook.upper=/dev/", "nook.upper=/dev/"),
+            ("nook.rootfstype=ext4,ro", "nook.rootfstype=ext4,ro"),
+            ("nook.channel=hvc0", "nook.channel=hvc0"),
+            ("nook.debug=yes", "nook.debug=yes"),
+        ] {
+            let err = BootParams::parse(cmdline).unwrap_err();
+            assert!(err.to_string().contains(needle), "{cmdline}: {err}");
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The mounts PID 1 makes, behind a small trait so the order and options are unit-tested without
+//! root ([`Recorder`]), and made for real by [`SysMounts`].
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Mount flags we use (the `MS_*` bits).
+pub const RDONLY: u64 = libc::MS_RDONLY;
+pub const NOSUID: u64 = libc::MS_NOSUID;
+pub const NODEV: u64 = libc::MS_NODEV;
+pub const NOEXEC: u64 = libc::MS_NOEXEC;
+pub const BIND: u64 = libc::MS_BIND;
+pub const MOVE: u64 = libc::MS_MOVE;
+
+/// The OS calls the boot sequence needs.
+pub trait MountOps {
+    fn mkdir_all(&mut self, path: &Path) -> io::Result<()>;
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: u64,
+        data: &str,
+    ) -> io::Result<()>;
+    fn chdir(&mut self, path: &Path) -> io::Result<()>;
+    fn chroot(&mut self, path: &Path) -> io::Result<()>;
+    /// Creates an empty file when nothing exists at `path` (a bind-mount target).
+    fn touch(&mut self, path: &Path) -> io::Result<()>;
+    /// Whether something exists at `path` (a device node).
+    fn exists(&mut self, path: &Path) -> bool;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("cannot create the directory {}", path.display())]
+    Mkdir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot mount {source_name} ({fstype}) on {} with options `{data}`", target.display())]
+    Mount {
+        source_name: String,
+        target: PathBuf,
+        fstype: String,
+        data: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {what} {}", path.display())]
+    Other {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `mount` with the error naming everything that was asked.
+pub fn mount(
+    ops: &mut dyn MountOps,
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: u64,
+    data: &str,
+) -> Result<(), MountError> {
+    ops.mount(source, target, fstype, flags, data)
+        .map_err(|e| MountError::Mount {
+            source_name: source.to_owned(),
+            target: target.to_owned(),
+            fstype: fstype.to_owned(),
+            data: data.to_owned(),
+            source: e,
+        })
+}
+
+pub fn mkdir_all(ops: &mut dyn MountOps, path: &Path) -> Result<(), MountError> {
+    ops.mkdir_all(path).map_err(|source| MountError::Mkdir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The kernel filesystems every Linux userland expects, mounted in the initramfs root (they
+/// are moved into the container root later, with their submounts). A failure of an optional
+/// one (cgroup2: a kernel built without cgroups) is returned in the list, not as an error.
+pub fn mount_early(ops: &mut dyn MountOps) -> Result<Vec<MountError>, MountError> {
+    let steps: [(&str, &str, &str, u64, &str, bool); 6] = [
+        ("proc", "/proc", "proc", NOSUID | NODEV | NOEXEC, "", true),
+        ("sysfs", "/sys", "sysfs", NOSUID | NODEV | NOEXEC, "", true),
+        ("devtmpfs", "/dev", "devtmpfs", NOSUID, "mode=0755", true),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            NOSUID | NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5",
+            true,
+        ),
+        (
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            NOSUID | NODEV,
+            "mode=1777",
+            true,
+        ),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            "cgroup2",
+            NOSUID | NODEV | NOEXEC,
+            "",
+            false,
+        ),
+    ];
+    let mut skipped = Vec::new();
+    for (source, target, fstype, flags, data, required) in steps {
+        let target = Path::new(target);
+        let result =
+            mkdir_all(ops, target).and_then(|()| mount(ops, source, target, fstype, flags, data));
+        match result {
+            Ok(()) => {}
+            Err(e) if !required => skipped.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(skipped)
+}
+
+fn cstr(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// The real system calls.
+pub struct SysMounts;
+
+impl MountOps for SysMounts {
+    fn mkdir_all(&mut self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: u64,
+        data: &str,
+    ) -> io::Result<()> {
+        let c_source = CString::new(source)?;
+        let c_target = cstr(target)?;
+        let c_fstype = CString::new(fstype)?;
+        let c_data = CString::new(data)?;
+        // SAFETY: every pointer is a NUL-terminated string that outlives the call; an empty
+        // fstype or data string is passed as NULL, as mount(2) expects for moves and binds.
+        let ret = unsafe {
+            libc::mount(
+                c_source.as_ptr(),
+                c_target.as_ptr(),
+                if fstype.is_empty() {
+                    std::ptr::null()
+                } else {
+                    c_fstype.as_ptr()
+                },
+                flags as libc::c_ulong,
+                if data.is_empty() {
+                    std::ptr::null()
+                } else {
+                    c_data.as_ptr().cast()
+                },
+            )
+        };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn chdir(&mut self, path: &Path) -> io::Result<()> {
+        std::env::set_current_dir(path)
+    }
+
+    fn chroot(&mut self, path: &Path) -> io::Result<()> {
+        std::os::unix::fs::chroot(path)
+    }
+
+    fn touch(&mut self, path: &Path) -> io::Result<()> {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn exists(&mut self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+/// Records every call as a line, for tests; fails the calls whose target is in `fail`; only
+/// the paths in `existing` exist.
+#[derive(Default)]
+pub struct Recorder {
+    pub calls: Vec<String>,
+    pub fail: Vec<PathBuf>,
+    pub existing: Vec<PathBuf>,
+}
+
+impl Recorder {
+    fn check(&self, path: &Path) -> io::Result<()> {
+        if self.fail.iter().any(|f| f == path) {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        }
+        Ok(())
+    }
+}
+
+impl MountOps for Recorder {
+    fn mkdir_all(&mut self, path: &Path) -> io::Result<()> {
+        self.calls.push(format!("mkdir {}", path.display()));
+        Ok(())
+    }
+
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: u64,
+        data: &str,
+    ) -> io::Result<()> {
+        self.check(target)?;
+        let mut names = Vec::new();
+        for (bit, name) in [
+            (RDONLY, "ro"),
+            (NOSUID, "nosuid"),
+            (NODEV, "nodev"),
+            (NOEXEC, "noexec"),
+            (BIND, "bind"),
+            (MOVE, "move"),
+        ] {
+            if flags & bit != 0 {
+                names.push(name);
+            }
+        }
+        self.calls.push(
+            format!(
+                "mount {source} {} {fstype} [{}] {data}",
+                target.display(),
+                names.join(",")
+            )
+            .trim_end()
+            .to_owned(),
+        );
+        Ok(())
+    }
+
+    fn chdir(&mut self, path: &Path) -> io::Result<()> {
+        self.calls.push(format!("chdir {}", path.display()));
+        Ok(())
+    }
+
+    fn chroot(&mut self, path: &Path) -> io::Result<()> {
+        self.calls.push(format!("chroot {}", path.display()));
+        Ok(())
+    }
+
+    fn touch(&mut self, path: &Path) -> io::Result<()> {
+        self.calls.push(format!("touch {}", path.display()));
+        Ok(())
+    }
+
+    fn exists(&mut self, path: &Path) -> bool {
+        self.existing.iter().any(|p| p == path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_mounts_come_in_dependency_order() {
+        let mut r = Recorder::default();
+        mount_early(&mut r).unwrap();
+        let mounts: Vec<&str> = r
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("mount"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                "mount proc /proc proc [nosuid,nodev,noexec]",
+                "mount sysfs /sys sysfs [nosuid,nodev,noexec]",
+                "mount devtmpfs /dev devtmpfs [nosuid] mode=0755",
+                "mount devpts /dev/pts devpts [nosuid,noexec] newinstance,ptmxmode=0666,mode=0620,gid=5",
+                "mount shm /dev/shm tmpfs [nosuid,nodev] mode=1777",
+                "mount cgroup2 /sys/fs/cgroup cgroup2 [nosuid,nodev,noexec]",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_mount_names_source_target_and_type() {
+        let mut r = Recorder {
+            fail: vec!["/dev/pts".into()],
+            ..Default::default()
+        };
+        let err = mount_early(&mut r).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("devpts") && msg.contains("/dev/pts"), "{msg}");
+    }
+
+    #[test]
+    fn cgroup2_is_optional() {
+        let mut r = Recorder {
+            fail: vec!["/sys/fs/cgroup".into()],
+            ..Default::default()
+        };
+        let skipped = mount_early(&mut r).unwrap();
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].to_string().contains("cgroup2"));
+    }
+}

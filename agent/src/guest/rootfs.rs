@@ -1,0 +1,314 @@
+//! The container root: the image (read-only), the writable layer (a disk or a tmpfs), the
+//! overlay of the two, the move into it, and the per-container files (/etc/hosts,
+//! /etc/hostname, /etc/resolv.conf) bind-mounted from a small tmpfs so that they never end up
+//! in the writable layer (and so never in a commit).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::cmdline::{BootParams, Upper, AUTO_UPPER_DEVICE};
+use super::mounts::{self, MountError, MountOps, BIND, MOVE, NODEV, NOSUID, RDONLY};
+use crate::protocol::StartSpec;
+use crate::supervisor::ContainerSetup;
+
+/// Where things are mounted in the initramfs before the switch.
+pub const LOWER: &str = "/run/nook/lower";
+pub const RW: &str = "/run/nook/rw";
+pub const UPPER: &str = "/run/nook/rw/upper";
+pub const WORK: &str = "/run/nook/rw/work";
+pub const ETC: &str = "/run/nook/etc";
+pub const NEW_ROOT: &str = "/run/nook/root";
+
+/// Mounts the image, the writable layer, the files tmpfs and the overlay at [`NEW_ROOT`], and
+/// moves /proc, /sys and /dev into it.
+pub fn prepare(ops: &mut dyn MountOps, params: &BootParams) -> Result<(), MountError> {
+    let lower = Path::new(LOWER);
+    mounts::mkdir_all(ops, lower)?;
+    mounts::mount(
+        ops,
+        &params.root_device.to_string_lossy(),
+        lower,
+        &params.root_fstype,
+        RDONLY,
+        "",
+    )?;
+
+    let rw = Path::new(RW);
+    mounts::mkdir_all(ops, rw)?;
+    let upper = match &params.upper {
+        Upper::Auto if ops.exists(Path::new(AUTO_UPPER_DEVICE)) => {
+            Upper::Device(AUTO_UPPER_DEVICE.into())
+        }
+        Upper::Auto => Upper::Tmpfs,
+        other => other.clone(),
+    };
+    match &upper {
+        Upper::Device(dev) => {
+            mounts::mount(ops, &dev.to_string_lossy(), rw, &params.upper_fstype, 0, "")?
+        }
+        _ => mounts::mount(ops, "tmpfs", rw, "tmpfs", 0, "mode=0755")?,
+    }
+    // On a fresh disk these are created; on a second boot they hold the container's changes.
+    mounts::mkdir_all(ops, Path::new(UPPER))?;
+    mounts::mkdir_all(ops, Path::new(WORK))?;
+
+    let etc = Path::new(ETC);
+    mounts::mkdir_all(ops, etc)?;
+    mounts::mount(
+        ops,
+        "tmpfs",
+        etc,
+        "tmpfs",
+        NOSUID | NODEV,
+        "mode=0755,size=1m",
+    )?;
+
+    let root = Path::new(NEW_ROOT);
+    mounts::mkdir_all(ops, root)?;
+    // redirect_dir and metacopy off: every upper entry is then complete on its own, which is
+    // what streaming the upper as an OCI layer relies on.
+    let options =
+        format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK},redirect_dir=off,metacopy=off");
+    mounts::mount(ops, "overlay", root, "overlay", 0, &options)?;
+
+    for dir in ["proc", "sys", "dev"] {
+        let target = root.join(dir);
+        mounts::mkdir_all(ops, &target)?;
+        mounts::mount(ops, &format!("/{dir}"), &target, "", MOVE, "")?;
+    }
+    Ok(())
+}
+
+/// Makes [`NEW_ROOT`] the root, as switch_root does for an initramfs (pivot_root cannot take
+/// the initramfs away): move the mount onto `/`, then chroot into it.
+pub fn switch_root(ops: &mut dyn MountOps) -> Result<(), MountError> {
+    let root = Path::new(NEW_ROOT);
+    fn other<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MountError + 'a {
+        move |source| MountError::Other {
+            what,
+            path: path.to_owned(),
+            source,
+        }
+    }
+    ops.chdir(root).map_err(other("enter", root))?;
+    mounts::mount(ops, ".", Path::new("/"), "", MOVE, "")?;
+    ops.chroot(Path::new("."))
+        .map_err(other("chroot into", root))?;
+    ops.chdir(Path::new("/"))
+        .map_err(other("enter", Path::new("/")))?;
+    Ok(())
+}
+
+/// The `/etc/hosts` of a container without networking beyond loopback.
+pub fn hosts_file(hostname: &str) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if !hostname.is_empty() {
+        s.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    }
+    s
+}
+
+/// Applies a `Start` request's container settings inside the guest.
+pub struct GuestSetup<O> {
+    pub ops: O,
+    /// The files tmpfs, reachable after the switch through the descriptor opened before it
+    /// (`/proc/self/fd/N`).
+    pub files_dir: PathBuf,
+    /// Sets the kernel hostname (`sethostname`); a parameter so tests can watch it.
+    pub set_hostname: fn(&str) -> io::Result<()>,
+}
+
+/// `sethostname(2)`.
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call.
+    let ret = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl<O: MountOps> GuestSetup<O> {
+    fn bind_file(&mut self, name: &str, content: &str, target: &str) -> Result<(), String> {
+        let source = self.files_dir.join(name);
+        fs::write(&source, content)
+            .map_err(|e| format!("cannot write {}: {e}", source.display()))?;
+        let target = Path::new(target);
+        if let Some(parent) = target.parent() {
+            self.ops
+                .mkdir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        self.ops
+            .touch(target)
+            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+        mounts::mount(
+            &mut self.ops,
+            &source.to_string_lossy(),
+            target,
+            "",
+            BIND,
+            "",
+        )
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        })
+    }
+}
+
+impl<O: MountOps> ContainerSetup for GuestSetup<O> {
+    fn apply(&mut self, spec: &StartSpec) -> Result<(), String> {
+        if !spec.hostname.is_empty() {
+            (self.set_hostname)(&spec.hostname)
+                .map_err(|e| format!("cannot set the hostname to {}: {e}", spec.hostname))?;
+            self.bind_file("hostname", &format!("{}\n", spec.hostname), "/etc/hostname")?;
+        }
+        self.bind_file("hosts", &hosts_file(&spec.hostname), "/etc/hosts")?;
+        if !spec.resolv_conf.is_empty() {
+            self.bind_file("resolv.conf", &spec.resolv_conf, "/etc/resolv.conf")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::mounts::Recorder;
+
+    fn mounts_of(r: &Recorder) -> Vec<&str> {
+        r.calls
+            .iter()
+            .filter(|c| !c.starts_with("mkdir"))
+            .map(String::as_str)
+            .collect()
+    }
+
+    #[test]
+    fn tmpfs_upper_overlay_and_moves() {
+        let mut r = Recorder::default();
+        prepare(&mut r, &BootParams::default()).unwrap();
+        assert_eq!(
+            mounts_of(&r),
+            [
+                "mount /dev/vda /run/nook/lower erofs [ro]",
+                "mount tmpfs /run/nook/rw tmpfs [] mode=0755",
+                "mount tmpfs /run/nook/etc tmpfs [nosuid,nodev] mode=0755,size=1m",
+                "mount overlay /run/nook/root overlay [] lowerdir=/run/nook/lower,\
+                 upperdir=/run/nook/rw/upper,workdir=/run/nook/rw/work,redirect_dir=off,metacopy=off",
+                "mount /proc /run/nook/root/proc  [move]",
+                "mount /sys /run/nook/root/sys  [move]",
+                "mount /dev /run/nook/root/dev  [move]",
+            ]
+        );
+        // upper/ and work/ are created after the writable mount, inside it.
+        let pos = |s: &str| r.calls.iter().position(|c| c == s).unwrap();
+        assert!(
+            pos("mkdir /run/nook/rw/upper") > pos("mount tmpfs /run/nook/rw tmpfs [] mode=0755")
+        );
+    }
+
+    #[test]
+    fn disk_upper_is_mounted_with_its_type() {
+        let mut r = Recorder::default();
+        let params = BootParams::parse("nook.upper=vdc nook.upperfstype=xfs").unwrap();
+        prepare(&mut r, &params).unwrap();
+        assert!(r
+            .calls
+            .contains(&"mount /dev/vdc /run/nook/rw xfs []".to_owned()));
+    }
+
+    #[test]
+    fn auto_upper_takes_vdb_when_the_guest_has_it() {
+        let mut r = Recorder {
+            existing: vec!["/dev/vdb".into()],
+            ..Default::default()
+        };
+        prepare(&mut r, &BootParams::default()).unwrap();
+        assert!(r
+            .calls
+            .contains(&"mount /dev/vdb /run/nook/rw ext4 []".to_owned()));
+        // An explicit tmpfs wins over a present disk.
+        let mut r = Recorder {
+            existing: vec!["/dev/vdb".into()],
+            ..Default::default()
+        };
+        prepare(&mut r, &BootParams::parse("nook.upper=tmpfs").unwrap()).unwrap();
+        assert!(r
+            .calls
+            .contains(&"mount tmpfs /run/nook/rw tmpfs [] mode=0755".to_owned()));
+    }
+
+    #[test]
+    fn a_missing_image_disk_is_a_clear_error() {
+        let mut r = Recorder {
+            fail: vec![LOWER.into()],
+            ..Default::default()
+        };
+        let err = prepare(&mut r, &BootParams::default()).unwrap_err();
+        assert!(err.to_string().contains("/dev/vda (erofs)"), "{err}");
+    }
+
+    #[test]
+    fn switch_root_moves_then_chroots() {
+        let mut r = Recorder::default();
+        switch_root(&mut r).unwrap();
+        assert_eq!(
+            r.calls,
+            [
+                "chdir /run/nook/root",
+                "mount . /  [move]",
+                "chroot .",
+                "chdir /",
+            ]
+        );
+    }
+
+    #[test]
+    fn container_files_are_bind_mounted_from_the_files_dir() {
+        fn fake_hostname(name: &str) -> io::Result<()> {
+            assert_eq!(name, "box");
+            Ok(())
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut setup = GuestSetup {
+            ops: Recorder::default(),
+            files_dir: dir.path().to_owned(),
+            set_hostname: fake_hostname,
+        };
+        let spec = StartSpec {
+            hostname: "box".into(),
+            resolv_conf: "nameserver 10.0.2.3\n".into(),
+            ..Default::default()
+        };
+        setup.apply(&spec).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("hosts")).unwrap(),
+            hosts_file("box")
+        );
+        assert!(hosts_file("box").contains("127.0.1.1\tbox\n"));
+        assert_eq!(
+            fs::read_to_string(dir.path().join("hostname")).unwrap(),
+            "box\n"
+        );
+        let d = dir.path().display();
+        let binds: Vec<String> = setup
+            .ops
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("mount"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            binds,
+            [
+                format!("mount {d}/hostname /etc/hostname  [bind]"),
+                format!("mount {d}/hosts /etc/hosts  [bind]"),
+                format!("mount {d}/resolv.conf /etc/resolv.conf  [bind]"),
+            ]
+        );
+        assert!(setup.ops.calls.contains(&"touch /etc/hosts".to_owned()));
+    }
+}
