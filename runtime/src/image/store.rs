@@ -12,7 +12,7 @@
 //! every blob it names is in place. Writers of blobs hold `locks/store.lock` shared; garbage
 //! collection holds it exclusive, so it never deletes a blob that is about to be referenced.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ use oci_spec::image::{
 
 use super::atomic::{self, AtomicError, TempFile};
 use super::digest::{Digest, DigestError, Hasher};
-use super::layer::{OCI_INDEX, OCI_MANIFEST};
+use super::layer::OCI_MANIFEST;
 use super::lock::{FileLock, LockError, LockMode};
 use super::reference::{Reference, ReferenceError};
 
@@ -110,7 +110,7 @@ pub enum StoreError {
     },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -174,27 +174,6 @@ pub fn descriptor_digest(d: &Descriptor, what: &str) -> Result<Digest, StoreErro
         what: what.to_string(),
         source,
     })
-}
-
-/// Temp files of blob and rootfs writers, which hold the store lock while they exist.
-const GC_TEMP_PREFIXES: [&str; 2] = ["blob-", "rootfs-"];
-/// Age after which a lock-free temp file is a leftover, not a write in progress.
-const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
-
-fn is_stale(entry: &fs::DirEntry) -> bool {
-    entry
-        .metadata()
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > STALE_TEMP)
-}
-
-/// What garbage collection removed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct GcReport {
-    pub blobs: Vec<Digest>,
-    pub bytes: u64,
 }
 
 /// The store, rooted at a directory.
@@ -670,93 +649,6 @@ impl Store {
             Ok(removed)
         })
     }
-
-    /// The blobs reachable from `index.json`: manifests, nested indexes, configs and layers.
-    pub fn referenced_blobs(&self) -> Result<BTreeSet<Digest>, StoreError> {
-        let mut seen = BTreeSet::new();
-        let mut queue: Vec<Descriptor> = self.read_index()?.manifests().clone();
-        while let Some(d) = queue.pop() {
-            let Ok(digest) = Digest::try_from(d.digest()) else {
-                continue;
-            };
-            if !seen.insert(digest.clone()) {
-                continue;
-            }
-            let media = d.media_type().to_string();
-            if !self.has_blob(&digest) {
-                continue;
-            }
-            if is_manifest(d.media_type()) {
-                let data = self.read_blob(&digest)?;
-                let m = ImageManifest::from_reader(&data[..]).map_err(|source| {
-                    StoreError::MalformedManifest {
-                        image: digest.to_string(),
-                        digest: digest.clone(),
-                        source,
-                    }
-                })?;
-                queue.push(m.config().clone());
-                queue.extend(m.layers().iter().cloned());
-            } else if media == OCI_INDEX || media == super::layer::DOCKER_MANIFEST_LIST {
-                let data = self.read_blob(&digest)?;
-                let i = ImageIndex::from_reader(&data[..]).map_err(|source| {
-                    StoreError::MalformedIndex {
-                        path: self.blob_path(&digest),
-                        source,
-                    }
-                })?;
-                queue.extend(i.manifests().iter().cloned());
-            }
-        }
-        Ok(seen)
-    }
-
-    /// Deletes every blob no image references and every leftover temp file, under the
-    /// exclusive store lock (no writer is active, so nothing in flight is lost).
-    pub fn gc(&self) -> Result<GcReport, StoreError> {
-        let _lock = self.lock_store(LockMode::Exclusive)?;
-        let keep = self.referenced_blobs()?;
-        let mut report = GcReport::default();
-        let dir = self.blobs_dir();
-        let mut unreferenced: BTreeMap<Digest, PathBuf> = BTreeMap::new();
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let entry = entry.map_err(io_err(&dir))?;
-            let name = entry.file_name();
-            let Some(digest) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) else {
-                continue;
-            };
-            if !keep.contains(&digest) {
-                unreferenced.insert(digest, entry.path());
-            }
-        }
-        for (digest, path) in unreferenced {
-            let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(&path).map_err(io_err(&path))?;
-            report.bytes += size;
-            report.blobs.push(digest);
-        }
-        let tmp = self.tmp_dir();
-        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
-            let entry = entry.map_err(io_err(&tmp))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            // Only what image writers leave: they hold the store lock, so none is in flight.
-            // Other parts of nook keep their own temp files (and mount points) here too.
-            let removed = if name.starts_with("load-") {
-                fs::remove_dir_all(&path)
-            } else if GC_TEMP_PREFIXES.iter().any(|p| name.starts_with(p)) {
-                fs::remove_file(&path)
-            } else if name.starts_with("write-") && is_stale(&entry) {
-                // Atomic writes of small files run without the store lock: only old ones are
-                // leftovers of a killed writer.
-                fs::remove_file(&path)
-            } else {
-                continue;
-            };
-            removed.map_err(io_err(&path))?;
-        }
-        Ok(report)
-    }
 }
 
 /// A blob being written: bytes go to a temp file and a hasher; `commit` verifies and renames.
@@ -844,199 +736,4 @@ fn untagged_entry(old: &Descriptor) -> Descriptor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("root")).unwrap();
-        (dir, store)
-    }
-
-    fn fake_image(store: &Store, seed: &str) -> (Digest, u64) {
-        let _lock = store.lock_store(LockMode::Shared).unwrap();
-        let layer = store.put_blob(seed.as_bytes()).unwrap();
-        let config = format!(
-            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer}"]}}}}"#
-        );
-        let config_digest = store.put_blob(config.as_bytes()).unwrap();
-        let config_desc = Descriptor::new(
-            MediaType::ImageConfig,
-            config.len() as u64,
-            oci_spec::image::Digest::from(&config_digest),
-        );
-        let layer_desc = Descriptor::new(
-            MediaType::ImageLayer,
-            seed.len() as u64,
-            oci_spec::image::Digest::from(&layer),
-        );
-        store.put_manifest(&config_desc, vec![layer_desc]).unwrap()
-    }
-
-    #[test]
-    fn open_creates_a_valid_empty_layout() {
-        let (_d, store) = store();
-        let layout: serde_json::Value =
-            serde_json::from_slice(&fs::read(store.root().join("oci-layout")).unwrap()).unwrap();
-        assert_eq!(layout["imageLayoutVersion"], "1.0.0");
-        assert!(store.read_index().unwrap().manifests().is_empty());
-        assert!(store.images().unwrap().is_empty());
-        // Reopening keeps it.
-        Store::open(store.root()).unwrap();
-    }
-
-    #[test]
-    fn tags_move_and_orphans_stay_untagged() {
-        let (_d, store) = store();
-        let (a, a_size) = fake_image(&store, "a");
-        let (b, b_size) = fake_image(&store, "b");
-        let latest = Reference::parse("busybox").unwrap();
-        let v1 = Reference::parse("busybox:v1").unwrap();
-        store
-            .set_tags(&a, a_size, &[latest.clone(), v1.clone()])
-            .unwrap();
-        let image = store.resolve("busybox").unwrap();
-        assert_eq!(image.manifest_digest, a);
-        assert_eq!(image.tags, vec![latest.clone(), v1.clone()]);
-        // Moving `latest` to b leaves a with v1 only.
-        store
-            .set_tags(&b, b_size, std::slice::from_ref(&latest))
-            .unwrap();
-        assert_eq!(store.resolve("busybox:latest").unwrap().manifest_digest, b);
-        assert_eq!(store.resolve("busybox:v1").unwrap().manifest_digest, a);
-        // Moving v1 too leaves a untagged but present.
-        store
-            .set_tags(&b, b_size, std::slice::from_ref(&v1))
-            .unwrap();
-        let images = store.images().unwrap();
-        assert_eq!(images.len(), 2);
-        let a_image = images.iter().find(|i| i.manifest_digest == a).unwrap();
-        assert!(a_image.tags.is_empty());
-        // Resolvable by id prefix and full id.
-        let id = a_image.config_digest.clone();
-        assert_eq!(store.resolve(&id.hex()[..8]).unwrap().manifest_digest, a);
-        assert_eq!(store.resolve(&id.to_string()).unwrap().manifest_digest, a);
-        // Prune drops it and its blobs, but keeps b's.
-        assert_eq!(
-            store.remove_dangling(&BTreeSet::from([a.clone()])).unwrap(),
-            vec![]
-        );
-        assert_eq!(
-            store.remove_dangling(&BTreeSet::new()).unwrap(),
-            vec![a.clone()]
-        );
-        let report = store.gc().unwrap();
-        assert_eq!(report.blobs.len(), 3, "manifest, config and layer of a");
-        assert!(!store.has_blob(&a));
-        assert!(store.has_blob(&b));
-        assert_eq!(store.images().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn untag_all_keeps_the_image_untagged() {
-        let (_d, store) = store();
-        let (a, s) = fake_image(&store, "a");
-        let tags = [
-            Reference::parse("x:1").unwrap(),
-            Reference::parse("y:2").unwrap(),
-        ];
-        store.set_tags(&a, s, &tags).unwrap();
-        let removed = store.untag_all(&a).unwrap();
-        assert_eq!(removed, tags);
-        let images = store.images().unwrap();
-        assert_eq!(images.len(), 1);
-        assert!(images[0].tags.is_empty());
-    }
-
-    #[test]
-    fn resolve_reports_missing_and_ambiguous() {
-        let (_d, store) = store();
-        let err = store.resolve("nothere").unwrap_err();
-        assert_eq!(err.to_string(), "No such image: nothere:latest");
-        let (a, s) = fake_image(&store, "x");
-        store.set_tags(&a, s, &[]).unwrap();
-        assert!(store.resolve("").is_err());
-        let image = store.images().unwrap().remove(0);
-        assert!(image.tags.is_empty());
-        // By manifest digest too.
-        assert_eq!(
-            store
-                .resolve(&format!("busybox@{a}"))
-                .unwrap()
-                .manifest_digest,
-            a
-        );
-    }
-
-    #[test]
-    fn blob_writer_rejects_a_wrong_digest_and_leaves_nothing() {
-        let (_d, store) = store();
-        let mut w = store.blob_writer().unwrap();
-        w.write_all(b"data").unwrap();
-        let wrong = Digest::of(b"other");
-        assert!(matches!(
-            w.commit(Some(&wrong)),
-            Err(StoreError::Corrupt { .. })
-        ));
-        assert_eq!(fs::read_dir(store.blobs_dir()).unwrap().count(), 0);
-        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn read_blob_detects_corruption() {
-        let (_d, store) = store();
-        let d = store.put_blob(b"hello").unwrap();
-        fs::write(store.blob_path(&d), b"hellO").unwrap();
-        let err = store.read_blob(&d).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-        let missing = Digest::of(b"nope");
-        assert!(matches!(
-            store.read_blob(&missing),
-            Err(StoreError::MissingBlob { .. })
-        ));
-    }
-
-    #[test]
-    fn index_entries_name_tags_both_ways() {
-        let (_d, store) = store();
-        let (a, s) = fake_image(&store, "a");
-        let r = Reference::parse("localhost:5000/app:v2").unwrap();
-        store.set_tags(&a, s, std::slice::from_ref(&r)).unwrap();
-        let index: serde_json::Value =
-            serde_json::from_slice(&fs::read(store.index_path()).unwrap()).unwrap();
-        let ann = &index["manifests"][0]["annotations"];
-        assert_eq!(ann[ANNOTATION_REF_NAME], "localhost:5000/app:v2");
-        assert_eq!(ann[ANNOTATION_IMAGE_NAME], "localhost:5000/app:v2");
-        assert_eq!(index["schemaVersion"], 2);
-    }
-
-    #[test]
-    fn gc_clears_only_image_writer_leftovers_in_tmp() {
-        let (_d, store) = store();
-        let tmp = store.tmp_dir();
-        fs::write(tmp.join("blob-123"), b"partial").unwrap();
-        fs::create_dir(tmp.join("load-123")).unwrap();
-        fs::write(tmp.join("load-123/f1"), b"staged").unwrap();
-        fs::write(tmp.join("write-fresh"), b"in flight").unwrap();
-        // Other parts of nook: a container mount point and a commit in progress.
-        fs::create_dir(tmp.join("mnt-abc")).unwrap();
-        fs::write(tmp.join("mnt-abc/file"), b"keep").unwrap();
-        fs::write(tmp.join("commit-1"), b"keep").unwrap();
-        store.gc().unwrap();
-        let mut left: Vec<String> = fs::read_dir(&tmp)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["commit-1", "mnt-abc", "write-fresh"]);
-        assert!(tmp.join("mnt-abc/file").exists());
-    }
-
-    #[test]
-    fn malformed_index_is_named() {
-        let (_d, store) = store();
-        fs::write(store.index_path(), b"{not json").unwrap();
-        let err = store.images().unwrap_err();
-        assert!(err.to_string().contains("index.json"), "{err}");
-    }
-}
+mod tests;
