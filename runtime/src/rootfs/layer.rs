@@ -51,9 +51,17 @@ impl Ctx<'_> {
                 entry,
                 reason: "the image root can only be a directory",
             },
-            TreeError::LinkTargetMissing | TreeError::LinkTargetIsDir => {
-                unreachable!("hard link errors are mapped by the caller")
-            }
+            // Hard link lookups map these themselves, with the target's name.
+            TreeError::LinkTargetMissing => RootfsError::BadEntry {
+                layer,
+                entry,
+                reason: "the hard link target does not exist",
+            },
+            TreeError::LinkTargetIsDir => RootfsError::BadEntry {
+                layer,
+                entry,
+                reason: "the hard link target is a directory",
+            },
         }
     }
 
