@@ -14,3 +14,4 @@ tests/erofs/check.sh
 tests/vm/kernel-boot.sh
 tests/vm/agent-boot.sh
 tests/vm/vmm-boot.sh
+tests/vm/vmm-agent.sh

@@ -52,18 +52,39 @@ impl Vcpu {
     /// guest or KVM broke; the caller turns it into the VM's failure.
     pub fn run(&mut self, buses: &Buses, exit: &ExitSignal) -> Result<(), String> {
         let id = self.id;
+        // NOOK_VMM_EXIT_STATS=1 counts userspace exits per port / MMIO page, printed at the end:
+        // each one is a round trip through the VMM, the first thing to look at when boots are slow.
+        let mut stats = std::env::var_os("NOOK_VMM_EXIT_STATS").map(|_| ExitStats::default());
+        let result = self.run_loop(buses, exit, &mut stats);
+        if let Some(stats) = stats {
+            stats.print(id);
+        }
+        result
+    }
+
+    fn run_loop(
+        &mut self,
+        buses: &Buses,
+        exit: &ExitSignal,
+        stats: &mut Option<ExitStats>,
+    ) -> Result<(), String> {
+        let id = self.id;
         while !exit.is_stopping() {
             match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => {
+                    count(stats, "pio", u64::from(port));
                     buses.pio.read(u64::from(port), data);
                 }
                 Ok(VcpuExit::IoOut(port, data)) => {
+                    count(stats, "pio", u64::from(port));
                     buses.pio.write(u64::from(port), data);
                 }
                 Ok(VcpuExit::MmioRead(addr, data)) => {
+                    count(stats, "mmio", addr & !0xfff);
                     buses.mmio.read(addr, data);
                 }
                 Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    count(stats, "mmio", addr & !0xfff);
                     buses.mmio.write(addr, data);
                 }
                 Ok(VcpuExit::Hlt) => exit.stop(StopReason::Exit(VmExit::Halted)),
@@ -103,6 +124,33 @@ impl Vcpu {
             internal.suberror,
             &internal.data[..n]
         )
+    }
+}
+
+/// Userspace exits by kind and address (port, or MMIO page).
+#[derive(Default)]
+struct ExitStats(std::collections::BTreeMap<(&'static str, u64), u64>);
+
+impl ExitStats {
+    fn print(&self, id: u8) {
+        let mut top: Vec<_> = self.0.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1));
+        let total: u64 = self.0.values().sum();
+        let lines: Vec<String> = top
+            .iter()
+            .take(12)
+            .map(|((kind, addr), n)| format!("{kind} {addr:#x}: {n}"))
+            .collect();
+        eprintln!(
+            "nook-vmm: vCPU {id}: {total} userspace exits; {}",
+            lines.join(", ")
+        );
+    }
+}
+
+fn count(stats: &mut Option<ExitStats>, kind: &'static str, addr: u64) {
+    if let Some(stats) = stats {
+        *stats.0.entry((kind, addr)).or_default() += 1;
     }
 }
 
