@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian/Ubuntu machine for nook and run the main job on the built-in default.
 # Installs the apt packages nook and its tests need (as root, or through sudo), builds nook,
-# and shows the result. Safe to rerun: slow artifacts are cached under ~/.cache/nook.
+# creates the built-in default image busybox:latest (from Debian's busybox-static) and shows it.
+# Safe to rerun: the default image is reproducible, so a second run changes nothing, and slow
+# artifacts are cached under ~/.cache/nook.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/common.sh
@@ -10,3 +12,9 @@ install_packages
 # The guest kernel for --isolation=vm (cached: a rerun only prints its path).
 guest-kernel/build.sh
 cargo build --release --workspace
+nook=target/release/nook
+
+"$nook" image default
+"$nook" images
+"$nook" inspect busybox
+echo "EROFS root filesystem for VMs: $("$nook" image rootfs busybox)"

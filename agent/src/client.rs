@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{
-    BootTimes, ErrorKind, ExitStatus, Frame, FrameReader, FrameWriter, GuestMessage, HostMessage,
-    ProcessSpec, ReadError, StartSpec, WriteError, MAX_DATA_CHUNK, PROTOCOL_VERSION,
+    skip_to_sync, BootTimes, ErrorKind, ExitStatus, Frame, FrameReader, FrameWriter, GuestMessage,
+    HostMessage, ProcessSpec, ReadError, StartSpec, WriteError, MAX_DATA_CHUNK, PROTOCOL_VERSION,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,11 @@ impl Client {
         std::thread::Builder::new()
             .name("agent-reader".into())
             .spawn(move || {
+                let mut reader = reader;
+                if let Err(e) = skip_to_sync(&mut reader) {
+                    let _ = tx.send(Err(ReadError::Io(e)));
+                    return;
+                }
                 let mut reader = FrameReader::new(reader);
                 loop {
                     let event = reader.read_frame::<GuestMessage>();

@@ -11,11 +11,11 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use nook_agent::guest::cmdline::{BootParams, DEFAULT_CHANNEL};
+use nook_agent::guest::cmdline::{BootParams, CMDLINE_ENV, DEFAULT_CHANNEL};
 use nook_agent::guest::console::{self, KernelLog};
 use nook_agent::guest::mounts::{self, SysMounts};
 use nook_agent::guest::{net, power, rootfs};
-use nook_agent::protocol::{BootTimes, ErrorKind, FrameWriter, GuestMessage};
+use nook_agent::protocol::{BootTimes, ErrorKind, FrameWriter, GuestMessage, SYNC};
 use nook_agent::supervisor::{self, boottime_ns, realtime_ns, Config, Outcome};
 
 fn main() {
@@ -31,24 +31,60 @@ fn main() {
     }
     let kernel_start_realtime_ns = realtime_ns().saturating_sub(agent_start_ns);
     let mut log = KernelLog::open();
-    match boot(agent_start_ns, kernel_start_realtime_ns, &mut log) {
-        Ok(outcome) => log.debug(&format!("ending: {outcome:?}")),
-        Err(err) => {
-            // The kernel log may only now be reachable (/dev is mounted early in `boot`).
-            let mut log = KernelLog::open();
-            log.error(&format!("{err:#}"));
-            tell_host(&format!("{err:#}"));
+    let mut state = BootState {
+        supervising: false,
+        channel: PathBuf::from(DEFAULT_CHANNEL),
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        boot(
+            agent_start_ns,
+            kernel_start_realtime_ns,
+            &mut log,
+            &mut state,
+        )
+    }));
+    let failure = match result {
+        Ok(Ok(outcome)) => {
+            log.debug(&format!("ending: {outcome:?}"));
+            None
+        }
+        Ok(Err(err)) => Some(format!("{err:#}")),
+        Err(panic) => Some(format!(
+            "the agent panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)")
+        )),
+    };
+    if let Some(message) = failure {
+        // The kernel log may only now be reachable (/dev is mounted early in `boot`).
+        KernelLog::open().error(&message);
+        // Once the supervisor ran, the host has the frame stream (and any error it sent);
+        // a second sync marker in the middle of it would only confuse the host.
+        if !state.supervising {
+            tell_host(&state.channel, &message);
         }
     }
     power::kill_sync_reset();
 }
 
+/// What the failure path needs to know about how far the boot went.
+struct BootState {
+    /// The supervisor owns the channel (and has sent the sync marker).
+    supervising: bool,
+    /// The channel device, once the parameters are read.
+    channel: PathBuf,
+}
+
 /// Best effort: the host waits for `Ready`; an error frame on stream 0 tells it why none comes.
-fn tell_host(message: &str) {
-    let Ok(channel) = console::open_raw(Path::new(DEFAULT_CHANNEL)) else {
+fn tell_host(channel: &Path, message: &str) {
+    let Ok(channel) = console::open_raw(channel) else {
         return;
     };
     let mut writer = FrameWriter::new(File::from(channel));
+    let _ = writer.write_raw(&SYNC);
     let _ = writer.send(
         0,
         &GuestMessage::Error {
@@ -62,15 +98,41 @@ fn boot(
     agent_start_ns: u64,
     kernel_start_realtime_ns: u64,
     log: &mut KernelLog,
+    state: &mut BootState,
 ) -> Result<Outcome> {
     let mut sys = SysMounts;
 
-    mounts::mount_early(&mut sys).context("mounting the kernel filesystems")?;
+    let skipped = mounts::mount_early(&mut sys).context("mounting the kernel filesystems")?;
     *log = KernelLog::open();
+    // Our own stdio is /dev/console (maybe a console shared with others) or nothing; a panic
+    // message belongs in the kernel log instead.
+    if let Err(e) = console::redirect_stdio() {
+        log.error(&format!(
+            "cannot point the agent's stdio at /dev/null and /dev/kmsg: {e}"
+        ));
+    }
+    for e in skipped {
+        log.error(&format!(
+            "{e}: {}",
+            std::error::Error::source(&e).map_or_else(String::new, |s| s.to_string())
+        ));
+    }
 
-    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let mut cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    // Parameters in the environment come after the kernel's: this is how the agent is run as
+    // PID 1 of a PID namespace on the host, in its tests (agent/tests/pid1_namespace.rs).
+    if let Ok(extra) = std::env::var(CMDLINE_ENV) {
+        cmdline.push(' ');
+        cmdline.push_str(&extra);
+    }
     let params = BootParams::parse(&cmdline).context("reading the nook.* kernel parameters")?;
     log.debug = params.debug;
+    state.channel = params.channel.clone();
+    if !params.debug {
+        if let Err(e) = console::quiet_kernel_console() {
+            log.error(&format!("cannot lower the console log level: {e}"));
+        }
+    }
     log.debug(&format!("agent started at {agent_start_ns} ns, {params:?}"));
 
     rootfs::prepare(&mut sys, &params).context("building the container root")?;
@@ -103,6 +165,7 @@ fn boot(
         files_dir: fd_path(&files),
         set_hostname: rootfs::sethostname,
     };
+    state.supervising = true;
     let outcome =
         supervisor::run(channel, &config, &mut setup).context("supervising the container")?;
     Ok(outcome)

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use nook_agent::client::{Client, ProcessResult};
 use nook_agent::protocol::{
-    encode_frame, BootTimes, ErrorKind, FrameReader, GuestMessage, HostMessage, ProcessSpec,
-    StartSpec,
+    encode_frame, skip_to_sync, BootTimes, ErrorKind, FrameReader, GuestMessage, HostMessage,
+    ProcessSpec, StartSpec,
 };
 use nook_agent::supervisor::{self, Config, NoSetup, Outcome, SupervisorError};
 
@@ -294,7 +294,9 @@ fn bad_frames_get_error_frames_and_the_agent_goes_on() {
     let (mut host, guest) = UnixStream::pair().unwrap();
     let cfg = config(None);
     let handle = std::thread::spawn(move || supervisor::run(guest.into(), &cfg, &mut NoSetup));
-    let mut reader = FrameReader::new(host.try_clone().unwrap());
+    let mut raw = host.try_clone().unwrap();
+    assert_eq!(skip_to_sync(&mut raw).unwrap(), 0);
+    let mut reader = FrameReader::new(raw);
     let ready = reader.read_frame::<GuestMessage>().unwrap().unwrap();
     assert!(matches!(
         ready.message,
@@ -343,7 +345,9 @@ fn bad_frames_get_error_frames_and_the_agent_goes_on() {
     ));
     let mut rest = Vec::new();
     host.read_to_end(&mut rest).unwrap();
-    let mut r = FrameReader::new(&rest[..]);
+    let mut rest = &rest[..];
+    skip_to_sync(&mut rest).unwrap();
+    let mut r = FrameReader::new(rest);
     let _ready = r.read_frame::<GuestMessage>().unwrap();
     let err = r.read_frame::<GuestMessage>().unwrap().unwrap();
     assert!(matches!(
@@ -399,5 +403,25 @@ fn upper_layer_streams_as_a_tar() {
     let err = client.stream_upper(&mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("no writable layer"), "{err}");
     client.shutdown().unwrap();
+    outcome(handle);
+}
+
+#[test]
+fn a_bare_command_is_looked_up_in_the_process_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tool = dir.path().join("nook-test-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho found \"$@\"\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (client, handle) = agent();
+    let s = client
+        .start(start(ProcessSpec {
+            argv: vec!["nook-test-tool".into(), "arg".into()],
+            env: vec![format!("PATH=/nonexistent:{}", dir.path().display())],
+            ..Default::default()
+        }))
+        .unwrap();
+    let (res, out, _) = wait(&client, s);
+    assert_eq!((res.status.code, out.as_str()), (0, "found arg\n"));
     outcome(handle);
 }

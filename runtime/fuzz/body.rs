@@ -31,7 +31,8 @@ fn split(mut data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-/// Joins layers into one fuzz input.
+/// Joins layers into one fuzz input (used by the corpus test, not the fuzz target).
+#[allow(dead_code)]
 pub fn join(layers: &[Vec<u8>]) -> Vec<u8> {
     layers.join(LAYER_SEPARATOR)
 }

@@ -186,3 +186,45 @@ fn odd_entries_are_refused() {
     let err = build_err(vec![l.finish()]);
     assert!(matches!(err, RootfsError::NotADirectory { .. }), "{err:?}");
 }
+
+/// A decompressor that fails part way, as a corrupt gzip or zstd stream does.
+struct FailsAfter {
+    data: Cursor<Vec<u8>>,
+    left: usize,
+}
+
+impl Read for FailsAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "corrupt deflate stream",
+            ));
+        }
+        let n = buf.len().min(self.left);
+        let n = self.data.read(&mut buf[..n])?;
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_failing_decompressor_is_reported_with_its_layer_and_entry() {
+    let mut l = LayerBuilder::new();
+    l.file(b"first", b"1", &DEFAULT)
+        .file(b"second", &[2u8; 100_000], &DEFAULT);
+    let dir = tempfile::tempdir().unwrap();
+    let out = create(&dir.path().join("out.erofs"));
+    let layer = Layer {
+        name: "sha256:corrupt".into(),
+        tar: Box::new(FailsAfter {
+            data: Cursor::new(l.finish()),
+            left: 50_000,
+        }),
+    };
+    let err = build_erofs(vec![layer], &out).expect_err("the stream fails");
+    assert!(matches!(err, RootfsError::ReadTar { .. }), "{err:?}");
+    assert_names(&err, "sha256:corrupt", "second");
+    let chain = std::error::Error::source(&err).map(|s| s.to_string());
+    assert_eq!(chain.as_deref(), Some("corrupt deflate stream"));
+}

@@ -281,3 +281,79 @@ fn empty_layer_list_gives_an_empty_root() {
     assert_eq!(snap[&b""[..]].kind, 'd');
     assert_eq!(stats.inodes, 1);
 }
+
+/// The built-in default image's content (Debian's static busybox and its applet links) as one
+/// layer: checked like the others, then, as root, a shell from the mounted image runs in a chroot.
+#[test]
+fn busybox_image_runs_a_shell_from_the_mounted_image() {
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox (Debian package busybox-static) must be installed");
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    let mut l = LayerBuilder::new();
+    let dir = attrs(0o755, 0, 0, 1_600_000_000);
+    l.dir(b"./", &dir)
+        .dir(b"bin", &dir)
+        .file(b"bin/busybox", &busybox, &attrs(0o755, 0, 0, 1_600_000_000))
+        .dir(b"tmp", &attrs(0o1777, 0, 0, 1_600_000_000));
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            l.symlink(
+                format!("bin/{applet}").as_bytes(),
+                b"busybox",
+                &attrs(0o777, 0, 0, 0),
+            );
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (image, layer_paths, _) = build_image(work.path(), &[l.finish()]);
+    let snap = check_against_gnu_tar(&image, &layer_paths, work.path());
+    assert!(snap.len() > 100, "busybox has its applets");
+    if !is_root() {
+        say_not_root("the chroot into the mounted busybox image");
+        return;
+    }
+    let mount = Mount::new(&image);
+    let out = std::process::Command::new("chroot")
+        .arg(mount.dir.path())
+        .args([
+            "/bin/sh",
+            "-c",
+            "echo hello from $(ls /bin | wc -l) applets",
+        ])
+        .output()
+        .expect("chroot");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("hello from"),
+        "{stdout} {out:?}"
+    );
+}
+
+#[test]
+fn pax_owner_records_and_blank_owner_fields_are_read_like_docker() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut b = LayerBuilder::new();
+    // Go's archive/tar puts ids above the octal field's range in PAX records, header ids 0.
+    b.pax(&[("uid", b"3000000000"), ("gid", b"3000000001")])
+        .file(b"pax-owned", b"x", &DEFAULT);
+    let mut blank = tar::Header::new_ustar();
+    blank.set_entry_type(EntryType::Regular);
+    blank.set_mode(0o600);
+    blank.set_mtime(1_600_000_000);
+    blank.set_size(1);
+    blank.as_ustar_mut().expect("ustar").uid = [b' '; 8];
+    blank.as_ustar_mut().expect("ustar").gid = [0; 8];
+    b.raw(blank, b"blank-owner", b"y");
+    let (image, _, _) = build_image(tmp.path(), &[b.finish()]);
+    fsck(&image);
+    let snap = snapshot_erofs_rs(&image);
+    let node = |p: &[u8]| snap.get(p).expect("entry present");
+    assert_eq!(
+        (node(b"pax-owned").uid, node(b"pax-owned").gid),
+        (3_000_000_000, 3_000_000_001)
+    );
+    assert_eq!((node(b"blank-owner").uid, node(b"blank-owner").gid), (0, 0));
+}

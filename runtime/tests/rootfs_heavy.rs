@@ -10,6 +10,34 @@ use std::path::PathBuf;
 use common::*;
 use nook::rootfs::{build_erofs, Layer};
 
+/// An upper layer on the Debian rootfs, as an image built `FROM debian` would add: a file with
+/// a capability, whiteouts of a file and a whole tree, an opaque directory and a hard link to a
+/// file of the lower layer.
+fn debian_upper_layer() -> Vec<u8> {
+    // A VFS capability v2 blob granting cap_net_raw (what `setcap cap_net_raw+ep` writes).
+    const CAP_NET_RAW: &[u8] = &[
+        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let mut l = LayerBuilder::new();
+    l.pax(&[("SCHILY.xattr.security.capability", CAP_NET_RAW)])
+        .file(b"usr/bin/ping", b"\x7fELF not really ping", &attrs(0o755))
+        .whiteout(b"etc", b"hostname")
+        .whiteout(b"usr/share", b"doc")
+        .dir(b"etc/apt", &attrs(0o755))
+        .opaque(b"etc/apt")
+        .file(
+            b"etc/apt/sources.list",
+            b"deb http://example.invalid/debian stable main\n",
+            &attrs(0o644),
+        )
+        .hardlink(b"usr/bin/bash-again", b"usr/bin/bash");
+    l.finish()
+}
+
+fn attrs(mode: u32) -> Attrs {
+    Attrs { mode, ..DEFAULT }
+}
+
 #[test]
 #[ignore = "needs the debootstrap fixture; run by tests/erofs/check.sh"]
 fn debootstrap_rootfs_matches_gnu_tar_and_the_kernel() {
@@ -17,15 +45,20 @@ fn debootstrap_rootfs_matches_gnu_tar_and_the_kernel() {
         .map(PathBuf::from)
         .expect("NOOK_DEBOOTSTRAP_TAR must name the tarball tests/fixtures/debootstrap.sh prints");
     let work = tempfile::tempdir().unwrap();
+    let upper = work.path().join("upper.tar");
+    std::fs::write(&upper, debian_upper_layer()).unwrap();
     let image = work.path().join("debootstrap.erofs");
     let out = create(&image);
-    let layer = Layer {
-        name: tar.display().to_string(),
-        tar: Box::new(BufReader::new(File::open(&tar).expect("open fixture"))),
-    };
-    let stats = build_erofs(vec![layer], &out).expect("build the debootstrap image");
+    let layers = [tar.clone(), upper.clone()]
+        .iter()
+        .map(|p| Layer {
+            name: p.display().to_string(),
+            tar: Box::new(BufReader::new(File::open(p).expect("open layer"))) as Box<dyn Read>,
+        })
+        .collect();
+    let stats = build_erofs(layers, &out).expect("build the debootstrap image");
     eprintln!("debootstrap image: {stats:?}");
-    let snap = check_against_gnu_tar(&image, &[tar], work.path());
+    let snap = check_against_gnu_tar(&image, &[tar, upper], work.path());
     assert!(snap.len() > 3000, "a minbase rootfs has thousands of files");
     let setuid = snap
         .values()
@@ -33,7 +66,22 @@ fn debootstrap_rootfs_matches_gnu_tar_and_the_kernel() {
         .count();
     assert!(setuid >= 5, "setuid binaries survive ({setuid} found)");
     let linked = snap.iter().filter(|(p, n)| **p != n.link_group).count();
-    assert!(linked >= 1, "hard links survive");
+    assert!(
+        linked >= 2,
+        "hard links survive, also across layers ({linked} found)"
+    );
+    assert_eq!(
+        snap[&b"usr/bin/bash-again"[..]].link_group,
+        b"usr/bin/bash".to_vec()
+    );
+    assert!(snap[&b"usr/bin/ping"[..]]
+        .xattrs
+        .contains_key(&b"security.capability"[..]));
+    assert!(!snap.contains_key(&b"usr/share/doc"[..]));
+    assert!(!snap.contains_key(&b"etc/hostname"[..]));
+    let apt: Vec<_> = snap.keys().filter(|k| k.starts_with(b"etc/apt/")).collect();
+    assert_eq!(apt, vec![&b"etc/apt/sources.list".to_vec()]);
+    assert!(snap.values().any(|n| n.kind == 'c'), "device nodes survive");
 }
 
 /// A tar stream of one file of `size` bytes whose content is a function of the offset,

@@ -84,3 +84,41 @@ fn invalid_flags_change_nothing() {
     assert!(nook.state_of("steady").starts_with("running"));
     nook.ok(&["rm", "-f", "steady"]);
 }
+
+#[test]
+fn concurrent_creates_keep_names_unique() {
+    let nook = Rootless::new();
+    nook.default_image();
+    // Eight commands race for one name, eight more create distinct ones.
+    let mut children = Vec::new();
+    for i in 0..16 {
+        let name = if i < 8 {
+            "contested".to_string()
+        } else {
+            format!("own-{i}")
+        };
+        children.push(
+            nook.cmd(&["create", "--name", &name, "busybox", "true"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let results: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let contested_ok = results[..8].iter().filter(|o| o.status.success()).count();
+    assert_eq!(contested_ok, 1, "exactly one create of the same name wins");
+    for o in &results[..8] {
+        if !o.status.success() {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("is already in use"), "{err}");
+        }
+    }
+    assert!(results[8..].iter().all(|o| o.status.success()));
+    let listed = containers(&nook);
+    assert_eq!(listed.lines().count(), 9, "{listed}");
+    assert_eq!(listed.matches(" contested ").count(), 1, "{listed}");
+}

@@ -191,6 +191,13 @@ fn killed_monitor_leaves_an_exited_container_that_rm_removes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let inspected = nook.ok(&[
+        "inspect",
+        "--format",
+        "{{.Name}} {{.State.Status}} {{.State.Running}} {{.State.ExitCode}}",
+        "orphan",
+    ]);
+    assert_eq!(inspected, "/orphan exited false 137\n");
     nook.ok(&["rm", "orphan"]);
     assert!(!nook.path(&format!("containers/{id}")).exists());
 }
@@ -215,4 +222,70 @@ fn restart_and_kill_with_a_signal() {
     assert!(nook.state_of("usr1").starts_with("running"));
     nook.ok(&["kill", "usr1"]);
     assert_eq!(nook.ok(&["wait", "usr1"]), "137\n");
+}
+
+#[test]
+fn detached_tty_is_a_terminal_whose_output_is_logged() {
+    let nook = Rootless::new();
+    nook.default_image();
+    run_detached(
+        &nook,
+        "tty",
+        &[
+            "-t",
+            "busybox",
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo on-a-tty",
+        ],
+    );
+    assert_eq!(nook.ok(&["wait", "tty"]), "0\n");
+    // A terminal turns \n into \r\n.
+    assert_eq!(nook.ok(&["logs", "tty"]), "on-a-tty\r\n");
+    // Without -t the same streams are pipes.
+    nook.exits(1, &["run", "--rm", "busybox", "test", "-t", "1"]);
+}
+
+#[test]
+fn logs_follow_until_exit_and_exec_takes_its_flags() {
+    let nook = Rootless::new();
+    nook.default_image();
+    run_detached(
+        &nook,
+        "slow",
+        &[
+            "busybox",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo line $i; sleep 0.3; done; sleep 1000",
+        ],
+    );
+    let out = nook.ok(&[
+        "exec",
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000:1000",
+        "slow",
+        "sh",
+        "-c",
+        "echo $GREETING $(pwd) $(id -u):$(id -g)",
+    ]);
+    assert_eq!(out, "hi /tmp 1000:1000\n");
+    // -f returns once the container stops, with every line.
+    let follower = nook
+        .cmd(&["logs", "-f", "slow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    nook.ok(&["kill", "slow"]);
+    let out = follower.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line 1\nline 2\nline 3\n"
+    );
 }

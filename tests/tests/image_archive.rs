@@ -159,6 +159,18 @@ fn save_then_load_keeps_digests_tags_and_ids() {
     let again = Nook::new();
     let loaded = again.ok_with_input(&["load"], &piped.stdout);
     assert_eq!(loaded, "Loaded image: busybox:latest\n");
+    // Loading over a tag that names another image moves the tag, saying so like docker.
+    let moved = Nook::new();
+    moved.ok_with_input(&["import", "-", "busybox"], &rootfs_tar("older"));
+    let old_id = moved.inspect("busybox")["Id"].as_str().unwrap().to_string();
+    let report = moved.ok_with_input(&["load"], &piped.stdout);
+    assert_eq!(
+        report,
+        format!(
+            "The image busybox:latest already exists, renaming the old one with ID {old_id} to empty string\nLoaded image: busybox:latest\n"
+        )
+    );
+    assert!(moved.ok(&["images"]).contains("<none>"));
     // Loading twice is harmless.
     dst.ok(&["load", "-q", "-i", out.to_str().unwrap()]);
     assert_eq!(dst.ok(&["images", "-q"]).lines().count(), 2);

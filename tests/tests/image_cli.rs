@@ -301,3 +301,32 @@ fn a_corrupted_blob_is_reported_not_used() {
     assert!(err.contains("does not match its digest"), "{err}");
     assert!(err.contains(&config[7..]), "{err}");
 }
+
+#[test]
+fn images_that_containers_use_are_kept() {
+    let nook = Nook::new();
+    nook.default_image();
+    let id = nook.inspect("busybox")["Id"].as_str().unwrap().to_string();
+    let container = nook.ok(&["create", "--name", "user", "busybox", "true"]);
+    let container = container.trim();
+    let err = nook.fails(&["rmi", "busybox"]);
+    assert!(
+        err.contains("must force") && err.contains(&container[..12]),
+        "{err}"
+    );
+    let err = nook.fails(&["rmi", &id]);
+    assert!(err.contains("stopped container"), "{err}");
+    // Forced: untagged, but the image stays for its container, and prune keeps it.
+    assert_eq!(
+        nook.ok(&["rmi", "-f", "busybox"]),
+        "Untagged: busybox:latest\n"
+    );
+    nook.ok(&["image", "prune", "-f"]);
+    assert_eq!(nook.inspect(&id)["Id"], id);
+    assert!(nook.ok(&["images"]).contains("<none>"));
+    // Once the container is gone, prune removes it.
+    nook.ok(&["rm", "user"]);
+    nook.ok(&["image", "prune", "-f"]);
+    assert!(nook.fails(&["inspect", &id]).contains("No such image"));
+    assert!(nook.snapshot().blobs.is_empty());
+}

@@ -138,6 +138,18 @@ fn skopeo_reads_saved_archives_and_nook_loads_what_skopeo_writes() {
         info["RootFS"],
         "diff ids survive"
     );
+    // skopeo can also write into nook's store; nook then lists and uses the image.
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("oci-archive:{}:skopeo/oci:v2", oci.display()),
+            &format!("oci:{}:written/by-skopeo:v3", other.root().display()),
+        ],
+    );
+    assert!(other.ok(&["images"]).contains("written/by-skopeo   v3"));
+    assert_eq!(other.inspect("written/by-skopeo:v3")["Id"], info["Id"]);
     // And nook's re-saved archive is still readable by skopeo.
     let back = dir.path().join("back.tar");
     other.ok(&["save", "-o", back.to_str().unwrap(), "skopeo/docker:v1"]);

@@ -4,10 +4,21 @@
 # disk (vda), writes a file on an ext4 disk (vdb, checked with debugfs afterwards) and resets the
 # VM through the i8042; with 1 vCPU/128 MiB and 2 vCPUs/1 GiB. See vmm/tests/rig_boot.rs.
 #
+#   tests/vm/vmm-boot.sh            the boot test
+#   tests/vm/vmm-boot.sh --bench N  instead: N alternating runs of nook-vmm and QEMU microvm, timing
+#                                   VMM start to the guest's ready line and the VMM's own RSS
+#
 # Environment: NOOK_KERNEL (a vmlinux; default: guest-kernel/build.sh), NOOK_VMM_BOOT_SERIAL=1
 # (kernel console into serial-*.log in the work directory, kept on failure).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+filter=boots_the_guest_kernel_in_every_shape
+bench_runs=
+if [ "${1:-}" = --bench ]; then
+    bench_runs=${2:-5}
+    [[ "$bench_runs" =~ ^[1-9][0-9]*$ ]] || { echo "vmm-boot: --bench needs a run count" >&2; exit 1; }
+    filter=bench_start_to_ready_against_qemu
+fi
 
 die() {
     echo "vmm-boot: error: $*" >&2
@@ -71,6 +82,6 @@ test_bin=$(cargo test --release -p nook-vmm --test rig_boot --no-run --message-f
 [ -x "$test_bin" ] || die "could not build the rig_boot test"
 cargo build --release -p nook-vmm 2>/dev/null
 
-NOOK_VMM_BOOT_DIR=$work tests/rig/run.sh --rw "$work" --timeout 1200 -- \
-    "$test_bin" --nocapture --test-threads 1
+NOOK_VMM_BOOT_DIR=$work NOOK_VMM_BENCH_RUNS=$bench_runs tests/rig/run.sh --rw "$work" --timeout 1800 -- \
+    "$test_bin" --exact "$filter" --nocapture --test-threads 1
 echo "vmm-boot: ok"

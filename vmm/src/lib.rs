@@ -15,6 +15,8 @@ pub mod config;
 pub mod devices;
 pub mod error;
 pub mod exit;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod host;
 pub mod kvm;
 pub mod layout;

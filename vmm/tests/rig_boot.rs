@@ -2,6 +2,8 @@
 //! reads the EROFS disk, writes the ext4 disk, and resets the VM; with 1 and 2 vCPUs, 128 MiB and
 //! 1 GiB. Needs a /dev/kvm that boots standard guests, so tests/vm/vmm-boot.sh prepares the
 //! assets and runs this test inside the nested rig (NOOK_VMM_BOOT_DIR points at the assets).
+//! With NOOK_VMM_BENCH_RUNS set it also times VMM start to the guest's ready line against QEMU
+//! microvm (same kernel, initramfs, disks, vCPUs and memory) and measures the VMM's own RSS.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
@@ -136,4 +138,220 @@ fn boots_the_guest_kernel_in_every_shape() {
         .filter_map(|c| run_case(&dir, c).err())
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Which VMM a bench run starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vmm {
+    Nook,
+    Qemu,
+}
+
+/// Resident KiB of `pid` outside its guest RAM mapping (the one mapping of `guest_kib`).
+fn rss_outside_guest(pid: u32, guest_kib: u64) -> Result<(u64, u64), String> {
+    let smaps =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps")).map_err(|e| format!("smaps: {e}"))?;
+    let (mut total, mut guest, mut size) = (0u64, 0u64, 0u64);
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Size:"), Some(v)) => size = v.parse().unwrap_or(0),
+            (Some("Rss:"), Some(v)) => {
+                let rss: u64 = v.parse().unwrap_or(0);
+                total += rss;
+                if size == guest_kib {
+                    guest += rss;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((total - guest, guest))
+}
+
+/// Starts one VM, returns (milliseconds to the ready line, VMM RSS outside guest RAM in KiB,
+/// guest RAM touched in KiB).
+fn bench_once(
+    dir: &Path,
+    vmm: Vmm,
+    vcpus: u8,
+    memory_mib: u32,
+) -> Result<(u128, u64, u64), String> {
+    let upper = dir.join("bench-upper.ext4");
+    std::fs::copy(dir.join("upper.ext4"), &upper).map_err(|e| format!("copy upper: {e}"))?;
+    let sock_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let sock = sock_dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock).map_err(|e| format!("bind: {e}"))?;
+    let cmdline = "quiet reboot=k panic=-1 rdinit=/init";
+    let mut command = match vmm {
+        Vmm::Nook => {
+            let config = serde_json::json!({
+                "kernel": dir.join("vmlinux"), "initramfs": dir.join("initrd.cpio"),
+                "cmdline": cmdline, "memory_mib": memory_mib, "vcpus": vcpus,
+                "disks": [{"path": dir.join("rootfs.erofs"), "read_only": true},
+                          {"path": upper, "read_only": false}],
+                "agent_socket": sock, "timeout_ms": 240_000,
+            });
+            let mut c = Command::new(env!("CARGO_BIN_EXE_nook-vmm"));
+            c.args(["--config-json", &config.to_string()]);
+            c
+        }
+        Vmm::Qemu => {
+            let mut c = Command::new("qemu-system-x86_64");
+            let path = |p: &Path| p.display().to_string();
+            c.args([
+                "-M",
+                "microvm,acpi=off",
+                "-enable-kvm",
+                "-cpu",
+                "host",
+                "-nodefaults",
+            ])
+            .args(["-no-user-config", "-display", "none", "-no-reboot"])
+            .args(["-m", &memory_mib.to_string(), "-smp", &vcpus.to_string()])
+            .args([
+                "-kernel",
+                &path(&dir.join("vmlinux")),
+                "-initrd",
+                &path(&dir.join("initrd.cpio")),
+            ])
+            .args(["-append", cmdline])
+            .args([
+                "-drive",
+                &format!(
+                    "id=ro,file={},format=raw,if=none,readonly=on",
+                    path(&dir.join("rootfs.erofs"))
+                ),
+            ])
+            .args(["-device", "virtio-blk-device,drive=ro"])
+            .args([
+                "-drive",
+                &format!("id=rw,file={},format=raw,if=none", path(&upper)),
+            ])
+            .args(["-device", "virtio-blk-device,drive=rw"])
+            .args(["-chardev", &format!("socket,id=agent,path={}", path(&sock))])
+            .args([
+                "-device",
+                "virtio-serial-device,max_ports=1",
+                "-device",
+                "virtconsole,chardev=agent",
+            ]);
+            c
+        }
+    };
+    let log =
+        std::fs::File::create(dir.join(format!("bench-{vmm:?}.log"))).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("{vmm:?}: {e}"))?;
+    let stream = accept_or_exit(&listener, &mut child, vmm)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(240)))
+        .map_err(|e| e.to_string())?;
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut result = None;
+    for line in BufReader::new(stream).lines() {
+        let line = line.map_err(|e| format!("{vmm:?}: {e}"))?;
+        if line == "ready" && result.is_none() {
+            let ms = started.elapsed().as_millis();
+            let (rss, guest) = rss_outside_guest(child.id(), u64::from(memory_mib) * 1024)?;
+            result = Some((ms, rss, guest));
+            writer.write_all(b"ping\n").map_err(|e| e.to_string())?;
+        }
+        if line == "done" {
+            break;
+        }
+    }
+    let status = wait_or_kill(&mut child, Duration::from_secs(120))?;
+    let result = result.ok_or_else(|| format!("{vmm:?}: the guest never became ready"))?;
+    if !status.success() {
+        return Err(format!("{vmm:?}: exited with {status}"));
+    }
+    Ok(result)
+}
+
+/// Accepts the VMM's connection, or fails if the VMM exits or takes more than four minutes.
+fn accept_or_exit(
+    listener: &UnixListener,
+    child: &mut std::process::Child,
+    vmm: Vmm,
+) -> Result<std::os::unix::net::UnixStream, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Err(format!(
+                "{vmm:?} exited with {status} before connecting to the agent socket"
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("{vmm:?} never connected to the agent socket"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for the VMM to exit, killing it after `limit`.
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Result<std::process::ExitStatus, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("the VMM did not exit after the guest finished".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn median(mut v: Vec<u128>) -> u128 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+#[test]
+fn bench_start_to_ready_against_qemu() {
+    let (Some(dir), Some(runs)) = (
+        std::env::var_os("NOOK_VMM_BOOT_DIR").map(PathBuf::from),
+        std::env::var("NOOK_VMM_BENCH_RUNS")
+            .ok()
+            .and_then(|r| r.parse::<usize>().ok()),
+    ) else {
+        eprintln!("!!!! SKIPPED: the VMM benchmark did NOT run; it needs the nested rig: tests/vm/bench-vmm.sh !!!!");
+        return;
+    };
+    let (vcpus, memory_mib) = (1, 256);
+    let mut times = [Vec::new(), Vec::new()];
+    let mut rss = [Vec::new(), Vec::new()];
+    for run in 0..runs {
+        for (i, vmm) in [Vmm::Nook, Vmm::Qemu].into_iter().enumerate() {
+            let (ms, own, guest) =
+                bench_once(&dir, vmm, vcpus, memory_mib).unwrap_or_else(|e| panic!("{e}"));
+            println!("run {run} {vmm:?}: {ms} ms to ready, VMM RSS outside guest RAM {own} KiB (guest RAM touched {guest} KiB)");
+            times[i].push(ms);
+            rss[i].push(u128::from(own));
+        }
+    }
+    let (nook, qemu) = (median(times[0].clone()), median(times[1].clone()));
+    let (nook_rss, qemu_rss) = (median(rss[0].clone()), median(rss[1].clone()));
+    println!("median start->ready: nook-vmm {nook} ms, QEMU microvm {qemu} ms, ratio {:.3} (goal <= 0.5)", nook as f64 / qemu as f64);
+    println!("median VMM RSS outside guest RAM: nook-vmm {nook_rss} KiB (goal <= 5120), QEMU {qemu_rss} KiB");
 }

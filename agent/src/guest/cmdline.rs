@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `nook.root=DEV` | `vda` | block device with the image's root filesystem, mounted read-only |
 //! | `nook.rootfstype=FS` | `erofs` | its filesystem type |
-//! | `nook.upper=DEV` or `nook.upper=tmpfs` | `tmpfs` | the container's writable disk (its `upper/` and `work/` directories hold the overlay's upper layer, created on first boot) or a tmpfs (changes die with the VM) |
+//! | `nook.upper=DEV`, `tmpfs` or `auto` | `auto` | the container's writable disk (its `upper/` and `work/` directories hold the overlay's upper layer, created on first boot) or a tmpfs (changes die with the VM); `auto` takes `/dev/vdb` when the guest has it, else a tmpfs |
 //! | `nook.upperfstype=FS` | `ext4` | the writable disk's filesystem type |
 //! | `nook.channel=PATH` | `/dev/hvc0` | the host channel (a virtio console, put in raw mode) |
 //! | `nook.debug` or `nook.debug=1` | off | log each boot step to the kernel log (seen on the serial console with `console=ttyS0`) |
@@ -32,7 +32,12 @@ pub struct BootParams {
 pub enum Upper {
     Tmpfs,
     Device(PathBuf),
+    /// [`AUTO_UPPER_DEVICE`] if it exists, else a tmpfs.
+    Auto,
 }
+
+/// The writable disk `nook.upper=auto` looks for: the second virtio-blk disk.
+pub const AUTO_UPPER_DEVICE: &str = "/dev/vdb";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CmdlineError {
@@ -46,6 +51,10 @@ pub enum CmdlineError {
     BadDebug { value: String },
 }
 
+/// An environment variable whose `nook.*` words are read after the kernel command line's
+/// (the agent's host tests run it as PID 1 of a PID namespace, where /proc/cmdline is the host's).
+pub const CMDLINE_ENV: &str = "NOOK_AGENT_CMDLINE";
+
 /// The channel device when `nook.channel` is not given.
 pub const DEFAULT_CHANNEL: &str = "/dev/hvc0";
 
@@ -54,7 +63,7 @@ impl Default for BootParams {
         BootParams {
             root_device: "/dev/vda".into(),
             root_fstype: "erofs".into(),
-            upper: Upper::Tmpfs,
+            upper: Upper::Auto,
             upper_fstype: "ext4".into(),
             channel: DEFAULT_CHANNEL.into(),
             debug: false,
@@ -105,6 +114,7 @@ impl BootParams {
                 ("nook.root", Some(v)) => p.root_device = device("nook.root", v)?,
                 ("nook.rootfstype", Some(v)) => p.root_fstype = fstype("nook.rootfstype", v)?,
                 ("nook.upper", Some("tmpfs")) => p.upper = Upper::Tmpfs,
+                ("nook.upper", Some("auto")) => p.upper = Upper::Auto,
                 ("nook.upper", Some(v)) => p.upper = Upper::Device(device("nook.upper", v)?),
                 ("nook.upperfstype", Some(v)) => p.upper_fstype = fstype("nook.upperfstype", v)?,
                 ("nook.channel", Some(v)) => {
@@ -155,6 +165,8 @@ mod tests {
         assert!(p.debug);
         let p = BootParams::parse("nook.upper=vdb nook.upper=tmpfs nook.debug=0").unwrap();
         assert_eq!(p.upper, Upper::Tmpfs);
+        let p = BootParams::parse("nook.upper=tmpfs nook.upper=auto").unwrap();
+        assert_eq!(p.upper, Upper::Auto);
         assert!(!p.debug);
     }
 

@@ -63,3 +63,31 @@ impl KernelLog {
         }
     }
 }
+
+/// Lowers the kernel's console log level to emergencies only, so that a console shared with
+/// something else (or, misconfigured, the channel itself) stays quiet after boot.
+pub fn quiet_kernel_console() -> io::Result<()> {
+    const SYSLOG_ACTION_CONSOLE_LEVEL: libc::c_int = 8;
+    // SAFETY: this klogctl action takes no buffer (NULL) and a level in the length argument.
+    if unsafe { libc::klogctl(SYSLOG_ACTION_CONSOLE_LEVEL, std::ptr::null_mut(), 1) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Points fd 0 at /dev/null and fds 1 and 2 at /dev/kmsg.
+pub fn redirect_stdio() -> io::Result<()> {
+    let null = File::open("/dev/null")?;
+    let kmsg = OpenOptions::new().write(true).open("/dev/kmsg")?;
+    for (from, to) in [
+        (null.as_raw_fd(), 0),
+        (kmsg.as_raw_fd(), 1),
+        (kmsg.as_raw_fd(), 2),
+    ] {
+        // SAFETY: dup2 between descriptors we own (the targets are our standard streams).
+        if unsafe { libc::dup2(from, to) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

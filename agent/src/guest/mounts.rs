@@ -29,6 +29,8 @@ pub trait MountOps {
     fn chroot(&mut self, path: &Path) -> io::Result<()>;
     /// Creates an empty file when nothing exists at `path` (a bind-mount target).
     fn touch(&mut self, path: &Path) -> io::Result<()>;
+    /// Whether something exists at `path` (a device node).
+    fn exists(&mut self, path: &Path) -> bool;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,34 +86,50 @@ pub fn mkdir_all(ops: &mut dyn MountOps, path: &Path) -> Result<(), MountError> 
 }
 
 /// The kernel filesystems every Linux userland expects, mounted in the initramfs root (they
-/// are moved into the container root later, with their submounts).
-pub fn mount_early(ops: &mut dyn MountOps) -> Result<(), MountError> {
-    let steps: [(&str, &str, &str, u64, &str); 6] = [
-        ("proc", "/proc", "proc", NOSUID | NODEV | NOEXEC, ""),
-        ("sysfs", "/sys", "sysfs", NOSUID | NODEV | NOEXEC, ""),
-        ("devtmpfs", "/dev", "devtmpfs", NOSUID, "mode=0755"),
+/// are moved into the container root later, with their submounts). A failure of an optional
+/// one (cgroup2: a kernel built without cgroups) is returned in the list, not as an error.
+pub fn mount_early(ops: &mut dyn MountOps) -> Result<Vec<MountError>, MountError> {
+    let steps: [(&str, &str, &str, u64, &str, bool); 6] = [
+        ("proc", "/proc", "proc", NOSUID | NODEV | NOEXEC, "", true),
+        ("sysfs", "/sys", "sysfs", NOSUID | NODEV | NOEXEC, "", true),
+        ("devtmpfs", "/dev", "devtmpfs", NOSUID, "mode=0755", true),
         (
             "devpts",
             "/dev/pts",
             "devpts",
             NOSUID | NOEXEC,
             "newinstance,ptmxmode=0666,mode=0620,gid=5",
+            true,
         ),
-        ("shm", "/dev/shm", "tmpfs", NOSUID | NODEV, "mode=1777"),
+        (
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            NOSUID | NODEV,
+            "mode=1777",
+            true,
+        ),
         (
             "cgroup2",
             "/sys/fs/cgroup",
             "cgroup2",
             NOSUID | NODEV | NOEXEC,
             "",
+            false,
         ),
     ];
-    for (source, target, fstype, flags, data) in steps {
+    let mut skipped = Vec::new();
+    for (source, target, fstype, flags, data, required) in steps {
         let target = Path::new(target);
-        mkdir_all(ops, target)?;
-        mount(ops, source, target, fstype, flags, data)?;
+        let result =
+            mkdir_all(ops, target).and_then(|()| mount(ops, source, target, fstype, flags, data));
+        match result {
+            Ok(()) => {}
+            Err(e) if !required => skipped.push(e),
+            Err(e) => return Err(e),
+        }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 fn cstr(path: &Path) -> io::Result<CString> {
@@ -183,13 +201,19 @@ impl MountOps for SysMounts {
             Err(e) => Err(e),
         }
     }
+
+    fn exists(&mut self, path: &Path) -> bool {
+        path.exists()
+    }
 }
 
-/// Records every call as a line, for tests; fails the calls whose target is in `fail`.
+/// Records every call as a line, for tests; fails the calls whose target is in `fail`; only
+/// the paths in `existing` exist.
 #[derive(Default)]
 pub struct Recorder {
     pub calls: Vec<String>,
     pub fail: Vec<PathBuf>,
+    pub existing: Vec<PathBuf>,
 }
 
 impl Recorder {
@@ -255,6 +279,10 @@ impl MountOps for Recorder {
         self.calls.push(format!("touch {}", path.display()));
         Ok(())
     }
+
+    fn exists(&mut self, path: &Path) -> bool {
+        self.existing.iter().any(|p| p == path)
+    }
 }
 
 #[cfg(test)]
@@ -287,14 +315,22 @@ mod tests {
     #[test]
     fn a_failed_mount_names_source_target_and_type() {
         let mut r = Recorder {
-            fail: vec!["/sys/fs/cgroup".into()],
+            fail: vec!["/dev/pts".into()],
             ..Default::default()
         };
         let err = mount_early(&mut r).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("cgroup2") && msg.contains("/sys/fs/cgroup"),
-            "{msg}"
-        );
+        assert!(msg.contains("devpts") && msg.contains("/dev/pts"), "{msg}");
+    }
+
+    #[test]
+    fn cgroup2_is_optional() {
+        let mut r = Recorder {
+            fail: vec!["/sys/fs/cgroup".into()],
+            ..Default::default()
+        };
+        let skipped = mount_early(&mut r).unwrap();
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].to_string().contains("cgroup2"));
     }
 }

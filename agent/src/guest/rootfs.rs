@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::cmdline::{BootParams, Upper};
+use super::cmdline::{BootParams, Upper, AUTO_UPPER_DEVICE};
 use super::mounts::{self, MountError, MountOps, BIND, MOVE, NODEV, NOSUID, RDONLY};
 use crate::protocol::StartSpec;
 use crate::supervisor::ContainerSetup;
@@ -36,11 +36,18 @@ pub fn prepare(ops: &mut dyn MountOps, params: &BootParams) -> Result<(), MountE
 
     let rw = Path::new(RW);
     mounts::mkdir_all(ops, rw)?;
-    match &params.upper {
-        Upper::Tmpfs => mounts::mount(ops, "tmpfs", rw, "tmpfs", 0, "mode=0755")?,
+    let upper = match &params.upper {
+        Upper::Auto if ops.exists(Path::new(AUTO_UPPER_DEVICE)) => {
+            Upper::Device(AUTO_UPPER_DEVICE.into())
+        }
+        Upper::Auto => Upper::Tmpfs,
+        other => other.clone(),
+    };
+    match &upper {
         Upper::Device(dev) => {
             mounts::mount(ops, &dev.to_string_lossy(), rw, &params.upper_fstype, 0, "")?
         }
+        _ => mounts::mount(ops, "tmpfs", rw, "tmpfs", 0, "mode=0755")?,
     }
     // On a fresh disk these are created; on a second boot they hold the container's changes.
     mounts::mkdir_all(ops, Path::new(UPPER))?;
@@ -144,17 +151,10 @@ impl<O: MountOps> GuestSetup<O> {
             BIND,
             "",
         )
-        .map_err(|e| format!("{e}: {}", e.source_message()))
-    }
-}
-
-trait SourceMessage {
-    fn source_message(&self) -> String;
-}
-
-impl SourceMessage for MountError {
-    fn source_message(&self) -> String {
-        std::error::Error::source(self).map_or_else(String::new, |s| s.to_string())
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        })
     }
 }
 
@@ -213,11 +213,32 @@ mod tests {
     #[test]
     fn disk_upper_is_mounted_with_its_type() {
         let mut r = Recorder::default();
-        let params = BootParams::parse("nook.upper=vdb").unwrap();
+        let params = BootParams::parse("nook.upper=vdc nook.upperfstype=xfs").unwrap();
         prepare(&mut r, &params).unwrap();
         assert!(r
             .calls
+            .contains(&"mount /dev/vdc /run/nook/rw xfs []".to_owned()));
+    }
+
+    #[test]
+    fn auto_upper_takes_vdb_when_the_guest_has_it() {
+        let mut r = Recorder {
+            existing: vec!["/dev/vdb".into()],
+            ..Default::default()
+        };
+        prepare(&mut r, &BootParams::default()).unwrap();
+        assert!(r
+            .calls
             .contains(&"mount /dev/vdb /run/nook/rw ext4 []".to_owned()));
+        // An explicit tmpfs wins over a present disk.
+        let mut r = Recorder {
+            existing: vec!["/dev/vdb".into()],
+            ..Default::default()
+        };
+        prepare(&mut r, &BootParams::parse("nook.upper=tmpfs").unwrap()).unwrap();
+        assert!(r
+            .calls
+            .contains(&"mount tmpfs /run/nook/rw tmpfs [] mode=0755".to_owned()));
     }
 
     #[test]

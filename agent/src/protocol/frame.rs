@@ -207,6 +207,13 @@ impl<W: Write> FrameWriter<W> {
         FrameWriter { inner }
     }
 
+    /// Writes bytes outside any frame (the sync marker).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        self.inner.write_all(bytes)?;
+        self.inner.flush()?;
+        Ok(())
+    }
+
     /// Writes one frame in full.
     pub fn send<M: Message>(&mut self, stream: u32, message: &M) -> Result<(), WriteError> {
         let buf = encode_frame(stream, message)?;

@@ -6,6 +6,11 @@
 //! id for each process it starts (and for each upper-layer stream), and every frame about that
 //! process carries it.
 //!
+//! Before its first frame the guest writes [`SYNC`]; the host discards everything before it
+//! ([`skip_to_sync`]). A console can carry bytes that are not ours before the agent runs (a
+//! kernel that made the channel its console prints its boot log there); the marker makes the
+//! start of the frame stream unambiguous.
+//!
 //! Conversation: the guest sends `Ready` (with [`PROTOCOL_VERSION`] and its boot timestamps) on
 //! stream 0 as soon as the container root is ready. The host sends `Start` (the main process) and
 //! any number of `Exec`; for each the guest answers `Started` or an `Error` + `Exit`, then
@@ -27,6 +32,45 @@ pub use messages::{
 
 /// The protocol version the guest announces in `Ready`; the host refuses any other.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Written by the guest once, right before `Ready`.
+pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";
+
+/// How much foreign output the host skips looking for [`SYNC`] before giving up.
+pub const MAX_SYNC_SKIP: u64 = 16 * 1024 * 1024;
+
+/// Reads (byte by byte, so nothing after it is consumed) up to and including [`SYNC`];
+/// returns how many foreign bytes came before it.
+pub fn skip_to_sync<R: std::io::Read>(reader: &mut R) -> std::io::Result<u64> {
+    let mut window = [0u8; SYNC.len()];
+    let mut seen: u64 = 0;
+    let mut byte = [0u8; 1];
+    loop {
+        match reader.read(&mut byte) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the agent channel closed before the agent's sync marker",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        window.copy_within(1.., 0);
+        window[SYNC.len() - 1] = byte[0];
+        seen += 1;
+        if seen >= SYNC.len() as u64 && window == SYNC {
+            return Ok(seen - SYNC.len() as u64);
+        }
+        if seen > MAX_SYNC_SKIP {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no agent sync marker in the first {MAX_SYNC_SKIP} bytes of the channel"),
+            ));
+        }
+    }
+}
 
 /// The largest frame body either side accepts.
 pub const MAX_BODY: usize = 1024 * 1024;

@@ -23,7 +23,7 @@ pub use sys::{boottime_ns, realtime_ns};
 use crate::layer;
 use crate::protocol::{
     BootTimes, ErrorKind, ExitStatus, FrameDecoder, FrameError, FrameWriter, GuestMessage,
-    HostMessage, ProcessSpec, StartSpec, WriteError, MAX_DATA_CHUNK, PROTOCOL_VERSION,
+    HostMessage, ProcessSpec, StartSpec, WriteError, MAX_DATA_CHUNK, PROTOCOL_VERSION, SYNC,
 };
 
 /// How long a terminal process's output is still relayed after it exited: the pty hands data
@@ -129,6 +129,7 @@ enum Relay {
 
 enum Slot {
     Channel,
+    ChildSignal,
     Stdout(usize),
     Stderr(usize),
     Stdin(usize),
@@ -178,6 +179,10 @@ impl Supervisor<'_> {
     }
 
     fn run(&mut self, channel: BorrowedFd<'_>) -> Result<Outcome, SupervisorError> {
+        {
+            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            w.write_raw(&SYNC)?;
+        }
         self.send(
             0,
             &GuestMessage::Ready {
@@ -185,6 +190,12 @@ impl Supervisor<'_> {
                 boot: self.config.boot,
             },
         )?;
+        // PID 1 inherits orphans; SIGCHLD tells when one is ready to be reaped.
+        let sigchld = if self.config.reap_all {
+            Some(sys::sigchld_fd().map_err(SupervisorError::Poll)?)
+        } else {
+            None
+        };
         let mut decoder = FrameDecoder::new();
         let mut buf = vec![0u8; MAX_DATA_CHUNK];
         loop {
@@ -203,7 +214,10 @@ impl Supervisor<'_> {
                 slots.push(slot);
             };
             add(channel, libc::POLLIN, Slot::Channel);
-            let mut timeout: i32 = if self.config.reap_all { 1000 } else { -1 };
+            if let Some(fd) = &sigchld {
+                add(fd.as_fd(), libc::POLLIN, Slot::ChildSignal);
+            }
+            let mut timeout: i32 = -1;
             for (i, p) in self.procs.iter().enumerate() {
                 if let Some(fd) = &p.stdout {
                     add(fd.as_fd(), libc::POLLIN, Slot::Stdout(i));
@@ -241,6 +255,11 @@ impl Supervisor<'_> {
                     }
                     Slot::Stderr(i) => {
                         self.relay_output(i, true, &mut buf)?;
+                    }
+                    Slot::ChildSignal => {
+                        if let Some(fd) = &sigchld {
+                            sys::drain_signalfd(fd.as_fd());
+                        }
                     }
                     Slot::Stdin(i) => self.flush_stdin(i),
                     Slot::Pid(i) => self.collect(i),

@@ -149,3 +149,35 @@ pub(crate) fn wait_blocking(pid: libc::pid_t) -> io::Result<libc::c_int> {
         }
     }
 }
+
+/// Blocks SIGCHLD in the calling thread (and so in threads it starts later) and returns a
+/// non-blocking signalfd that becomes readable when a child changes state. Children started with
+/// `std::process::Command` get an empty signal mask back before they exec.
+pub(crate) fn sigchld_fd() -> io::Result<OwnedFd> {
+    // SAFETY: an all-zero sigset_t is valid storage for sigemptyset to initialise.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid, exclusively borrowed storage for the calls below.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+    }
+    // SAFETY: `set` is initialised; the old mask is not wanted (NULL).
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    // SAFETY: `set` is initialised; -1 asks for a new descriptor.
+    let fd = check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+    // SAFETY: the kernel just returned this descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Empties a signalfd (the reaping itself is done with waitpid).
+pub(crate) fn drain_signalfd(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; std::mem::size_of::<libc::signalfd_siginfo>() * 8];
+    while let Ok(Some(n)) = read(fd, &mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+}

@@ -1,4 +1,6 @@
-//! `nook inspect [--format F] IMAGE...`: config, manifest, layers, diff ids and sizes as JSON.
+//! `nook inspect [--format F] [--type T] NAME...`: containers (state, config, writable layer)
+//! and images (config, manifest, layers, diff ids and sizes) as JSON; a name is looked up
+//! among containers first, as docker does.
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
@@ -14,10 +16,10 @@ pub struct Args {
     /// Format output: json (default) or a Go template like '{{.Id}}' or '{{json .Config}}'
     #[arg(short, long)]
     format: Option<String>,
-    /// Only images exist in nook's store; accepted for docker compatibility
-    #[arg(long = "type", value_parser = ["image"])]
+    /// Only look up this kind of object
+    #[arg(long = "type", value_parser = ["image", "container"])]
     kind: Option<String>,
-    /// Images to inspect (name, name:tag, name@digest, or id)
+    /// Containers (name or id) or images (name, name:tag, name@digest, or id) to inspect
     #[arg(required = true)]
     images: Vec<String>,
 }
@@ -92,14 +94,27 @@ pub fn inspect_json(image: &Image) -> anyhow::Result<Value> {
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
-    let _ = args.kind;
     let store = ctx.store()?;
+    let engine = ctx.engine();
     let mut values = Vec::new();
-    let mut missing = Vec::new();
+    let mut missing: Vec<anyhow::Error> = Vec::new();
     for name in &args.images {
+        if args.kind.as_deref() != Some("image") {
+            match engine.containers.find(name) {
+                Ok(c) => {
+                    values.push(super::container_inspect::inspect_json(&engine, &c));
+                    continue;
+                }
+                Err(e) if args.kind.as_deref() == Some("container") => {
+                    missing.push(e.into());
+                    continue;
+                }
+                Err(_) => {}
+            }
+        }
         match store.resolve(name) {
             Ok(image) => values.push(inspect_json(&image)?),
-            Err(e) => missing.push(e),
+            Err(e) => missing.push(e.into()),
         }
     }
     match Format::parse(args.format.as_deref()) {
@@ -120,7 +135,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     // Like docker: print what was found, then fail naming what was not.
     match missing.len() {
         0 => Ok(()),
-        1 => Err(missing.remove(0).into()),
+        1 => Err(missing.remove(0)),
         _ => anyhow::bail!(
             "{}",
             missing

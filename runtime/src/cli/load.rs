@@ -27,11 +27,32 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         _ => (Box::new(std::io::stdin().lock()), "(stdin)".to_string()),
     };
     let store = ctx.store()?;
+    // Which image each tag named before, to report tags the archive moves (as docker does).
+    let before: Vec<(String, String)> = store
+        .images()?
+        .iter()
+        .flat_map(|i| {
+            i.tags
+                .iter()
+                .map(|t| (t.familiar(), i.config_digest.to_string()))
+        })
+        .collect();
     let loaded = load(&store, input, &name)?;
     if args.quiet {
         return Ok(());
     }
     let mut out = String::new();
+    for l in &loaded {
+        for t in &l.tags {
+            let tag = t.familiar();
+            let id = l.image.config_digest.to_string();
+            if let Some((_, old)) = before.iter().find(|(b, old)| b == &tag && old != &id) {
+                out.push_str(&format!(
+                    "The image {tag} already exists, renaming the old one with ID {old} to empty string\n"
+                ));
+            }
+        }
+    }
     for l in &loaded {
         if l.tags.is_empty() {
             out.push_str(&format!("Loaded image ID: {}\n", l.image.config_digest));

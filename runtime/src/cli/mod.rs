@@ -14,6 +14,7 @@ mod image_default;
 mod image_rootfs;
 mod images;
 mod import;
+mod in_use;
 mod inspect;
 mod load;
 mod prune;
@@ -24,6 +25,7 @@ mod tag;
 
 // Container verbs.
 mod commit;
+mod container_inspect;
 mod create;
 mod diff;
 mod exec;

@@ -6,7 +6,7 @@ use std::io::BufRead;
 use nook::image::rootfs_cache::prune_rootfs;
 
 use super::format::human_size;
-use super::{emit, Context};
+use super::{emit, in_use, Context};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,7 +26,14 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         }
     }
     let store = ctx.store()?;
-    let removed = store.remove_dangling()?;
+    // Untagged images that containers still use are kept.
+    let mut keep = std::collections::BTreeSet::new();
+    for image in store.images()? {
+        if image.tags.is_empty() && !in_use::users(ctx, &image)?.is_empty() {
+            keep.insert(image.manifest_digest.clone());
+        }
+    }
+    let removed = store.remove_dangling(&keep)?;
     let report = store.gc()?;
     let rootfs_bytes = prune_rootfs(&store)?;
     let mut out = String::new();

@@ -3,11 +3,12 @@
 use nook::image::Reference;
 
 use super::format::human_size;
-use super::{emit, Context};
+use super::{emit, in_use, Context};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Remove the image even when removing it by id would drop tags of several repositories
+    /// Remove the image's tags even when it has tags in several repositories or containers use
+    /// it (an image a container uses stays, untagged)
     #[arg(short, long)]
     force: bool,
     /// Images to remove (name, name:tag, or id)
@@ -41,6 +42,36 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                     "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
                     image.config_digest.short()
                 );
+            }
+            let users = in_use::users(ctx, &image)?;
+            if let Some(user) = users.iter().find(|u| u.running) {
+                anyhow::bail!(
+                    "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                    image.config_digest.short(),
+                    user.container
+                );
+            }
+            if let Some(user) = users.first() {
+                if !args.force {
+                    match &by_tag {
+                        Some(tag) => anyhow::bail!(
+                            "conflict: unable to remove repository reference {:?} (must force) - container {} is using its referenced image {}",
+                            tag.familiar(),
+                            user.container,
+                            image.config_digest.short()
+                        ),
+                        None => anyhow::bail!(
+                            "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
+                            image.config_digest.short(),
+                            user.container
+                        ),
+                    }
+                }
+                // Forced: the tags go, the image stays for its containers.
+                for tag in store.untag_all(&image.manifest_digest)? {
+                    out.push_str(&format!("Untagged: {}\n", tag.familiar()));
+                }
+                return Ok(());
             }
             for tag in store.remove_image(&image.manifest_digest)? {
                 out.push_str(&format!("Untagged: {}\n", tag.familiar()));

@@ -91,9 +91,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(root: &Path) -> Engine {
+        // Absolute: the paths recorded in a container's config outlive this process's working
+        // directory (the monitor daemon runs in `/`).
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         Engine {
-            root: root.to_path_buf(),
-            containers: ContainerStore::new(root),
+            containers: ContainerStore::new(&root),
+            root,
             backend: NamespaceBackend::for_current_user(),
         }
     }

@@ -50,6 +50,30 @@ fn dev_null() -> io::Result<OwnedFd> {
         .into())
 }
 
+/// A new pty: (leader, follower). The leader stays with the monitor (close-on-exec).
+fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (mut leader, mut follower) = (0, 0);
+    // SAFETY: openpty fills the two ints; the name, termios and winsize pointers may be null.
+    let ret = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openpty returned two fresh descriptors that nobody else owns.
+    let (leader, follower) =
+        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+    // SAFETY: fcntl on our own descriptor.
+    unsafe { libc::fcntl(leader.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok((leader, follower))
+}
+
 /// Starts the stopped container `container`. Attached: returns its exit once it ends.
 /// Detached: returns None once it runs, its monitor left behind.
 pub fn start(
@@ -85,6 +109,8 @@ pub fn start(
                 libc::_exit(0);
             }
         }
+        // A daemon keeps no directory of its caller busy.
+        let _ = std::env::set_current_dir("/");
         if let Ok(null) = dev_null() {
             for fd in 0..3 {
                 // SAFETY: dup2 of an open descriptor onto a standard one.
@@ -198,6 +224,20 @@ fn supervise(
             stdout: dup(1).map_err(os("duplicate stdout"))?,
             stderr: dup(2).map_err(os("duplicate stderr"))?,
         }
+    } else if config.tty {
+        // Detached with a terminal: a pty whose output the monitor logs as stdout.
+        let (leader, follower) = open_pty().map_err(os("allocate a pty"))?;
+        relays.push(Relay {
+            fd: leader,
+            stream: Stream::Stdout,
+            lines: LineSplitter::default(),
+            open: true,
+        });
+        Stdio {
+            stdin: follower.try_clone().map_err(os("duplicate the pty"))?,
+            stdout: follower.try_clone().map_err(os("duplicate the pty"))?,
+            stderr: follower,
+        }
     } else {
         let (out_r, out_w) = pipe().map_err(os("create a pipe"))?;
         let (err_r, err_w) = pipe().map_err(os("create a pipe"))?;
@@ -262,7 +302,7 @@ fn supervise(
             started_at,
         },
     };
-    store.save_status(id, &running)?;
+    store.save_status(id, &running, !config.auto_remove)?;
     drop(lock);
     // The command waiting for a detached start returns now.
     *ready = None;
@@ -278,6 +318,7 @@ fn supervise(
             finished_at: Utc::now(),
             monitor_lost: false,
         },
+        !config.auto_remove,
     )?;
     if config.auto_remove {
         store.remove(id, remove_all)?;

@@ -4,7 +4,7 @@
 //! Creating a container takes the store-wide `locks/containers.lock` so names stay unique under
 //! concurrent `nook` commands; state changes of one container take its own `lock`.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
@@ -158,9 +158,10 @@ impl ContainerStore {
             let p = dir.join(sub);
             std::fs::create_dir(&p).map_err(io_err("create", &p))?;
         }
-        self.write_json(&dir.join("config.json"), &config)?;
+        let durable = !config.auto_remove;
+        self.write_json(&dir.join("config.json"), &config, durable)?;
         // state.json last: a directory without it is an unfinished create and is not listed.
-        self.write_json(&dir.join("state.json"), &Status::Created)?;
+        self.write_json(&dir.join("state.json"), &Status::Created, durable)?;
         Ok(Container {
             config,
             recorded: Status::Created,
@@ -171,12 +172,23 @@ impl ContainerStore {
         &self,
         path: &Path,
         value: &T,
+        durable: bool,
     ) -> Result<(), ContainerError> {
         let data = serde_json::to_vec_pretty(value).map_err(|source| ContainerError::Json {
             path: path.to_path_buf(),
             source,
         })?;
-        atomic::write_file(&self.tmp_dir(), path, &data)?;
+        if durable {
+            atomic::write_file(&self.tmp_dir(), path, &data)?;
+            return Ok(());
+        }
+        // Still atomic (a reader sees the old file or the new one), without the fsyncs: for
+        // the records of `--rm` containers, which do not outlive their run.
+        let mut tmp = atomic::TempFile::new_in(&self.tmp_dir(), "write-")?;
+        tmp.file_mut()
+            .write_all(&data)
+            .map_err(io_err("write", tmp.path()))?;
+        std::fs::rename(tmp.path(), path).map_err(io_err("replace", path))?;
         Ok(())
     }
 
@@ -254,8 +266,14 @@ impl ContainerStore {
         )?)
     }
 
-    pub fn save_status(&self, id: &str, status: &Status) -> Result<(), ContainerError> {
-        self.write_json(&self.dir(id).join("state.json"), status)
+    /// Records `status`; `durable` also fsyncs it (not worth it for `--rm` containers).
+    pub fn save_status(
+        &self,
+        id: &str,
+        status: &Status,
+        durable: bool,
+    ) -> Result<(), ContainerError> {
+        self.write_json(&self.dir(id).join("state.json"), status, durable)
     }
 
     /// Moves the container's directory out of `containers/` (it disappears at once), then
@@ -361,7 +379,7 @@ mod tests {
             finished_at: Utc::now(),
             monitor_lost: false,
         };
-        store.save_status(a.id(), &exited).unwrap();
+        store.save_status(a.id(), &exited, true).unwrap();
         assert_eq!(store.load(a.id()).unwrap().status(), exited);
         store
             .remove(a.id(), |p| {

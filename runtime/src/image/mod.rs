@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod builtin;
 pub mod config;
 pub mod digest;
+pub mod gc;
 pub mod import;
 pub mod layer;
 pub mod lock;

@@ -12,7 +12,7 @@
 //! every blob it names is in place. Writers of blobs hold `locks/store.lock` shared; garbage
 //! collection holds it exclusive, so it never deletes a blob that is about to be referenced.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ use oci_spec::image::{
 
 use super::atomic::{self, AtomicError, TempFile};
 use super::digest::{Digest, DigestError, Hasher};
-use super::layer::{OCI_INDEX, OCI_MANIFEST};
+use super::layer::OCI_MANIFEST;
 use super::lock::{FileLock, LockError, LockMode};
 use super::reference::{Reference, ReferenceError};
 
@@ -110,7 +110,7 @@ pub enum StoreError {
     },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -174,13 +174,6 @@ pub fn descriptor_digest(d: &Descriptor, what: &str) -> Result<Digest, StoreErro
         what: what.to_string(),
         source,
     })
-}
-
-/// What garbage collection removed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct GcReport {
-    pub blobs: Vec<Digest>,
-    pub bytes: u64,
 }
 
 /// The store, rooted at a directory.
@@ -609,8 +602,29 @@ impl Store {
         })
     }
 
-    /// Removes untagged images from the index; returns their manifest digests.
-    pub fn remove_dangling(&self) -> Result<Vec<Digest>, StoreError> {
+    /// Removes every tag of the manifest `digest` but keeps the image, untagged (what `rmi -f`
+    /// does to an image a container still uses); returns the tags removed.
+    pub fn untag_all(&self, digest: &Digest) -> Result<Vec<Reference>, StoreError> {
+        let target: oci_spec::image::Digest = digest.into();
+        self.update_index(|entries| {
+            let Some(first) = entries.iter().position(|e| e.digest() == &target) else {
+                return Ok(Vec::new());
+            };
+            let removed = entries
+                .iter()
+                .filter(|e| e.digest() == &target)
+                .filter_map(entry_reference)
+                .collect();
+            let untagged = untagged_entry(&entries[first]);
+            entries.retain(|e| e.digest() != &target);
+            entries.insert(first.min(entries.len()), untagged);
+            Ok(removed)
+        })
+    }
+
+    /// Removes untagged images from the index, except those in `keep` (manifest digests, e.g.
+    /// of images containers use); returns the manifest digests removed.
+    pub fn remove_dangling(&self, keep: &BTreeSet<Digest>) -> Result<Vec<Digest>, StoreError> {
         self.update_index(|entries| {
             let tagged: BTreeSet<String> = entries
                 .iter()
@@ -620,11 +634,13 @@ impl Store {
             let mut removed = Vec::new();
             let mut kept = Vec::new();
             for e in entries.drain(..) {
+                let digest = descriptor_digest(&e, "index.json")?;
                 if is_manifest(e.media_type())
                     && entry_reference(&e).is_none()
                     && !tagged.contains(&e.digest().to_string())
+                    && !keep.contains(&digest)
                 {
-                    removed.push(descriptor_digest(&e, "index.json")?);
+                    removed.push(digest);
                 } else {
                     kept.push(e);
                 }
@@ -632,83 +648,6 @@ impl Store {
             *entries = kept;
             Ok(removed)
         })
-    }
-
-    /// The blobs reachable from `index.json`: manifests, nested indexes, configs and layers.
-    pub fn referenced_blobs(&self) -> Result<BTreeSet<Digest>, StoreError> {
-        let mut seen = BTreeSet::new();
-        let mut queue: Vec<Descriptor> = self.read_index()?.manifests().clone();
-        while let Some(d) = queue.pop() {
-            let Ok(digest) = Digest::try_from(d.digest()) else {
-                continue;
-            };
-            if !seen.insert(digest.clone()) {
-                continue;
-            }
-            let media = d.media_type().to_string();
-            if !self.has_blob(&digest) {
-                continue;
-            }
-            if is_manifest(d.media_type()) {
-                let data = self.read_blob(&digest)?;
-                let m = ImageManifest::from_reader(&data[..]).map_err(|source| {
-                    StoreError::MalformedManifest {
-                        image: digest.to_string(),
-                        digest: digest.clone(),
-                        source,
-                    }
-                })?;
-                queue.push(m.config().clone());
-                queue.extend(m.layers().iter().cloned());
-            } else if media == OCI_INDEX || media == super::layer::DOCKER_MANIFEST_LIST {
-                let data = self.read_blob(&digest)?;
-                let i = ImageIndex::from_reader(&data[..]).map_err(|source| {
-                    StoreError::MalformedIndex {
-                        path: self.blob_path(&digest),
-                        source,
-                    }
-                })?;
-                queue.extend(i.manifests().iter().cloned());
-            }
-        }
-        Ok(seen)
-    }
-
-    /// Deletes every blob no image references and every leftover temp file, under the
-    /// exclusive store lock (no writer is active, so nothing in flight is lost).
-    pub fn gc(&self) -> Result<GcReport, StoreError> {
-        let _lock = self.lock_store(LockMode::Exclusive)?;
-        let keep = self.referenced_blobs()?;
-        let mut report = GcReport::default();
-        let dir = self.blobs_dir();
-        let mut unreferenced: BTreeMap<Digest, PathBuf> = BTreeMap::new();
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let entry = entry.map_err(io_err(&dir))?;
-            let name = entry.file_name();
-            let Some(digest) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) else {
-                continue;
-            };
-            if !keep.contains(&digest) {
-                unreferenced.insert(digest, entry.path());
-            }
-        }
-        for (digest, path) in unreferenced {
-            let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(&path).map_err(io_err(&path))?;
-            report.bytes += size;
-            report.blobs.push(digest);
-        }
-        let tmp = self.tmp_dir();
-        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
-            let path = entry.map_err(io_err(&tmp))?.path();
-            let removed = if path.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            removed.map_err(io_err(&path))?;
-        }
-        Ok(report)
     }
 }
 
@@ -797,154 +736,4 @@ fn untagged_entry(old: &Descriptor) -> Descriptor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("root")).unwrap();
-        (dir, store)
-    }
-
-    fn fake_image(store: &Store, seed: &str) -> (Digest, u64) {
-        let _lock = store.lock_store(LockMode::Shared).unwrap();
-        let layer = store.put_blob(seed.as_bytes()).unwrap();
-        let config = format!(
-            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer}"]}}}}"#
-        );
-        let config_digest = store.put_blob(config.as_bytes()).unwrap();
-        let config_desc = Descriptor::new(
-            MediaType::ImageConfig,
-            config.len() as u64,
-            oci_spec::image::Digest::from(&config_digest),
-        );
-        let layer_desc = Descriptor::new(
-            MediaType::ImageLayer,
-            seed.len() as u64,
-            oci_spec::image::Digest::from(&layer),
-        );
-        store.put_manifest(&config_desc, vec![layer_desc]).unwrap()
-    }
-
-    #[test]
-    fn open_creates_a_valid_empty_layout() {
-        let (_d, store) = store();
-        let layout: serde_json::Value =
-            serde_json::from_slice(&fs::read(store.root().join("oci-layout")).unwrap()).unwrap();
-        assert_eq!(layout["imageLayoutVersion"], "1.0.0");
-        assert!(store.read_index().unwrap().manifests().is_empty());
-        assert!(store.images().unwrap().is_empty());
-        // Reopening keeps it.
-        Store::open(store.root()).unwrap();
-    }
-
-    #[test]
-    fn tags_move_and_orphans_stay_untagged() {
-        let (_d, store) = store();
-        let (a, a_size) = fake_image(&store, "a");
-        let (b, b_size) = fake_image(&store, "b");
-        let latest = Reference::parse("busybox").unwrap();
-        let v1 = Reference::parse("busybox:v1").unwrap();
-        store
-            .set_tags(&a, a_size, &[latest.clone(), v1.clone()])
-            .unwrap();
-        let image = store.resolve("busybox").unwrap();
-        assert_eq!(image.manifest_digest, a);
-        assert_eq!(image.tags, vec![latest.clone(), v1.clone()]);
-        // Moving `latest` to b leaves a with v1 only.
-        store
-            .set_tags(&b, b_size, std::slice::from_ref(&latest))
-            .unwrap();
-        assert_eq!(store.resolve("busybox:latest").unwrap().manifest_digest, b);
-        assert_eq!(store.resolve("busybox:v1").unwrap().manifest_digest, a);
-        // Moving v1 too leaves a untagged but present.
-        store
-            .set_tags(&b, b_size, std::slice::from_ref(&v1))
-            .unwrap();
-        let images = store.images().unwrap();
-        assert_eq!(images.len(), 2);
-        let a_image = images.iter().find(|i| i.manifest_digest == a).unwrap();
-        assert!(a_image.tags.is_empty());
-        // Resolvable by id prefix and full id.
-        let id = a_image.config_digest.clone();
-        assert_eq!(store.resolve(&id.hex()[..8]).unwrap().manifest_digest, a);
-        assert_eq!(store.resolve(&id.to_string()).unwrap().manifest_digest, a);
-        // Prune drops it and its blobs, but keeps b's.
-        assert_eq!(store.remove_dangling().unwrap(), vec![a.clone()]);
-        let report = store.gc().unwrap();
-        assert_eq!(report.blobs.len(), 3, "manifest, config and layer of a");
-        assert!(!store.has_blob(&a));
-        assert!(store.has_blob(&b));
-        assert_eq!(store.images().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn resolve_reports_missing_and_ambiguous() {
-        let (_d, store) = store();
-        let err = store.resolve("nothere").unwrap_err();
-        assert_eq!(err.to_string(), "No such image: nothere:latest");
-        let (a, s) = fake_image(&store, "x");
-        store.set_tags(&a, s, &[]).unwrap();
-        assert!(store.resolve("").is_err());
-        let image = store.images().unwrap().remove(0);
-        assert!(image.tags.is_empty());
-        // By manifest digest too.
-        assert_eq!(
-            store
-                .resolve(&format!("busybox@{a}"))
-                .unwrap()
-                .manifest_digest,
-            a
-        );
-    }
-
-    #[test]
-    fn blob_writer_rejects_a_wrong_digest_and_leaves_nothing() {
-        let (_d, store) = store();
-        let mut w = store.blob_writer().unwrap();
-        w.write_all(b"data").unwrap();
-        let wrong = Digest::of(b"other");
-        assert!(matches!(
-            w.commit(Some(&wrong)),
-            Err(StoreError::Corrupt { .. })
-        ));
-        assert_eq!(fs::read_dir(store.blobs_dir()).unwrap().count(), 0);
-        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn read_blob_detects_corruption() {
-        let (_d, store) = store();
-        let d = store.put_blob(b"hello").unwrap();
-        fs::write(store.blob_path(&d), b"hellO").unwrap();
-        let err = store.read_blob(&d).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-        let missing = Digest::of(b"nope");
-        assert!(matches!(
-            store.read_blob(&missing),
-            Err(StoreError::MissingBlob { .. })
-        ));
-    }
-
-    #[test]
-    fn index_entries_name_tags_both_ways() {
-        let (_d, store) = store();
-        let (a, s) = fake_image(&store, "a");
-        let r = Reference::parse("localhost:5000/app:v2").unwrap();
-        store.set_tags(&a, s, std::slice::from_ref(&r)).unwrap();
-        let index: serde_json::Value =
-            serde_json::from_slice(&fs::read(store.index_path()).unwrap()).unwrap();
-        let ann = &index["manifests"][0]["annotations"];
-        assert_eq!(ann[ANNOTATION_REF_NAME], "localhost:5000/app:v2");
-        assert_eq!(ann[ANNOTATION_IMAGE_NAME], "localhost:5000/app:v2");
-        assert_eq!(index["schemaVersion"], 2);
-    }
-
-    #[test]
-    fn malformed_index_is_named() {
-        let (_d, store) = store();
-        fs::write(store.index_path(), b"{not json").unwrap();
-        let err = store.images().unwrap_err();
-        assert!(err.to_string().contains("index.json"), "{err}");
-    }
-}
+mod tests;

@@ -51,9 +51,17 @@ impl Ctx<'_> {
                 entry,
                 reason: "the image root can only be a directory",
             },
-            TreeError::LinkTargetMissing | TreeError::LinkTargetIsDir => {
-                unreachable!("hard link errors are mapped by the caller")
-            }
+            // Hard link lookups map these themselves, with the target's name.
+            TreeError::LinkTargetMissing => RootfsError::BadEntry {
+                layer,
+                entry,
+                reason: "the hard link target does not exist",
+            },
+            TreeError::LinkTargetIsDir => RootfsError::BadEntry {
+                layer,
+                entry,
+                reason: "the hard link target is a directory",
+            },
         }
     }
 
@@ -320,6 +328,8 @@ fn read_meta(
     entry: &mut Entry<'_, Box<dyn Read + '_>>,
 ) -> Result<Meta, RootfsError> {
     let mut mtime_pax: Option<Vec<u8>> = None;
+    let mut uid_pax: Option<u64> = None;
+    let mut gid_pax: Option<u64> = None;
     let mut xattrs: Vec<Xattr> = Vec::new();
     let pax = entry.pax_extensions().map_err(|e| ctx.header("pax", e))?;
     if let Some(pax) = pax {
@@ -328,8 +338,21 @@ fn read_meta(
             let key = ext.key_bytes();
             if key == b"mtime" {
                 mtime_pax = Some(ext.value_bytes().to_vec());
+            } else if key == b"uid" || key == b"gid" {
+                // Go's archive/tar (docker, buildkit) writes ids that do not fit the octal
+                // header field as PAX records; they override the header.
+                let id = parse_pax_id(ext.value_bytes())
+                    .ok_or_else(|| ctx.bad("a PAX uid or gid record is malformed"))?;
+                if key == b"uid" {
+                    uid_pax = Some(id);
+                } else {
+                    gid_pax = Some(id);
+                }
             } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                xattrs.push(parse_xattr(ctx, name, ext.value_bytes())?);
+                let x = parse_xattr(ctx, name, ext.value_bytes())?;
+                // A repeated record overrides the earlier one, as for any PAX keyword.
+                xattrs.retain(|old| (old.index, &old.suffix) != (x.index, &x.suffix));
+                xattrs.push(x);
             }
         }
     }
@@ -339,8 +362,18 @@ fn read_meta(
     }
     let header = entry.header();
     let mode = header.mode().map_err(|e| ctx.header("mode", e))?;
-    let uid = header.uid().map_err(|e| ctx.header("uid", e))?;
-    let gid = header.gid().map_err(|e| ctx.header("gid", e))?;
+    let uid = match uid_pax {
+        Some(id) => id,
+        None => {
+            numeric_field(header.uid(), &header.as_old().uid).map_err(|e| ctx.header("uid", e))?
+        }
+    };
+    let gid = match gid_pax {
+        Some(id) => id,
+        None => {
+            numeric_field(header.gid(), &header.as_old().gid).map_err(|e| ctx.header("gid", e))?
+        }
+    };
     let uid = u32::try_from(uid).map_err(|_| ctx.range("uid", uid))?;
     let gid = u32::try_from(gid).map_err(|_| ctx.range("gid", gid))?;
     let (mtime, mtime_nsec) = match mtime_pax {
@@ -385,6 +418,23 @@ fn parse_xattr(ctx: &Ctx<'_>, name: &[u8], value: &[u8]) -> Result<Xattr, Rootfs
 }
 
 /// Parses a PAX time, `SECONDS[.FRACTION]`, seconds possibly negative.
+/// A header's numeric field: an all-blank field (spaces and NULs) reads as 0, as Go's
+/// archive/tar reads it, since some writers leave owner fields empty.
+fn numeric_field(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        other => other,
+    }
+}
+
+/// A PAX `uid`/`gid` record: decimal digits only.
+fn parse_pax_id(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
 fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
     let s = std::str::from_utf8(v).ok()?;
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
@@ -481,7 +531,27 @@ fn read_some(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_pax_time;
+    use super::{numeric_field, parse_pax_id, parse_pax_time};
+    use std::io;
+
+    #[test]
+    fn pax_ids_are_decimal_only() {
+        assert_eq!(parse_pax_id(b"4000000000"), Some(4_000_000_000));
+        assert_eq!(parse_pax_id(b"0"), Some(0));
+        assert_eq!(parse_pax_id(b""), None);
+        assert_eq!(parse_pax_id(b"-1"), None);
+        assert_eq!(parse_pax_id(b"12a"), None);
+        assert_eq!(parse_pax_id(b"99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn blank_numeric_fields_read_as_zero_and_garbage_stays_an_error() {
+        let err = || Err(io::Error::other("not a number"));
+        assert_eq!(numeric_field(err(), b"        ").unwrap(), 0);
+        assert_eq!(numeric_field(err(), &[0u8; 8]).unwrap(), 0);
+        assert!(numeric_field(err(), b"12x4    ").is_err());
+        assert_eq!(numeric_field(Ok(7), b"0000007\0").unwrap(), 7);
+    }
 
     #[test]
     fn pax_times_parse_with_fractions_and_signs() {

@@ -1,6 +1,8 @@
 //! The guest's initramfs: a cpio "newc" archive holding the static agent as `/init`, the mount
-//! points it needs and `/dev/console` (the kernel opens it for init's stdio before any devtmpfs
-//! exists). Written by our own code so that nothing but the agent binary is an input, and the
+//! points it needs, `/dev/console` (the kernel opens it for init's stdio before any devtmpfs
+//! exists) and `/dev/null`: when the kernel has no console device, init starts with fds 0-2
+//! closed, and Rust's runtime then reopens them on /dev/null, aborting if it cannot, which as PID 1
+//! would be a kernel panic. Written by our own code so that nothing but the agent binary is an input, and the
 //! same agent always gives byte-identical archives (all timestamps are zero).
 //!
 //! newc format: each entry is the ASCII magic `070701`, thirteen 8-digit hex fields (inode, mode,
@@ -183,6 +185,7 @@ pub fn write_initramfs<W: Write>(agent: &[u8], out: W) -> Result<W, InitramfsErr
     let mut cpio = CpioWriter::new(out);
     cpio.dir("dev", 0o755)?;
     cpio.char_device("dev/console", 0o600, 5, 1)?;
+    cpio.char_device("dev/null", 0o666, 1, 3)?;
     for dir in ["proc", "sys", "run", "tmp"] {
         cpio.dir(dir, 0o755)?;
     }
@@ -272,11 +275,21 @@ mod tests {
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
             names,
-            ["dev", "dev/console", "proc", "sys", "run", "tmp", "init"]
+            [
+                "dev",
+                "dev/console",
+                "dev/null",
+                "proc",
+                "sys",
+                "run",
+                "tmp",
+                "init"
+            ]
         );
         let console = &entries[1];
         assert_eq!((console.1, console.2), (S_IFCHR | 0o600, (5, 1)));
-        let init = &entries[6];
+        assert_eq!((entries[2].1, entries[2].2), (S_IFCHR | 0o666, (1, 3)));
+        let init = &entries[7];
         assert_eq!(init.1, S_IFREG | 0o755);
         assert_eq!(init.3, agent);
         // Reproducible: no timestamps, no host state.
@@ -313,7 +326,7 @@ mod tests {
         let st = Command::new("cpio")
             .args(["-id", "--no-absolute-filenames", "-F"])
             .arg(&img)
-            .args(["--nonmatching", "dev/console"])
+            .args(["--nonmatching", "dev/*"])
             .current_dir(&out)
             .status()
             .unwrap();

@@ -689,3 +689,6 @@ fn plan_docker(staged: &Staged) -> Result<Vec<Planned>, ArchiveError> {
     }
     Ok(plans)
 }
+
+#[cfg(test)]
+mod tests;

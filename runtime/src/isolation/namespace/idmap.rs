@@ -191,7 +191,13 @@ impl IdMap {
 }
 
 fn run_helper(helper: &'static str, pid: i32, ranges: &[IdRange]) -> Result<(), IdMapError> {
-    let mut cmd = Command::new(helper);
+    // The usual place first: no PATH search on every container start.
+    let usual = Path::new("/usr/bin").join(helper);
+    let mut cmd = if usual.is_file() {
+        Command::new(usual)
+    } else {
+        Command::new(helper)
+    };
     cmd.arg(pid.to_string());
     for r in ranges {
         cmd.args([

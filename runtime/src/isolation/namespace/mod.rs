@@ -93,7 +93,7 @@ impl NamespaceBackend {
     /// Deletes `path` and everything under it, including files owned by the container's ids.
     pub fn remove_all(&self, path: &Path) -> Result<(), IsolationError> {
         // Most trees (a container that wrote nothing, or only as root) go without a helper.
-        match std::fs::remove_dir_all(path) {
+        match remove_own_tree(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(_) => {}
@@ -119,6 +119,24 @@ impl NamespaceBackend {
     ) -> Result<(), IsolationError> {
         process::in_user_namespace(&self.map, what, work)
     }
+}
+
+/// Deletes a tree whose directories all belong to us, opening up directories we own but
+/// cannot read (overlayfs leaves its `work/work` with mode 000). Fails on a directory of
+/// another owner, for the caller to retry as the container's root.
+fn remove_own_tree(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return std::fs::remove_file(path);
+    }
+    if meta.permissions().mode() & 0o700 != 0o700 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    for entry in std::fs::read_dir(path)? {
+        remove_own_tree(&entry?.path())?;
+    }
+    std::fs::remove_dir(path)
 }
 
 fn chroot(dir: &Path) -> io::Result<()> {
@@ -269,5 +287,31 @@ fn drop_stdio(stdio: &Stdio) {
         // SAFETY: closing our copy in a process that ends soon; the OwnedFd is never used again
         // here (this process _exits without running destructors).
         unsafe { libc::close(raw.as_raw_fd()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn own_trees_are_removed_even_with_unreadable_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("c");
+        std::fs::create_dir_all(tree.join("work/work")).unwrap();
+        std::fs::write(tree.join("work/file"), "x").unwrap();
+        std::os::unix::fs::symlink("/nonexistent", tree.join("link")).unwrap();
+        std::fs::set_permissions(
+            tree.join("work/work"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        remove_own_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        assert_eq!(
+            remove_own_tree(&tree).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

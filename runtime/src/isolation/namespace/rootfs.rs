@@ -149,11 +149,23 @@ fn setup_dev(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
         sys.mount(&host.to_string_lossy(), &node, None, libc::MS_BIND, None)
             .map_err(at("bind-mount the host device on", &node))?;
     }
-    // The host's devpts, so a pty the monitor allocates is visible inside as /dev/pts/N.
+    // A devpts instance of the container's own: the host's would let the container open the
+    // user's other terminals (they belong to the uid its root maps to). A pty handed in by the
+    // caller keeps working as a terminal through its open descriptor. Where a kernel refuses a
+    // new instance, the host's is bound instead.
     let pts = dev.join("pts");
     sys.mkdir_all(&pts).map_err(at("create", &pts))?;
-    sys.mount("/dev/pts", &pts, None, libc::MS_BIND | libc::MS_REC, None)
-        .map_err(at("bind-mount /dev/pts on", &pts))?;
+    let own = sys.mount(
+        "devpts",
+        &pts,
+        Some("devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    );
+    if own.is_err() {
+        sys.mount("/dev/pts", &pts, None, libc::MS_BIND | libc::MS_REC, None)
+            .map_err(at("bind-mount /dev/pts on", &pts))?;
+    }
     // A private /dev/shm: sharing the host's would let containers see each other's memory.
     let shm = dev.join("shm");
     sys.mkdir_all(&shm).map_err(at("create", &shm))?;

@@ -11,6 +11,9 @@ use super::format::{
 use super::output::Output;
 use crate::rootfs::tree::{Ino, Kind, Tree, ROOT};
 
+/// How many block-end gaps of the metadata area are remembered for back-filling.
+const GAPS_KEPT: usize = 64;
+
 /// What [`write_image`] reports.
 pub struct Written {
     pub inodes: u64,
@@ -263,14 +266,36 @@ pub fn write_image(tree: &Tree, out: &mut Output<'_>) -> io::Result<Written> {
     }
 
     // Metadata area: each inode 32-byte aligned, never straddling a block when it fits in one,
-    // so inline tails never cross a block boundary (the kernel refuses that).
+    // so inline tails never cross a block boundary (the kernel refuses that). The space a
+    // skipped block end leaves is remembered and back-filled by later, smaller inodes.
     let meta_start = data_end + late_blocks * BLOCK;
     let mut off: u64 = 0;
+    let mut gaps: Vec<(u64, u64)> = Vec::new();
     for p in plans.iter_mut() {
         let need = (p.inode_size() + p.xattr_size + p.tail_len()) as u64;
+        if let Some(i) = gaps.iter().position(|&(_, len)| len >= need) {
+            let (at, len) = gaps[i];
+            p.offset = at;
+            let used = need.next_multiple_of(INODE_SLOT);
+            if len > used {
+                gaps[i] = (at + used, len - used);
+            } else {
+                gaps.swap_remove(i);
+            }
+            continue;
+        }
         let in_block = off % BLOCK;
         if in_block + need > BLOCK && need <= BLOCK {
-            off = off.next_multiple_of(BLOCK);
+            let next = off.next_multiple_of(BLOCK);
+            if next - off >= INODE_SLOT {
+                gaps.push((off, next - off));
+                // Searching stays cheap: old small gaps are given up.
+                if gaps.len() > GAPS_KEPT {
+                    gaps.sort_unstable_by_key(|g| std::cmp::Reverse(g.1));
+                    gaps.truncate(GAPS_KEPT / 2);
+                }
+            }
+            off = next;
         }
         p.offset = off;
         off = (off + need).next_multiple_of(INODE_SLOT);
@@ -314,8 +339,11 @@ pub fn write_image(tree: &Tree, out: &mut Output<'_>) -> io::Result<Written> {
     }
     debug_assert_eq!(out.pos(), meta_start);
 
-    // Metadata area.
-    for (number, p) in plans.iter().enumerate() {
+    // Metadata area, in offset order (back-filled inodes come before later ones).
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_unstable_by_key(|&i| plans[i].offset);
+    for number in order {
+        let p = &plans[number];
         let pos = out.pos() - meta_start;
         out.zeros(p.offset - pos)?;
         let inode = tree.inode(p.ino);

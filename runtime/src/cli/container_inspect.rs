@@ -1,0 +1,84 @@
+//! `nook inspect` of a container: docker's container inspect object (the fields nook has).
+
+use serde_json::{json, Value};
+
+use nook::container::engine::Engine;
+use nook::container::state::Status;
+use nook::container::store::Container;
+
+fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
+    match t {
+        Some(t) => json!(t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+        None => json!("0001-01-01T00:00:00Z"),
+    }
+}
+
+pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
+    let cfg = &c.config;
+    let status = c.status();
+    let (pid, exit_code, started, finished) = match &status {
+        Status::Created => (0, 0, None, None),
+        Status::Running {
+            init, started_at, ..
+        } => (init.pid, 0, Some(*started_at), None),
+        Status::Exited {
+            code,
+            started_at,
+            finished_at,
+            ..
+        } => (0, *code, *started_at, Some(*finished_at)),
+    };
+    let process = &cfg.launch.process;
+    json!({
+        "Id": cfg.id,
+        "Created": time(Some(cfg.created)),
+        "Path": process.argv.first(),
+        "Args": process.argv.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": status.name(),
+            "Running": status.is_running(),
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": pid,
+            "ExitCode": exit_code,
+            "Error": if matches!(status, Status::Exited { monitor_lost: true, .. }) {
+                "the container's monitor process ended without recording its exit"
+            } else {
+                ""
+            },
+            "StartedAt": time(started),
+            "FinishedAt": time(finished),
+        },
+        "Image": cfg.image_id,
+        "LogPath": engine.containers.log_path(&cfg.id),
+        "Name": format!("/{}", cfg.name),
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "Isolation": cfg.isolation,
+            "AutoRemove": cfg.auto_remove,
+            "ReadonlyRootfs": cfg.launch.rootfs.read_only,
+            "NetworkMode": "none",
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": cfg.launch.rootfs.lower.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+                "UpperDir": cfg.launch.rootfs.upper,
+                "WorkDir": cfg.launch.rootfs.work,
+            },
+        },
+        "Config": {
+            "Hostname": cfg.launch.hostname,
+            "User": process.user,
+            "Tty": cfg.tty,
+            "OpenStdin": cfg.open_stdin,
+            "Env": process.env,
+            "Cmd": process.argv,
+            "Image": cfg.image,
+            "WorkingDir": process.cwd,
+        },
+    })
+}
