@@ -13,3 +13,4 @@ tests/erofs/check.sh
 # Guests: in the nested KVM rig unless /dev/kvm here is VT-x/AMD-V (see tests/rig/README.md).
 tests/vm/kernel-boot.sh
 tests/vm/vmm-boot.sh
+tests/vm/run-vm.sh
