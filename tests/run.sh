@@ -15,3 +15,4 @@ tests/vm/kernel-boot.sh
 tests/vm/agent-boot.sh
 tests/vm/vmm-boot.sh
 tests/vm/vmm-agent.sh
+tests/vm/run-vm.sh

@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 install_packages
 # The guest kernel for --isolation=vm (cached: a rerun only prints its path).
 guest-kernel/build.sh
+# The static guest agent (PID 1 of every VM); nook finds it through its build directory.
+agent/build-static.sh >/dev/null
 cargo build --release --workspace
 nook=target/release/nook
 

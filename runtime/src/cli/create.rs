@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use nook::container::engine::CreateOptions;
+use nook::isolation::vm::VmSettings;
 
 use super::{emit, Context};
 
@@ -63,16 +64,14 @@ pub struct CreateFlags {
 impl CreateFlags {
     /// Checks the flags and turns them into the engine's options.
     pub fn options(&self) -> anyhow::Result<CreateOptions> {
-        match self.isolation.as_str() {
-            "container" | "default" => {}
-            "vm" => anyhow::bail!("--isolation=vm is not available in this build of nook yet"),
+        let memory = self.memory.as_deref().map(parse_memory).transpose()?;
+        let vm = match self.isolation.as_str() {
+            "container" | "default" => None,
+            "vm" => Some(VmSettings::from_flags(memory, self.cpus)?),
             other => anyhow::bail!(
                 "invalid isolation {other:?}: use \"container\" (namespaces) or \"vm\" (microVM)"
             ),
-        }
-        if let Some(m) = &self.memory {
-            parse_memory(m)?;
-        }
+        };
         if let Some(c) = self.cpus {
             anyhow::ensure!(
                 c > 0.0 && c.is_finite(),
@@ -104,6 +103,7 @@ impl CreateFlags {
             tty: self.tty,
             interactive: self.interactive,
             auto_remove: self.rm,
+            vm,
         })
     }
 }

@@ -16,7 +16,9 @@ use crate::image::layer::{decompress, Compression};
 use crate::image::{Image, Store};
 use crate::isolation::namespace::unpack::LayerStream;
 use crate::isolation::namespace::NamespaceBackend;
-use crate::isolation::{Exit, Isolation, LaunchSpec, ProcessSpec, RootfsSpec};
+use crate::isolation::vm::{disk, VmBackend, VmSettings};
+use crate::isolation::{Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, RootfsSpec};
+use crate::paths::{self, ProcessEnv};
 
 /// What `create` and `run` take from the command line.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +38,8 @@ pub struct CreateOptions {
     pub tty: bool,
     pub interactive: bool,
     pub auto_remove: bool,
+    /// The VM's size for `--isolation=vm`; None runs the container in namespaces.
+    pub vm: Option<VmSettings>,
 }
 
 /// Merges `extra` into `base`: a key set twice keeps the last value, at its first position.
@@ -150,7 +154,12 @@ impl Engine {
         if argv.is_empty() {
             return Err(ContainerError::NoCommand(opts.image.clone()));
         }
-        let tree = self.image_tree(&store, &image)?;
+        // The namespace column overlays the image's unpacked tree, the VM column boots its
+        // EROFS disk (the same one `nook image rootfs` builds).
+        let lower = match opts.vm {
+            None => self.image_tree(&store, &image)?,
+            Some(_) => crate::image::rootfs_cache::ensure_rootfs(&store, &image)?.path,
+        };
         let cid = id::new_id().map_err(|source| ContainerError::Io {
             what: "read",
             path: "/dev/urandom".into(),
@@ -175,8 +184,11 @@ impl Engine {
                 terminal: opts.tty,
             },
             rootfs: RootfsSpec {
-                lower: vec![tree],
-                upper: dir.join("upper"),
+                lower: vec![lower],
+                upper: match opts.vm {
+                    None => dir.join("upper"),
+                    Some(_) => dir.join("upper.ext4"),
+                },
                 work: dir.join("work"),
                 merged: dir.join("merged"),
                 read_only: opts.read_only,
@@ -186,24 +198,49 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| id::short(&cid).to_string()),
         };
-        self.containers.create(ContainerConfig {
+        let container = self.containers.create(ContainerConfig {
             id: cid,
             name: opts.name.clone().unwrap_or_default(),
             image: opts.image.clone(),
             image_id: image.config_digest.to_string(),
             created: Utc::now(),
-            isolation: "container".into(),
+            isolation: if opts.vm.is_some() { "vm" } else { "container" }.into(),
+            vm: opts.vm,
             launch,
             tty: opts.tty,
             open_stdin: opts.interactive,
             auto_remove: opts.auto_remove,
-        })
+        })?;
+        // A VM container's writable layer is its own ext4 disk; with --rm the guest uses a
+        // tmpfs instead, which dies with the VM anyway.
+        if opts.vm.is_some() && !opts.auto_remove {
+            let made =
+                disk::ensure_template(&paths::cache_dir(&ProcessEnv), disk::DEFAULT_DISK_BYTES)
+                    .and_then(|t| disk::sparse_copy(&t, &container.config.launch.rootfs.upper));
+            if let Err(e) = made {
+                let _ = self
+                    .containers
+                    .remove(container.id(), |p| self.backend.remove_all(p));
+                return Err(IsolationError::from(e).into());
+            }
+        }
+        Ok(container)
     }
 
     /// Starts a created or exited container (see [`monitor::start`]).
     pub fn start(&self, id: &str, attach: Attach) -> Result<Option<Exit>, ContainerError> {
         let remove_all = |p: &Path| self.backend.remove_all(p);
-        monitor::start(&self.containers, &self.backend, &remove_all, id, attach)
+        let container = self.containers.load(id)?;
+        match container.config.vm {
+            None => monitor::start(&self.containers, &self.backend, &remove_all, id, attach),
+            Some(settings) => {
+                let vm = VmBackend {
+                    container_dir: self.containers.dir(id),
+                    settings,
+                };
+                monitor::start(&self.containers, &vm, &remove_all, id, attach)
+            }
+        }
     }
 
     /// Waits until the container is no longer running, at most `timeout`; true when it stopped.
@@ -298,6 +335,14 @@ impl Engine {
         let Status::Running { init, .. } = status else {
             return Err(lifecycle::LifecycleError::NotRunning(container.name().to_string()).into());
         };
+        if container.config.vm.is_some() {
+            // The namespace backend would join the VMM's (the host's) namespaces.
+            return Err(IsolationError::Start {
+                code: 125,
+                message: "exec into a VM container is not supported yet".into(),
+            }
+            .into());
+        }
         let mut workload = self.backend.exec(init.pid, process, stdio)?;
         Ok(workload.wait()?)
     }

@@ -22,6 +22,9 @@ pub struct ContainerConfig {
     pub created: DateTime<Utc>,
     /// "container" (namespaces) or "vm".
     pub isolation: String,
+    /// The VM's size, for `isolation == "vm"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<crate::isolation::vm::VmSettings>,
     pub launch: LaunchSpec,
     /// `-t`: the process gets a pty.
     pub tty: bool,

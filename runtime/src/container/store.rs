@@ -43,6 +43,8 @@ pub enum ContainerError {
     NoCommand(String),
     #[error(transparent)]
     Image(#[from] crate::image::StoreError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::image::rootfs_cache::RootfsCacheError),
     #[error("container {0} has no image directory")]
     NoTree(String),
     #[error("invalid change {change:?}: {reason}")]
@@ -304,6 +306,7 @@ mod tests {
             image_id: "sha256:00".into(),
             created: Utc::now(),
             isolation: "container".into(),
+            vm: None,
             launch: LaunchSpec {
                 process: ProcessSpec {
                     argv: vec!["true".into()],

@@ -5,6 +5,7 @@
 //! waits for. Everything above this trait (state, logs, the CLI) is shared.
 
 pub mod namespace;
+pub mod vm;
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -112,6 +113,8 @@ pub enum IsolationError {
     },
     #[error("cannot set up the user namespace's id mapping")]
     IdMap(#[from] namespace::idmap::IdMapError),
+    #[error("cannot run the container's microVM")]
+    Vm(#[from] vm::VmError),
     #[error("cannot unpack layer {layer}")]
     Unpack {
         layer: String,
