@@ -1,6 +1,6 @@
 //! `nook kill [-s SIGNAL] CONTAINER...`
 
-use super::{emit, Context};
+use super::{emit, for_each_container, Context};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,29 +44,13 @@ pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let signal = parse_signal(&args.signal)?;
     let engine = ctx.engine();
-    let mut failed = Vec::new();
-    for name in &args.containers {
-        match engine
-            .containers
-            .find(name)
-            .and_then(|c| engine.kill(&c, signal))
-        {
-            Ok(()) => emit(&format!("{name}\n"))?,
-            Err(e) => {
-                eprintln!(
-                    "Error response from daemon: {}",
-                    nook::container::monitor::error_chain(&e)
-                );
-                failed.push(name.clone());
-            }
-        }
-    }
-    anyhow::ensure!(
-        failed.is_empty(),
-        "failed to kill containers: {}",
-        failed.join(", ")
-    );
-    Ok(())
+    for_each_container(
+        &engine,
+        &args.containers,
+        "kill",
+        |c| engine.kill(c, signal),
+        |name, ()| emit(&format!("{name}\n")),
+    )
 }
 
 #[cfg(test)]

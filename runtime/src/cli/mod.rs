@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use nook::container::store::ContainerError;
 use nook::image::Store;
 use nook::paths::{self, ProcessEnv};
 
@@ -184,6 +185,34 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Rootfs(a)) => image_rootfs::run(a, ctx),
         Command::Image(ImageCommand::Default(a)) => image_default::run(a, ctx),
     }
+}
+
+/// Applies `action` to each named container, as docker's multi-container verbs do: `done` reports
+/// each success (usually by printing the name), each failure goes to stderr with its whole cause
+/// chain, and the verb fails at the end naming every container it could not `verb`.
+pub fn for_each_container<T>(
+    engine: &nook::container::engine::Engine,
+    names: &[String],
+    verb: &str,
+    mut action: impl FnMut(&nook::container::store::Container) -> Result<T, ContainerError>,
+    mut done: impl FnMut(&str, T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for name in names {
+        match engine.containers.find(name).and_then(|c| action(&c)) {
+            Ok(value) => done(name, value)?,
+            Err(e) => {
+                eprintln!("Error: {}", nook::container::monitor::error_chain(&e));
+                failed.push(name.as_str());
+            }
+        }
+    }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "failed to {verb} containers: {}",
+        failed.join(", ")
+    );
+    Ok(())
 }
 
 /// Writes command output to stdout; a closed pipe (`nook images | head -1`) is not an error.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nook::container::monitor::Attach;
 
-use super::{emit, Context};
+use super::{emit, for_each_container, Context};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,27 +17,15 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let engine = ctx.engine();
-    let mut failed = Vec::new();
-    for name in &args.containers {
-        let result = engine.containers.find(name).and_then(|c| {
-            engine.stop(&c, Duration::from_secs(args.time))?;
+    let timeout = Duration::from_secs(args.time);
+    for_each_container(
+        &engine,
+        &args.containers,
+        "restart",
+        |c| {
+            engine.stop(c, timeout)?;
             engine.start(c.id(), Attach::Detached)
-        });
-        match result {
-            Ok(_) => emit(&format!("{name}\n"))?,
-            Err(e) => {
-                eprintln!(
-                    "Error response from daemon: {}",
-                    nook::container::monitor::error_chain(&e)
-                );
-                failed.push(name.clone());
-            }
-        }
-    }
-    anyhow::ensure!(
-        failed.is_empty(),
-        "failed to restart containers: {}",
-        failed.join(", ")
-    );
-    Ok(())
+        },
+        |name, _| emit(&format!("{name}\n")),
+    )
 }

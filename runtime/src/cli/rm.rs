@@ -1,6 +1,6 @@
 //! `nook rm [-f] CONTAINER...`: delete containers and their writable layers.
 
-use super::{emit, Context};
+use super::{emit, for_each_container, Context};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -13,27 +13,11 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let engine = ctx.engine();
-    let mut failed = Vec::new();
-    for name in &args.containers {
-        match engine
-            .containers
-            .find(name)
-            .and_then(|c| engine.remove(&c, args.force))
-        {
-            Ok(()) => emit(&format!("{name}\n"))?,
-            Err(e) => {
-                eprintln!(
-                    "Error response from daemon: {}",
-                    nook::container::monitor::error_chain(&e)
-                );
-                failed.push(name.clone());
-            }
-        }
-    }
-    anyhow::ensure!(
-        failed.is_empty(),
-        "failed to remove containers: {}",
-        failed.join(", ")
-    );
-    Ok(())
+    for_each_container(
+        &engine,
+        &args.containers,
+        "remove",
+        |c| engine.remove(c, args.force),
+        |name, ()| emit(&format!("{name}\n")),
+    )
 }

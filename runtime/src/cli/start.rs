@@ -3,7 +3,7 @@
 use nook::container::monitor::Attach;
 
 use super::status::ExitStatus;
-use super::{emit, Context};
+use super::{emit, for_each_container, Context};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,33 +24,20 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         !attach || args.containers.len() == 1,
         "you cannot start and attach multiple containers at once"
     );
-    let mut failed = Vec::new();
-    for name in &args.containers {
-        let result = engine.containers.find(name).and_then(|c| {
-            let mode = if attach {
-                Attach::Attached
-            } else {
-                Attach::Detached
-            };
-            engine.start(c.id(), mode)
-        });
-        match result {
-            Ok(Some(exit)) if exit.status() != 0 => return Err(ExitStatus(exit.status()).into()),
-            Ok(Some(_)) => {}
-            Ok(None) => emit(&format!("{name}\n"))?,
-            Err(e) => {
-                eprintln!(
-                    "Error response from daemon: {}",
-                    nook::container::monitor::error_chain(&e)
-                );
-                failed.push(name.clone());
-            }
-        }
-    }
-    anyhow::ensure!(
-        failed.is_empty(),
-        "failed to start containers: {}",
-        failed.join(", ")
-    );
-    Ok(())
+    let mode = if attach {
+        Attach::Attached
+    } else {
+        Attach::Detached
+    };
+    for_each_container(
+        &engine,
+        &args.containers,
+        "start",
+        |c| engine.start(c.id(), mode),
+        |name, exit| match exit {
+            Some(exit) if exit.status() != 0 => Err(ExitStatus(exit.status()).into()),
+            Some(_) => Ok(()),
+            None => emit(&format!("{name}\n")),
+        },
+    )
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{emit, Context};
+use super::{emit, for_each_container, Context};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,27 +15,12 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let engine = ctx.engine();
-    let mut failed = Vec::new();
-    for name in &args.containers {
-        let result = engine
-            .containers
-            .find(name)
-            .and_then(|c| engine.stop(&c, Duration::from_secs(args.time)));
-        match result {
-            Ok(()) => emit(&format!("{name}\n"))?,
-            Err(e) => {
-                eprintln!(
-                    "Error response from daemon: {}",
-                    nook::container::monitor::error_chain(&e)
-                );
-                failed.push(name.clone());
-            }
-        }
-    }
-    anyhow::ensure!(
-        failed.is_empty(),
-        "failed to stop containers: {}",
-        failed.join(", ")
-    );
-    Ok(())
+    let timeout = Duration::from_secs(args.time);
+    for_each_container(
+        &engine,
+        &args.containers,
+        "stop",
+        |c| engine.stop(c, timeout),
+        |name, ()| emit(&format!("{name}\n")),
+    )
 }
