@@ -80,6 +80,11 @@ fn invalid_flags_change_nothing() {
     assert!(err.contains("--memory"), "{err}");
     let err = nook.fails(&["logs", "--tail", "some", "steady"]);
     assert!(err.contains("--tail"), "{err}");
+    let err = nook.fails(&["run", "--kernel", "/vmlinux", "busybox", "true"]);
+    assert!(
+        err.contains("--kernel applies only to --isolation=vm"),
+        "{err}"
+    );
     assert_eq!(containers(&nook), before);
     assert!(nook.state_of("steady").starts_with("running"));
     nook.ok(&["rm", "-f", "steady"]);
@@ -121,4 +126,23 @@ fn concurrent_creates_keep_names_unique() {
     let listed = containers(&nook);
     assert_eq!(listed.lines().count(), 9, "{listed}");
     assert_eq!(listed.matches(" contested ").count(), 1, "{listed}");
+}
+
+#[test]
+fn a_missing_vm_kernel_is_named_before_any_vm_starts() {
+    let nook = Rootless::new();
+    nook.default_image();
+    let (_, err) = nook.exits(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--isolation=vm",
+            "--kernel",
+            "/no/such/vmlinux",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(err.contains("/no/such/vmlinux"), "{err}");
 }

@@ -54,6 +54,9 @@ pub struct CreateFlags {
     /// Number of CPUs (vCPUs with --isolation=vm)
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// Guest kernel (ELF vmlinux) for --isolation=vm; default: $NOOK_KERNEL, else the cached build
+    #[arg(long, value_name = "VMLINUX")]
+    pub kernel: Option<PathBuf>,
     /// The image to create the container from
     pub image: String,
     /// The command and its arguments
@@ -66,8 +69,24 @@ impl CreateFlags {
     pub fn options(&self) -> anyhow::Result<CreateOptions> {
         let memory = self.memory.as_deref().map(parse_memory).transpose()?;
         let vm = match self.isolation.as_str() {
-            "container" | "default" => None,
-            "vm" => Some(VmSettings::from_flags(memory, self.cpus)?),
+            "container" | "default" => {
+                anyhow::ensure!(
+                    self.kernel.is_none(),
+                    "--kernel applies only to --isolation=vm"
+                );
+                None
+            }
+            "vm" => {
+                let mut vm = VmSettings::from_flags(memory, self.cpus)?;
+                // Absolute: the container may be started later, from another directory.
+                vm.kernel = self
+                    .kernel
+                    .as_deref()
+                    .map(std::path::absolute)
+                    .transpose()
+                    .context("cannot resolve the --kernel path")?;
+                Some(vm)
+            }
             other => anyhow::bail!(
                 "invalid isolation {other:?}: use \"container\" (namespaces) or \"vm\" (microVM)"
             ),

@@ -205,7 +205,7 @@ impl Engine {
             image_id: image.config_digest.to_string(),
             created: Utc::now(),
             isolation: if opts.vm.is_some() { "vm" } else { "container" }.into(),
-            vm: opts.vm,
+            vm: opts.vm.clone(),
             launch,
             tty: opts.tty,
             open_stdin: opts.interactive,

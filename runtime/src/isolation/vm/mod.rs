@@ -41,11 +41,14 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the VMM may take to exit once the agent reported the exit (it syncs and resets).
 const RESET_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The size of a container's VM, fixed at create.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The size of a container's VM and the kernel it boots, fixed at create.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmSettings {
     pub memory_mib: u32,
     pub vcpus: u8,
+    /// `--kernel`: a vmlinux that overrides `NOOK_KERNEL` and the cached build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<PathBuf>,
 }
 
 impl VmSettings {
@@ -72,7 +75,11 @@ impl VmSettings {
                 )))
             }
         };
-        Ok(VmSettings { memory_mib, vcpus })
+        Ok(VmSettings {
+            memory_mib,
+            vcpus,
+            kernel: None,
+        })
     }
 }
 
@@ -155,7 +162,7 @@ impl VmBackend {
     fn boot(&self, spec: &LaunchSpec) -> Result<(Child, Client, u32, PathBuf), VmError> {
         let env = ProcessEnv;
         let cache = paths::cache_dir(&env);
-        let kernel = find_kernel(None, &env)?;
+        let kernel = find_kernel(self.settings.kernel.as_deref(), &env)?;
         let vmm = assets::find_vmm(&env)?;
         let (agent, agent_data) = assets::find_agent(&env)?;
         let initramfs = assets::ensure_initramfs(&cache, &agent, &agent_data)?;
@@ -463,18 +470,28 @@ mod tests {
             VmSettings::from_flags(None, None).unwrap(),
             VmSettings {
                 memory_mib: DEFAULT_MEMORY_MIB,
-                vcpus: 1
+                vcpus: 1,
+                kernel: None,
             }
         );
         assert_eq!(
             VmSettings::from_flags(Some(1 << 30), Some(1.5)).unwrap(),
             VmSettings {
                 memory_mib: 1024,
-                vcpus: 2
+                vcpus: 2,
+                kernel: None,
             }
         );
         assert!(VmSettings::from_flags(Some(1 << 20), None).is_err());
         assert!(VmSettings::from_flags(None, Some(300.0)).is_err());
         assert!(VmSettings::from_flags(None, Some(0.0)).is_err());
+    }
+
+    #[test]
+    fn settings_without_a_kernel_field_still_load() {
+        let old: VmSettings = serde_json::from_str(r#"{"memory_mib":256,"vcpus":1}"#).unwrap();
+        assert_eq!(old.kernel, None);
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("kernel"), "{json}");
     }
 }
