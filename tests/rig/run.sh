@@ -57,6 +57,26 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || rig_die "no command given (usage: tests/rig/run.sh [--rw DIR]... [--timeout SECS] [--] CMD...)"
 
+# L1 mounts its own /tmp, /var/tmp and /run over the host's: a checkout or working directory
+# under one of them (a CI clone in /tmp, say) would be invisible there. Share such a directory
+# read-write at the same path, before the --rw ones so that a --rw inside it stays visible.
+auto_dirs=()
+share_if_private() {
+    local d r
+    d=$(cd "$1" 2>/dev/null && pwd -P) || return 0
+    case "$d/" in
+    /tmp/?* | /var/tmp/?* | /run/?*) ;;
+    *) return 0 ;;
+    esac
+    for r in "${auto_dirs[@]}"; do
+        case "$d/" in "$r"/*) return 0 ;; esac
+    done
+    auto_dirs+=("$d")
+}
+share_if_private "$(dirname "$0")/../.."
+share_if_private "$PWD"
+rw_dirs=("${auto_dirs[@]}" "${rw_dirs[@]}")
+
 # --- Where to run --------------------------------------------------------------------------------
 
 # Prints "native" when /dev/kvm here boots standard guests, else the reason it does not.
