@@ -202,7 +202,7 @@ pub fn for_each_container<T>(
         match engine.containers.find(name).and_then(|c| action(&c)) {
             Ok(value) => done(name, value)?,
             Err(e) => {
-                eprintln!("Error: {}", nook::container::monitor::error_chain(&e));
+                eprintln!("Error: {}", nook::errors::chain(&e));
                 failed.push(name.as_str());
             }
         }

@@ -129,7 +129,7 @@ pub fn start(
                     ContainerError::Isolation(i) => i.exit_code(),
                     _ => 125,
                 };
-                write_report(&ready, code, &error_chain(&e));
+                write_report(&ready, code, &crate::errors::chain(&e));
                 code
             }
             (Err(_), None) => 1,
@@ -156,18 +156,6 @@ fn write_report(fd: &OwnedFd, code: i32, message: &str) {
     msg.extend_from_slice(message.as_bytes());
     // SAFETY: a valid buffer written to our pipe; a failed write only loses the message.
     unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
-}
-
-/// "what failed: why: root cause".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }
 
 /// Signal received by an attached monitor, forwarded to the container (docker's sig-proxy).

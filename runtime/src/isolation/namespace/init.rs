@@ -35,23 +35,12 @@ pub fn container_init(
         return os(&format!("cannot set the hostname {:?}", spec.hostname), e);
     }
     if let Err(e) = rootfs::setup(&sys, &spec.rootfs) {
-        return ChildFailure::setup(error_chain(&e));
+        return ChildFailure::setup(crate::errors::chain(&e));
     }
     if let Err(e) = loopback_up() {
         return os("cannot bring the loopback interface up", e);
     }
     run_process(&spec.process, stdio, setgroups, filters)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }
 
 fn become_root(setgroups: bool) -> io::Result<()> {
