@@ -31,6 +31,21 @@ pub struct TemplateError {
     pub reason: String,
 }
 
+/// `--format json`: one JSON object a line.
+pub fn json_lines(rows: &[Value]) -> String {
+    rows.iter().map(|r| format!("{r}\n")).collect()
+}
+
+/// `--format TEMPLATE`: one rendering a line.
+pub fn template_lines(template: &str, rows: &[Value]) -> Result<String, TemplateError> {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&render(template, r)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// Renders `template` against `value` (docker's Go templates, the common subset).
 pub fn render(template: &str, value: &Value) -> Result<String, TemplateError> {
     let err = |reason: String| TemplateError {

@@ -82,15 +82,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         return emit(&out);
     }
     match Format::parse(args.format.as_deref()) {
-        Format::Json => emit(&rows.iter().map(|r| format!("{r}\n")).collect::<String>()),
-        Format::Template(t) => {
-            let mut out = String::new();
-            for r in &rows {
-                out.push_str(&format::render(&t, r)?);
-                out.push('\n');
-            }
-            emit(&out)
-        }
+        Format::Json => emit(&format::json_lines(&rows)),
+        Format::Template(t) => emit(&format::template_lines(&t, &rows)?),
         Format::Table => {
             let created_col = if args.human {
                 "CreatedSince"

@@ -111,22 +111,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         .map(|(tag, image)| row_json(tag.as_ref(), image, args.no_trunc))
         .collect();
     match Format::parse(args.format.as_deref()) {
-        Format::Json => {
-            let mut out = String::new();
-            for v in &values {
-                out.push_str(&v.to_string());
-                out.push('\n');
-            }
-            emit(&out)
-        }
-        Format::Template(t) => {
-            let mut out = String::new();
-            for v in &values {
-                out.push_str(&format::render(&t, v)?);
-                out.push('\n');
-            }
-            emit(&out)
-        }
+        Format::Json => emit(&format::json_lines(&values)),
+        Format::Template(t) => emit(&format::template_lines(&t, &values)?),
         Format::Table => {
             let mut headers = vec!["REPOSITORY", "TAG"];
             if args.digests {

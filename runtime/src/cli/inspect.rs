@@ -123,14 +123,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 .context("cannot encode the inspect output")?;
             emit(&format!("{text}\n"))?;
         }
-        Format::Template(t) => {
-            let mut out = String::new();
-            for v in &values {
-                out.push_str(&format::render(&t, v)?);
-                out.push('\n');
-            }
-            emit(&out)?;
-        }
+        Format::Template(t) => emit(&format::template_lines(&t, &values)?)?,
     }
     // Like docker: print what was found, then fail naming what was not.
     match missing.len() {

@@ -112,17 +112,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 &table,
             ))
         }
-        Format::Json => {
-            let out: String = rows.iter().map(|r| format!("{r}\n")).collect();
-            emit(&out)
-        }
-        Format::Template(t) => {
-            let mut out = String::new();
-            for r in &rows {
-                out.push_str(&format::render(&t, r)?);
-                out.push('\n');
-            }
-            emit(&out)
-        }
+        Format::Json => emit(&format::json_lines(&rows)),
+        Format::Template(t) => emit(&format::template_lines(&t, &rows)?),
     }
 }
