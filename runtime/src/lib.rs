@@ -10,5 +10,6 @@ pub mod errors;
 pub mod image;
 pub mod isolation;
 pub mod paths;
+pub mod registry;
 pub mod rootfs;
 pub mod vm;

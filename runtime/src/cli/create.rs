@@ -155,6 +155,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let opts = args.flags.options()?;
+    super::pull::ensure_image(ctx, &args.flags.image)?;
     let container = ctx.engine().create(&opts)?;
     emit(&format!("{}\n", container.id()))
 }

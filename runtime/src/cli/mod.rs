@@ -18,7 +18,11 @@ mod import;
 mod in_use;
 mod inspect;
 mod load;
+mod login;
+mod logout;
 mod prune;
+mod pull;
+mod push;
 mod rmi;
 mod save;
 pub mod status;
@@ -98,6 +102,14 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
+    /// Log in to a registry
+    Login(login::Args),
+    /// Log out from a registry
+    Logout(logout::Args),
 }
 
 #[derive(Subcommand)]
@@ -184,6 +196,10 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Prune(a)) => prune::run(a, ctx),
         Command::Image(ImageCommand::Rootfs(a)) => image_rootfs::run(a, ctx),
         Command::Image(ImageCommand::Default(a)) => image_default::run(a, ctx),
+        Command::Pull(a) => pull::run(a, ctx),
+        Command::Push(a) => push::run(a, ctx),
+        Command::Login(a) => login::run(a, ctx),
+        Command::Logout(a) => logout::run(a, ctx),
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let opts = args.flags.options()?;
+    super::pull::ensure_image(ctx, &args.flags.image)?;
     let engine = ctx.engine();
     let container = engine.create(&opts)?;
     if args.detach {

@@ -1,0 +1,172 @@
+//! `nook pull`: a manifest (or an index and the manifest of the chosen platform), then the
+//! config and layers into the store, then the tag. Blobs are in place, verified, before the
+//! manifest that names them, and the manifest before the tag, so a failed pull never leaves a
+//! tag pointing at something incomplete.
+
+use oci_spec::image::{Descriptor, ImageConfiguration};
+
+use crate::image::layer::Compression;
+use crate::image::lock::LockMode;
+use crate::image::reference::Reference;
+use crate::image::store::descriptor_digest;
+use crate::image::{Image, Store};
+
+use super::client::Client;
+use super::credentials::AuthFiles;
+use super::download::{self, BlobRef, Outcome};
+use super::endpoint::Endpoint;
+use super::error::RegistryError;
+use super::manifest::{self, Kind, Platform};
+use super::progress::{Mode, Progress};
+use super::session::Session;
+use super::workers;
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub platform: Platform,
+    /// `--tls-verify`, if given.
+    pub tls_verify: Option<bool>,
+    pub auth: AuthFiles,
+}
+
+/// What a pull did.
+#[derive(Debug)]
+pub struct Pulled {
+    /// The digest the reference resolved to on the registry (an index's, for a multi-platform
+    /// image), as docker prints it.
+    pub digest: crate::image::Digest,
+    /// The image now in the store.
+    pub image: Image,
+    /// The tag already pointed at this image and every blob was there.
+    pub up_to_date: bool,
+}
+
+/// Pulls `reference` into `store`, showing progress on `progress`.
+pub fn pull(
+    store: &Store,
+    client: &Client,
+    reference: &Reference,
+    options: &PullOptions,
+    progress: &Progress,
+) -> Result<Pulled, RegistryError> {
+    let _lock = store.lock_store(LockMode::Shared)?;
+    let endpoint = Endpoint::new(reference.domain(), options.tls_verify);
+    let cred = options
+        .auth
+        .lookup(reference.domain(), reference.path())?
+        .map(|(c, _)| c);
+    let session = Session::open(client, &endpoint, reference.path(), Some("pull"), cred)?;
+    let wanted = match (reference.digest(), reference.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => crate::image::reference::DEFAULT_TAG.to_string(),
+    };
+    let top = manifest::fetch(&session, &wanted)?;
+    let image_manifest = match top.kind {
+        Kind::Image => top.clone(),
+        Kind::Index => {
+            let index = top.index(&session, &wanted)?;
+            let chosen = manifest::select(&index, &options.platform).ok_or_else(|| {
+                RegistryError::NoPlatform {
+                    repo: session.repo.clone(),
+                    reference: wanted.clone(),
+                    platform: options.platform.to_string(),
+                    available: manifest::platforms(&index),
+                }
+            })?;
+            manifest::fetch(&session, chosen.digest().as_ref())?
+        }
+    };
+    let shown = image_manifest.digest.to_string();
+    let parsed = image_manifest.image(&session, &shown)?;
+    let malformed = |reason: String| RegistryError::MalformedManifest {
+        repo: session.repo.clone(),
+        reference: shown.clone(),
+        reason,
+    };
+    let blob_of = |d: &Descriptor, what: &str| -> Result<BlobRef, RegistryError> {
+        let digest = descriptor_digest(d, what).map_err(|e| malformed(e.to_string()))?;
+        Ok(BlobRef {
+            digest,
+            size: d.size(),
+        })
+    };
+    // Every layer's media type must be one nook can unpack, before anything is fetched.
+    let mut layers = Vec::new();
+    for d in parsed.layers() {
+        Compression::from_media_type(d.media_type().as_ref()).map_err(|source| {
+            RegistryError::Layer {
+                repo: session.repo.clone(),
+                reference: shown.clone(),
+                digest: d.digest().to_string(),
+                source,
+            }
+        })?;
+        layers.push(blob_of(d, "a layer of the manifest")?);
+    }
+    let config = blob_of(parsed.config(), "the config of the manifest")?;
+
+    let tags: Vec<Reference> = reference
+        .tag()
+        .map(|_| reference.clone())
+        .into_iter()
+        .collect();
+    let up_to_date = store.has_blob(&image_manifest.digest)
+        && store.images()?.iter().any(|i| {
+            i.manifest_digest == image_manifest.digest
+                && (tags.is_empty() || tags.iter().all(|t| i.tags.contains(t)))
+        });
+    match reference.tag() {
+        Some(tag) => progress.line(&format!("{tag}: Pulling from {}", reference.path())),
+        None => progress.line(&format!("Pulling from {}", reference.path())),
+    }
+
+    let quiet = Progress::new(Mode::Quiet, Box::new(std::io::sink()));
+    download::download(
+        &session,
+        store,
+        &config,
+        &quiet.task(&config.digest, config.size),
+    )?;
+    let tasks: Vec<_> = layers
+        .iter()
+        .map(|l| {
+            let task = progress.task(&l.digest, l.size);
+            if !store.has_blob(&l.digest) {
+                task.status("Pulling fs layer");
+            }
+            (l, task)
+        })
+        .collect();
+    workers::for_each(&tasks, workers::PARALLEL, |(layer, task)| {
+        match download::download(&session, store, layer, task)? {
+            Outcome::Existed => task.finish("Already exists"),
+            Outcome::Downloaded { .. } => task.finish("Pull complete"),
+        }
+        Ok::<(), RegistryError>(())
+    })?;
+    drop(tasks);
+
+    // The config must describe these layers before the image is recorded.
+    let config_bytes = store.read_blob(&config.digest)?;
+    let parsed_config = ImageConfiguration::from_reader(&config_bytes[..])
+        .map_err(|e| malformed(format!("its config {} is malformed: {e}", config.digest)))?;
+    let diff_ids = parsed_config.rootfs().diff_ids().len();
+    if diff_ids != layers.len() {
+        return Err(malformed(format!(
+            "it has {} layers but its config lists {diff_ids} diff ids",
+            layers.len()
+        )));
+    }
+    let stored = store.put_blob(&image_manifest.bytes)?;
+    debug_assert_eq!(stored, image_manifest.digest);
+    let size = image_manifest.bytes.len() as u64;
+    store.set_tags(&image_manifest.digest, size, &tags)?;
+    let image = store.load_image(&image_manifest.digest, size, tags)?;
+    Ok(Pulled {
+        digest: top.digest,
+        image,
+        up_to_date,
+    })
+}
