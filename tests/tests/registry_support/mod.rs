@@ -207,6 +207,11 @@ impl Scripted {
 
 fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Req>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    // A TLS ClientHello (nook probes HTTPS first on loopback): hang up at once.
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).map_or(true, |n| n == 0) || first[0] == 0x16 {
+        return;
+    }
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
