@@ -166,6 +166,44 @@ fn a_blob_that_does_not_match_its_digest_is_refused_and_discarded() {
     );
 }
 
+/// The same image, but its config claims another diff id for the layer: the layer blob matches
+/// its digest, yet does not decompress to what the config says.
+fn with_wrong_diff_id(image: &Fixture) -> Fixture {
+    let mut config: serde_json::Value = serde_json::from_slice(&image.config).unwrap();
+    config["rootfs"]["diff_ids"][0] = serde_json::json!(nook_tests::sha256(b"something else"));
+    let config = config.to_string().into_bytes();
+    let config_digest = nook_tests::sha256(&config);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    manifest["config"]["digest"] = serde_json::json!(config_digest);
+    manifest["config"]["size"] = serde_json::json!(config.len());
+    let manifest = manifest.to_string().into_bytes();
+    Fixture {
+        manifest_digest: nook_tests::sha256(&manifest),
+        manifest,
+        config_digest,
+        config,
+        layers: image.layers.clone(),
+    }
+}
+
+#[test]
+fn a_layer_that_does_not_decompress_to_its_diff_id_is_refused() {
+    let image = with_wrong_diff_id(&image());
+    let server = serve(image.clone(), Fault::None);
+    let nook = store_with_an_image();
+    let before = nook.snapshot();
+    let (ok, _, err) = pull(&nook, &server.host(), 0, 10);
+    assert!(!ok);
+    let layer = &image.layers[0].2;
+    assert!(err.contains("does not decompress to its diff id"), "{err}");
+    assert!(err.contains(layer.as_str()), "names the blob: {err}");
+    assert_failed_cleanly(&nook, &before, &err, &server.host());
+    assert!(!blob_names(nook.root()).contains(&layer[7..].to_string()));
+    assert!(!tmp_files(nook.root())
+        .iter()
+        .any(|p| p.to_string_lossy().contains("partial-")));
+}
+
 #[test]
 fn a_cut_download_resumes_with_a_range_request() {
     let image = image();

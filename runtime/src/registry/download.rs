@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ureq::http::Method;
 
 use crate::image::digest::{Digest, Hasher};
+use crate::image::layer::Compression;
 use crate::image::lock::{FileLock, LockMode};
 use crate::image::Store;
 
@@ -17,12 +18,15 @@ use super::client::Request;
 use super::error::RegistryError;
 use super::progress::Task;
 use super::session::Session;
+use super::verify::DiffCheck;
 
 /// A blob a manifest names.
 #[derive(Debug, Clone)]
 pub struct BlobRef {
     pub digest: Digest,
     pub size: u64,
+    /// For a layer: its compression and the diff id its uncompressed content must have.
+    pub layer: Option<(Compression, Digest)>,
 }
 
 /// What happened to a blob.
@@ -62,6 +66,11 @@ pub fn download(
     }
     let path = partial_path(store, &blob.digest);
     let mut partial = Partial::open(&path, blob.size)?;
+    let start_check = || blob.layer.as_ref().map(|(c, _)| DiffCheck::start(*c));
+    let mut check = start_check();
+    if let Some(check) = &check {
+        feed_existing(&path, partial.len, check)?;
+    }
     let resumed_from = partial.len;
     if resumed_from > 0 {
         task.status(&format!("Resuming at {resumed_from}"));
@@ -88,11 +97,15 @@ pub fn download(
         }
         let resp = session.send(req, &what)?;
         match resp.status().as_u16() {
-            200 => partial.restart()?,
+            200 => {
+                partial.restart()?;
+                check = start_check();
+            }
             206 if content_range_start(&resp) == Some(partial.len) => {}
             // A range the server cannot serve, or one it answered wrong: start over.
             206 | 416 => {
                 partial.restart()?;
+                check = start_check();
                 continue;
             }
             404 => {
@@ -125,6 +138,9 @@ pub fn download(
                 });
             }
             partial.append(&buf[..n])?;
+            if let Some(check) = &check {
+                check.feed(&buf[..n]);
+            }
             task.set_position(partial.len);
         }
     }
@@ -157,8 +173,43 @@ pub fn download(
             actual,
         });
     }
+    if let (Some(check), Some((_, diff_id))) = (check, &blob.layer) {
+        let discard = |e: RegistryError| {
+            let _ = fs::remove_file(&path);
+            task.abandon("Layer corrupt");
+            e
+        };
+        let actual = check.finish().map_err(|source| {
+            discard(RegistryError::Decompress {
+                repo: repo.clone(),
+                digest: blob.digest.clone(),
+                source,
+            })
+        })?;
+        if &actual != diff_id {
+            return Err(discard(RegistryError::DiffId {
+                repo: repo.clone(),
+                digest: blob.digest.clone(),
+                diff_id: diff_id.clone(),
+                actual,
+            }));
+        }
+    }
     store.adopt_blob(&path, &blob.digest)?;
     Ok(Outcome::Downloaded { resumed_from })
+}
+
+/// Feeds the first `len` bytes of a kept partial file to a new diff id check.
+fn feed_existing(path: &Path, len: u64, check: &DiffCheck) -> Result<(), RegistryError> {
+    let mut file = File::open(path).map_err(io_err(path))?.take(len);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            return Ok(());
+        }
+        check.feed(&buf[..n]);
+    }
 }
 
 /// The start of a `Content-Range: bytes START-END/TOTAL` header.

@@ -131,6 +131,20 @@ pub enum RegistryError {
         digest: Digest,
         expected: u64,
     },
+    #[error("layer {digest} of {repo} does not decompress to its diff id {diff_id} (it decompresses to {actual}); it was discarded")]
+    DiffId {
+        repo: Repo,
+        digest: Digest,
+        diff_id: Digest,
+        actual: Digest,
+    },
+    #[error("layer {digest} of {repo} cannot be decompressed; it was discarded")]
+    Decompress {
+        repo: Repo,
+        digest: Digest,
+        #[source]
+        source: io::Error,
+    },
     #[error("reading blob {digest} of {repo} failed after {attempts} attempts (the partial download is kept, and a new pull resumes it)")]
     BlobRead {
         repo: Repo,

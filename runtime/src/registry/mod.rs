@@ -19,6 +19,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 mod session;
+mod verify;
 mod workers;
 
 pub use endpoint::{Endpoint, TlsPolicy};

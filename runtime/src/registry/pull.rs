@@ -5,6 +5,7 @@
 
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
+use crate::image::digest::Digest;
 use crate::image::layer::Compression;
 use crate::image::lock::LockMode;
 use crate::image::reference::Reference;
@@ -85,27 +86,28 @@ pub fn pull(
         reference: shown.clone(),
         reason,
     };
-    let blob_of = |d: &Descriptor, what: &str| -> Result<BlobRef, RegistryError> {
-        let digest = descriptor_digest(d, what).map_err(|e| malformed(e.to_string()))?;
-        Ok(BlobRef {
-            digest,
-            size: d.size(),
-        })
+    let blob_of = |d: &Descriptor, what: &str| -> Result<Digest, RegistryError> {
+        descriptor_digest(d, what).map_err(|e| malformed(e.to_string()))
     };
     // Every layer's media type must be one nook can unpack, before anything is fetched.
-    let mut layers = Vec::new();
+    let mut compressions = Vec::new();
     for d in parsed.layers() {
-        Compression::from_media_type(d.media_type().as_ref()).map_err(|source| {
-            RegistryError::Layer {
-                repo: session.repo.clone(),
-                reference: shown.clone(),
-                digest: d.digest().to_string(),
-                source,
-            }
-        })?;
-        layers.push(blob_of(d, "a layer of the manifest")?);
+        compressions.push(
+            Compression::from_media_type(d.media_type().as_ref()).map_err(|source| {
+                RegistryError::Layer {
+                    repo: session.repo.clone(),
+                    reference: shown.clone(),
+                    digest: d.digest().to_string(),
+                    source,
+                }
+            })?,
+        );
     }
-    let config = blob_of(parsed.config(), "the config of the manifest")?;
+    let config = BlobRef {
+        digest: blob_of(parsed.config(), "the config of the manifest")?,
+        size: parsed.config().size(),
+        layer: None,
+    };
 
     let tags: Vec<Reference> = reference
         .tag()
@@ -122,6 +124,7 @@ pub fn pull(
         None => progress.line(&format!("Pulling from {}", reference.path())),
     }
 
+    // The config first: it names the diff id each layer must decompress to.
     let quiet = Progress::new(Mode::Quiet, Box::new(std::io::sink()));
     download::download(
         &session,
@@ -129,6 +132,30 @@ pub fn pull(
         &config,
         &quiet.task(&config.digest, config.size),
     )?;
+    let config_bytes = store.read_blob(&config.digest)?;
+    let parsed_config = ImageConfiguration::from_reader(&config_bytes[..])
+        .map_err(|e| malformed(format!("its config {} is malformed: {e}", config.digest)))?;
+    let diff_ids = parsed_config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| Digest::parse(d).map_err(|e| malformed(format!("a diff id of its config: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if diff_ids.len() != parsed.layers().len() {
+        return Err(malformed(format!(
+            "it has {} layers but its config lists {} diff ids",
+            parsed.layers().len(),
+            diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    for ((d, compression), diff_id) in parsed.layers().iter().zip(compressions).zip(diff_ids) {
+        layers.push(BlobRef {
+            digest: blob_of(d, "a layer of the manifest")?,
+            size: d.size(),
+            layer: Some((compression, diff_id)),
+        });
+    }
     let tasks: Vec<_> = layers
         .iter()
         .map(|l| {
@@ -148,17 +175,6 @@ pub fn pull(
     })?;
     drop(tasks);
 
-    // The config must describe these layers before the image is recorded.
-    let config_bytes = store.read_blob(&config.digest)?;
-    let parsed_config = ImageConfiguration::from_reader(&config_bytes[..])
-        .map_err(|e| malformed(format!("its config {} is malformed: {e}", config.digest)))?;
-    let diff_ids = parsed_config.rootfs().diff_ids().len();
-    if diff_ids != layers.len() {
-        return Err(malformed(format!(
-            "it has {} layers but its config lists {diff_ids} diff ids",
-            layers.len()
-        )));
-    }
     let stored = store.put_blob(&image_manifest.bytes)?;
     debug_assert_eq!(stored, image_manifest.digest);
     let size = image_manifest.bytes.len() as u64;

@@ -70,6 +70,7 @@ pub fn push(
         blobs.push(BlobRef {
             digest: descriptor_digest(d, &format!("the layers of image {name}"))?,
             size: d.size(),
+            layer: None,
         });
     }
     let tasks: Vec<(BlobRef, Task)> = blobs
@@ -93,6 +94,7 @@ pub fn push(
     let config = BlobRef {
         digest: image.config_digest.clone(),
         size: image.manifest.config().size(),
+        layer: None,
     };
     if !blob_exists(&session, &config.digest)? {
         let quiet = Progress::new(super::progress::Mode::Quiet, Box::new(io::sink()));
