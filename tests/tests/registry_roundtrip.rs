@@ -145,6 +145,7 @@ fn pull_and_push_report_a_missing_image_or_tag() {
     let registry = Registry::start();
     let host = registry.host();
     let nook = Nook::new();
+    nook.ok(&["images"]);
     let before = nook.snapshot();
     let err = nook.fails(&["pull", &format!("{host}/nothere:v9")]);
     assert!(err.contains("manifest unknown"), "{err}");
