@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: `nook pull` of the debootstrap image from a local docker-registry against
 # `skopeo copy docker://... oci:DIR` of the same image, alternated round by round in one run
-# (each into an empty destination, registry and page cache warm). Prints each median wall time,
+# (each into an empty destination, registry and page cache warm, after an untimed `sync` so
+# neither pays for the other's writeback). Prints each median wall time,
 # the ratio, and the peak RSS (from /usr/bin/time).
 #
 #   tests/bench/pull-vs-skopeo.sh [ROUNDS]     (default 10; NOOK_BIN overrides the binary)
@@ -60,11 +61,13 @@ layer_bytes=$(stat -c %s "$work/layer.tar.gz")
 
 run_nook() {
     rm -rf "$work/dst"
+    sync
     NOOK_ROOT="$work/dst" /usr/bin/time -f "%e %M" -o "$work/t" "$nook" pull -q "$image" >/dev/null
     cat "$work/t" >>"$work/nook.times"
 }
 run_skopeo() {
     rm -rf "$work/oci"
+    sync
     /usr/bin/time -f "%e %M" -o "$work/t" skopeo copy --quiet --src-tls-verify=false \
         "docker://$image" "oci:$work/oci:bench" >/dev/null
     cat "$work/t" >>"$work/skopeo.times"

@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use crate::image::digest::{Digest, HashingReader};
+use crate::image::digest::{Digest, Hasher};
 use crate::image::layer::{self, Compression};
 
 /// How many chunks may wait for the decompressing thread.
@@ -35,8 +35,18 @@ impl DiffCheck {
                     compression,
                 )
                 .map_err(io::Error::other)?;
-                let (digest, _) = HashingReader::new(decompressed).drain()?;
-                Ok(digest)
+                // Large reads: the decoder's per-call cost matters at hundreds of MB/s.
+                let mut decompressed = decompressed;
+                let mut hasher = Hasher::default();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    match decompressed.read(&mut buf) {
+                        Ok(0) => return Ok(hasher.finish()),
+                        Ok(n) => hasher.update(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
             })
             .expect("cannot start the diff id thread");
         DiffCheck {
