@@ -176,14 +176,16 @@ pub fn retryable_status(status: u16) -> bool {
 /// Transport errors worth retrying: anything but a name that does not resolve or a request
 /// nook itself built wrong.
 pub fn retryable_error(e: &ureq::Error) -> bool {
-    !matches!(
-        e,
+    match e {
         ureq::Error::HostNotFound
-            | ureq::Error::BadUri(_)
-            | ureq::Error::Http(_)
-            | ureq::Error::TooManyRedirects
-            | ureq::Error::RequireHttpsOnly(_)
-    )
+        | ureq::Error::BadUri(_)
+        | ureq::Error::Http(_)
+        | ureq::Error::TooManyRedirects
+        | ureq::Error::RequireHttpsOnly(_) => false,
+        // The resolver's failure reaches ureq as an I/O error carrying getaddrinfo's message.
+        ureq::Error::Io(io) => !io.to_string().contains("failed to lookup address"),
+        _ => true,
+    }
 }
 
 /// The registry's error message from an error body (`{"errors":[{"code","message"}]}`), else
