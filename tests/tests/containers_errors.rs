@@ -146,3 +146,42 @@ fn a_missing_vm_kernel_is_named_before_any_vm_starts() {
     );
     assert!(err.contains("/no/such/vmlinux"), "{err}");
 }
+
+#[test]
+fn the_default_isolation_comes_from_the_flag_then_the_environment_then_the_config_file() {
+    let nook = nook_tests::Nook::new();
+    nook.default_image();
+    let isolation = |name: &str| {
+        let out = nook.ok(&["inspect", "--format", "{{.HostConfig.Isolation}}", name]);
+        out.trim().to_string()
+    };
+    nook.ok(&["create", "--name", "plain", "busybox"]);
+    assert_eq!(isolation("plain"), "container");
+
+    std::fs::create_dir_all(nook.config_file().parent().unwrap()).unwrap();
+    std::fs::write(nook.config_file(), "isolation = \"vm\"\n").unwrap();
+    nook.ok(&["create", "--name", "configured", "busybox"]);
+    assert_eq!(isolation("configured"), "vm");
+    let out = nook
+        .cmd(["create", "--name", "from-env", "busybox"])
+        .env("NOOK_ISOLATION", "container")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(isolation("from-env"), "container");
+    nook.ok(&[
+        "create",
+        "--isolation=container",
+        "--name",
+        "flagged",
+        "busybox",
+    ]);
+    assert_eq!(isolation("flagged"), "container");
+
+    // A broken file is named, and nothing is created.
+    std::fs::write(nook.config_file(), "isolation = \"kvm\"\n").unwrap();
+    let err = nook.fails(&["create", "--name", "broken", "busybox"]);
+    assert!(err.contains("config.toml"), "{err}");
+    let all = nook.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!all.contains("broken"), "{all}");
+}
