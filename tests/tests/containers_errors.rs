@@ -185,3 +185,36 @@ fn the_default_isolation_comes_from_the_flag_then_the_environment_then_the_confi
     let all = nook.ok(&["ps", "-a", "--format", "{{.Names}}"]);
     assert!(!all.contains("broken"), "{all}");
 }
+
+#[test]
+fn ps_filters_last_and_latest_follow_docker() {
+    let nook = Rootless::new();
+    nook.default_image();
+    nook.ok(&["create", "--name", "first", "busybox"]);
+    nook.exits(3, &["run", "--name", "failed", "busybox", "sh", "-c", "exit 3"]);
+    nook.ok(&["create", "--name", "newest", "busybox"]);
+    let names = |args: &[&str]| {
+        let mut all = vec!["ps", "--format", "{{.Names}}"];
+        all.extend_from_slice(args);
+        nook.ok(&all).lines().map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&[]), Vec::<String>::new(), "nothing runs");
+    assert_eq!(names(&["-a"]), ["newest", "failed", "first"]);
+    assert_eq!(names(&["-l"]), ["newest"]);
+    assert_eq!(names(&["-n", "2"]), ["newest", "failed"]);
+    assert_eq!(names(&["-f", "status=exited"]), ["failed"]);
+    assert_eq!(names(&["-f", "exited=3"]), ["failed"]);
+    assert_eq!(names(&["-f", "exited=0"]), Vec::<String>::new());
+    assert_eq!(names(&["-a", "-f", "status=created"]), ["newest", "first"]);
+    assert_eq!(
+        names(&["-a", "-f", "name=ne", "-f", "name=fi"]),
+        ["newest", "first"]
+    );
+    assert_eq!(
+        names(&["-a", "-f", "ancestor=busybox:latest", "-f", "name=fail"]),
+        ["failed"]
+    );
+    assert_eq!(names(&["-a", "-f", "isolation=vm"]), Vec::<String>::new());
+    let (_, err) = nook.exits(125, &["ps", "-f", "colour=red"]);
+    assert!(err.contains("colour"), "{err}");
+}
