@@ -199,9 +199,10 @@ fn bench_once(
         Vmm::Qemu => {
             let mut c = Command::new("qemu-system-x86_64");
             let path = |p: &Path| p.display().to_string();
+            // QEMU at its leanest: like nook-vmm, no option ROMs, no RTC and no serial port.
             c.args([
                 "-M",
-                "microvm,acpi=off",
+                "microvm,acpi=off,x-option-roms=off,rtc=off,isa-serial=off",
                 "-enable-kvm",
                 "-cpu",
                 "host",
