@@ -211,9 +211,11 @@ impl VmBackend {
         let upper = &spec.rootfs.upper;
         let with_disk = upper.is_file();
         if with_disk {
+            // Writable even with --read-only: the guest replays the ext4 journal at mount and
+            // makes the container's root read-only itself (nook.readonly).
             disks.push(nook_vmm::DiskConfig {
                 path: upper.clone(),
-                read_only: spec.rootfs.read_only,
+                read_only: false,
             });
         }
         let debug = debugging(&env);
@@ -229,6 +231,9 @@ impl VmBackend {
         } else {
             " nook.upper=tmpfs"
         });
+        if spec.rootfs.read_only {
+            cmdline.push_str(" nook.readonly");
+        }
 
         let socket = socket_path(&env, &self.id())?;
         let _ = std::fs::remove_file(&socket);
@@ -545,10 +550,7 @@ impl VmBackend {
             }
             .into());
         }
-        let mut spec = spec.clone();
-        // The guest needs the disk writable to mount it (ext4 may replay its journal).
-        spec.rootfs.read_only = false;
-        let (mut child, client, _log) = self.boot(&spec)?;
+        let (mut child, client, _log) = self.boot(spec)?;
         let result = client.stream_upper(out);
         let _ = client.shutdown();
         drop(client);
