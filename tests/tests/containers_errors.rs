@@ -191,7 +191,10 @@ fn ps_filters_last_and_latest_follow_docker() {
     let nook = Rootless::new();
     nook.default_image();
     nook.ok(&["create", "--name", "first", "busybox"]);
-    nook.exits(3, &["run", "--name", "failed", "busybox", "sh", "-c", "exit 3"]);
+    nook.exits(
+        3,
+        &["run", "--name", "failed", "busybox", "sh", "-c", "exit 3"],
+    );
     nook.ok(&["create", "--name", "newest", "busybox"]);
     let names = |args: &[&str]| {
         let mut all = vec!["ps", "--format", "{{.Names}}"];
