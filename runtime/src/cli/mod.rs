@@ -38,6 +38,7 @@ mod export;
 mod kill;
 mod logs;
 mod ps;
+mod ps_filter;
 mod restart;
 mod rm;
 mod run;
