@@ -37,7 +37,7 @@ nook() {
         HOME="$BASE" NOOK_ROOT="$BASE/root" XDG_RUNTIME_DIR="$BASE/run" \
         XDG_CACHE_HOME="$BASE/cache" NOOK_KERNEL="$BASE/bin/vmlinux" \
         NOOK_AGENT="$BASE/bin/nook-agent" NOOK_VM_DEBUG="${NOOK_VM_DEBUG:-0}" \
-        timeout 600 "$BASE/bin/nook" "$@"
+        timeout -k 10 600 "$BASE/bin/nook" "$@"
 }
 
 # status_of NAME: "State Status" as `ps -a` shows them.
@@ -118,8 +118,9 @@ in_rig() {
         "$(nook run --rm --isolation=vm snap:1 cat /data.txt)"
     nook export -o "$BASE/web.tar" web
     expect "export holds the file" kept "$(tar -xOf "$BASE/web.tar" data.txt)"
-    tar -tf "$BASE/web.tar" | grep -qx 'bin/busybox' || die "export lacks the image's bin/busybox"
-    if tar -tf "$BASE/web.tar" | grep -q 'etc/shadow'; then die "export holds the deleted /etc/shadow"; fi
+    tar -tf "$BASE/web.tar" >"$BASE/web.list"
+    grep -qx 'bin/busybox' "$BASE/web.list" || die "export lacks the image's bin/busybox"
+    if grep -q 'etc/shadow' "$BASE/web.list"; then die "export holds the deleted /etc/shadow"; fi
 
     log "export of a running container"
     nook start web >/dev/null
@@ -165,10 +166,10 @@ in_rig() {
     expect "--read-only" ro "$(nook run --rm --read-only --isolation=vm busybox \
         sh -c 'touch /x 2>/dev/null && echo rw || echo ro')"
     local tty_out
-    tty_out=$(runuser -u "$TEST_USER" -- env -i PATH=/usr/bin:/bin HOME="$BASE" \
+    tty_out=$(runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME="$BASE" \
         NOOK_ROOT="$BASE/root" XDG_RUNTIME_DIR="$BASE/run" XDG_CACHE_HOME="$BASE/cache" \
         NOOK_KERNEL="$BASE/bin/vmlinux" NOOK_AGENT="$BASE/bin/nook-agent" \
-        script -qec "timeout 300 $BASE/bin/nook run -t --rm --isolation=vm busybox sh -c 'test -t 0 && echo is-a-tty'" /dev/null </dev/null)
+        script -qec "timeout --foreground -k 10 300 $BASE/bin/nook run -t --rm --isolation=vm busybox sh -c 'test -t 0 && echo is-a-tty'" /dev/null </dev/null)
     grep -q is-a-tty <<<"$tty_out" || die "run -t: the process has no terminal: $tty_out"
     expect "containers left" "" "$(nook ps -aq)"
     log "ok (in the rig)"
