@@ -7,7 +7,7 @@
 # written before the stop is there after `start`; diff (A/C/D) of a running and of a stopped
 # container; commit gives an image whose new container sees the file; export holds it and not
 # the deleted file; `kill -9` of the VMM or of the monitor leaves a container `ps -a` shows
-# exited and `rm` removes; --read-only and run -t.
+# exited and `rm` removes; kill -s, exec -t, stop's SIGKILL after -t, --read-only, run -t.
 #
 # As root the user `nooktest` is created (tests/tests/containers_*.rs use the same one);
 # otherwise the calling user runs nook. Environment: NOOK_KERNEL (default:
@@ -160,7 +160,22 @@ in_rig() {
         sleep 0.2
     done
     expect "USR1 reached the container's process" usr1 "$(nook exec sig cat /sig-marker)"
+    local exec_tty
+    exec_tty=$(runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+        HOME="$BASE" NOOK_ROOT="$BASE/root" XDG_RUNTIME_DIR="$BASE/run" \
+        script -qec "timeout --foreground -k 10 120 $BASE/bin/nook exec -t sig sh -c 'test -t 0 && echo exec-tty'" /dev/null </dev/null)
+    grep -q exec-tty <<<"$exec_tty" || die "exec -t: the process has no terminal: $exec_tty"
     nook rm -f sig >/dev/null
+
+    log "stop of a process that ignores SIGTERM: SIGKILL through the agent after -t"
+    nook run -d --isolation=vm --name deaf busybox sh -c 'trap "" TERM; while :; do sleep 0.2; done' >/dev/null
+    err=$(nook stop -t 2 deaf 2>&1 >/dev/null)
+    expect "stop's warnings" "" "$err"
+    case "$(status_of deaf)" in "exited Exited (137)"*) ;; *) die "after stop -t 2: $(status_of deaf)" ;; esac
+    local stderr_exec
+    stderr_exec=$(nook exec deaf true 2>&1 || true)
+    grep -q "is not running" <<<"$stderr_exec" || die "exec into a stopped container: $stderr_exec"
+    nook rm deaf >/dev/null
 
     log "--read-only and run -t"
     expect "--read-only" ro "$(nook run --rm --read-only --isolation=vm busybox \
