@@ -7,7 +7,7 @@
 # written before the stop is there after `start`; diff (A/C/D) of a running and of a stopped
 # container; commit gives an image whose new container sees the file; export holds it and not
 # the deleted file; `kill -9` of the VMM or of the monitor leaves a container `ps -a` shows
-# exited and `rm` removes; --read-only and run -t.
+# exited and `rm` removes; kill -s, exec -t, stop's SIGKILL after -t, --read-only, run -t.
 #
 # As root the user `nooktest` is created (tests/tests/containers_*.rs use the same one);
 # otherwise the calling user runs nook. Environment: NOOK_KERNEL (default:
@@ -37,7 +37,7 @@ nook() {
         HOME="$BASE" NOOK_ROOT="$BASE/root" XDG_RUNTIME_DIR="$BASE/run" \
         XDG_CACHE_HOME="$BASE/cache" NOOK_KERNEL="$BASE/bin/vmlinux" \
         NOOK_AGENT="$BASE/bin/nook-agent" NOOK_VM_DEBUG="${NOOK_VM_DEBUG:-0}" \
-        timeout 600 "$BASE/bin/nook" "$@"
+        timeout -k 10 600 "$BASE/bin/nook" "$@"
 }
 
 # status_of NAME: "State Status" as `ps -a` shows them.
@@ -118,8 +118,9 @@ in_rig() {
         "$(nook run --rm --isolation=vm snap:1 cat /data.txt)"
     nook export -o "$BASE/web.tar" web
     expect "export holds the file" kept "$(tar -xOf "$BASE/web.tar" data.txt)"
-    tar -tf "$BASE/web.tar" | grep -qx 'bin/busybox' || die "export lacks the image's bin/busybox"
-    if tar -tf "$BASE/web.tar" | grep -q 'etc/shadow'; then die "export holds the deleted /etc/shadow"; fi
+    tar -tf "$BASE/web.tar" >"$BASE/web.list"
+    grep -qx 'bin/busybox' "$BASE/web.list" || die "export lacks the image's bin/busybox"
+    if grep -q 'etc/shadow' "$BASE/web.list"; then die "export holds the deleted /etc/shadow"; fi
 
     log "export of a running container"
     nook start web >/dev/null
@@ -159,16 +160,31 @@ in_rig() {
         sleep 0.2
     done
     expect "USR1 reached the container's process" usr1 "$(nook exec sig cat /sig-marker)"
+    local exec_tty
+    exec_tty=$(runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+        HOME="$BASE" NOOK_ROOT="$BASE/root" XDG_RUNTIME_DIR="$BASE/run" \
+        script -qec "timeout --foreground -k 10 120 $BASE/bin/nook exec -t sig sh -c 'test -t 0 && echo exec-tty'" /dev/null </dev/null)
+    grep -q exec-tty <<<"$exec_tty" || die "exec -t: the process has no terminal: $exec_tty"
     nook rm -f sig >/dev/null
+
+    log "stop of a process that ignores SIGTERM: SIGKILL through the agent after -t"
+    nook run -d --isolation=vm --name deaf busybox sh -c 'trap "" TERM; while :; do sleep 0.2; done' >/dev/null
+    err=$(nook stop -t 2 deaf 2>&1 >/dev/null)
+    expect "stop's warnings" "" "$err"
+    case "$(status_of deaf)" in "exited Exited (137)"*) ;; *) die "after stop -t 2: $(status_of deaf)" ;; esac
+    local stderr_exec
+    stderr_exec=$(nook exec deaf true 2>&1 || true)
+    grep -q "is not running" <<<"$stderr_exec" || die "exec into a stopped container: $stderr_exec"
+    nook rm deaf >/dev/null
 
     log "--read-only and run -t"
     expect "--read-only" ro "$(nook run --rm --read-only --isolation=vm busybox \
         sh -c 'touch /x 2>/dev/null && echo rw || echo ro')"
     local tty_out
-    tty_out=$(runuser -u "$TEST_USER" -- env -i PATH=/usr/bin:/bin HOME="$BASE" \
+    tty_out=$(runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME="$BASE" \
         NOOK_ROOT="$BASE/root" XDG_RUNTIME_DIR="$BASE/run" XDG_CACHE_HOME="$BASE/cache" \
         NOOK_KERNEL="$BASE/bin/vmlinux" NOOK_AGENT="$BASE/bin/nook-agent" \
-        script -qec "timeout 300 $BASE/bin/nook run -t --rm --isolation=vm busybox sh -c 'test -t 0 && echo is-a-tty'" /dev/null </dev/null)
+        script -qec "timeout --foreground -k 10 300 $BASE/bin/nook run -t --rm --isolation=vm busybox sh -c 'test -t 0 && echo is-a-tty'" /dev/null </dev/null)
     grep -q is-a-tty <<<"$tty_out" || die "run -t: the process has no terminal: $tty_out"
     expect "containers left" "" "$(nook ps -aq)"
     log "ok (in the rig)"

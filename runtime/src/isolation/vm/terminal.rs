@@ -37,6 +37,12 @@ impl RawMode {
         if !is_tty(fd) {
             return None;
         }
+        // From a background process group tcsetattr would stop us with SIGTTOU: leave the
+        // terminal alone then (the guest's pty still works, only echo and line editing double).
+        // SAFETY: tcgetpgrp and getpgrp take no pointers.
+        if unsafe { libc::tcgetpgrp(fd.as_raw_fd()) != libc::getpgrp() } {
+            return None;
+        }
         let fd = fd.try_clone_to_owned().ok()?;
         // SAFETY: an all-zero termios is a valid value for tcgetattr to fill.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
