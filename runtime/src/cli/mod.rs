@@ -9,6 +9,7 @@ use nook::container::store::ContainerError;
 use nook::image::Store;
 use nook::paths::{self, ProcessEnv};
 
+mod bench;
 pub mod format;
 mod history;
 mod image_default;
@@ -98,6 +99,8 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Measure start-up cost of the isolation columns against runc, crun, QEMU, Firecracker
+    Bench(bench::Args),
 }
 
 #[derive(Subcommand)]
@@ -184,6 +187,7 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Prune(a)) => prune::run(a, ctx),
         Command::Image(ImageCommand::Rootfs(a)) => image_rootfs::run(a, ctx),
         Command::Image(ImageCommand::Default(a)) => image_default::run(a, ctx),
+        Command::Bench(a) => bench::run(a, ctx),
     }
 }
 

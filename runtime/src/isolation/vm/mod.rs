@@ -9,6 +9,7 @@
 
 pub mod assets;
 pub mod disk;
+pub mod phases;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -227,6 +228,7 @@ impl VmBackend {
         let log_path = self.container_dir.join("vmm.log");
         let log = File::create(&log_path).map_err(Self::io("create", &log_path))?;
 
+        phases::mark(phases::Mark::VmmSpawn);
         let mut child = Command::new(&vmm)
             .arg("--config")
             .arg(&config_path)
@@ -250,6 +252,7 @@ impl VmBackend {
                 Accept::Exited(status) => failed(&mut child, status),
                 Accept::Err(e) => e,
             })?;
+            phases::mark(phases::Mark::Connected);
             drop(listener);
             let _ = std::fs::remove_file(&socket);
             let client = Client::from_unix(stream).map_err(VmError::Agent)?;
@@ -257,7 +260,7 @@ impl VmBackend {
                 .var("NOOK_VM_BOOT_TIMEOUT")
                 .and_then(|s| s.parse().ok())
                 .map_or(BOOT_TIMEOUT, Duration::from_secs);
-            if let Err(e) = client.wait_ready(timeout) {
+            if let Err(e) = client.wait_ready(timeout).map(phases::ready) {
                 // The VMM's own message says more than a closed channel does.
                 if let Some(status) = wait_timeout(&mut child, Duration::from_secs(2)) {
                     return Err(failed(&mut child, status));
@@ -378,6 +381,7 @@ impl Workload for VmWorkload {
                 self.child.wait().ok()
             }
         };
+        phases::finish();
         match result {
             Some(Ok(r)) => Ok(match r.status.signal {
                 Some(s) => Exit::Signal(s),
@@ -418,6 +422,7 @@ impl Isolation for VmBackend {
                 let mut out = File::from(stdout);
                 let mut err = File::from(stderr);
                 let result = client.wait_process(stream, &mut out, &mut err);
+                phases::exited(result.as_ref().ok().and_then(|r| r.started));
                 if let Ok(r) = &result {
                     for message in &r.errors {
                         let _ = writeln!(err, "nook: {message}");
