@@ -16,3 +16,5 @@ tests/vm/agent-boot.sh
 tests/vm/vmm-boot.sh
 tests/vm/vmm-agent.sh
 tests/vm/run-vm.sh
+tests/vm/bench.sh
+tests/vm/tour.sh
