@@ -58,7 +58,7 @@ pub fn run(spec: &BenchSpec, progress: &mut dyn FnMut(&str)) -> Result<Report, B
             Target::Qemu => qemu::bench(spec),
             Target::Firecracker => Err(firecracker_skip()),
         };
-        let report = TargetReport::new(target, outcome, spec);
+        let report = TargetReport::new(target, outcome);
         progress(&format!("bench: {} {}", target.name(), report.summary()));
         targets.push(report);
     }

@@ -97,7 +97,7 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
-    pub fn new(target: Target, outcome: Outcome, _spec: &BenchSpec) -> TargetReport {
+    pub fn new(target: Target, outcome: Outcome) -> TargetReport {
         let mut report = TargetReport {
             name: target.name(),
             kind: target.kind(),

@@ -74,10 +74,14 @@ pub fn write(report: &Report, path: &Path) -> Result<(), BenchError> {
     if bars.is_empty() {
         return Err(err(&"no target produced figures (all were skipped)"));
     }
-    let height = 190 + 60 * bars.len() as u32;
+    let has_phases = bars
+        .iter()
+        .any(|b| b.segments.iter().any(|s| s.0.is_some()));
+    let footer_height = if has_phases { 88 } else { 64 };
+    let height = 126 + footer_height + 60 * bars.len() as u32;
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let (plot, footer) = root.split_vertically(height - 64);
+    let (plot, footer) = root.split_vertically(height - footer_height);
     let xmax = bars.iter().map(|b| b.total).fold(0.0, f64::max) * 1.45;
     let names: Vec<String> = bars.iter().map(|b| b.name.clone()).collect();
     let title = format!(
@@ -126,8 +130,7 @@ pub fn write(report: &Report, path: &Path) -> Result<(), BenchError> {
         })
         .collect();
     chart.draw_series(plain).map_err(|e| err(&e))?;
-    for (i, name) in PHASES.iter().enumerate() {
-        let color = PHASE_COLORS[i];
+    for (i, color) in PHASE_COLORS.iter().copied().enumerate() {
         let segs: Vec<_> = bars
             .iter()
             .enumerate()
@@ -141,11 +144,7 @@ pub fn write(report: &Report, path: &Path) -> Result<(), BenchError> {
         if segs.is_empty() {
             continue;
         }
-        chart
-            .draw_series(segs)
-            .map_err(|e| err(&e))?
-            .label(name.replace('_', " "))
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        chart.draw_series(segs).map_err(|e| err(&e))?;
     }
     let labels: Vec<_> = bars
         .iter()
@@ -159,18 +158,6 @@ pub fn write(report: &Report, path: &Path) -> Result<(), BenchError> {
         })
         .collect();
     chart.draw_series(labels).map_err(|e| err(&e))?;
-    let has_phases = bars
-        .iter()
-        .any(|b| b.segments.iter().any(|s| s.0.is_some()));
-    if has_phases {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(&e))?;
-    }
 
     let note = match &report.machine.nested {
         Some(label) => format!("NESTED/EMULATED: {label}"),
@@ -186,6 +173,30 @@ pub fn write(report: &Report, path: &Path) -> Result<(), BenchError> {
         .filter(|t| t.stats.is_none())
         .map(|t| t.name)
         .collect();
+    let mut y = 24;
+    if has_phases {
+        // The phase colours, in order, in one row under the chart.
+        let mut x = 14;
+        for (i, name) in PHASES.iter().enumerate() {
+            let label = name.replace('_', " ");
+            footer
+                .draw(&Rectangle::new(
+                    [(x, y + 2), (x + 12, y + 14)],
+                    PHASE_COLORS[i].filled(),
+                ))
+                .map_err(|e| err(&e))?;
+            x += 16;
+            footer
+                .draw(&Text::new(
+                    label.clone(),
+                    (x, y + 2),
+                    ("sans-serif", 12).into_font(),
+                ))
+                .map_err(|e| err(&e))?;
+            x += 7 * label.len() as i32 + 18;
+        }
+        y += 22;
+    }
     let mut lines = vec![format!("machine: {}", report.machine.describe())];
     if !skipped.is_empty() {
         lines.push(format!(
@@ -197,11 +208,91 @@ pub fn write(report: &Report, path: &Path) -> Result<(), BenchError> {
         footer
             .draw(&Text::new(
                 line,
-                (14, 24 + 16 * i as i32),
+                (14, y + 16 * i as i32),
                 ("sans-serif", 12).into_font(),
             ))
             .map_err(|e| err(&e))?;
     }
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::machine::{Facts, Machine};
+    use crate::bench::phases::Phase;
+    use crate::bench::report::{Measured, RunSample, TargetReport, SCHEMA_VERSION};
+    use crate::bench::{Skip, Target};
+
+    fn sample(wall: f64, phases: bool) -> RunSample {
+        RunSample {
+            wall_ms: wall,
+            cpu_ms: 1.0,
+            max_rss_kib: 1000,
+            phases: phases.then(|| {
+                PHASES
+                    .iter()
+                    .map(|n| Phase {
+                        name: n.to_string(),
+                        ms: wall / 7.0,
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    #[test]
+    fn the_chart_shows_bars_phases_skips_and_the_nested_label() {
+        let measured = |phases| Measured {
+            samples: vec![
+                sample(70.0, phases),
+                sample(140.0, phases),
+                sample(210.0, phases),
+            ],
+            ..Measured::default()
+        };
+        let report = Report {
+            version: SCHEMA_VERSION,
+            command: vec!["nook".into(), "bench".into()],
+            image: "busybox".into(),
+            cmd: vec!["true".into()],
+            runs: 3,
+            warmup: 0,
+            parallel: None,
+            machine: Machine::from_facts(&Facts {
+                in_rig: true,
+                ..Facts::default()
+            }),
+            targets: vec![
+                TargetReport::new(Target::Vm, Ok(measured(true))),
+                TargetReport::new(Target::Container, Ok(measured(false))),
+                TargetReport::new(Target::Crun, Err(Skip("crun is not on PATH".into()))),
+            ],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.svg");
+        write(&report, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for want in [
+            "vm (column)",
+            "container (column)",
+            "kernel boot",
+            "140.0 ms",
+            "NESTED/EMULATED: nested QEMU TCG rig",
+            "skipped (reasons in the JSON report): crun",
+        ] {
+            assert!(svg.contains(want), "{want} missing from the chart");
+        }
+        // Background, the container's bar, seven phase segments, seven legend squares.
+        let rects = svg.matches("<rect").count();
+        assert!(rects >= 1 + 1 + 7 + 7, "{rects} rectangles");
+
+        let none = Report {
+            targets: vec![TargetReport::new(Target::Crun, Err(Skip("no".into())))],
+            ..report
+        };
+        let e = write(&none, &path).unwrap_err().to_string();
+        assert!(e.contains("all were skipped"), "{e}");
+    }
 }

@@ -72,7 +72,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         cmd,
         nook,
         work.clone(),
-        std::env::args().collect(),
+        // The program as `nook`, not as the path it was started from.
+        std::iter::once("nook".to_string())
+            .chain(std::env::args().skip(1))
+            .collect(),
     )?;
     let report = bench::run(&spec, &mut |line| eprintln!("{line}"));
     let _ = std::fs::remove_dir_all(&work);
