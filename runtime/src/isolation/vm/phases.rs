@@ -43,7 +43,6 @@ pub struct PhaseRecord {
 pub enum Mark {
     VmmSpawn,
     Connected,
-    VmmExited,
 }
 
 static RECORD: Mutex<Option<PhaseRecord>> = Mutex::new(None);
@@ -78,7 +77,6 @@ pub fn mark(mark: Mark) {
         let slot = match mark {
             Mark::VmmSpawn => &mut r.vmm_spawn_ns,
             Mark::Connected => &mut r.vmm_connected_ns,
-            Mark::VmmExited => &mut r.vmm_exit_ns,
         };
         *slot = Some(now);
     });
@@ -106,13 +104,14 @@ pub fn exited(started: Option<(u32, u64)>) {
 /// Marks the VMM's end and appends the record to the phases file. Failures to write are
 /// reported on stderr only: the container's own result matters more than the bench's.
 pub fn finish() {
-    mark(Mark::VmmExited);
     let Some(path) = std::env::var_os(PHASES_FILE_ENV) else {
         return;
     };
-    let Some(record) = RECORD.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+    // Only the VM whose steps were marked: a second call (another workload) writes nothing.
+    let Some(mut record) = RECORD.lock().unwrap_or_else(|p| p.into_inner()).take() else {
         return;
     };
+    record.vmm_exit_ns = Some(monotonic_ns());
     let line = match serde_json::to_string(&record) {
         Ok(l) => l + "\n",
         Err(_) => return,
