@@ -61,7 +61,8 @@ type Event = Result<Frame<GuestMessage>, ReadError>;
 /// A connection to an agent.
 pub struct Client {
     writer: Arc<Mutex<FrameWriter<Box<dyn Write + Send>>>>,
-    events: Receiver<Event>,
+    /// Behind a lock so that a client can be shared between threads (one of them reads).
+    events: Mutex<Receiver<Event>>,
     pending: Mutex<VecDeque<Frame<GuestMessage>>>,
     next_stream: AtomicU32,
     closed: Mutex<bool>,
@@ -116,7 +117,7 @@ impl Client {
             .map_err(ClientError::Setup)?;
         Ok(Client {
             writer: Arc::new(Mutex::new(FrameWriter::new(Box::new(writer)))),
-            events: rx,
+            events: Mutex::new(rx),
             pending: Mutex::new(VecDeque::new()),
             next_stream: AtomicU32::new(1),
             closed: Mutex::new(false),
@@ -133,7 +134,8 @@ impl Client {
         Ok(client)
     }
 
-    fn send(&self, stream: u32, msg: &HostMessage) -> Result<(), ClientError> {
+    /// Sends one frame on `stream` (a stream from [`Client::new_stream`], or 0).
+    pub fn send(&self, stream: u32, msg: &HostMessage) -> Result<(), ClientError> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         w.send(stream, msg)?;
         Ok(())
@@ -155,8 +157,9 @@ impl Client {
         if *self.closed.lock().unwrap_or_else(|p| p.into_inner()) {
             return Ok(None);
         }
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         let event = match timeout {
-            Some(t) => match self.events.recv_timeout(t) {
+            Some(t) => match events.recv_timeout(t) {
                 Ok(e) => e,
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(ClientError::Timeout {
@@ -169,7 +172,7 @@ impl Client {
                     return Ok(None);
                 }
             },
-            None => match self.events.recv() {
+            None => match events.recv() {
                 Ok(e) => e,
                 Err(_) => {
                     *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -213,7 +216,9 @@ impl Client {
         }
     }
 
-    fn new_stream(&self) -> u32 {
+    /// A fresh stream id, for a caller that routes the stream's frames before it sends the
+    /// request that opens it.
+    pub fn new_stream(&self) -> u32 {
         self.next_stream.fetch_add(1, Ordering::Relaxed)
     }
 

@@ -164,6 +164,7 @@ fn boot(
         ops: SysMounts,
         files_dir: fd_path(&files),
         set_hostname: rootfs::sethostname,
+        read_only: params.read_only,
     };
     state.supervising = true;
     let outcome =

@@ -6,6 +6,7 @@
 //! reachable from tests and fuzz targets.
 
 pub mod bench;
+pub mod config;
 pub mod container;
 pub mod errors;
 pub mod image;

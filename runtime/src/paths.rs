@@ -3,7 +3,7 @@
 //! Store root: `$NOOK_ROOT`, else `$XDG_DATA_HOME/nook`, else `~/.local/share/nook`
 //! (`/var/lib/nook` for root). Runtime state: `$XDG_RUNTIME_DIR/nook`, else
 //! `/run/user/<uid>/nook` when it exists, else `<store>/run`. Cache: `$XDG_CACHE_HOME/nook`, else
-//! `~/.cache/nook`.
+//! `~/.cache/nook`. Configuration: `$XDG_CONFIG_HOME/nook`, else `~/.config/nook`.
 
 use std::env;
 use std::path::PathBuf;
@@ -67,6 +67,14 @@ pub fn cache_dir(env: &dyn Env) -> PathBuf {
     home(env).join(".cache/nook")
 }
 
+/// The user's configuration (`config.toml`).
+pub fn config_dir(env: &dyn Env) -> PathBuf {
+    if let Some(dir) = env.var("XDG_CONFIG_HOME") {
+        return PathBuf::from(dir).join("nook");
+    }
+    home(env).join(".config/nook")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +112,13 @@ mod tests {
         assert_eq!(cache_dir(&env), PathBuf::from("/c/nook"));
         let env = FakeEnv([("HOME", "/h")].into(), 1000);
         assert_eq!(cache_dir(&env), PathBuf::from("/h/.cache/nook"));
+    }
+
+    #[test]
+    fn config_dir_follows_xdg() {
+        let env = FakeEnv([("XDG_CONFIG_HOME", "/c"), ("HOME", "/h")].into(), 1000);
+        assert_eq!(config_dir(&env), PathBuf::from("/c/nook"));
+        let env = FakeEnv([("HOME", "/h")].into(), 1000);
+        assert_eq!(config_dir(&env), PathBuf::from("/h/.config/nook"));
     }
 }

@@ -87,8 +87,18 @@ impl Nook {
         S: AsRef<std::ffi::OsStr>,
     {
         let mut c = Command::new(nook_bin());
-        c.args(args).env("NOOK_ROOT", self.root());
+        // The user's own defaults must not leak into a test: its configuration lives in the
+        // store's temp dir (see `config_file`).
+        c.args(args)
+            .env("NOOK_ROOT", self.root())
+            .env("XDG_CONFIG_HOME", self.root().join("config"))
+            .env_remove("NOOK_ISOLATION");
         c
+    }
+
+    /// The `config.toml` this store's commands read.
+    pub fn config_file(&self) -> std::path::PathBuf {
+        self.root().join("config/nook/config.toml")
     }
 
     /// Runs nook with `stdin` as input.

@@ -146,3 +146,78 @@ fn a_missing_vm_kernel_is_named_before_any_vm_starts() {
     );
     assert!(err.contains("/no/such/vmlinux"), "{err}");
 }
+
+#[test]
+fn the_default_isolation_comes_from_the_flag_then_the_environment_then_the_config_file() {
+    let nook = nook_tests::Nook::new();
+    nook.default_image();
+    let isolation = |name: &str| {
+        let out = nook.ok(&["inspect", "--format", "{{.HostConfig.Isolation}}", name]);
+        out.trim().to_string()
+    };
+    nook.ok(&["create", "--name", "plain", "busybox"]);
+    assert_eq!(isolation("plain"), "container");
+
+    std::fs::create_dir_all(nook.config_file().parent().unwrap()).unwrap();
+    std::fs::write(nook.config_file(), "isolation = \"vm\"\n").unwrap();
+    nook.ok(&["create", "--name", "configured", "busybox"]);
+    assert_eq!(isolation("configured"), "vm");
+    let out = nook
+        .cmd(["create", "--name", "from-env", "busybox"])
+        .env("NOOK_ISOLATION", "container")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(isolation("from-env"), "container");
+    nook.ok(&[
+        "create",
+        "--isolation=container",
+        "--name",
+        "flagged",
+        "busybox",
+    ]);
+    assert_eq!(isolation("flagged"), "container");
+
+    // A broken file is named, and nothing is created.
+    std::fs::write(nook.config_file(), "isolation = \"kvm\"\n").unwrap();
+    let err = nook.fails(&["create", "--name", "broken", "busybox"]);
+    assert!(err.contains("config.toml"), "{err}");
+    let all = nook.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!all.contains("broken"), "{all}");
+}
+
+#[test]
+fn ps_filters_last_and_latest_follow_docker() {
+    let nook = Rootless::new();
+    nook.default_image();
+    nook.ok(&["create", "--name", "first", "busybox"]);
+    nook.exits(
+        3,
+        &["run", "--name", "failed", "busybox", "sh", "-c", "exit 3"],
+    );
+    nook.ok(&["create", "--name", "newest", "busybox"]);
+    let names = |args: &[&str]| {
+        let mut all = vec!["ps", "--format", "{{.Names}}"];
+        all.extend_from_slice(args);
+        nook.ok(&all).lines().map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&[]), Vec::<String>::new(), "nothing runs");
+    assert_eq!(names(&["-a"]), ["newest", "failed", "first"]);
+    assert_eq!(names(&["-l"]), ["newest"]);
+    assert_eq!(names(&["-n", "2"]), ["newest", "failed"]);
+    assert_eq!(names(&["-f", "status=exited"]), ["failed"]);
+    assert_eq!(names(&["-f", "exited=3"]), ["failed"]);
+    assert_eq!(names(&["-f", "exited=0"]), Vec::<String>::new());
+    assert_eq!(names(&["-a", "-f", "status=created"]), ["newest", "first"]);
+    assert_eq!(
+        names(&["-a", "-f", "name=ne", "-f", "name=fi"]),
+        ["newest", "first"]
+    );
+    assert_eq!(
+        names(&["-a", "-f", "ancestor=busybox:latest", "-f", "name=fail"]),
+        ["failed"]
+    );
+    assert_eq!(names(&["-a", "-f", "isolation=vm"]), Vec::<String>::new());
+    let (_, err) = nook.exits(125, &["ps", "-f", "colour=red"]);
+    assert!(err.contains("colour"), "{err}");
+}

@@ -90,6 +90,30 @@ fn the_container_is_confined() {
         .collect();
     assert_eq!(ifaces, ["lo"], "{net}");
     nook.exits(1, &["run", "--rm", "busybox", "touch", "/sys/x"]);
+    // docker's masked paths are covered wherever this kernel has them, and read as empty.
+    let masked = nook.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "for p in /proc/acpi /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug \
+           /proc/scsi /sys/firmware; do \
+           [ -e $p ] && ! grep -q \" $p \" /proc/self/mountinfo && echo uncovered $p; done; \
+         cat /proc/keys /proc/timer_list | wc -c",
+    ]);
+    assert_eq!(masked.trim(), "0", "{masked}");
+    nook.exits(
+        1,
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /proc/sys/kernel/hostname",
+        ],
+    );
     // A non-root user in the image gets no capabilities.
     let caps = nook.ok(&[
         "run",

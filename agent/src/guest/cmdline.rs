@@ -10,6 +10,7 @@
 //! | `nook.upper=DEV`, `tmpfs` or `auto` | `auto` | the container's writable disk (its `upper/` and `work/` directories hold the overlay's upper layer, created on first boot) or a tmpfs (changes die with the VM); `auto` takes `/dev/vdb` when the guest has it, else a tmpfs |
 //! | `nook.upperfstype=FS` | `ext4` | the writable disk's filesystem type |
 //! | `nook.channel=PATH` | `/dev/hvc0` | the host channel (a virtio console, put in raw mode) |
+//! | `nook.readonly` or `nook.readonly=1` | off | the container's root is read-only once its files are set up (`--read-only`) |
 //! | `nook.debug` or `nook.debug=1` | off | log each boot step to the kernel log (seen on the serial console with `console=ttyS0`) |
 //!
 //! `DEV` is a name under /dev (`vdb`) or a path (`/dev/vdb`).
@@ -25,6 +26,8 @@ pub struct BootParams {
     pub upper_fstype: String,
     pub channel: PathBuf,
     pub debug: bool,
+    /// `--read-only`: the container's root is read-only (its writable layer is still shown).
+    pub read_only: bool,
 }
 
 /// Where the overlay's upper layer lives.
@@ -49,6 +52,8 @@ pub enum CmdlineError {
     BadPath { param: &'static str, value: String },
     #[error("kernel parameter nook.debug={value} is neither 0 nor 1")]
     BadDebug { value: String },
+    #[error("kernel parameter nook.readonly={value} is neither 0 nor 1")]
+    BadReadOnly { value: String },
 }
 
 /// An environment variable whose `nook.*` words are read after the kernel command line's
@@ -67,6 +72,7 @@ impl Default for BootParams {
             upper_fstype: "ext4".into(),
             channel: DEFAULT_CHANNEL.into(),
             debug: false,
+            read_only: false,
         }
     }
 }
@@ -126,6 +132,13 @@ impl BootParams {
                     }
                     p.channel = v.into();
                 }
+                ("nook.readonly", None | Some("1")) => p.read_only = true,
+                ("nook.readonly", Some("0")) => p.read_only = false,
+                ("nook.readonly", Some(v)) => {
+                    return Err(CmdlineError::BadReadOnly {
+                        value: v.to_owned(),
+                    })
+                }
                 ("nook.debug", None | Some("1")) => p.debug = true,
                 ("nook.debug", Some("0")) => p.debug = false,
                 ("nook.debug", Some(v)) => {
@@ -163,6 +176,13 @@ mod tests {
         assert_eq!(p.upper_fstype, "xfs");
         assert_eq!(p.channel, PathBuf::from("/dev/hvc1"));
         assert!(p.debug);
+        assert!(BootParams::parse("nook.readonly").unwrap().read_only);
+        assert!(
+            !BootParams::parse("nook.readonly=1 nook.readonly=0")
+                .unwrap()
+                .read_only
+        );
+        assert!(BootParams::parse("nook.readonly=yes").is_err());
         let p = BootParams::parse("nook.upper=vdb nook.upper=tmpfs nook.debug=0").unwrap();
         assert_eq!(p.upper, Upper::Tmpfs);
         let p = BootParams::parse("nook.upper=tmpfs nook.upper=auto").unwrap();

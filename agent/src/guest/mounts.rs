@@ -13,6 +13,7 @@ pub const NODEV: u64 = libc::MS_NODEV;
 pub const NOEXEC: u64 = libc::MS_NOEXEC;
 pub const BIND: u64 = libc::MS_BIND;
 pub const MOVE: u64 = libc::MS_MOVE;
+pub const REMOUNT: u64 = libc::MS_REMOUNT;
 
 /// The OS calls the boot sequence needs.
 pub trait MountOps {
@@ -248,6 +249,7 @@ impl MountOps for Recorder {
             (NOEXEC, "noexec"),
             (BIND, "bind"),
             (MOVE, "move"),
+            (REMOUNT, "remount"),
         ] {
             if flags & bit != 0 {
                 names.push(name);

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::cmdline::{BootParams, Upper, AUTO_UPPER_DEVICE};
-use super::mounts::{self, MountError, MountOps, BIND, MOVE, NODEV, NOSUID, RDONLY};
+use super::mounts::{self, MountError, MountOps, BIND, MOVE, NODEV, NOSUID, RDONLY, REMOUNT};
 use crate::protocol::StartSpec;
 use crate::supervisor::ContainerSetup;
 
@@ -117,6 +117,8 @@ pub struct GuestSetup<O> {
     pub files_dir: PathBuf,
     /// Sets the kernel hostname (`sethostname`); a parameter so tests can watch it.
     pub set_hostname: fn(&str) -> io::Result<()>,
+    /// Make the root read-only once the per-container files are in place (`nook.readonly`).
+    pub read_only: bool,
 }
 
 /// `sethostname(2)`.
@@ -168,6 +170,19 @@ impl<O: MountOps> ContainerSetup for GuestSetup<O> {
         self.bind_file("hosts", &hosts_file(&spec.hostname), "/etc/hosts")?;
         if !spec.resolv_conf.is_empty() {
             self.bind_file("resolv.conf", &spec.resolv_conf, "/etc/resolv.conf")?;
+        }
+        if self.read_only {
+            // The root mount only: /proc, /sys, /dev and the files above stay as they are, and
+            // the writable disk stays mounted read-write so the guest can stream and sync it.
+            mounts::mount(
+                &mut self.ops,
+                "",
+                Path::new("/"),
+                "",
+                REMOUNT | BIND | RDONLY,
+                "",
+            )
+            .map_err(|e| format!("cannot make the root read-only: {e}"))?;
         }
         Ok(())
     }
@@ -277,6 +292,7 @@ mod tests {
             ops: Recorder::default(),
             files_dir: dir.path().to_owned(),
             set_hostname: fake_hostname,
+            read_only: true,
         };
         let spec = StartSpec {
             hostname: "box".into(),
@@ -307,6 +323,7 @@ mod tests {
                 format!("mount {d}/hostname /etc/hostname  [bind]"),
                 format!("mount {d}/hosts /etc/hosts  [bind]"),
                 format!("mount {d}/resolv.conf /etc/resolv.conf  [bind]"),
+                "mount  /  [ro,bind,remount]".to_owned(),
             ]
         );
         assert!(setup.ops.calls.contains(&"touch /etc/hosts".to_owned()));

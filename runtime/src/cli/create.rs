@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use nook::config::{Config, IsolationKind};
 use nook::container::engine::CreateOptions;
 use nook::isolation::vm::VmSettings;
+use nook::paths::ProcessEnv;
 
 use super::{emit, Context};
 
@@ -45,13 +47,14 @@ pub struct CreateFlags {
     /// Automatically remove the container when it exits
     #[arg(long)]
     pub rm: bool,
-    /// Isolation technology: container (Linux namespaces) or vm (a KVM microVM)
-    #[arg(long, env = "NOOK_ISOLATION", default_value = "container")]
-    pub isolation: String,
-    /// Memory limit (VM size with --isolation=vm)
+    /// Isolation technology: container (Linux namespaces) or vm (a KVM microVM); default:
+    /// $NOOK_ISOLATION, else `isolation` in config.toml, else container
+    #[arg(long, env = "NOOK_ISOLATION")]
+    pub isolation: Option<String>,
+    /// Memory limit: the VM's size with --isolation=vm (not enforced with --isolation=container)
     #[arg(short, long)]
     pub memory: Option<String>,
-    /// Number of CPUs (vCPUs with --isolation=vm)
+    /// Number of CPUs: the VM's vCPUs with --isolation=vm (not enforced with --isolation=container)
     #[arg(long)]
     pub cpus: Option<f64>,
     /// Guest kernel (ELF vmlinux) for --isolation=vm; default: $NOOK_KERNEL, else the cached build
@@ -68,12 +71,28 @@ impl CreateFlags {
     /// Checks the flags and turns them into the engine's options.
     pub fn options(&self) -> anyhow::Result<CreateOptions> {
         let memory = self.memory.as_deref().map(parse_memory).transpose()?;
-        let vm = match self.isolation.as_str() {
+        let isolation = match &self.isolation {
+            Some(i) => i.clone(),
+            None => match Config::load(&ProcessEnv)?.isolation {
+                Some(IsolationKind::Vm) => "vm".into(),
+                Some(IsolationKind::Container) | None => "container".into(),
+            },
+        };
+        let vm = match isolation.as_str() {
             "container" | "default" => {
                 anyhow::ensure!(
                     self.kernel.is_none(),
                     "--kernel applies only to --isolation=vm"
                 );
+                if memory.is_some() || self.cpus.is_some() {
+                    // Like docker and podman on a host without delegated cgroups: say so
+                    // rather than pretend the limit holds.
+                    eprintln!(
+                        "nook: warning: --memory and --cpus are not enforced with \
+                         --isolation=container (rootless, no delegated cgroup v2); \
+                         use --isolation=vm to bound them"
+                    );
+                }
                 None
             }
             "vm" => {

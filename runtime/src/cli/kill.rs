@@ -49,7 +49,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         &args.containers,
         "kill",
         |c| engine.kill(c, signal),
-        |name, ()| emit(&format!("{name}\n")),
+        |name, notice| {
+            if let Some(n) = notice {
+                eprintln!("nook: warning: {n}");
+            }
+            emit(&format!("{name}\n"))
+        },
     )
 }
 

@@ -35,6 +35,7 @@ mod export;
 mod kill;
 mod logs;
 mod ps;
+mod ps_filter;
 mod restart;
 mod rm;
 mod run;

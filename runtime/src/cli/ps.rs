@@ -1,4 +1,5 @@
-//! `nook ps [-a] [-q] [--no-trunc] [--format F]`: list containers, docker's columns.
+//! `nook ps [-a] [-q] [-n N] [-l] [-f KEY=VALUE] [--no-trunc] [--format F]`: list containers,
+//! docker's columns.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -8,6 +9,7 @@ use nook::container::state::Status;
 use nook::container::store::Container;
 
 use super::format::{self, Format};
+use super::ps_filter::Filters;
 use super::{emit, Context};
 
 #[derive(clap::Args)]
@@ -18,6 +20,15 @@ pub struct Args {
     /// Only display container IDs
     #[arg(short, long)]
     quiet: bool,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long)]
+    last: Option<usize>,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    latest: bool,
+    /// Filter output: id, name, status, exited, ancestor or isolation (KEY=VALUE)
+    #[arg(short, long)]
+    filter: Vec<String>,
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
@@ -67,12 +78,18 @@ fn row_json(c: &Container, status: &Status, no_trunc: bool) -> Value {
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let filters = Filters::parse(&args.filter)?;
+    let last = if args.latest { Some(1) } else { args.last };
     let engine = ctx.engine();
     let mut rows = Vec::new();
-    // Newest first, as docker lists them.
+    // Newest first, as docker lists them. -n, -l and a status filter count every state.
+    let every_state = args.all || last.is_some() || filters.selects_state();
     for c in engine.containers.list()?.into_iter().rev() {
+        if last.is_some_and(|n| rows.len() >= n) {
+            break;
+        }
         let status = c.status();
-        if args.all || status.is_running() {
+        if (every_state || status.is_running()) && filters.matches(&c, &status) {
             rows.push(row_json(&c, &status, args.no_trunc));
         }
     }

@@ -23,7 +23,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         &args.containers,
         "restart",
         |c| {
-            engine.stop(c, timeout)?;
+            if let Some(n) = engine.stop(c, timeout)? {
+                eprintln!("nook: warning: {n}");
+            }
             engine.start(c.id(), Attach::Detached)
         },
         |name, _| emit(&format!("{name}\n")),

@@ -21,6 +21,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         &args.containers,
         "stop",
         |c| engine.stop(c, timeout),
-        |name, ()| emit(&format!("{name}\n")),
+        |name, notice| {
+            if let Some(n) = notice {
+                eprintln!("nook: warning: {n}");
+            }
+            emit(&format!("{name}\n"))
+        },
     )
 }

@@ -16,7 +16,7 @@ use crate::image::layer::{decompress, Compression};
 use crate::image::{Image, Store};
 use crate::isolation::namespace::unpack::LayerStream;
 use crate::isolation::namespace::NamespaceBackend;
-use crate::isolation::vm::{disk, VmBackend, VmSettings};
+use crate::isolation::vm::{self, disk, Delivery, VmBackend, VmSettings};
 use crate::isolation::{Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, RootfsSpec};
 use crate::paths::{self, ProcessEnv};
 
@@ -263,31 +263,83 @@ impl Engine {
         }
     }
 
-    fn signal(&self, container: &Container, signal: i32) -> Result<(), ContainerError> {
-        if let Status::Running { init, .. } = container.status() {
-            if init.alive(&super::state::ProcFs) {
+    /// The microVM backend of a VM container.
+    pub fn vm_backend(&self, container: &Container) -> Option<VmBackend> {
+        container.config.vm.clone().map(|settings| VmBackend {
+            container_dir: self.containers.dir(container.id()),
+            settings,
+        })
+    }
+
+    /// Sends `signal` to the container's process. A VM container gets it through its agent;
+    /// when that fails its VMM gets it, and the returned notice says so.
+    fn signal(&self, container: &Container, signal: i32) -> Result<Option<String>, ContainerError> {
+        let Status::Running { init, .. } = container.status() else {
+            return Ok(None);
+        };
+        if !init.alive(&super::state::ProcFs) {
+            return Ok(None);
+        }
+        match self.vm_backend(container) {
+            None => {
                 self.backend.signal(init.pid, signal)?;
+                Ok(None)
             }
+            Some(vm) => match vm.deliver(init.pid, signal)? {
+                Delivery::Agent => Ok(None),
+                Delivery::Vmm { reason } => Ok(Some(format!(
+                    "the agent of container {} could not be reached ({reason}): signal {signal} \
+                     went to its VMM, which ends the VM without syncing its writable disk",
+                    container.name()
+                ))),
+            },
         }
-        Ok(())
     }
 
-    /// docker stop: SIGTERM, then SIGKILL when still running after `timeout`.
-    pub fn stop(&self, container: &Container, timeout: Duration) -> Result<(), ContainerError> {
+    /// docker stop: SIGTERM, then SIGKILL when still running after `timeout`. Returns a notice
+    /// when a VM had to be ended from the host.
+    pub fn stop(
+        &self,
+        container: &Container,
+        timeout: Duration,
+    ) -> Result<Option<String>, ContainerError> {
         if !lifecycle::can_stop(&container.status()) {
-            return Ok(());
+            return Ok(None);
         }
-        self.signal(container, libc::SIGTERM)?;
+        let notice = self.signal(container, libc::SIGTERM)?;
         if self.wait_stopped(container.id(), Some(timeout))? {
-            return Ok(());
+            return Ok(notice);
         }
-        self.signal(container, libc::SIGKILL)?;
-        self.wait_stopped(container.id(), Some(Duration::from_secs(30)))?;
-        Ok(())
+        let notice = self.signal(container, libc::SIGKILL)?.or(notice);
+        if self.wait_stopped(container.id(), Some(Duration::from_secs(30)))? {
+            return Ok(notice);
+        }
+        self.end_vm(container).map(|n| n.or(notice))
     }
 
-    /// docker kill: sends `signal` to a running container.
-    pub fn kill(&self, container: &Container, signal: i32) -> Result<(), ContainerError> {
+    /// Last resort for a VM whose agent took a SIGKILL but did not end it: kill the VMM.
+    fn end_vm(&self, container: &Container) -> Result<Option<String>, ContainerError> {
+        let Status::Running { init, .. } = self.containers.load(container.id())?.status() else {
+            return Ok(None);
+        };
+        if container.config.vm.is_none() || !init.alive(&super::state::ProcFs) {
+            return Ok(None);
+        }
+        // SAFETY: kill takes a pid and a signal number.
+        unsafe { libc::kill(init.pid, libc::SIGKILL) };
+        self.wait_stopped(container.id(), Some(Duration::from_secs(30)))?;
+        Ok(Some(format!(
+            "container {} did not stop after SIGKILL through its agent: its VMM was killed",
+            container.name()
+        )))
+    }
+
+    /// docker kill: sends `signal` to a running container (see [`Engine::signal`]).
+    pub fn kill(
+        &self,
+        container: &Container,
+        signal: i32,
+    ) -> Result<Option<String>, ContainerError> {
         lifecycle::can_kill(container.name(), &container.status())?;
         self.signal(container, signal)
     }
@@ -298,7 +350,15 @@ impl Engine {
         lifecycle::can_remove(container.name(), &status, force)?;
         if status.is_running() {
             self.signal(container, libc::SIGKILL)?;
-            self.wait_stopped(container.id(), Some(Duration::from_secs(30)))?;
+            if !self.wait_stopped(container.id(), Some(Duration::from_secs(30)))? {
+                self.end_vm(container)?;
+            }
+        }
+        // A monitor killed by hand leaves its control socket behind.
+        if container.config.vm.is_some() {
+            if let Ok(p) = vm::control_path(&ProcessEnv, container.id()) {
+                let _ = std::fs::remove_file(p);
+            }
         }
         let _lock = self.containers.lock(container.id())?;
         // An auto-removing container may have gone while we waited.
@@ -335,15 +395,11 @@ impl Engine {
         let Status::Running { init, .. } = status else {
             return Err(lifecycle::LifecycleError::NotRunning(container.name().to_string()).into());
         };
-        if container.config.vm.is_some() {
-            // The namespace backend would join the VMM's (the host's) namespaces.
-            return Err(IsolationError::Start {
-                code: 125,
-                message: "exec into a VM container is not supported yet".into(),
-            }
-            .into());
-        }
-        let mut workload = self.backend.exec(init.pid, process, stdio)?;
+        let mut workload = match self.vm_backend(container) {
+            // The agent runs it in the guest, through the monitor's control channel.
+            Some(vm) => vm.exec(init.pid, process, stdio)?,
+            None => self.backend.exec(init.pid, process, stdio)?,
+        };
         Ok(workload.wait()?)
     }
 }

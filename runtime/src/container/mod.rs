@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod engine;
+pub mod flatten;
 pub mod id;
 pub mod lifecycle;
 pub mod log;

@@ -12,12 +12,16 @@ use oci_spec::image::{Descriptor, History, MediaType};
 
 use super::changes::{self, Change, ChangeKind};
 use super::engine::Engine;
+use super::flatten::{self, Stack};
 use super::store::{Container, ContainerError};
 use crate::image::atomic::TempFile;
 use crate::image::config::apply_change;
+use crate::image::layer::{decompress, Compression};
 use crate::image::lock::LockMode;
 use crate::image::{Image, Reference, Store};
 use crate::isolation::namespace::sys::{LinuxSys, Sys};
+use crate::isolation::namespace::unpack::LayerStream;
+use crate::isolation::vm::VmBackend;
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ContainerError {
     let path = path.to_path_buf();
@@ -37,6 +41,20 @@ fn lower_of(container: &Container) -> Result<PathBuf, ContainerError> {
 
 /// The writable layer's changes, sorted by path.
 pub fn diff(engine: &Engine, container: &Container) -> Result<Vec<Change>, ContainerError> {
+    if let Some(vm) = engine.vm_backend(container) {
+        let store = Store::open(&engine.root)?;
+        let image = store.resolve(&container.config.image_id)?;
+        let mut lower = Stack::default();
+        for LayerStream { name, tar } in image_layers(&store, &image)? {
+            lower
+                .push(tar)
+                .map_err(io_err("read layer", Path::new(&name)))?;
+        }
+        let mut layer = vm_layer(engine, container, &vm)?;
+        let path = layer.path().to_path_buf();
+        return flatten::diff_layer(io::BufReader::new(layer.file_mut()), &lower)
+            .map_err(io_err("read", &path));
+    }
     let upper = container.config.launch.rootfs.upper.clone();
     let lower = lower_of(container)?;
     let mut out = TempFile::new_in(&engine.containers.tmp_dir(), "diff-")?;
@@ -108,14 +126,21 @@ pub fn commit(
         })?;
     }
 
-    // The layer, written by a process that can read every file of the layer.
-    let tar = TempFile::new_in(&store.tmp_dir(), "commit-")?;
-    let mut writer = tar.file().try_clone().map_err(io_err("open", tar.path()))?;
-    let upper = container.config.launch.rootfs.upper.clone();
-    engine.backend.as_container_root(
-        &format!("read the writable layer of {}", container.name()),
-        move || changes::layer_tar(&upper, &mut writer).map_err(|e| e.to_string()),
-    )?;
+    let tar = match engine.vm_backend(container) {
+        // The agent writes the layer from inside the guest.
+        Some(vm) => vm_layer(engine, container, &vm)?,
+        None => {
+            // The layer, written by a process that can read every file of the layer.
+            let tar = TempFile::new_in(&store.tmp_dir(), "commit-")?;
+            let mut writer = tar.file().try_clone().map_err(io_err("open", tar.path()))?;
+            let upper = container.config.launch.rootfs.upper.clone();
+            engine.backend.as_container_root(
+                &format!("read the writable layer of {}", container.name()),
+                move || changes::layer_tar(&upper, &mut writer).map_err(|e| e.to_string()),
+            )?;
+            tar
+        }
+    };
 
     let _lock = store.lock_store(LockMode::Shared)?;
     let mut blob = store.blob_writer()?;
@@ -166,6 +191,9 @@ pub fn commit(
 
 /// Writes the container's whole filesystem (image and writable layer) as a tar to `out`.
 pub fn export(engine: &Engine, container: &Container, out: File) -> Result<(), ContainerError> {
+    if let Some(vm) = engine.vm_backend(container) {
+        return export_vm(engine, container, &vm, out);
+    }
     let upper = container.config.launch.rootfs.upper.clone();
     let lower = lower_of(container)?;
     let mount = engine.containers.tmp_dir().join(format!(
@@ -209,4 +237,95 @@ pub fn export(engine: &Engine, container: &Container, out: File) -> Result<(), C
             });
     let _ = std::fs::remove_dir(&mount);
     Ok(result?)
+}
+
+/// The decompressed layer tars of `image`, bottom first, each with its digest.
+fn image_layers(store: &Store, image: &Image) -> Result<Vec<LayerStream<'static>>, ContainerError> {
+    let mut out = Vec::new();
+    for (desc, digest) in image.manifest.layers().iter().zip(image.layer_digests()?) {
+        let layer_err = |source| ContainerError::Layer {
+            layer: digest.to_string(),
+            source,
+        };
+        let compression =
+            Compression::from_media_type(desc.media_type().as_ref()).map_err(layer_err)?;
+        let blob = store.open_blob(&digest)?;
+        let tar = decompress(io::BufReader::new(blob), compression).map_err(layer_err)?;
+        out.push(LayerStream {
+            name: digest.to_string(),
+            tar,
+        });
+    }
+    Ok(out)
+}
+
+/// A VM container's writable layer as an OCI layer tar (written by the guest agent), in a
+/// temporary file read from its start.
+fn vm_layer(
+    engine: &Engine,
+    container: &Container,
+    vm: &VmBackend,
+) -> Result<TempFile, ContainerError> {
+    let mut tar = TempFile::new_in(&engine.containers.tmp_dir(), "layer-")?;
+    let path = tar.path().to_path_buf();
+    // A stopped container's disk is read by booting it: its lock keeps `start` away meanwhile.
+    let lock = engine.containers.lock(container.id())?;
+    let running = engine
+        .containers
+        .load(container.id())?
+        .status()
+        .is_running();
+    if running {
+        drop(lock);
+    }
+    let mut out = io::BufWriter::new(tar.file().try_clone().map_err(io_err("open", &path))?);
+    vm.stream_upper(&container.config.launch, running, &mut out)?;
+    out.flush().map_err(io_err("write", &path))?;
+    drop(out);
+    tar.file_mut()
+        .seek(SeekFrom::Start(0))
+        .map_err(io_err("read", &path))?;
+    Ok(tar)
+}
+
+/// `export` of a VM container: the visible entries of the image's layers and of the writable
+/// layer, as one tar.
+fn export_vm(
+    engine: &Engine,
+    container: &Container,
+    vm: &VmBackend,
+    out: File,
+) -> Result<(), ContainerError> {
+    let store = Store::open(&engine.root)?;
+    let image = store.resolve(&container.config.image_id)?;
+    let mut upper = vm_layer(engine, container, vm)?;
+    let upper_path = upper.path().to_path_buf();
+    let mut stack = Stack::default();
+    for LayerStream { name, tar } in image_layers(&store, &image)? {
+        stack
+            .push(tar)
+            .map_err(io_err("read layer", Path::new(&name)))?;
+    }
+    stack
+        .push(io::BufReader::new(upper.file_mut()))
+        .map_err(io_err("read", &upper_path))?;
+    let mut builder = tar::Builder::new(io::BufWriter::new(out));
+    let layers = image_layers(&store, &image)?;
+    let count = layers.len();
+    for (i, LayerStream { name, tar }) in layers.into_iter().enumerate() {
+        stack
+            .write_layer(i, tar, &mut builder)
+            .map_err(io_err("export layer", Path::new(&name)))?;
+    }
+    upper
+        .file_mut()
+        .seek(SeekFrom::Start(0))
+        .map_err(io_err("read", &upper_path))?;
+    stack
+        .write_layer(count, io::BufReader::new(upper.file_mut()), &mut builder)
+        .map_err(io_err("export", &upper_path))?;
+    builder
+        .into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(io_err("write the export of", Path::new(container.name())))
 }

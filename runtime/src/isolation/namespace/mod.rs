@@ -5,6 +5,7 @@
 pub mod caps;
 pub mod idmap;
 pub mod init;
+pub mod masks;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -1,9 +1,11 @@
 //! The container's filesystem, built inside its own user and mount namespaces: overlayfs over the
-//! image's directories, a minimal /dev, /proc, a read-only /sys, then pivot_root into it.
+//! image's directories, a minimal /dev, /proc, a read-only /sys, docker's masked and read-only
+//! paths, then pivot_root into it.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::masks;
 use super::sys::Sys;
 use crate::isolation::RootfsSpec;
 
@@ -107,6 +109,7 @@ pub fn setup(sys: &dyn Sys, spec: &RootfsSpec) -> Result<(), MountError> {
 
     setup_dev(sys, root)?;
     setup_sys(sys, root)?;
+    masks::apply(sys, root)?;
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
     // only the new root, with no directory needed for the old one.

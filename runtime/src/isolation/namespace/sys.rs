@@ -126,8 +126,9 @@ pub(crate) mod recording {
     #[derive(Default)]
     pub struct RecordingSys {
         pub calls: RefCell<Vec<String>>,
-        /// Calls whose line starts with one of these fail with EPERM.
+        /// Calls whose line starts with one of these fail, with `fail_errno` (EPERM if unset).
         pub fail: Vec<String>,
+        pub fail_errno: Option<i32>,
     }
 
     impl RecordingSys {
@@ -135,7 +136,9 @@ pub(crate) mod recording {
             let failed = self.fail.iter().any(|f| line.starts_with(f.as_str()));
             self.calls.borrow_mut().push(line);
             if failed {
-                Err(io::Error::from_raw_os_error(libc::EPERM))
+                Err(io::Error::from_raw_os_error(
+                    self.fail_errno.unwrap_or(libc::EPERM),
+                ))
             } else {
                 Ok(())
             }

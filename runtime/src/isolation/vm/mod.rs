@@ -8,13 +8,17 @@
 //! image, `upper` the writable disk file (when it does not exist, the guest gets a tmpfs).
 
 pub mod assets;
+pub mod control;
 pub mod disk;
+pub mod mux;
 pub mod phases;
+pub mod terminal;
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio as ProcStdio};
@@ -24,6 +28,11 @@ use std::time::{Duration, Instant};
 use nook_agent::client::{Client, ClientError, ProcessResult};
 use nook_agent::protocol::{ProcessSpec as AgentProcess, StartSpec};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use control::server::ControlServer;
+use mux::Mux;
+use std::os::fd::AsFd;
 
 use super::{Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, Stdio, Workload};
 use crate::paths::{self, Env, ProcessEnv};
@@ -122,6 +131,12 @@ pub enum VmError {
     NoConnect { path: PathBuf },
     #[error("the guest agent did not come up")]
     Agent(#[source] ClientError),
+    #[error("cannot stream the writable layer from the guest")]
+    Layer(#[source] ClientError),
+    #[error("the container's control channel failed")]
+    Control(#[source] control::ControlError),
+    #[error("the container has no writable disk at {}", path.display())]
+    NoDisk { path: PathBuf },
 }
 
 /// The backend for one container: its directory (VM config, VMM log) and its VM size.
@@ -135,12 +150,11 @@ fn debugging(env: &dyn Env) -> bool {
     env.var("NOOK_VM_DEBUG").is_some_and(|v| v != "0")
 }
 
-/// Where the agent socket goes: the runtime directory, or the temp directory when that path is
-/// too long for a Unix socket address.
-fn socket_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
-    let short = &id[..id.len().min(12)];
+/// Where the agent and control sockets go: the runtime directory, or the temp directory when
+/// that path is too long for a Unix socket address (108 bytes).
+fn socket_dir(env: &dyn Env) -> Result<PathBuf, VmError> {
     let mut dir = paths::runtime_dir(env).join("vm");
-    if dir.as_os_str().len() + short.len() + 8 > 100 {
+    if dir.as_os_str().len() + 12 + 8 > 100 {
         dir = std::env::temp_dir().join(format!("nook-vm-{}", env.uid()));
     }
     std::fs::create_dir_all(&dir).map_err(|source| VmError::Io {
@@ -149,7 +163,21 @@ fn socket_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
         source,
     })?;
     let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-    Ok(dir.join(format!("{short}.sock")))
+    Ok(dir)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Where the agent socket goes (only while the VMM connects).
+fn socket_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
+    Ok(socket_dir(env)?.join(format!("{}.sock", short(id))))
+}
+
+/// Where the monitor of the running container `id` serves its control channel.
+pub fn control_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
+    Ok(socket_dir(env)?.join(format!("{}.ctl", short(id))))
 }
 
 impl VmBackend {
@@ -158,9 +186,17 @@ impl VmBackend {
         move |source| VmError::Io { what, path, source }
     }
 
-    /// Boots the VM and starts `spec`'s process; returns the running VMM, its agent client
-    /// and the process's stream id.
-    fn boot(&self, spec: &LaunchSpec) -> Result<(Child, Client, u32, PathBuf), VmError> {
+    /// The container's id (its directory's name).
+    fn id(&self) -> String {
+        self.container_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Boots the VM until its agent is ready; returns the running VMM, its agent client and
+    /// the VMM's log.
+    fn boot(&self, spec: &LaunchSpec) -> Result<(Child, Client, PathBuf), VmError> {
         let env = ProcessEnv;
         let cache = paths::cache_dir(&env);
         let kernel = find_kernel(self.settings.kernel.as_deref(), &env)?;
@@ -176,9 +212,11 @@ impl VmBackend {
         let upper = &spec.rootfs.upper;
         let with_disk = upper.is_file();
         if with_disk {
+            // Writable even with --read-only: the guest replays the ext4 journal at mount and
+            // makes the container's root read-only itself (nook.readonly).
             disks.push(nook_vmm::DiskConfig {
                 path: upper.clone(),
-                read_only: spec.rootfs.read_only,
+                read_only: false,
             });
         }
         let debug = debugging(&env);
@@ -194,13 +232,11 @@ impl VmBackend {
         } else {
             " nook.upper=tmpfs"
         });
+        if spec.rootfs.read_only {
+            cmdline.push_str(" nook.readonly");
+        }
 
-        let id = self
-            .container_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let socket = socket_path(&env, &id)?;
+        let socket = socket_path(&env, &self.id())?;
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket).map_err(Self::io("listen on", &socket))?;
         let config = nook_vmm::VmConfig {
@@ -228,15 +264,25 @@ impl VmBackend {
         let log_path = self.container_dir.join("vmm.log");
         let log = File::create(&log_path).map_err(Self::io("create", &log_path))?;
 
-        phases::mark(phases::Mark::VmmSpawn);
-        let mut child = Command::new(&vmm)
+        let mut command = Command::new(&vmm);
+        command
             .arg("--config")
             .arg(&config_path)
             .stdin(ProcStdio::null())
             .stdout(ProcStdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(Self::io("start the VMM", &vmm))?;
+            .stderr(log);
+        // SAFETY: the closure only calls prctl, which is async-signal-safe. A monitor killed
+        // with SIGKILL takes its VM along, so no VM outlives the container's recorded state.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        phases::mark(phases::Mark::VmmSpawn);
+        let mut child = command.spawn().map_err(Self::io("start the VMM", &vmm))?;
         let failed = |child: &mut Child, status: std::process::ExitStatus| {
             let _ = child.wait();
             let message = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -267,17 +313,10 @@ impl VmBackend {
                 }
                 return Err(VmError::Agent(e));
             }
-            let stream = client
-                .start(StartSpec {
-                    process: agent_process(&spec.process),
-                    hostname: spec.hostname.clone(),
-                    resolv_conf: String::new(),
-                })
-                .map_err(VmError::Agent)?;
-            Ok((client, stream))
+            Ok(client)
         })();
         match result {
-            Ok((client, stream)) => Ok((child, client, stream, log_path)),
+            Ok(client) => Ok((child, client, log_path)),
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -355,11 +394,16 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::Ex
     }
 }
 
-/// A running VM: the VMM process and the thread relaying the container process's streams.
+/// A running VM: the VMM process, the thread relaying the container process's streams and the
+/// control channel served meanwhile.
 struct VmWorkload {
     child: Child,
     relay: Option<JoinHandle<Result<ProcessResult, ClientError>>>,
     log_path: PathBuf,
+    control: Option<ControlServer>,
+    /// The host terminal's settings, back when the container ends.
+    raw: Option<terminal::RawMode>,
+    size_watch: Option<terminal::SizeWatch>,
 }
 
 impl Workload for VmWorkload {
@@ -373,6 +417,10 @@ impl Workload for VmWorkload {
             // The relay thread panicked: the VMM's status below is all we know.
             Some(Err(_)) | None => None,
         };
+        // No more requests: the container's process is gone.
+        self.control = None;
+        self.size_watch = None;
+        self.raw = None;
         let status = match wait_timeout(&mut self.child, RESET_TIMEOUT) {
             Some(s) => Some(s),
             None => {
@@ -388,7 +436,8 @@ impl Workload for VmWorkload {
                 None => Exit::Code(r.status.code),
             }),
             _ => match status.and_then(|s| s.signal()) {
-                // `nook kill`/`stop` end the VMM with a signal: the container died of it.
+                // The VMM was killed (`nook kill` without an agent, or by hand): the container
+                // died of that signal.
                 Some(sig) => Ok(Exit::Signal(sig)),
                 None => Err(IsolationError::Vm(VmError::Vmm {
                     vmm: PathBuf::from("nook-vmm"),
@@ -407,21 +456,187 @@ impl Workload for VmWorkload {
     }
 }
 
+/// A process run by `nook exec` through the control channel.
+struct ExecWorkload {
+    session: Option<control::client::ExecSession>,
+    stdout: File,
+    stderr: File,
+    _raw: Option<terminal::RawMode>,
+    _size_watch: Option<terminal::SizeWatch>,
+}
+
+impl Workload for ExecWorkload {
+    fn pid(&self) -> i32 {
+        // The process lives in the guest; it has no host pid.
+        0
+    }
+
+    fn wait(&mut self) -> Result<Exit, IsolationError> {
+        let session = self.session.take().ok_or_else(|| {
+            IsolationError::os(
+                "wait for the exec'd process",
+                io::ErrorKind::InvalidInput.into(),
+            )
+        })?;
+        let outcome = session
+            .wait(&mut self.stdout, &mut self.stderr)
+            .map_err(VmError::Control)?;
+        if !outcome.started {
+            // Docker's codes: 126 not executable, 127 not found, 125 set-up.
+            return Err(IsolationError::Start {
+                code: outcome.status.code,
+                message: outcome.errors.join("; "),
+            });
+        }
+        for message in &outcome.errors {
+            let _ = writeln!(self.stderr, "nook: {message}");
+        }
+        Ok(match outcome.status.signal {
+            Some(s) => Exit::Signal(s),
+            None => Exit::Code(outcome.status.code),
+        })
+    }
+}
+
+/// How a signal reached a VM container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Through the agent, to the container's process.
+    Agent,
+    /// The agent was unreachable: the VMM process got the signal (the guest did not sync).
+    Vmm { reason: String },
+}
+
+impl VmBackend {
+    /// The control socket of this container's monitor.
+    fn control_path(&self) -> Result<PathBuf, VmError> {
+        control_path(&ProcessEnv, &self.id())
+    }
+
+    /// Sends `signal` to the container's process through the agent; when the monitor or the
+    /// agent cannot be reached, to the VMM process `vmm` instead, which ends the VM at once.
+    pub fn deliver(&self, vmm: i32, signal: i32) -> Result<Delivery, IsolationError> {
+        let reason = match self
+            .control_path()
+            .map_err(IsolationError::from)
+            .and_then(|p| {
+                control::client::signal(&p, signal).map_err(|e| VmError::Control(e).into())
+            }) {
+            Ok(()) => return Ok(Delivery::Agent),
+            Err(e) => crate::errors::chain(&e),
+        };
+        // SAFETY: kill takes a pid and a signal number.
+        if unsafe { libc::kill(vmm, signal) } < 0 {
+            return Err(IsolationError::os(
+                format!("signal the VMM process {vmm} ({reason})"),
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(Delivery::Vmm { reason })
+    }
+
+    /// Writes the container's writable layer as an OCI layer tar into `out`. A running
+    /// container streams it through its monitor; a stopped one is booted without a process
+    /// just to stream it (its disk is ext4, which only the guest reads without root).
+    pub fn stream_upper(
+        &self,
+        spec: &LaunchSpec,
+        running: bool,
+        out: &mut dyn Write,
+    ) -> Result<u64, IsolationError> {
+        if running {
+            let path = self.control_path()?;
+            return Ok(control::client::stream_upper(&path, out).map_err(VmError::Control)?);
+        }
+        if !spec.rootfs.upper.is_file() {
+            return Err(VmError::NoDisk {
+                path: spec.rootfs.upper.clone(),
+            }
+            .into());
+        }
+        let (mut child, client, _log) = self.boot(spec)?;
+        let result = client.stream_upper(out);
+        let _ = client.shutdown();
+        drop(client);
+        if wait_timeout(&mut child, RESET_TIMEOUT).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(result.map_err(VmError::Layer)?)
+    }
+}
+
 impl Isolation for VmBackend {
     fn start(&self, spec: &LaunchSpec, stdio: Stdio) -> Result<Box<dyn Workload>, IsolationError> {
-        let (child, client, stream, log_path) = self.boot(spec)?;
+        let (mut child, client, log_path) = self.boot(spec)?;
+        let end = |child: &mut Child| {
+            let _ = child.kill();
+            let _ = child.wait();
+        };
         let Stdio {
             stdin,
             stdout,
             stderr,
         } = stdio;
-        client.pump_stdin(stream, File::from(stdin));
+        let terminal = spec.process.terminal;
+        let mut process = agent_process(&spec.process);
+        if let Some((rows, cols)) = terminal.then(|| terminal::size(stdout.as_fd())).flatten() {
+            (process.rows, process.cols) = (rows, cols);
+        }
+        let started = (|| {
+            let mux =
+                Arc::new(Mux::new(client).map_err(|e| {
+                    IsolationError::os("start the agent connection's dispatcher", e)
+                })?);
+            let (main, frames) = mux
+                .start_main(StartSpec {
+                    process,
+                    hostname: spec.hostname.clone(),
+                    resolv_conf: String::new(),
+                })
+                .map_err(VmError::Agent)?;
+            let path = self.control_path()?;
+            let _ = std::fs::remove_file(&path);
+            let listener = UnixListener::bind(&path).map_err(Self::io("listen on", &path))?;
+            let server = ControlServer::start(listener, path.clone(), Arc::clone(&mux))
+                .map_err(Self::io("serve", &path))?;
+            Ok::<_, IsolationError>((mux, main, frames, server))
+        })();
+        let (mux, main, frames, server) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                end(&mut child);
+                return Err(e);
+            }
+        };
+        // A terminal on the host side: raw, so the guest's pty alone interprets it.
+        let (raw, size_watch) = if terminal {
+            let tty = if terminal::is_tty(stdin.as_fd()) {
+                stdin.as_fd()
+            } else {
+                stdout.as_fd()
+            };
+            let m = Arc::clone(&mux);
+            (
+                terminal::RawMode::enable(tty),
+                terminal::SizeWatch::start(tty, move |rows, cols| {
+                    m.send(
+                        main,
+                        &nook_agent::protocol::HostMessage::Resize { rows, cols },
+                    )
+                    .is_ok()
+                }),
+            )
+        } else {
+            (None, None)
+        };
+        mux.pump_stdin(main, File::from(stdin));
         let relay = std::thread::Builder::new()
             .name("vm-relay".into())
             .spawn(move || {
                 let mut out = File::from(stdout);
                 let mut err = File::from(stderr);
-                let result = client.wait_process(stream, &mut out, &mut err);
+                let result = mux::wait_main(main, &frames, &mut out, &mut err);
                 phases::exited(result.as_ref().ok().and_then(|r| r.started));
                 if let Ok(r) = &result {
                     for message in &r.errors {
@@ -429,39 +644,70 @@ impl Isolation for VmBackend {
                     }
                 }
                 // Ask the agent to end the VM, in case the process's end did not already.
-                let _ = client.shutdown();
+                let _ = mux.shutdown();
                 result
-            })
-            .map_err(|e| IsolationError::os("start the relay thread", e))?;
+            });
+        let relay = match relay {
+            Ok(r) => r,
+            Err(e) => {
+                end(&mut child);
+                return Err(IsolationError::os("start the relay thread", e));
+            }
+        };
         Ok(Box::new(VmWorkload {
             child,
             relay: Some(relay),
             log_path,
+            control: Some(server),
+            raw,
+            size_watch,
         }))
     }
 
     fn exec(
         &self,
         _init: i32,
-        _process: &ProcessSpec,
-        _stdio: Stdio,
+        process: &ProcessSpec,
+        stdio: Stdio,
     ) -> Result<Box<dyn Workload>, IsolationError> {
-        Err(IsolationError::Start {
-            code: 125,
-            message: "exec into a VM container is not supported yet".into(),
-        })
+        let Stdio {
+            stdin,
+            stdout,
+            stderr,
+        } = stdio;
+        let mut spec = agent_process(process);
+        if let Some((rows, cols)) = process
+            .terminal
+            .then(|| terminal::size(stdout.as_fd()))
+            .flatten()
+        {
+            (spec.rows, spec.cols) = (rows, cols);
+        }
+        let session =
+            control::client::exec(&self.control_path()?, spec).map_err(VmError::Control)?;
+        let (raw, size_watch) = if process.terminal && terminal::is_tty(stdin.as_fd()) {
+            let ctl = session.controller();
+            (
+                terminal::RawMode::enable(stdin.as_fd()),
+                terminal::SizeWatch::start(stdin.as_fd(), move |rows, cols| {
+                    ctl.resize(rows, cols).is_ok()
+                }),
+            )
+        } else {
+            (None, None)
+        };
+        session.pump_stdin(File::from(stdin));
+        Ok(Box::new(ExecWorkload {
+            session: Some(session),
+            stdout: File::from(stdout),
+            stderr: File::from(stderr),
+            _raw: raw,
+            _size_watch: size_watch,
+        }))
     }
 
     fn signal(&self, init: i32, signal: i32) -> Result<(), IsolationError> {
-        // `init` is the VMM: a signal ends the whole VM.
-        // SAFETY: kill takes a pid and a signal number.
-        if unsafe { libc::kill(init, signal) } < 0 {
-            return Err(IsolationError::os(
-                format!("signal the VMM process {init}"),
-                io::Error::last_os_error(),
-            ));
-        }
-        Ok(())
+        self.deliver(init, signal).map(|_| ())
     }
 }
 

@@ -1,0 +1,251 @@
+//! The client side of the control channel, used by the `nook` commands that act on a running
+//! VM container (see the protocol table in [`super`]).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use nook_agent::protocol::{
+    ExitStatus, FrameReader, FrameWriter, GuestMessage, HostMessage, ProcessSpec, MAX_DATA_CHUNK,
+};
+
+use super::{ControlError, REQUEST_STREAM, REQUEST_TIMEOUT, WRITE_TIMEOUT};
+
+type Writer = Arc<Mutex<FrameWriter<UnixStream>>>;
+
+struct Conn {
+    stream: UnixStream,
+    reader: FrameReader<UnixStream>,
+    writer: Writer,
+}
+
+impl Conn {
+    fn open(path: &Path) -> Result<Conn, ControlError> {
+        let stream = UnixStream::connect(path).map_err(|source| ControlError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Conn::over(stream)
+    }
+
+    fn over(stream: UnixStream) -> Result<Conn, ControlError> {
+        stream
+            .set_write_timeout(Some(WRITE_TIMEOUT))
+            .map_err(ControlError::Io)?;
+        let reader = FrameReader::new(stream.try_clone().map_err(ControlError::Io)?);
+        let writer = FrameWriter::new(stream.try_clone().map_err(ControlError::Io)?);
+        Ok(Conn {
+            stream,
+            reader,
+            writer: Arc::new(Mutex::new(writer)),
+        })
+    }
+
+    fn send(&self, stream: u32, msg: &HostMessage) -> Result<(), ControlError> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(stream, msg)?;
+        Ok(())
+    }
+
+    fn next(&mut self, what: &'static str) -> Result<GuestMessage, ControlError> {
+        match self.reader.read_frame::<GuestMessage>()? {
+            Some(f) => Ok(f.message),
+            None => Err(ControlError::Closed { what }),
+        }
+    }
+}
+
+/// Sends `signal` to the container's main process; returns once the agent has it.
+pub fn signal(path: &Path, signal: i32) -> Result<(), ControlError> {
+    signal_over(Conn::open(path)?, signal)
+}
+
+fn signal_over(mut conn: Conn, signal: i32) -> Result<(), ControlError> {
+    conn.stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(ControlError::Io)?;
+    conn.send(0, &HostMessage::Signal(signal))?;
+    match conn.next("the signal was delivered")? {
+        GuestMessage::Exit(ExitStatus { code: 0, .. }) => Ok(()),
+        GuestMessage::Error { message, .. } => Err(ControlError::Agent { message }),
+        other => Err(ControlError::Unexpected {
+            got: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Copies the container's writable layer, as an OCI layer tar, into `out`; returns its size.
+pub fn stream_upper(path: &Path, out: &mut dyn Write) -> Result<u64, ControlError> {
+    stream_upper_over(Conn::open(path)?, out)
+}
+
+fn stream_upper_over(mut conn: Conn, out: &mut dyn Write) -> Result<u64, ControlError> {
+    // Between two frames of a layer the guest may read a large file: generous, but bounded.
+    conn.stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT * 30))
+        .map_err(ControlError::Io)?;
+    conn.send(REQUEST_STREAM, &HostMessage::StreamUpper)?;
+    let mut written = 0u64;
+    loop {
+        match conn.next("the layer was complete")? {
+            GuestMessage::LayerData(d) => {
+                out.write_all(&d).map_err(ControlError::Output)?;
+                written += d.len() as u64;
+            }
+            GuestMessage::LayerEnd { bytes } => {
+                if bytes != written {
+                    return Err(ControlError::Unexpected {
+                        got: format!("a layer of {bytes} bytes after {written} bytes of data"),
+                    });
+                }
+                out.flush().map_err(ControlError::Output)?;
+                return Ok(bytes);
+            }
+            GuestMessage::Error { message, .. } => return Err(ControlError::Agent { message }),
+            other => {
+                return Err(ControlError::Unexpected {
+                    got: format!("{other:?}"),
+                })
+            }
+        }
+    }
+}
+
+/// How an exec'd process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub status: ExitStatus,
+    /// Whether the agent reported the process started (false: it could not be spawned).
+    pub started: bool,
+    /// The agent's error messages about the process.
+    pub errors: Vec<String>,
+}
+
+/// A process started in the guest through the control channel.
+pub struct ExecSession {
+    conn: Conn,
+}
+
+/// Asks the monitor to run `spec` in the guest.
+pub fn exec(path: &Path, spec: ProcessSpec) -> Result<ExecSession, ControlError> {
+    exec_over(Conn::open(path)?, spec)
+}
+
+fn exec_over(conn: Conn, spec: ProcessSpec) -> Result<ExecSession, ControlError> {
+    conn.send(REQUEST_STREAM, &HostMessage::Exec(spec))?;
+    Ok(ExecSession { conn })
+}
+
+impl ExecSession {
+    /// Copies `input` to the process's stdin from a thread, then closes it.
+    pub fn pump_stdin<R: Read + Send + 'static>(&self, mut input: R) {
+        let writer = Arc::clone(&self.conn.writer);
+        let _ = std::thread::Builder::new()
+            .name("exec-stdin".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; MAX_DATA_CHUNK];
+                loop {
+                    let n = match input.read(&mut buf) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => 0,
+                    };
+                    let msg = if n == 0 {
+                        HostMessage::StdinClose
+                    } else {
+                        HostMessage::Stdin(buf[..n].to_vec())
+                    };
+                    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                    if w.send(REQUEST_STREAM, &msg).is_err() || n == 0 {
+                        return;
+                    }
+                }
+            });
+    }
+
+    /// A handle that resizes the process's terminal or signals it from another thread.
+    pub fn controller(&self) -> ExecControl {
+        ExecControl {
+            writer: Arc::clone(&self.conn.writer),
+        }
+    }
+
+    /// Relays the process's output until it exits.
+    pub fn wait(
+        mut self,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> Result<ExecOutcome, ControlError> {
+        let mut started = false;
+        let mut errors = Vec::new();
+        loop {
+            match self.conn.next("the process exited")? {
+                GuestMessage::Started { .. } => started = true,
+                GuestMessage::Stdout(d) => {
+                    stdout.write_all(&d).map_err(ControlError::Output)?;
+                    stdout.flush().map_err(ControlError::Output)?;
+                }
+                GuestMessage::Stderr(d) => stderr.write_all(&d).map_err(ControlError::Output)?,
+                GuestMessage::Error { message, .. } => errors.push(message),
+                GuestMessage::Exit(status) => {
+                    let _ = self.conn.stream.shutdown(std::net::Shutdown::Both);
+                    return Ok(ExecOutcome {
+                        status,
+                        started,
+                        errors,
+                    });
+                }
+                other => {
+                    return Err(ControlError::Unexpected {
+                        got: format!("{other:?}"),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Sends resizes and signals to an exec'd process.
+#[derive(Clone)]
+pub struct ExecControl {
+    writer: Writer,
+}
+
+impl ExecControl {
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), ControlError> {
+        self.send(&HostMessage::Resize { rows, cols })
+    }
+
+    pub fn signal(&self, signal: i32) -> Result<(), ControlError> {
+        self.send(&HostMessage::Signal(signal))
+    }
+
+    fn send(&self, msg: &HostMessage) -> Result<(), ControlError> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(REQUEST_STREAM, msg)?;
+        Ok(())
+    }
+}
+
+/// For tests: the same requests over an already connected socket.
+#[cfg(test)]
+pub(super) mod over {
+    use super::*;
+
+    pub fn signal(s: UnixStream, sig: i32) -> Result<(), ControlError> {
+        signal_over(Conn::over(s)?, sig)
+    }
+
+    pub fn stream_upper(s: UnixStream, out: &mut dyn Write) -> Result<u64, ControlError> {
+        stream_upper_over(Conn::over(s)?, out)
+    }
+
+    pub fn exec(s: UnixStream, spec: ProcessSpec) -> Result<ExecSession, ControlError> {
+        exec_over(Conn::over(s)?, spec)
+    }
+}

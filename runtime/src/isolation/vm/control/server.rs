@@ -1,0 +1,276 @@
+//! The monitor's side of the control channel: accepts connections on the container's control
+//! socket and relays each one's request over the shared agent connection.
+//!
+//! Each connection has its own threads, so a slow or hostile client holds up only its own
+//! request: its first frame must come within [`REQUEST_TIMEOUT`], frames are bounded by the
+//! protocol's decoder, writes to it time out after [`WRITE_TIMEOUT`], and the agent's frames for
+//! it wait in a bounded queue (see [`Mux`]).
+
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nook_agent::protocol::{
+    ErrorKind, ExitStatus, Frame, FrameReader, FrameWriter, GuestMessage, HostMessage,
+};
+
+use super::{MAX_CONNECTIONS, REQUEST_STREAM, REQUEST_TIMEOUT, WRITE_TIMEOUT};
+use crate::isolation::vm::mux::Mux;
+
+type Writer = Arc<Mutex<FrameWriter<UnixStream>>>;
+
+/// The accept loop of a container's control socket; ends (and removes the socket) on drop.
+pub struct ControlServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl ControlServer {
+    /// Serves `listener` (bound at `path`) until dropped.
+    pub fn start(listener: UnixListener, path: PathBuf, mux: Arc<Mux>) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("vm-control".into())
+            .spawn(move || accept_loop(&listener, &flag, &mux))?;
+        Ok(ControlServer {
+            stop,
+            thread: Some(thread),
+            path,
+        })
+    }
+}
+
+fn accept_loop(listener: &UnixListener, stop: &AtomicBool, mux: &Arc<Mux>) {
+    let live = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::SeqCst) {
+        let conn = match listener.accept() {
+            Ok((conn, _)) => conn,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
+        if live.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            continue; // dropped: closed at once
+        }
+        live.fetch_add(1, Ordering::SeqCst);
+        let (mux, live2) = (Arc::clone(mux), Arc::clone(&live));
+        let spawned = std::thread::Builder::new()
+            .name("vm-control-conn".into())
+            .spawn(move || {
+                let _ = serve(conn, &mux);
+                live2.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            live.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn send(writer: &Writer, stream: u32, msg: &GuestMessage) -> io::Result<()> {
+    writer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send(stream, msg)
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+fn refuse(writer: &Writer, stream: u32, kind: ErrorKind, message: String) -> io::Result<()> {
+    send(writer, stream, &GuestMessage::Error { kind, message })
+}
+
+/// Serves one connection: one request.
+pub fn serve(conn: UnixStream, mux: &Mux) -> io::Result<()> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    conn.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let writer: Writer = Arc::new(Mutex::new(FrameWriter::new(conn.try_clone()?)));
+    let mut reader = FrameReader::new(conn.try_clone()?);
+    let first = match reader.read_frame::<HostMessage>() {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(()),
+        Err(e) => return refuse(&writer, 0, ErrorKind::Protocol, e.to_string()),
+    };
+    match (first.stream, first.message) {
+        (0, HostMessage::Signal(sig)) => {
+            let result = match mux.main_stream() {
+                Some(main) => mux
+                    .send(main, &HostMessage::Signal(sig))
+                    .map_err(|e| crate::errors::chain(&e)),
+                None => Err("the container's process has not started".to_string()),
+            };
+            match result {
+                Ok(()) => send(
+                    &writer,
+                    0,
+                    &GuestMessage::Exit(ExitStatus {
+                        code: 0,
+                        signal: None,
+                    }),
+                ),
+                Err(message) => refuse(&writer, 0, ErrorKind::Internal, message),
+            }
+        }
+        (REQUEST_STREAM, HostMessage::Exec(spec)) => {
+            let (stream, frames) = match mux.open() {
+                Ok(r) => r,
+                Err(e) => {
+                    return refuse(
+                        &writer,
+                        REQUEST_STREAM,
+                        ErrorKind::InvalidState,
+                        crate::errors::chain(&e),
+                    )
+                }
+            };
+            if let Err(e) = mux.send(stream, &HostMessage::Exec(spec)) {
+                mux.forget(stream);
+                return refuse(
+                    &writer,
+                    REQUEST_STREAM,
+                    ErrorKind::Internal,
+                    crate::errors::chain(&e),
+                );
+            }
+            let out = Arc::clone(&writer);
+            let closer = conn.try_clone()?;
+            let forward = std::thread::Builder::new()
+                .name("vm-control-out".into())
+                .spawn(move || {
+                    forward(&frames, &out);
+                    // The process ended (or the client stopped reading): end the connection,
+                    // which also ends the input loop below.
+                    let _ = closer.shutdown(std::net::Shutdown::Both);
+                })?;
+            // Input may be idle for as long as the process runs.
+            conn.set_read_timeout(None)?;
+            let mut stdin_open = true;
+            loop {
+                let frame = match reader.read_frame::<HostMessage>() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) if matches!(&e, nook_agent::protocol::ReadError::Frame(f) if !f.is_fatal()) =>
+                    {
+                        let _ = refuse(&writer, REQUEST_STREAM, ErrorKind::Protocol, e.to_string());
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                let relayed = match (frame.stream, frame.message) {
+                    (REQUEST_STREAM, m @ HostMessage::Stdin(_)) if stdin_open => Some(m),
+                    (REQUEST_STREAM, HostMessage::StdinClose) if stdin_open => {
+                        stdin_open = false;
+                        Some(HostMessage::StdinClose)
+                    }
+                    (REQUEST_STREAM, m @ (HostMessage::Signal(_) | HostMessage::Resize { .. })) => {
+                        Some(m)
+                    }
+                    (REQUEST_STREAM, HostMessage::Stdin(_) | HostMessage::StdinClose) => None,
+                    (s, other) => {
+                        let _ = refuse(
+                            &writer,
+                            s,
+                            ErrorKind::InvalidState,
+                            format!("{other:?} is not allowed on an exec connection"),
+                        );
+                        None
+                    }
+                };
+                if let Some(m) = relayed {
+                    if mux.send(stream, &m).is_err() {
+                        break;
+                    }
+                }
+            }
+            // The client went away: the process keeps running (as with docker), its stdin ends.
+            if stdin_open {
+                let _ = mux.send(stream, &HostMessage::StdinClose);
+            }
+            let _ = forward.join();
+            mux.forget(stream);
+            Ok(())
+        }
+        (REQUEST_STREAM, HostMessage::StreamUpper) => {
+            let (stream, frames) = match mux.open() {
+                Ok(r) => r,
+                Err(e) => {
+                    return refuse(
+                        &writer,
+                        REQUEST_STREAM,
+                        ErrorKind::InvalidState,
+                        crate::errors::chain(&e),
+                    )
+                }
+            };
+            if let Err(e) = mux.send(stream, &HostMessage::StreamUpper) {
+                mux.forget(stream);
+                return refuse(
+                    &writer,
+                    REQUEST_STREAM,
+                    ErrorKind::Internal,
+                    crate::errors::chain(&e),
+                );
+            }
+            forward(&frames, &writer);
+            mux.forget(stream);
+            Ok(())
+        }
+        (stream, other) => refuse(
+            &writer,
+            stream,
+            ErrorKind::Protocol,
+            format!("{other:?} on stream {stream} does not open a control request"),
+        ),
+    }
+}
+
+/// Copies the agent's frames of one request to the client (as its stream 1) until the last.
+fn forward(frames: &Receiver<Frame<GuestMessage>>, writer: &Writer) {
+    loop {
+        let Ok(frame) = frames.recv() else {
+            let _ = refuse(
+                writer,
+                REQUEST_STREAM,
+                ErrorKind::Internal,
+                "the relay of this request ended: the container stopped, or this client read too slowly"
+                    .into(),
+            );
+            return;
+        };
+        let last = matches!(
+            frame.message,
+            GuestMessage::Exit(_) | GuestMessage::LayerEnd { .. }
+        ) || matches!(
+            frame.message,
+            GuestMessage::Error {
+                kind: ErrorKind::Layer,
+                ..
+            }
+        );
+        if send(writer, REQUEST_STREAM, &frame.message).is_err() || last {
+            return;
+        }
+    }
+}

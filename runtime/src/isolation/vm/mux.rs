@@ -1,0 +1,234 @@
+//! The one agent connection of a running VM, shared: a dispatcher thread routes every frame the
+//! agent sends to the stream it belongs to, so the container's main process and the requests of
+//! the control channel (exec, upper-layer streaming) run side by side on that one connection.
+//!
+//! The dispatcher must keep reading: while it waits, the agent's writes to the channel block, and
+//! with them the guest's whole supervision loop. So a route of a control client (another `nook`
+//! process, maybe slow or stuck) gets a bounded queue and a bounded wait; when it stays full the
+//! route is dropped and that client's request fails, the container goes on.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nook_agent::client::{Client, ClientError, ProcessResult};
+use nook_agent::protocol::{Frame, GuestMessage, HostMessage, StartSpec};
+
+/// Frames queued for the monitor's own consumer of the main process's output.
+const MAIN_QUEUE: usize = 256;
+/// Frames queued for one control client (64 KiB each at most).
+pub const CLIENT_QUEUE: usize = 64;
+/// How long the dispatcher waits for a control client's full queue before dropping the route.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+enum Route {
+    /// The monitor's own consumer: delivery waits for it (it only writes into local pipes).
+    Owned(SyncSender<Frame<GuestMessage>>),
+    /// A control client's request: delivery waits at most [`DELIVERY_TIMEOUT`].
+    Bounded(SyncSender<Frame<GuestMessage>>),
+}
+
+#[derive(Default)]
+struct Routes {
+    map: HashMap<u32, Route>,
+    /// The stream of the container's main process: frames on stream 0 (errors about the whole
+    /// connection) go to it too.
+    main: Option<u32>,
+    closed: bool,
+}
+
+/// The shared agent connection.
+pub struct Mux {
+    client: Arc<Client>,
+    routes: Arc<Mutex<Routes>>,
+}
+
+fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
+    routes.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Mux {
+    /// Takes over `client` (already past the agent's ready message) and starts routing.
+    pub fn new(client: Client) -> std::io::Result<Mux> {
+        let client = Arc::new(client);
+        let routes = Arc::new(Mutex::new(Routes::default()));
+        let (c, r) = (Arc::clone(&client), Arc::clone(&routes));
+        std::thread::Builder::new()
+            .name("agent-mux".into())
+            .spawn(move || dispatch(&c, &r))?;
+        Ok(Mux { client, routes })
+    }
+
+    /// Sends a frame on an agent stream.
+    pub fn send(&self, stream: u32, msg: &HostMessage) -> Result<(), ClientError> {
+        self.client.send(stream, msg)
+    }
+
+    /// Starts the container's main process; its frames (and stream 0's) come out of the
+    /// receiver until its `Exit`.
+    pub fn start_main(
+        &self,
+        spec: StartSpec,
+    ) -> Result<(u32, Receiver<Frame<GuestMessage>>), ClientError> {
+        let stream = self.client.new_stream();
+        let (tx, rx) = mpsc::sync_channel(MAIN_QUEUE);
+        {
+            let mut routes = lock(&self.routes);
+            if routes.closed {
+                return Err(ClientError::Closed {
+                    what: "the main process was started",
+                });
+            }
+            routes.map.insert(stream, Route::Owned(tx));
+            routes.main = Some(stream);
+        }
+        self.client.send(stream, &HostMessage::Start(spec))?;
+        Ok((stream, rx))
+    }
+
+    /// A new stream for a control client's request, routed before the request is sent.
+    pub fn open(&self) -> Result<(u32, Receiver<Frame<GuestMessage>>), ClientError> {
+        let stream = self.client.new_stream();
+        let (tx, rx) = mpsc::sync_channel(CLIENT_QUEUE);
+        let mut routes = lock(&self.routes);
+        if routes.closed {
+            return Err(ClientError::Closed {
+                what: "the request was sent",
+            });
+        }
+        routes.map.insert(stream, Route::Bounded(tx));
+        Ok((stream, rx))
+    }
+
+    /// Stops routing `stream` (its frames are dropped from now on).
+    pub fn forget(&self, stream: u32) {
+        lock(&self.routes).map.remove(&stream);
+    }
+
+    /// The main process's stream, once started.
+    pub fn main_stream(&self) -> Option<u32> {
+        lock(&self.routes).main
+    }
+
+    /// Copies `input` to the stream's stdin from a thread, then closes it.
+    pub fn pump_stdin<R: std::io::Read + Send + 'static>(&self, stream: u32, input: R) {
+        self.client.pump_stdin(stream, input);
+    }
+
+    /// Asks the agent to end the VM.
+    pub fn shutdown(&self) -> Result<(), ClientError> {
+        self.client.shutdown()
+    }
+}
+
+/// Whether `msg` is the last frame of its stream.
+fn is_last(msg: &GuestMessage) -> bool {
+    matches!(msg, GuestMessage::Exit(_) | GuestMessage::LayerEnd { .. })
+}
+
+fn dispatch(client: &Client, routes: &Mutex<Routes>) {
+    loop {
+        let frame = match client.next_event(None) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            // A frame this host could not decode: dropped; a dead channel ends in Ok(None).
+            Err(_) => continue,
+        };
+        let stream = match frame.stream {
+            0 => match lock(routes).main {
+                Some(m) => m,
+                None => continue,
+            },
+            s => s,
+        };
+        let last = is_last(&frame.message);
+        let route = {
+            let r = lock(routes);
+            match r.map.get(&stream) {
+                Some(Route::Owned(tx)) => Some((tx.clone(), false)),
+                Some(Route::Bounded(tx)) => Some((tx.clone(), true)),
+                None => None,
+            }
+        };
+        let Some((tx, bounded)) = route else { continue };
+        let delivered = if bounded {
+            deliver_bounded(&tx, frame)
+        } else {
+            tx.send(frame).is_ok()
+        };
+        if !delivered || last {
+            lock(routes).map.remove(&stream);
+        }
+    }
+    let mut r = lock(routes);
+    r.closed = true;
+    // Dropping the senders tells every waiting consumer that the channel is gone.
+    r.map.clear();
+}
+
+/// Queues `frame` for a control client, waiting at most [`DELIVERY_TIMEOUT`] for room.
+fn deliver_bounded(tx: &SyncSender<Frame<GuestMessage>>, mut frame: Frame<GuestMessage>) -> bool {
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    loop {
+        match tx.try_send(frame) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(f)) => {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                frame = f;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+/// Relays the main process's frames into `stdout` and `stderr` until its exit (as
+/// [`Client::wait_process`] does for an unshared connection).
+pub fn wait_main(
+    main: u32,
+    frames: &Receiver<Frame<GuestMessage>>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<ProcessResult, ClientError> {
+    let mut started = None;
+    let mut errors = Vec::new();
+    let result = loop {
+        let Ok(frame) = frames.recv() else {
+            break Err(ClientError::Closed {
+                what: "the process exited",
+            });
+        };
+        if frame.stream != main {
+            if let GuestMessage::Error { kind, message } = frame.message {
+                break Err(ClientError::Agent { kind, message });
+            }
+            continue;
+        }
+        match frame.message {
+            GuestMessage::Started { pid, exec_ns } => started = Some((pid, exec_ns)),
+            GuestMessage::Stdout(d) => stdout.write_all(&d).map_err(ClientError::Output)?,
+            GuestMessage::Stderr(d) => stderr.write_all(&d).map_err(ClientError::Output)?,
+            GuestMessage::Error { message, .. } => errors.push(message),
+            GuestMessage::Exit(status) => {
+                break Ok(ProcessResult {
+                    status,
+                    started,
+                    errors,
+                })
+            }
+            other => {
+                break Err(ClientError::Unexpected {
+                    stream: main,
+                    got: format!("{other:?}"),
+                })
+            }
+        }
+    };
+    let _ = stdout.flush();
+    let _ = stderr.flush();
+    result
+}

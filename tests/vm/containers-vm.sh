@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The container lifecycle of the VM column, run by an unprivileged user given access to
+# /dev/kvm (as a distribution's `kvm` group does), inside the nested KVM rig (natively on a
+# VT-x/AMD-V host). Shows, through the monitor's control channel and the guest agent:
+# exec (-e, -w, -u, -i, exit codes 3 and 127) sees the container's files; `stop` delivers SIGTERM
+# to the container's process (its trap leaves a marker) and the guest syncs its disk, so a file
+# written before the stop is there after `start`; diff (A/C/D) of a running and of a stopped
+# container; commit gives an image whose new container sees the file; export holds it and not
+# the deleted file; `kill -9` of the VMM or of the monitor leaves a container `ps -a` shows
+# exited and `rm` removes; --read-only and run -t.
+#
+# As root the user `nooktest` is created (tests/tests/containers_*.rs use the same one);
+# otherwise the calling user runs nook. Environment: NOOK_KERNEL (default:
+# guest-kernel/build.sh), NOOK_VM_DEBUG=1 (guest console in containers/<id>/console.log).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+die() {
+    echo "containers-vm: FAIL: $*" >&2
+    if [ -n "${BASE:-}" ]; then
+        for f in "$BASE"/root/containers/*/vmm.log "$BASE"/root/containers/*/console.log; do
+            [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+        done
+    fi
+    exit 1
+}
+log() { echo "containers-vm: $*" >&2; }
+
+# expect NAME WANT GOT
+expect() {
+    [ "$2" = "$3" ] || die "$1: expected '$2', got '$3'"
+}
+
+# nook as the unprivileged user, with a store, caches and sockets on the rig's own /tmp.
+nook() {
+    runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+        HOME="$BASE" NOOK_ROOT="$BASE/root" XDG_RUNTIME_DIR="$BASE/run" \
+        XDG_CACHE_HOME="$BASE/cache" NOOK_KERNEL="$BASE/bin/vmlinux" \
+        NOOK_AGENT="$BASE/bin/nook-agent" NOOK_VM_DEBUG="${NOOK_VM_DEBUG:-0}" \
+        timeout 600 "$BASE/bin/nook" "$@"
+}
+
+# status_of NAME: "State Status" as `ps -a` shows them.
+status_of() {
+    nook ps -a --format '{{.Names}} {{.State}} {{.Status}}' | sed -n "s/^$1 //p"
+}
+
+# wait_exited NAME: until `ps -a` shows it exited (60 s at most).
+wait_exited() {
+    local i
+    for i in $(seq 600); do
+        case "$(status_of "$1")" in exited*) return 0 ;; esac
+        sleep 0.1
+    done
+    die "$1 is still '$(status_of "$1")' after 60 s"
+}
+
+# status CMD...: the exit status of CMD (output discarded).
+status() {
+    set +e
+    "$@" >/dev/null 2>&1
+    local rc=$?
+    set -e
+    echo "$rc"
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+in_rig() {
+    BASE=/tmp/nook-containers-vm
+    rm -rf "$BASE"
+    mkdir -p "$BASE/bin" "$BASE/run"
+    cp "$WORK"/bin/* "$BASE/bin/"
+    chown -R "$TEST_USER" "$BASE"
+    # Like the `kvm` group of a distribution: the user may open /dev/kvm.
+    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
+    chmod 660 /dev/kvm
+    nook image default >/dev/null
+
+    log "run -d; exec sees and writes the container's files"
+    local trap_script='trap "echo got-term >/term-marker; exit 0" TERM; while :; do sleep 0.2; done'
+    local id
+    id=$(nook run -d --isolation=vm --name web busybox sh -c "$trap_script")
+    expect "run -d prints the id" 64 "${#id}"
+    nook exec web sh -c 'echo kept >/data.txt; rm /etc/shadow'
+    expect "exec sees the file" kept "$(nook exec web cat /data.txt)"
+    expect "exec -e" bar "$(nook exec -e FOO=bar web sh -c 'echo $FOO')"
+    expect "exec -w" /tmp "$(nook exec -w /tmp web pwd)"
+    expect "exec -u" 65534 "$(nook exec -u nobody web id -u)"
+    expect "exec -i" hi "$(echo hi | nook exec -i web cat)"
+    expect "exec exit code" 3 "$(status nook exec web sh -c 'exit 3')"
+    expect "exec of a missing command" 127 "$(status nook exec web no-such-command)"
+
+    log "diff of a running container"
+    # Only these lines of the container's own doing (the agent adds bind-mount targets under
+    # /etc, which `docker diff` would list too).
+    local pick='^(A /data.txt|C /etc|D /etc/shadow|A /term-marker)$' want_diff out
+    want_diff=$(printf '%s\n' "A /data.txt" "C /etc" "D /etc/shadow")
+    out=$(nook diff web)
+    expect "diff (running) [$out]" "$want_diff" "$(grep -E "$pick" <<<"$out")"
+
+    log "stop sends SIGTERM through the agent; the guest syncs its disk"
+    local err
+    err=$(nook stop web 2>&1 >/dev/null)
+    expect "stop's warnings" "" "$err"
+    case "$(status_of web)" in "exited Exited (0)"*) ;; *) die "after stop: $(status_of web)" ;; esac
+    nook start web >/dev/null
+    expect "the trap ran on SIGTERM" got-term "$(nook exec web cat /term-marker)"
+    expect "the file written before stop" kept "$(nook exec web cat /data.txt)"
+    nook stop web >/dev/null
+
+    log "diff, commit and export of a stopped container (booted to read its disk)"
+    want_diff=$(printf '%s\n' "A /data.txt" "C /etc" "D /etc/shadow" "A /term-marker")
+    out=$(nook diff web)
+    expect "diff (stopped) [$out]" "$want_diff" "$(grep -E "$pick" <<<"$out")"
+    nook commit web snap:1 >/dev/null
+    expect "a container of the committed image" kept \
+        "$(nook run --rm --isolation=vm snap:1 cat /data.txt)"
+    nook export -o "$BASE/web.tar" web
+    expect "export holds the file" kept "$(tar -xOf "$BASE/web.tar" data.txt)"
+    tar -tf "$BASE/web.tar" | grep -qx 'bin/busybox' || die "export lacks the image's bin/busybox"
+    if tar -tf "$BASE/web.tar" | grep -q 'etc/shadow'; then die "export holds the deleted /etc/shadow"; fi
+
+    log "export of a running container"
+    nook start web >/dev/null
+    nook export -o "$BASE/web2.tar" web
+    expect "export (running) holds the file" kept "$(tar -xOf "$BASE/web2.tar" data.txt)"
+
+    log "kill -9 of the VMM: ps -a shows exited, rm removes"
+    local vmm
+    vmm=$(nook inspect --format '{{.State.Pid}}' web)
+    [ -n "$vmm" ] && [ "$vmm" -gt 0 ] || die "no VMM pid for web: '$vmm'"
+    kill -9 "$vmm"
+    wait_exited web
+    nook rm web >/dev/null
+    [ ! -e "$BASE/root/containers/$id" ] || die "rm left $BASE/root/containers/$id"
+
+    log "kill -9 of the monitor: the VM goes too; ps -a shows exited, rm removes"
+    id=$(nook run -d --isolation=vm --name mon busybox sleep 1000)
+    vmm=$(nook inspect --format '{{.State.Pid}}' mon)
+    local monitor
+    monitor=$(sed -n '/"monitor"/{n;s/[^0-9]//gp}' "$BASE/root/containers/$id/state.json")
+    [ -n "$monitor" ] || die "no monitor pid in state.json"
+    kill -9 "$monitor"
+    wait_exited mon
+    local i
+    for i in $(seq 100); do alive "$vmm" || break; sleep 0.1; done
+    if alive "$vmm"; then die "the VMM $vmm outlived its monitor"; fi
+    nook rm mon >/dev/null
+    [ ! -e "$BASE/root/containers/$id" ] || die "rm left the container of the killed monitor"
+
+    log "kill -s through the agent"
+    nook run -d --isolation=vm --name sig busybox sh -c \
+        'trap "echo usr1 >/sig-marker" USR1; while :; do sleep 0.2; done' >/dev/null
+    sleep 1
+    nook kill -s USR1 sig >/dev/null
+    for i in $(seq 100); do
+        [ "$(nook exec sig cat /sig-marker 2>/dev/null)" = usr1 ] && break
+        sleep 0.2
+    done
+    expect "USR1 reached the container's process" usr1 "$(nook exec sig cat /sig-marker)"
+    nook rm -f sig >/dev/null
+
+    log "--read-only and run -t"
+    expect "--read-only" ro "$(nook run --rm --read-only --isolation=vm busybox \
+        sh -c 'touch /x 2>/dev/null && echo rw || echo ro')"
+    local tty_out
+    tty_out=$(runuser -u "$TEST_USER" -- env -i PATH=/usr/bin:/bin HOME="$BASE" \
+        NOOK_ROOT="$BASE/root" XDG_RUNTIME_DIR="$BASE/run" XDG_CACHE_HOME="$BASE/cache" \
+        NOOK_KERNEL="$BASE/bin/vmlinux" NOOK_AGENT="$BASE/bin/nook-agent" \
+        script -qec "timeout 300 $BASE/bin/nook run -t --rm --isolation=vm busybox sh -c 'test -t 0 && echo is-a-tty'" /dev/null </dev/null)
+    grep -q is-a-tty <<<"$tty_out" || die "run -t: the process has no terminal: $tty_out"
+    expect "containers left" "" "$(nook ps -aq)"
+    log "ok (in the rig)"
+}
+
+if [ "${1:-}" = --in-rig ]; then
+    in_rig
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    TEST_USER=nooktest
+    id "$TEST_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$TEST_USER"
+else
+    TEST_USER=$(id -un)
+fi
+for tool in mkfs.ext4 busybox runuser script; do
+    command -v "$tool" >/dev/null || die "'$tool' is missing; run tests/setup.sh"
+done
+kernel=${NOOK_KERNEL:-}
+if [ -z "$kernel" ]; then
+    kernel=$(guest-kernel/build.sh | tail -n1)
+fi
+[ -f "$kernel" ] || die "kernel $kernel does not exist"
+agent=$(agent/build-static.sh | tail -n1)
+cargo build --release -p nook -p nook-vmm >&2
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/nook-containers-vm.XXXXXX")
+trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "containers-vm: files kept in $work" >&2' EXIT
+chmod 755 "$work"
+mkdir "$work/bin"
+# Copies the unprivileged user can read wherever the checkout lives.
+cp "$target/release/nook" "$target/release/nook-vmm" "$agent" "$work/bin/"
+cp "$kernel" "$work/bin/vmlinux"
+chmod -R a+rX "$work/bin"
+export WORK=$work TEST_USER
+tests/rig/run.sh --rw "$work" --timeout 1700 -- "$PWD/tests/vm/containers-vm.sh" --in-rig
+echo "containers-vm: ok"
