@@ -17,3 +17,5 @@ tests/vm/vmm-boot.sh
 tests/vm/vmm-agent.sh
 tests/vm/run-vm.sh
 tests/vm/containers-vm.sh
+tests/vm/bench.sh
+tests/vm/tour.sh

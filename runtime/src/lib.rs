@@ -5,6 +5,7 @@
 //! The library holds everything the `nook` binary does, so that whole-program behaviour is also
 //! reachable from tests and fuzz targets.
 
+pub mod bench;
 pub mod config;
 pub mod container;
 pub mod errors;

@@ -254,3 +254,4 @@ pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 pub mod rootless;
+pub mod tour;

@@ -9,6 +9,7 @@ use nook::container::store::ContainerError;
 use nook::image::Store;
 use nook::paths::{self, ProcessEnv};
 
+mod bench;
 pub mod format;
 mod history;
 mod image_default;
@@ -111,6 +112,8 @@ pub enum Command {
     Login(login::Args),
     /// Log out from a registry
     Logout(logout::Args),
+    /// Measure start-up cost of the isolation columns against runc, crun, QEMU, Firecracker
+    Bench(bench::Args),
 }
 
 #[derive(Subcommand)]
@@ -201,6 +204,7 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Push(a) => push::run(a, ctx),
         Command::Login(a) => login::run(a, ctx),
         Command::Logout(a) => logout::run(a, ctx),
+        Command::Bench(a) => bench::run(a, ctx),
     }
 }
 

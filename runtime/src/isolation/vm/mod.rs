@@ -11,6 +11,7 @@ pub mod assets;
 pub mod control;
 pub mod disk;
 pub mod mux;
+pub mod phases;
 pub mod terminal;
 
 use std::fs::File;
@@ -280,6 +281,7 @@ impl VmBackend {
                 Ok(())
             });
         }
+        phases::mark(phases::Mark::VmmSpawn);
         let mut child = command.spawn().map_err(Self::io("start the VMM", &vmm))?;
         let failed = |child: &mut Child, status: std::process::ExitStatus| {
             let _ = child.wait();
@@ -296,6 +298,7 @@ impl VmBackend {
                 Accept::Exited(status) => failed(&mut child, status),
                 Accept::Err(e) => e,
             })?;
+            phases::mark(phases::Mark::Connected);
             drop(listener);
             let _ = std::fs::remove_file(&socket);
             let client = Client::from_unix(stream).map_err(VmError::Agent)?;
@@ -303,7 +306,7 @@ impl VmBackend {
                 .var("NOOK_VM_BOOT_TIMEOUT")
                 .and_then(|s| s.parse().ok())
                 .map_or(BOOT_TIMEOUT, Duration::from_secs);
-            if let Err(e) = client.wait_ready(timeout) {
+            if let Err(e) = client.wait_ready(timeout).map(phases::ready) {
                 // The VMM's own message says more than a closed channel does.
                 if let Some(status) = wait_timeout(&mut child, Duration::from_secs(2)) {
                     return Err(failed(&mut child, status));
@@ -426,6 +429,7 @@ impl Workload for VmWorkload {
                 self.child.wait().ok()
             }
         };
+        phases::finish();
         match result {
             Some(Ok(r)) => Ok(match r.status.signal {
                 Some(s) => Exit::Signal(s),
@@ -633,6 +637,7 @@ impl Isolation for VmBackend {
                 let mut out = File::from(stdout);
                 let mut err = File::from(stderr);
                 let result = mux::wait_main(main, &frames, &mut out, &mut err);
+                phases::exited(result.as_ref().ok().and_then(|r| r.started));
                 if let Ok(r) = &result {
                     for message in &r.errors {
                         let _ = writeln!(err, "nook: {message}");
