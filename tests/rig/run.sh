@@ -272,11 +272,21 @@ cp /results/cmd.sh /newroot/.nook-rig/cmd.sh
 [ -c /dev/kvm ] || fail "/dev/kvm is missing after loading kvm-amd (does the L1 CPU have svm?)"
 ip link set lo up 2>/dev/null
 stage "running"
-chroot /newroot /bin/bash /.nook-rig/cmd.sh </dev/null >/results/stdout 2>/results/stderr
-echo $? >/results/status.tmp
-mv /results/status.tmp /results/status
-sync
-reboot -f
+# Make the new root the namespace's root (switch_root's way: move it over /, then chroot into
+# it), not a chroot below the initramfs: the kernel refuses new user namespaces to a chrooted
+# process, and the namespace column of the commands run here needs them. The results share comes
+# along under /.nook-rig, and so does this initramfs' busybox for the rest of the script.
+mkdir -p /newroot/.nook-rig/results
+cp /bin/busybox /newroot/.nook-rig/busybox || fail "cannot copy busybox into the new root"
+mount --bind /results /newroot/.nook-rig/results || fail "cannot bind the results share"
+cd /newroot || fail "cannot enter the new root"
+mount --move . / || fail "cannot move the new root over /"
+exec chroot . /.nook-rig/busybox sh -c '
+    /bin/bash /.nook-rig/cmd.sh </dev/null >/.nook-rig/results/stdout 2>/.nook-rig/results/stderr
+    echo $? >/.nook-rig/results/status.tmp
+    mv /.nook-rig/results/status.tmp /.nook-rig/results/status
+    sync
+    /.nook-rig/busybox reboot -f'
 INIT
 chmod +x "$run/initramfs/init"
 (cd "$run/initramfs" && find . | cpio -o -H newc --quiet >"$run/initramfs.cpio") || rig_die "cannot pack the L1 initramfs"
