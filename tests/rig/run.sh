@@ -154,8 +154,9 @@ fi
 
 # Modules L1 needs, and the order to load them in: each .ko's own `depends=` (the .deb ships no
 # modules.dep) decides, so a kernel update that adds a dependency still loads.
-# 9pnet_virtio is the transport 9p asks for at mount time (no depends= link to it).
-wanted=(virtio_pci 9pnet_virtio 9p kvm-amd)
+# 9pnet_virtio is the transport 9p asks for at mount time (no depends= link to it); overlay is
+# for the namespace column of commands run there.
+wanted=(virtio_pci 9pnet_virtio 9p kvm-amd overlay)
 declare -A ko_path=()
 while IFS= read -r f; do
     n=${f##*/}

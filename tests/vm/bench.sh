@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # `nook bench` with the VM column, in the nested KVM rig (natively on a VT-x/AMD-V host):
-#   nook bench --isolation vm,container --peers qemu --runs N --json ... --svg ...
-# then checks the report: the vm and qemu targets ran, and every VM run has its seven phases in
-# order (tests/src/bin/nook-bench-check.rs). The container column is listed as skipped there:
-# the rig's L1 runs commands in a chroot, where the kernel refuses new user namespaces (EPERM);
-# cargo test measures that column on the host (tests/tests/bench_cli.rs). The table, JSON and SVG are kept in
-# BENCH_OUT (a directory) when set, for docs/isolation.md and docs/bench.svg.
+#   nook bench --isolation vm,container --peers qemu,runc,crun --runs N --json ... --svg ...
+# then checks the report: the vm, container and qemu targets ran, and every VM run has its seven
+# phases in order (tests/src/bin/nook-bench-check.rs); runc and crun are measured where they can
+# run and listed as skipped with their reason where they cannot. The table, JSON and SVG are kept
+# in BENCH_OUT (a directory) when set, for docs/isolation.md and docs/bench.svg.
 #
 #   tests/vm/bench.sh [RUNS]     (default 3)
 set -euo pipefail
@@ -20,7 +19,7 @@ in_rig() {
     export XDG_CACHE_HOME=$WORK/cache
     mkdir -p "$XDG_RUNTIME_DIR"
     "$NOOK_BIN" image default >/dev/null
-    "$NOOK_BIN" bench --isolation vm,container --peers qemu --runs "$RUNS" --warmup 1 \
+    "$NOOK_BIN" bench --isolation vm,container --peers qemu,runc,crun --runs "$RUNS" --warmup 1 \
         --json "$WORK/bench.json" --svg "$WORK/bench.svg" >"$WORK/bench.txt"
 }
 
@@ -43,7 +42,7 @@ export NOOK_KERNEL=$kernel NOOK_AGENT=$agent NOOK_BIN=$target/release/nook WORK=
 tests/rig/run.sh --rw "$work" --timeout 1700 -- "$PWD/tests/vm/bench.sh" --in-rig ||
     vm_die "nook bench failed in the rig"
 cat "$work/bench.txt"
-"$target/debug/nook-bench-check" "$work/bench.json" vm qemu || vm_die "the report does not hold"
+"$target/debug/nook-bench-check" "$work/bench.json" vm container qemu || vm_die "the report does not hold"
 if [ -n "${BENCH_OUT:-}" ]; then
     mkdir -p "$BENCH_OUT"
     cp "$work/bench.json" "$work/bench.svg" "$work/bench.txt" "$BENCH_OUT/"
