@@ -39,6 +39,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/nook-bench.XXXXXX")
 trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "bench: files kept in $work" >&2' EXIT
 export NOOK_KERNEL=$kernel NOOK_AGENT=$agent NOOK_BIN=$target/release/nook WORK=$work RUNS=$runs
 
+# The store, the unpacked bundles of runc and crun and the rootfs caches live on L1's tmpfs.
+export NOOK_RIG_MEM=${NOOK_RIG_MEM:-4096}
 tests/rig/run.sh --rw "$work" --timeout 1700 -- "$PWD/tests/vm/bench.sh" --in-rig ||
     vm_die "nook bench failed in the rig"
 cat "$work/bench.txt"
