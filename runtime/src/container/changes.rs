@@ -132,7 +132,7 @@ fn walk_tar<W: Write>(builder: &mut tar::Builder<W>, upper: &Path, rel: &Path) -
         let rel_path = rel.join(name);
         let meta = std::fs::symlink_metadata(&path)?;
         if is_whiteout(&meta) {
-            let mut wh = std::ffi::OsString::from(".wh.");
+            let mut wh = std::ffi::OsString::from(crate::image::layer::WHITEOUT_PREFIX);
             wh.push(name);
             empty_entry(builder, &rel.join(wh))?;
             continue;
@@ -144,7 +144,10 @@ fn walk_tar<W: Write>(builder: &mut tar::Builder<W>, upper: &Path, rel: &Path) -
         builder.append_path_with_name(&path, &rel_path)?;
         if meta.is_dir() {
             if is_opaque(&path) {
-                empty_entry(builder, &rel_path.join(".wh..wh..opq"))?;
+                empty_entry(
+                    builder,
+                    &rel_path.join(crate::image::layer::OPAQUE_WHITEOUT),
+                )?;
             }
             walk_tar(builder, upper, &rel_path)?;
         }

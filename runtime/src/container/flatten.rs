@@ -6,24 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::changes::{Change, ChangeKind};
 
-const WHITEOUT: &str = ".wh.";
-const OPAQUE: &str = ".wh..wh..opq";
+use crate::image::layer::{
+    relative_entry_path, OPAQUE_WHITEOUT as OPAQUE, WHITEOUT_PREFIX as WHITEOUT,
+};
 
 /// An entry's path made relative, without `.`; None for the root itself or a path with `..`.
 fn clean(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    (!out.as_os_str().is_empty()).then_some(out)
+    relative_entry_path(path).filter(|p| !p.as_os_str().is_empty())
 }
 
 /// What one tar entry does to the stack.

@@ -14,10 +14,12 @@ use super::path::{components, display};
 use super::tree::{FileData, Inode, Kind, Meta, Tree, TreeError, Xattr};
 use super::Layer;
 
+use crate::image::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+
 /// Whiteout marker prefix, and the opaque-directory marker (OCI image spec, "Whiteouts").
-const WH_PREFIX: &[u8] = b".wh.";
+const WH_PREFIX: &[u8] = WHITEOUT_PREFIX.as_bytes();
 const WH_META_PREFIX: &[u8] = b".wh..wh.";
-const WH_OPAQUE: &[u8] = b".wh..wh..opq";
+const WH_OPAQUE: &[u8] = OPAQUE_WHITEOUT.as_bytes();
 
 /// Longest symlink target Linux accepts (PATH_MAX without the NUL).
 const SYMLINK_MAX: usize = 4095;

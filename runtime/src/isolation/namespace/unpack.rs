@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use tar::EntryType;
 
@@ -13,21 +13,9 @@ pub struct LayerStream<'a> {
     pub tar: Box<dyn Read + 'a>,
 }
 
-const WHITEOUT: &str = ".wh.";
-const OPAQUE: &str = ".wh..wh..opq";
-
-/// An entry's path made relative, with `.` removed; None when it climbs out with `..`.
-fn clean(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
+use crate::image::layer::{
+    relative_entry_path as clean, OPAQUE_WHITEOUT as OPAQUE, WHITEOUT_PREFIX as WHITEOUT,
+};
 
 fn remove_any(path: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
