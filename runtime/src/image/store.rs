@@ -502,6 +502,26 @@ impl Store {
         Err(StoreError::NoSuchImage(shown))
     }
 
+    /// The media type an index entry gives a manifest: the one the manifest declares (a docker
+    /// schema 2 manifest pulled from a registry keeps its own), else OCI's. Readers of the layout
+    /// (skopeo, umoci) parse the blob by the entry's type.
+    fn manifest_media_type(&self, digest: &Digest) -> MediaType {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            #[serde(rename = "mediaType")]
+            media_type: Option<String>,
+        }
+        let declared = self
+            .read_blob(digest)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Head>(&bytes).ok())
+            .and_then(|h| h.media_type);
+        match declared {
+            Some(t) if t == super::layer::DOCKER_MANIFEST => MediaType::from(t.as_str()),
+            _ => MediaType::ImageManifest,
+        }
+    }
+
     /// Writes a manifest blob for `config` and `layers` (all already stored) and returns its
     /// digest and size.
     pub fn put_manifest(
@@ -538,6 +558,7 @@ impl Store {
         manifest_size: u64,
         tags: &[Reference],
     ) -> Result<(), StoreError> {
+        let media_type = self.manifest_media_type(manifest_digest);
         self.update_index(|entries| {
             let target_digest: oci_spec::image::Digest = manifest_digest.into();
             for tag in tags {
@@ -558,11 +579,16 @@ impl Store {
                 entries.retain(|e| !(e.digest() == &target_digest && entry_reference(e).is_none()));
             }
             for tag in tags {
-                entries.push(tagged_entry(&target_digest, manifest_size, tag));
+                entries.push(tagged_entry(
+                    media_type.clone(),
+                    &target_digest,
+                    manifest_size,
+                    tag,
+                ));
             }
             if tags.is_empty() && !entries.iter().any(|e| e.digest() == &target_digest) {
                 entries.push(Descriptor::new(
-                    MediaType::ImageManifest,
+                    media_type.clone(),
                     manifest_size,
                     target_digest.clone(),
                 ));
@@ -722,8 +748,13 @@ pub fn entry_reference(entry: &Descriptor) -> Option<Reference> {
     })
 }
 
-fn tagged_entry(digest: &oci_spec::image::Digest, size: u64, tag: &Reference) -> Descriptor {
-    let mut d = Descriptor::new(MediaType::ImageManifest, size, digest.clone());
+fn tagged_entry(
+    media_type: MediaType,
+    digest: &oci_spec::image::Digest,
+    size: u64,
+    tag: &Reference,
+) -> Descriptor {
+    let mut d = Descriptor::new(media_type, size, digest.clone());
     d.set_annotations(Some(HashMap::from([
         (ANNOTATION_REF_NAME.to_string(), tag.familiar()),
         (ANNOTATION_IMAGE_NAME.to_string(), tag.to_string()),

@@ -47,19 +47,22 @@ pub fn save(store: &Store, items: &[SaveItem], out: impl Write) -> Result<(), Ar
             blobs.insert(d);
         }
         let oci_digest: oci_spec::image::Digest = (&image.manifest_digest).into();
+        // The manifest's own type: a docker schema 2 manifest pulled from a registry stays one.
+        let media_type = image
+            .manifest
+            .media_type()
+            .clone()
+            .unwrap_or(MediaType::ImageManifest);
         if item.tags.is_empty() {
             entries.push(Descriptor::new(
-                MediaType::ImageManifest,
+                media_type.clone(),
                 image.manifest_size,
                 oci_digest.clone(),
             ));
         }
         for tag in &item.tags {
-            let mut d = Descriptor::new(
-                MediaType::ImageManifest,
-                image.manifest_size,
-                oci_digest.clone(),
-            );
+            let mut d =
+                Descriptor::new(media_type.clone(), image.manifest_size, oci_digest.clone());
             d.set_annotations(Some(
                 [
                     (ANNOTATION_REF_NAME.to_string(), tag.familiar()),

@@ -194,3 +194,39 @@ fn malformed_index_is_named() {
     let err = store.images().unwrap_err();
     assert!(err.to_string().contains("index.json"), "{err}");
 }
+
+#[test]
+fn index_entries_carry_the_manifests_own_media_type() {
+    let (_d, store) = store();
+    let (oci, oci_size) = fake_image(&store, "oci");
+    // A docker schema 2 manifest, as a registry serves it, for the same config and layer.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&oci).unwrap()).unwrap();
+    let mut docker = manifest.clone();
+    docker["mediaType"] = super::super::layer::DOCKER_MANIFEST.into();
+    let bytes = serde_json::to_vec(&docker).unwrap();
+    let docker_digest = {
+        let _lock = store.lock_store(LockMode::Shared).unwrap();
+        store.put_blob(&bytes).unwrap()
+    };
+    let a = Reference::parse("oci:1").unwrap();
+    let b = Reference::parse("docker:1").unwrap();
+    store
+        .set_tags(&oci, oci_size, std::slice::from_ref(&a))
+        .unwrap();
+    store
+        .set_tags(&docker_digest, bytes.len() as u64, std::slice::from_ref(&b))
+        .unwrap();
+    let index = store.read_index().unwrap();
+    let type_of = |d: &Digest| {
+        let d: oci_spec::image::Digest = d.into();
+        let e = index.manifests().iter().find(|e| e.digest() == &d).unwrap();
+        e.media_type().to_string()
+    };
+    assert_eq!(type_of(&oci), OCI_MANIFEST);
+    assert_eq!(
+        type_of(&docker_digest),
+        super::super::layer::DOCKER_MANIFEST
+    );
+    assert_eq!(store.images().unwrap().len(), 2);
+}
