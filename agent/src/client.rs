@@ -56,6 +56,47 @@ pub struct ProcessResult {
     pub errors: Vec<String>,
 }
 
+/// One process's output relay: the frames of its stream go in, its output goes to the caller's
+/// writers, its result comes out at its exit. The unshared client and a shared connection's
+/// router (the runtime's) both feed it.
+#[derive(Default)]
+pub struct ProcessRelay {
+    started: Option<(u32, u64)>,
+    errors: Vec<String>,
+}
+
+impl ProcessRelay {
+    /// Takes one message of the process's `stream`; returns its result once it exited.
+    pub fn take(
+        &mut self,
+        stream: u32,
+        message: GuestMessage,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> Result<Option<ProcessResult>, ClientError> {
+        match message {
+            GuestMessage::Started { pid, exec_ns } => self.started = Some((pid, exec_ns)),
+            GuestMessage::Stdout(d) => stdout.write_all(&d).map_err(ClientError::Output)?,
+            GuestMessage::Stderr(d) => stderr.write_all(&d).map_err(ClientError::Output)?,
+            GuestMessage::Error { message, .. } => self.errors.push(message),
+            GuestMessage::Exit(status) => {
+                return Ok(Some(ProcessResult {
+                    status,
+                    started: self.started,
+                    errors: std::mem::take(&mut self.errors),
+                }))
+            }
+            other => {
+                return Err(ClientError::Unexpected {
+                    stream,
+                    got: format!("{other:?}"),
+                })
+            }
+        }
+        Ok(None)
+    }
+}
+
 type Event = Result<Frame<GuestMessage>, ReadError>;
 
 /// A connection to an agent.
@@ -294,8 +335,7 @@ impl Client {
         stdout: &mut dyn Write,
         stderr: &mut dyn Write,
     ) -> Result<ProcessResult, ClientError> {
-        let mut started = None;
-        let mut errors = Vec::new();
+        let mut relay = ProcessRelay::default();
         let mut others = Vec::new();
         let result = loop {
             let Some(frame) = self.next_event(None)? else {
@@ -313,24 +353,10 @@ impl Client {
                 others.push(frame);
                 continue;
             }
-            match frame.message {
-                GuestMessage::Started { pid, exec_ns } => started = Some((pid, exec_ns)),
-                GuestMessage::Stdout(d) => stdout.write_all(&d).map_err(ClientError::Output)?,
-                GuestMessage::Stderr(d) => stderr.write_all(&d).map_err(ClientError::Output)?,
-                GuestMessage::Error { message, .. } => errors.push(message),
-                GuestMessage::Exit(status) => {
-                    break Ok(ProcessResult {
-                        status,
-                        started,
-                        errors,
-                    })
-                }
-                other => {
-                    break Err(ClientError::Unexpected {
-                        stream,
-                        got: format!("{other:?}"),
-                    })
-                }
+            match relay.take(stream, frame.message, stdout, stderr) {
+                Ok(None) => {}
+                Ok(Some(result)) => break Ok(result),
+                Err(e) => break Err(e),
             }
         };
         let _ = stdout.flush();

@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nook_agent::client::{Client, ClientError, ProcessResult};
+use nook_agent::client::{Client, ClientError, ProcessRelay, ProcessResult};
 use nook_agent::protocol::{Frame, GuestMessage, HostMessage, StartSpec};
 
 /// Frames queued for the monitor's own consumer of the main process's output.
@@ -194,8 +194,7 @@ pub fn wait_main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<ProcessResult, ClientError> {
-    let mut started = None;
-    let mut errors = Vec::new();
+    let mut relay = ProcessRelay::default();
     let result = loop {
         let Ok(frame) = frames.recv() else {
             break Err(ClientError::Closed {
@@ -208,24 +207,10 @@ pub fn wait_main(
             }
             continue;
         }
-        match frame.message {
-            GuestMessage::Started { pid, exec_ns } => started = Some((pid, exec_ns)),
-            GuestMessage::Stdout(d) => stdout.write_all(&d).map_err(ClientError::Output)?,
-            GuestMessage::Stderr(d) => stderr.write_all(&d).map_err(ClientError::Output)?,
-            GuestMessage::Error { message, .. } => errors.push(message),
-            GuestMessage::Exit(status) => {
-                break Ok(ProcessResult {
-                    status,
-                    started,
-                    errors,
-                })
-            }
-            other => {
-                break Err(ClientError::Unexpected {
-                    stream: main,
-                    got: format!("{other:?}"),
-                })
-            }
+        match relay.take(main, frame.message, stdout, stderr) {
+            Ok(None) => {}
+            Ok(Some(result)) => break Ok(result),
+            Err(e) => break Err(e),
         }
     };
     let _ = stdout.flush();

@@ -101,6 +101,38 @@ fn refuse(writer: &Writer, stream: u32, kind: ErrorKind, message: String) -> io:
     send(writer, stream, &GuestMessage::Error { kind, message })
 }
 
+/// Opens a stream of the agent connection for a client's request and sends it there; when that
+/// fails the client is told why and there is nothing more to do (None).
+fn open_request(
+    mux: &Mux,
+    writer: &Writer,
+    request: HostMessage,
+) -> io::Result<Option<(u32, Receiver<Frame<GuestMessage>>)>> {
+    let (stream, frames) = match mux.open() {
+        Ok(r) => r,
+        Err(e) => {
+            refuse(
+                writer,
+                REQUEST_STREAM,
+                ErrorKind::InvalidState,
+                crate::errors::chain(&e),
+            )?;
+            return Ok(None);
+        }
+    };
+    if let Err(e) = mux.send(stream, &request) {
+        mux.forget(stream);
+        refuse(
+            writer,
+            REQUEST_STREAM,
+            ErrorKind::Internal,
+            crate::errors::chain(&e),
+        )?;
+        return Ok(None);
+    }
+    Ok(Some((stream, frames)))
+}
+
 /// Serves one connection: one request.
 pub fn serve(conn: UnixStream, mux: &Mux) -> io::Result<()> {
     conn.set_nonblocking(false)?;
@@ -134,26 +166,10 @@ pub fn serve(conn: UnixStream, mux: &Mux) -> io::Result<()> {
             }
         }
         (REQUEST_STREAM, HostMessage::Exec(spec)) => {
-            let (stream, frames) = match mux.open() {
-                Ok(r) => r,
-                Err(e) => {
-                    return refuse(
-                        &writer,
-                        REQUEST_STREAM,
-                        ErrorKind::InvalidState,
-                        crate::errors::chain(&e),
-                    )
-                }
+            let Some((stream, frames)) = open_request(mux, &writer, HostMessage::Exec(spec))?
+            else {
+                return Ok(());
             };
-            if let Err(e) = mux.send(stream, &HostMessage::Exec(spec)) {
-                mux.forget(stream);
-                return refuse(
-                    &writer,
-                    REQUEST_STREAM,
-                    ErrorKind::Internal,
-                    crate::errors::chain(&e),
-                );
-            }
             let out = Arc::clone(&writer);
             let closer = conn.try_clone()?;
             let forward = std::thread::Builder::new()
@@ -213,26 +229,10 @@ pub fn serve(conn: UnixStream, mux: &Mux) -> io::Result<()> {
             Ok(())
         }
         (REQUEST_STREAM, HostMessage::StreamUpper) => {
-            let (stream, frames) = match mux.open() {
-                Ok(r) => r,
-                Err(e) => {
-                    return refuse(
-                        &writer,
-                        REQUEST_STREAM,
-                        ErrorKind::InvalidState,
-                        crate::errors::chain(&e),
-                    )
-                }
+            let Some((stream, frames)) = open_request(mux, &writer, HostMessage::StreamUpper)?
+            else {
+                return Ok(());
             };
-            if let Err(e) = mux.send(stream, &HostMessage::StreamUpper) {
-                mux.forget(stream);
-                return refuse(
-                    &writer,
-                    REQUEST_STREAM,
-                    ErrorKind::Internal,
-                    crate::errors::chain(&e),
-                );
-            }
             forward(&frames, &writer);
             mux.forget(stream);
             Ok(())
