@@ -54,7 +54,7 @@ kernel=$(vm_kernel)
 agent=$(agent/build-static.sh | tail -n1)
 [ -f "$agent" ] || vm_die "agent/build-static.sh did not build the agent"
 cargo build --quiet -p nook --bin nook -p nook-tests --bin nook-agent-host || vm_die "cargo build failed"
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target=$(vm_target_dir)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/nook-agent-boot.XXXXXX")
 trap 'status=$?; if [ $status -eq 0 ]; then rm -rf "$work"; else echo "agent-boot: files kept in $work" >&2; fi' EXIT

@@ -119,7 +119,7 @@ readelf -n "$work/debian-vmlinux" | grep -qi '0x00000012' || vm_die "Debian's vm
 agent=$(agent/build-static.sh | tail -n1)
 [ -f "$agent" ] || vm_die "agent/build-static.sh did not build the agent"
 cargo build --quiet -p nook --bin nook -p nook-tests --bin nook-agent-host || vm_die "cargo build failed"
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target=$(vm_target_dir)
 cp "$target/debug/nook-agent-host" "$work/nook-agent-host"
 export NOOK_ROOT=$work/store
 "$target/debug/nook" image default >/dev/null || vm_die "nook image default failed"

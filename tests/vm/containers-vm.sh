@@ -14,6 +14,8 @@
 # guest-kernel/build.sh), NOOK_VM_DEBUG=1 (guest console in containers/<id>/console.log).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/lib/common.sh
+. tests/vm/lib.sh
 
 die() {
     echo "containers-vm: FAIL: $*" >&2
@@ -204,14 +206,11 @@ fi
 for tool in mkfs.ext4 busybox runuser script; do
     command -v "$tool" >/dev/null || die "'$tool' is missing; run tests/setup.sh"
 done
-kernel=${NOOK_KERNEL:-}
-if [ -z "$kernel" ]; then
-    kernel=$(guest-kernel/build.sh | tail -n1)
-fi
+kernel=${NOOK_KERNEL:-$(vm_kernel)}
 [ -f "$kernel" ] || die "kernel $kernel does not exist"
 agent=$(agent/build-static.sh | tail -n1)
 cargo build --release -p nook -p nook-vmm >&2
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target=$(vm_target_dir)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/nook-containers-vm.XXXXXX")
 trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "containers-vm: files kept in $work" >&2' EXIT

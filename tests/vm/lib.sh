@@ -9,6 +9,11 @@ vm_die() {
 }
 vm_log() { echo "$(basename "$0"): $*" >&2; }
 
+# Cargo's target directory (CARGO_TARGET_DIR or the workspace's target/).
+vm_target_dir() {
+    cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
+}
+
 # Path of nook's guest kernel (built and cached by guest-kernel/build.sh).
 vm_kernel() {
     local out

@@ -11,6 +11,8 @@
 # containers/<id>/console.log; files kept on failure).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/lib/common.sh
+. tests/vm/lib.sh
 
 die() {
     echo "run-vm: FAIL: $*" >&2
@@ -80,14 +82,11 @@ fi
 for tool in mkfs.ext4 busybox; do
     command -v "$tool" >/dev/null || die "'$tool' is missing; run tests/setup.sh"
 done
-kernel=${NOOK_KERNEL:-}
-if [ -z "$kernel" ]; then
-    kernel=$(guest-kernel/build.sh | tail -n1)
-fi
+kernel=${NOOK_KERNEL:-$(vm_kernel)}
 [ -f "$kernel" ] || die "kernel $kernel does not exist"
 agent=$(agent/build-static.sh | tail -n1)
 cargo build --release -p nook -p nook-vmm >&2
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target=$(vm_target_dir)
 nook=$target/release/nook
 [ -x "$nook" ] && [ -x "$target/release/nook-vmm" ] || die "nook or nook-vmm was not built"
 

@@ -19,7 +19,7 @@ kernel=$(vm_kernel)
 agent=$(agent/build-static.sh | tail -n1)
 cargo build --quiet --release -p nook -p nook-vmm || vm_die "cargo build failed"
 cargo build --quiet -p nook-tests --bin nook-tour-check || vm_die "cargo build failed"
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target=$(vm_target_dir)
 work=$(mktemp -d "${TMPDIR:-/tmp}/nook-tour.XXXXXX")
 trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "tour: files kept in $work" >&2' EXIT
 export NOOK_KERNEL=$kernel NOOK_AGENT=$agent NOOK_BIN=$target/release/nook WORK=$work

@@ -7,6 +7,8 @@
 # Environment: NOOK_KERNEL (a vmlinux; default: guest-kernel/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/lib/common.sh
+. tests/vm/lib.sh
 
 die() {
     echo "vmm-agent: error: $*" >&2
@@ -37,7 +39,7 @@ truncate -s 64M "$work/upper.ext4"
 mkfs.ext4 -q -F "$work/upper.ext4"
 
 cargo build -q --release -p nook-vmm
-vmm=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/nook-vmm
+vmm=$(vm_target_dir)/release/nook-vmm
 test_bin=$(cargo test -p nook-tests --test vmm_agent_boot --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*vmm_agent_boot[^"]*\)".*/\1/p' | tail -n1)
 [ -x "$test_bin" ] || die "could not build the vmm_agent_boot test"
