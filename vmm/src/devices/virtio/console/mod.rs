@@ -69,7 +69,9 @@ impl VirtioDevice for Console {
             .stream
             .take()
             .ok_or(ActivateError::AlreadyActive { device })?;
-        let channel = Channel::new(rxq, txq, a.mem, stream, a.interrupt);
+        let mut channel = Channel::new(rxq, txq, a.mem, stream, a.interrupt);
+        // Before the guest runs again: the driver fills the receive queue right after DRIVER_OK.
+        channel.quiet_rx();
         let exit = a.exit.clone();
         thread::spawn(&self.name, a.filter, a.exit, move || {
             channel.run(rx_evt, tx_evt, &exit)

@@ -246,3 +246,45 @@ fn a_closed_host_discards_guest_bytes() {
     assert_eq!(used_idx(&rig.mem, &tx), 1);
     assert!(ch.out.is_empty());
 }
+
+fn used_flags(mem: &GuestMemory, vq: &MockSplitQueue<'_, GuestMemory>) -> u16 {
+    mem.read_obj(GuestAddress(vq.start().0 + USED_OFFSET))
+        .unwrap()
+}
+
+#[test]
+fn receive_kicks_are_asked_for_only_while_host_bytes_wait() {
+    const NO_NOTIFY: u16 = 1;
+    let rig = Rig::new();
+    let (rx, tx) = rig.queues();
+    let (mut ch, mut host) = rig.channel(&rx, &tx);
+    ch.quiet_rx();
+    assert_eq!(
+        used_flags(&rig.mem, &rx),
+        NO_NOTIFY,
+        "no kicks while the guest fills"
+    );
+
+    // Bytes arrive before any buffer: the device asks for a kick and waits.
+    host.write_all(b"early").unwrap();
+    ch.pump();
+    assert_eq!(used_flags(&rig.mem, &rx), 0);
+    assert_eq!(used_idx(&rig.mem, &rx), 0);
+
+    // The kick's buffers take the bytes; kicks are off again.
+    rx.add_desc_chains(&chain(&[(BUF, 16, W)], 0), 0).unwrap();
+    ch.pump();
+    assert_eq!(used(&rig.mem, &rx, 0), (0, 5));
+    assert_eq!(used_flags(&rig.mem, &rx), NO_NOTIFY);
+
+    // Starved again: the next buffer (and its kick) lets the waiting bytes through.
+    host.write_all(b"more").unwrap();
+    ch.pump();
+    assert_eq!(used_flags(&rig.mem, &rx), 0);
+    rx.add_desc_chains(&chain(&[(BUF + 0x100, 16, W)], 1), 1)
+        .unwrap();
+    host.write_all(b"!").unwrap();
+    ch.pump();
+    assert_eq!(used(&rig.mem, &rx, 1), (1, 4));
+    assert_eq!(ch.state(), ChannelState::Open);
+}

@@ -50,6 +50,8 @@ pub struct Channel {
     inbound_pos: usize,
     host_closed: bool,
     state: ChannelState,
+    /// Whether the driver kicks the receive queue (the ring's default).
+    rx_kicks: bool,
 }
 
 impl Channel {
@@ -72,6 +74,7 @@ impl Channel {
             inbound_pos: 0,
             host_closed: false,
             state: ChannelState::Open,
+            rx_kicks: true,
         }
     }
 
@@ -170,33 +173,46 @@ impl Channel {
     }
 
     /// Copies pending host bytes into guest receive buffers. Returns whether any was used.
+    ///
+    /// The driver is asked to notify (kick) the receive queue only while host bytes wait for
+    /// buffers: the guest posts its receive buffers one at a time, each with a kick, and every
+    /// kick is a VM exit and a wake-up of this thread that would find nothing to do.
     pub fn process_rx(&mut self) -> bool {
         let mut used = Vec::new();
-        {
-            let Ok(mut iter) = self.rxq.iter(&self.mem) else {
-                self.state = ChannelState::Broken;
-                return false;
-            };
-            while self.inbound_pos < self.inbound.len() {
-                let Some(chain) = iter.next() else { break };
-                let head = chain.head_index();
-                let mut written: u32 = 0;
-                for desc in chain.writable() {
-                    let left = &self.inbound[self.inbound_pos..];
-                    if left.is_empty() {
-                        break;
+        loop {
+            {
+                let Ok(mut iter) = self.rxq.iter(&self.mem) else {
+                    self.state = ChannelState::Broken;
+                    return false;
+                };
+                while self.inbound_pos < self.inbound.len() {
+                    let Some(chain) = iter.next() else { break };
+                    let head = chain.head_index();
+                    let mut written: u32 = 0;
+                    for desc in chain.writable() {
+                        let left = &self.inbound[self.inbound_pos..];
+                        if left.is_empty() {
+                            break;
+                        }
+                        let n = left.len().min(desc.len() as usize);
+                        if !self.mem.check_range(desc.addr(), n)
+                            || self.mem.write_slice(&left[..n], desc.addr()).is_err()
+                        {
+                            // A buffer outside memory: return the chain with what fit so far.
+                            break;
+                        }
+                        self.inbound_pos += n;
+                        written += n as u32;
                     }
-                    let n = left.len().min(desc.len() as usize);
-                    if !self.mem.check_range(desc.addr(), n)
-                        || self.mem.write_slice(&left[..n], desc.addr()).is_err()
-                    {
-                        // A buffer outside memory: return the chain with what fit so far.
-                        break;
-                    }
-                    self.inbound_pos += n;
-                    written += n as u32;
+                    used.push((head, written));
                 }
-                used.push((head, written));
+            }
+            let starved = self.inbound_pos < self.inbound.len();
+            match self.set_rx_kicks(starved) {
+                // Buffers were posted while kicks were being turned on: use them now.
+                Ok(true) if starved => continue,
+                Ok(_) => break,
+                Err(()) => return false,
             }
         }
         if self.inbound_pos >= self.inbound.len() {
@@ -204,6 +220,34 @@ impl Channel {
             self.inbound_pos = 0;
         }
         self.complete(false, &used)
+    }
+
+    /// Turns the driver's receive-queue kicks on or off; when turning them on, returns whether
+    /// buffers are already waiting (posted before the driver could see the change).
+    fn set_rx_kicks(&mut self, on: bool) -> Result<bool, ()> {
+        if on == self.rx_kicks {
+            return Ok(false);
+        }
+        let result = if on {
+            self.rxq.enable_notification(&self.mem)
+        } else {
+            self.rxq.disable_notification(&self.mem).map(|()| false)
+        };
+        match result {
+            Ok(more) => {
+                self.rx_kicks = on;
+                Ok(more)
+            }
+            Err(_) => {
+                self.state = ChannelState::Broken;
+                Err(())
+            }
+        }
+    }
+
+    /// Called at activation, before the driver posts its receive buffers: no kicks for them.
+    pub fn quiet_rx(&mut self) {
+        let _ = self.set_rx_kicks(false);
     }
 
     fn complete(&mut self, tx: bool, used: &[(u16, u32)]) -> bool {
