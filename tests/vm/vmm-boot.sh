@@ -6,7 +6,9 @@
 #
 #   tests/vm/vmm-boot.sh            the boot test
 #   tests/vm/vmm-boot.sh --bench N  instead: N alternating runs of nook-vmm and QEMU microvm, timing
-#                                   VMM start to the guest's ready line and the VMM's own RSS
+#                                   VMM start to the guest's ready line (split into the time to
+#                                   the guest's first instruction and the guest's own boot, by
+#                                   the guest's time-stamp counter) and the VMM's own RSS
 #
 # Environment: NOOK_KERNEL (a vmlinux; default: guest-kernel/build.sh), NOOK_VMM_BOOT_SERIAL=1
 # (kernel console into serial-*.log in the work directory, kept on failure).
@@ -24,7 +26,7 @@ die() {
     echo "vmm-boot: error: $*" >&2
     exit 1
 }
-for tool in cpio mkfs.erofs mkfs.ext4 debugfs busybox; do
+for tool in cpio mkfs.erofs mkfs.ext4 debugfs busybox cc; do
     command -v "$tool" >/dev/null || die "'$tool' is missing; run tests/setup.sh"
 done
 [ -x tests/rig/run.sh ] || die "tests/rig/run.sh is missing (the nested KVM rig)"
@@ -54,6 +56,9 @@ exec 3<>/dev/hvc0
 $B stty -F /dev/hvc0 raw -echo
 say() { echo "$*" >&3; }
 say ready
+# The guest's time-stamp counter (zero when the VMM created or reset the vCPU), read right after
+# the ready line: how much of the host's start-to-ready time was the guest's own boot.
+/bin/tsc >&3
 read -r line <&3
 say "pong:$line"
 say "cpus=$($B grep -c ^processor /proc/cpuinfo)"
@@ -68,6 +73,29 @@ say done
 $B reboot -f
 INIT
 chmod +x "$work/initrd/init"
+cat >"$work/tsc.c" <<'TSC'
+#include <stdio.h>
+#include <time.h>
+#include <x86intrin.h>
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+int main(void) {
+    printf("tsc %llu\n", (unsigned long long)__rdtsc());
+    fflush(stdout);
+    double t0 = now();
+    unsigned long long c0 = __rdtsc();
+    struct timespec pause = {0, 100000000};
+    nanosleep(&pause, NULL);
+    double t1 = now();
+    unsigned long long c1 = __rdtsc();
+    printf("tsc_hz %.0f\n", (c1 - c0) / (t1 - t0));
+    return 0;
+}
+TSC
+cc -O2 -static -s -o "$work/initrd/bin/tsc" "$work/tsc.c" || die "cannot build the guest's TSC reader"
 (cd "$work/initrd" && find . | cpio -o -H newc --quiet) >"$work/initrd.cpio"
 
 mkdir -p "$work/rootfs"
