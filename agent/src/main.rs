@@ -153,6 +153,7 @@ fn boot(
     let config = Config {
         root: "/".into(),
         reap_all: true,
+        pid_namespace: true,
         upper_dir: Some(fd_path(&upper)),
         boot: BootTimes {
             kernel_start_realtime_ns,

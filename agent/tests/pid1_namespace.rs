@@ -248,15 +248,17 @@ fn agent_boots_as_pid_1_and_keeps_the_writable_disk() {
     names.retain(|n| n != "proc" && n != "sys" && n != "dev" && n != "etc/hosts");
     assert!(names.contains(&"data".to_owned()), "{names:?}");
     assert!(names.contains(&"etc/.wh.motd".to_owned()), "{names:?}");
-    // An orphan (the subshell's sleep, reparented to PID 1) is reaped by the agent.
+    // The entrypoint is PID 1 of its own PID namespace, whose /proc shows no agent; an orphan
+    // (the subshell's sleep) is reparented to it, and the shell reaps it.
     let (res, out, _) = guest.run(
-        "cat /data; ls /etc/motd 2>&1; (sleep 0.1 &); sleep 0.4; \
+        "cat /data; ls /etc/motd 2>&1; echo pid=$$; cat /proc/1/comm; (sleep 0.1 &); sleep 0.4; \
          echo zombies: $(cat /proc/[0-9]*/stat | grep -c ') Z ')",
         "",
     );
     assert_eq!(res.status.code, 0);
     assert!(out.starts_with("persisted\n"), "{out}");
     assert!(out.contains("No such file"), "{out}");
+    assert!(out.contains("\npid=1\nsh\n"), "{out}");
     assert!(out.ends_with("zombies: 0\n"), "{out}");
     guest.end();
 

@@ -20,6 +20,7 @@ fn config(upper: Option<PathBuf>) -> Config {
     Config {
         root: "/".into(),
         reap_all: false,
+        pid_namespace: false,
         upper_dir: upper,
         boot: BootTimes {
             kernel_start_realtime_ns: 1,
@@ -30,8 +31,11 @@ fn config(upper: Option<PathBuf>) -> Config {
 }
 
 fn agent_with(upper: Option<PathBuf>) -> (Client, JoinHandle<Result<Outcome, SupervisorError>>) {
+    agent_config(config(upper))
+}
+
+fn agent_config(cfg: Config) -> (Client, JoinHandle<Result<Outcome, SupervisorError>>) {
     let (host, guest) = UnixStream::pair().unwrap();
-    let cfg = config(upper);
     let handle = std::thread::spawn(move || supervisor::run(guest.into(), &cfg, &mut NoSetup));
     let client = Client::from_unix(host).unwrap();
     let ready = client.wait_ready(TIMEOUT).unwrap();
@@ -424,4 +428,138 @@ fn a_bare_command_is_looked_up_in_the_process_path() {
     let (res, out, _) = wait(&client, s);
     assert_eq!((res.status.code, out.as_str()), (0, "found arg\n"));
     outcome(handle);
+}
+
+/// PID namespaces need root: the agent is root in the guest, and CI runs these tests as root.
+/// Without root the namespace tests say loudly that they did not run.
+fn namespaced_agent(test: &str) -> Option<(Client, JoinHandle<Result<Outcome, SupervisorError>>)> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED {test}: creating PID namespaces needs root; run the tests as root");
+        return None;
+    }
+    Some(agent_config(Config {
+        pid_namespace: true,
+        ..config(None)
+    }))
+}
+
+/// The main process's stdout until `want` arrived.
+fn read_until(client: &Client, stream: u32, want: &str) {
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        let f = client.next_event(Some(TIMEOUT)).unwrap().unwrap();
+        match f.message {
+            GuestMessage::Started { .. } => {}
+            GuestMessage::Stdout(d) if f.stream == stream => seen.extend(d),
+            other => panic!("unexpected {other:?} before {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn main_process_is_pid_1_and_ignores_sigterm_without_a_handler() {
+    let Some((client, handle)) =
+        namespaced_agent("main_process_is_pid_1_and_ignores_sigterm_without_a_handler")
+    else {
+        return;
+    };
+    let main = client
+        .start(start(sh("echo pid=$$; exec sleep 1000")))
+        .unwrap();
+    read_until(&client, main, "pid=1\n");
+
+    // exec joins the namespace and sees its /proc: the entrypoint is PID 1 there.
+    let e = client
+        .exec(sh(
+            "echo $$; tr '\\0' ' ' </proc/1/cmdline; echo; ls /proc | grep -c '^[0-9]*$'",
+        ))
+        .unwrap();
+    let (res, out, err) = wait(&client, e);
+    assert_eq!(res.status.code, 0, "{err} {:?}", res.errors);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let exec_pid: u32 = lines[0].parse().unwrap();
+    assert!(exec_pid > 1, "{out}");
+    assert_eq!(lines[1], "sleep 1000 ", "{out}");
+    // sleep, the shell, ls and grep: nothing of the host's.
+    let count: u32 = lines[2].parse().unwrap();
+    assert!(count <= 4, "the container's /proc shows {count} processes");
+    // The namespace's /proc was mounted in its own mount namespace, not over ours.
+    assert_eq!(
+        std::fs::read_link("/proc/self").unwrap(),
+        PathBuf::from(std::process::id().to_string())
+    );
+
+    // Joining the mount namespace moves to its root: the working directory is set after it.
+    // A terminal works across the namespaces too.
+    let e = client
+        .exec(ProcessSpec {
+            cwd: "/tmp".into(),
+            terminal: true,
+            ..sh("pwd; test -t 0 && echo tty")
+        })
+        .unwrap();
+    let (res, out, _) = wait(&client, e);
+    assert_eq!(
+        (res.status.code, out.replace('\r', "").as_str()),
+        (0, "/tmp\ntty\n")
+    );
+
+    // PID 1 has no SIGTERM handler: the kernel drops SIGTERM, as under docker.
+    client.signal(main, libc::SIGTERM).unwrap();
+    match client.next_event(Some(Duration::from_millis(700))) {
+        Err(nook_agent::client::ClientError::Timeout { .. }) => {}
+        other => panic!("SIGTERM ended PID 1 without a handler: {other:?}"),
+    }
+    // SIGKILL from outside the namespace always gets through.
+    client.signal(main, libc::SIGKILL).unwrap();
+    let (res, _, _) = wait(&client, main);
+    assert_eq!((res.status.code, res.status.signal), (137, Some(9)));
+    assert_eq!(
+        outcome(handle),
+        Outcome::MainExited(nook_agent::protocol::ExitStatus {
+            code: 137,
+            signal: Some(9)
+        })
+    );
+}
+
+#[test]
+fn pid_1_with_a_sigterm_handler_gets_it() {
+    let Some((client, handle)) = namespaced_agent("pid_1_with_a_sigterm_handler_gets_it") else {
+        return;
+    };
+    let main = client
+        .start(start(sh(
+            "trap 'echo got-term; exit 4' TERM; echo ready; while :; do sleep 0.05; done",
+        )))
+        .unwrap();
+    read_until(&client, main, "ready\n");
+    client.signal(main, libc::SIGTERM).unwrap();
+    let (res, out, _) = wait(&client, main);
+    assert_eq!((res.status.code, out.as_str()), (4, "got-term\n"));
+    outcome(handle);
+}
+
+#[test]
+fn when_pid_1_exits_the_namespace_goes_and_its_status_is_reported() {
+    let Some((client, handle)) =
+        namespaced_agent("when_pid_1_exits_the_namespace_goes_and_its_status_is_reported")
+    else {
+        return;
+    };
+    let main = client.start(start(sh("read x; exit 5"))).unwrap();
+    let e = client.exec(sh("echo in; exec sleep 1000")).unwrap();
+    read_until(&client, e, "in\n");
+    client.write_stdin(main, b"go\n").unwrap();
+    // The kernel kills the rest of the namespace; the agent still reaps and reports both.
+    let (res, _, _) = wait(&client, e);
+    assert_eq!((res.status.code, res.status.signal), (137, Some(9)));
+    let (res, _, _) = wait(&client, main);
+    assert_eq!((res.status.code, res.status.signal), (5, None));
+    match outcome(handle) {
+        Outcome::MainExited(st) => assert_eq!(st.code, 5),
+        other => panic!("unexpected outcome {other:?}"),
+    }
 }

@@ -7,7 +7,9 @@
 # written before the stop is there after `start`; diff (A/C/D) of a running and of a stopped
 # container; commit gives an image whose new container sees the file; export holds it and not
 # the deleted file; `kill -9` of the VMM or of the monitor leaves a container `ps -a` shows
-# exited and `rm` removes; kill -s, exec -t, stop's SIGKILL after -t, --read-only, run -t.
+# exited and `rm` removes; kill -s, exec -t, stop's SIGKILL after -t, --read-only, run -t; the
+# entrypoint is PID 1 of its PID namespace (exec and `ps` see it as 1), so `stop -t 2` of a
+# `sleep` without a SIGTERM handler ends in SIGKILL after 2 s (137), as under docker.
 #
 # As root the user `nooktest` is created (tests/tests/containers_*.rs use the same one);
 # otherwise the calling user runs nook. Environment: NOOK_KERNEL (default:
@@ -178,6 +180,29 @@ in_rig() {
     stderr_exec=$(nook exec deaf true 2>&1 || true)
     grep -q "is not running" <<<"$stderr_exec" || die "exec into a stopped container: $stderr_exec"
     nook rm deaf >/dev/null
+
+    log "the entrypoint is PID 1 of the container; stop without a SIGTERM handler waits for -t"
+    nook run -d --isolation=vm --name pid1 busybox sleep 1000 >/dev/null
+    expect "/proc/1/cmdline in the container" "sleep 1000" \
+        "$(nook exec pid1 sh -c 'tr "\0" " " </proc/1/cmdline' | sed 's/ $//')"
+    local exec_pid procs
+    exec_pid=$(nook exec pid1 sh -c 'echo $$')
+    [ "$exec_pid" -gt 1 ] || die "exec's shell is PID $exec_pid in the container"
+    # `ps` sees the container's PID namespace: the entrypoint as 1, no agent (the guest's /init).
+    procs=$(nook exec pid1 ps -o pid,comm | awk 'NR > 1 { printf " %s=%s", $1, $2 }')
+    case "$procs " in *" 1=sleep "*) ;; *) die "ps in the container: $procs" ;; esac
+    case "$procs" in *=init*) die "ps in the container shows the agent: $procs" ;; esac
+    local t0 t1
+    t0=$(date +%s%N)
+    err=$(nook stop -t 2 pid1 2>&1 >/dev/null)
+    t1=$(date +%s%N)
+    expect "stop's warnings" "" "$err"
+    # PID 1 without a handler: the kernel drops SIGTERM; SIGKILL ends it after the 2 s.
+    case "$(status_of pid1)" in "exited Exited (137)"*) ;; *) die "after stop -t 2 of sleep: $(status_of pid1)" ;; esac
+    [ $(((t1 - t0) / 1000000)) -ge 2000 ] ||
+        die "stop -t 2 of sleep as PID 1 took $(((t1 - t0) / 1000000)) ms: SIGTERM was not dropped"
+    log "stop -t 2 of sleep as PID 1: $(((t1 - t0) / 1000000)) ms, Exited (137)"
+    nook rm pid1 >/dev/null
 
     log "--read-only and run -t"
     expect "--read-only" ro "$(nook run --rm --read-only --isolation=vm busybox \

@@ -6,6 +6,7 @@
 //! socketpair); the differences are in [`Config`]: PID 1 reaps every orphan, the host reaps only
 //! its own children.
 
+mod namespace;
 mod process;
 mod pty;
 pub(crate) mod sys;
@@ -25,6 +26,7 @@ use crate::protocol::{
     BootTimes, ErrorKind, ExitStatus, FrameDecoder, FrameError, FrameWriter, GuestMessage,
     HostMessage, ProcessSpec, StartSpec, WriteError, MAX_DATA_CHUNK, PROTOCOL_VERSION, SYNC,
 };
+use namespace::PidNamespace;
 
 /// How long a terminal process's output is still relayed after it exited: the pty hands data
 /// to the master asynchronously, so the last bytes may arrive after the exit.
@@ -37,6 +39,9 @@ pub struct Config {
     pub root: PathBuf,
     /// Reap every child that exits, not only our own (PID 1 inherits orphans).
     pub reap_all: bool,
+    /// Start the main process as PID 1 of a new PID namespace (with a mount namespace holding
+    /// its /proc) and exec'd processes in it, as docker does; needs root.
+    pub pid_namespace: bool,
     /// The overlay upper directory, streamed on `StreamUpper`; `None` refuses the request.
     pub upper_dir: Option<PathBuf>,
     /// Sent to the host in `Ready`.
@@ -418,7 +423,17 @@ impl Supervisor<'_> {
         spec: &ProcessSpec,
         main: bool,
     ) -> Result<Option<Outcome>, SupervisorError> {
-        match process::spawn(spec, &self.config.root) {
+        let ns = if !self.config.pid_namespace {
+            PidNamespace::Inherit
+        } else if main {
+            PidNamespace::New
+        } else {
+            match self.procs.iter().find(|p| p.main && p.status.is_none()) {
+                Some(p) => PidNamespace::Join { pid: p.pid },
+                None => return self.spawn_failed(stream, main, SpawnError::MainExited),
+            }
+        };
+        match process::spawn(spec, &self.config.root, ns) {
             Ok(s) => {
                 self.send(
                     stream,
@@ -444,16 +459,23 @@ impl Supervisor<'_> {
                 });
                 Ok(None)
             }
-            Err(err) => {
-                self.send_error(stream, ErrorKind::Spawn, error_chain(&err))?;
-                let status = ExitStatus {
-                    code: err.exit_code(),
-                    signal: None,
-                };
-                self.send(stream, &GuestMessage::Exit(status))?;
-                Ok(main.then_some(Outcome::MainExited(status)))
-            }
+            Err(err) => self.spawn_failed(stream, main, err),
         }
+    }
+
+    fn spawn_failed(
+        &mut self,
+        stream: u32,
+        main: bool,
+        err: SpawnError,
+    ) -> Result<Option<Outcome>, SupervisorError> {
+        self.send_error(stream, ErrorKind::Spawn, error_chain(&err))?;
+        let status = ExitStatus {
+            code: err.exit_code(),
+            signal: None,
+        };
+        self.send(stream, &GuestMessage::Exit(status))?;
+        Ok(main.then_some(Outcome::MainExited(status)))
     }
 
     fn relay_output(

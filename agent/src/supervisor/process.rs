@@ -1,12 +1,14 @@
 //! Starting one process: identity, environment, working directory, stdio (pipes or a pty), and
 //! the docker-style exit codes for everything that can go wrong on the way.
 
+use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::namespace::{ChildSide, ForkInto, PidNamespace};
 use super::{pty, sys};
 use crate::protocol::{ExitStatus, ProcessSpec};
 use crate::user::{resolve_user, UserError};
@@ -40,6 +42,10 @@ pub enum SpawnError {
     },
     #[error("cannot set up stdio for the process")]
     Stdio(#[source] io::Error),
+    #[error("cannot set up the container's PID and mount namespaces for the process")]
+    Namespace(#[source] io::Error),
+    #[error("the container's main process has exited")]
+    MainExited,
     #[error("exec: \"{program}\": executable file not found in $PATH")]
     NotFound { program: String },
     #[error("exec: \"{program}\" cannot be executed")]
@@ -57,7 +63,11 @@ impl SpawnError {
         match self {
             SpawnError::NotFound { .. } => 127,
             SpawnError::NotExecutable { .. } => 126,
-            SpawnError::User(_) | SpawnError::WorkingDir { .. } | SpawnError::Stdio(_) => 125,
+            SpawnError::User(_)
+            | SpawnError::WorkingDir { .. }
+            | SpawnError::Stdio(_)
+            | SpawnError::Namespace(_)
+            | SpawnError::MainExited => 125,
         }
     }
 }
@@ -100,21 +110,50 @@ fn build_env(spec: &ProcessSpec, home: &str) -> Vec<(String, String)> {
     env
 }
 
-/// Starts `spec`. `root` is where the container's /etc/passwd and /etc/group are read.
-pub(crate) fn spawn(spec: &ProcessSpec, root: &Path) -> Result<Spawned, SpawnError> {
+/// Which step between fork and exec failed, told to the parent over a pipe (the error itself
+/// comes back through `Command`, as an errno only).
+const STAGE_NAMESPACE: u8 = 1;
+const STAGE_WORKING_DIR: u8 = 2;
+
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is valid storage for the two descriptors pipe2 returns.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned these two descriptors; nobody else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Starts `spec` in `ns`. `root` is where the container's /etc/passwd and /etc/group are read.
+pub(crate) fn spawn(
+    spec: &ProcessSpec,
+    root: &Path,
+    ns: PidNamespace,
+) -> Result<Spawned, SpawnError> {
     let user = resolve_user(root, &spec.user)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     std::fs::create_dir_all(cwd).map_err(|source| SpawnError::WorkingDir {
         path: cwd.into(),
         source,
     })?;
+    let working_dir_error = |source| SpawnError::WorkingDir {
+        path: cwd.into(),
+        source,
+    };
+    // Changed into in the child, after it entered the container's mount namespace (joining
+    // one moves the working directory to its root).
+    let cwd_c = CString::new(cwd)
+        .map_err(|e| working_dir_error(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let child_side = ChildSide::new(ns).map_err(SpawnError::Namespace)?;
+    let (stage_read, stage_write) = cloexec_pipe().map_err(SpawnError::Stdio)?;
+    let stage_fd = stage_write.as_raw_fd();
 
     let program = &spec.argv[0];
     let mut cmd = Command::new(program);
     cmd.args(&spec.argv[1..])
         .env_clear()
-        .envs(build_env(spec, &user.home))
-        .current_dir(cwd);
+        .envs(build_env(spec, &user.home));
 
     let mut pty_master = None;
     if spec.terminal {
@@ -143,6 +182,18 @@ pub(crate) fn spawn(spec: &ProcessSpec, root: &Path) -> Result<Spawned, SpawnErr
     // async-signal-safe system calls on memory captured before the fork.
     unsafe {
         cmd.pre_exec(move || {
+            let tell = |stage: u8| {
+                libc::write(stage_fd, [stage].as_ptr().cast(), 1);
+            };
+            if let Err(e) = child_side.apply() {
+                tell(STAGE_NAMESPACE);
+                return Err(e);
+            }
+            if libc::chdir(cwd_c.as_ptr()) < 0 {
+                let e = io::Error::last_os_error();
+                tell(STAGE_WORKING_DIR);
+                return Err(e);
+            }
             // Its own session: the process leads its group (signals reach its children too
             // when sent to the group) and can take the pty as its controlling terminal.
             if libc::setsid() < 0 {
@@ -163,7 +214,25 @@ pub(crate) fn spawn(spec: &ProcessSpec, root: &Path) -> Result<Spawned, SpawnErr
         });
     }
 
-    let mut child = cmd.spawn().map_err(|source| {
+    let fork_into = ForkInto::enter(ns).map_err(SpawnError::Namespace)?;
+    let spawned = cmd.spawn();
+    if let Err(e) = fork_into.restore() {
+        // Later children would land in the container's namespace: refuse this one outright.
+        if let Ok(mut child) = spawned {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return Err(SpawnError::Namespace(e));
+    }
+    drop(stage_write);
+    let mut child = spawned.map_err(|source| {
+        let mut stage = [0u8; 1];
+        let _ = sys::set_nonblocking(stage_read.as_fd());
+        match sys::read(stage_read.as_fd(), &mut stage) {
+            Ok(Some(1)) if stage[0] == STAGE_NAMESPACE => return SpawnError::Namespace(source),
+            Ok(Some(1)) if stage[0] == STAGE_WORKING_DIR => return working_dir_error(source),
+            _ => {}
+        }
         if matches!(
             source.raw_os_error(),
             Some(libc::ENOENT) | Some(libc::ENOTDIR)

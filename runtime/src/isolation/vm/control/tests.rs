@@ -42,6 +42,7 @@ fn guest(main: &str, upper: Option<std::path::PathBuf>) -> Guest {
     let config = Config {
         root: "/".into(),
         reap_all: false,
+        pid_namespace: false,
         upper_dir: upper,
         boot: BootTimes::default(),
     };
