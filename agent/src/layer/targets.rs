@@ -191,6 +191,28 @@ mod tests {
         assert_eq!(loaded.kind_of(Path::new("etc/hostname")), None);
     }
 
+    /// The agent reaches the upper directory only through `/proc/self/fd/N` after the switch
+    /// into the container root: the record must still land next to the directory itself.
+    #[test]
+    fn the_record_of_an_upper_reached_by_descriptor_is_next_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir(&upper).unwrap();
+        let fd = File::open(&upper).unwrap();
+        let by_fd = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ));
+        let mut t = MountTargets::default();
+        t.insert(Path::new("/etc/hosts"), TargetKind::File).unwrap();
+        t.save(&record_path(&by_fd)).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join(RECORD_NAME)).unwrap(),
+            "file etc/hosts\n"
+        );
+        assert_eq!(MountTargets::load(&record_path(&upper)).unwrap(), t);
+    }
+
     #[test]
     fn paths_a_line_cannot_hold_are_refused() {
         let mut t = MountTargets::default();
