@@ -125,8 +125,9 @@ impl<W: Write> Walker<'_, W> {
 
     /// Whether `path` is a mount target the agent created and nothing has changed since: a
     /// file target still an empty regular file with no other link, or a directory target
-    /// still a (not opaque) directory holding only such entries. Anything else in its place (content, another type, a
-    /// whiteout, a file of the container's) is the container's doing and is written.
+    /// still a (not opaque) directory holding only such entries. Anything else in its place
+    /// (content, another type, a whiteout, a file of the container's) is the container's doing
+    /// and is written.
     fn is_untouched_target(
         &self,
         path: &Path,
