@@ -15,6 +15,7 @@ use nook_agent::guest::cmdline::{BootParams, CMDLINE_ENV, DEFAULT_CHANNEL};
 use nook_agent::guest::console::{self, KernelLog};
 use nook_agent::guest::mounts::{self, SysMounts};
 use nook_agent::guest::{net, power, rootfs};
+use nook_agent::layer::targets;
 use nook_agent::protocol::{BootTimes, ErrorKind, FrameWriter, GuestMessage, SYNC};
 use nook_agent::supervisor::{self, boottime_ns, realtime_ns, Config, Outcome};
 
@@ -164,6 +165,7 @@ fn boot(
     let mut setup = rootfs::GuestSetup {
         ops: SysMounts,
         files_dir: fd_path(&files),
+        targets_record: targets::record_path(&fd_path(&upper)),
         set_hostname: rootfs::sethostname,
         read_only: params.read_only,
     };

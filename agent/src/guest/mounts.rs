@@ -28,9 +28,10 @@ pub trait MountOps {
     ) -> io::Result<()>;
     fn chdir(&mut self, path: &Path) -> io::Result<()>;
     fn chroot(&mut self, path: &Path) -> io::Result<()>;
-    /// Creates an empty file when nothing exists at `path` (a bind-mount target).
-    fn touch(&mut self, path: &Path) -> io::Result<()>;
-    /// Whether something exists at `path` (a device node).
+    /// Creates an empty file when nothing exists at `path` (a bind-mount target); true when
+    /// this call created it.
+    fn touch(&mut self, path: &Path) -> io::Result<bool>;
+    /// Whether something exists at `path` (a device node, a mount target's parent directory).
     fn exists(&mut self, path: &Path) -> bool;
 }
 
@@ -191,14 +192,16 @@ impl MountOps for SysMounts {
         std::os::unix::fs::chroot(path)
     }
 
-    fn touch(&mut self, path: &Path) -> io::Result<()> {
+    fn touch(&mut self, path: &Path) -> io::Result<bool> {
+        // O_EXCL: whether the file was ours to create is settled by the same call that creates
+        // it, and an existing file (or a symlink, even a dangling one) is left alone.
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)
         {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -277,9 +280,9 @@ impl MountOps for Recorder {
         Ok(())
     }
 
-    fn touch(&mut self, path: &Path) -> io::Result<()> {
+    fn touch(&mut self, path: &Path) -> io::Result<bool> {
         self.calls.push(format!("touch {}", path.display()));
-        Ok(())
+        Ok(!self.existing.iter().any(|p| p == path))
     }
 
     fn exists(&mut self, path: &Path) -> bool {
@@ -290,6 +293,28 @@ impl MountOps for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether the agent made a mount target is what `touch` answers: only a file it created
+    /// counts, never one that was there (a symlink, even a dangling one, included).
+    #[test]
+    fn touch_says_whether_it_created_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        assert!(SysMounts.touch(&path).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(!SysMounts.touch(&path).unwrap());
+        std::fs::write(&path, b"from the image").unwrap();
+        assert!(!SysMounts.touch(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"from the image");
+        let link = dir.path().join("resolv.conf");
+        std::os::unix::fs::symlink("/nonexistent/resolv.conf", &link).unwrap();
+        assert!(!SysMounts.touch(&link).unwrap());
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        let err = SysMounts
+            .touch(&dir.path().join("no/such/dir"))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
 
     #[test]
     fn early_mounts_come_in_dependency_order() {

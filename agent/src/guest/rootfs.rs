@@ -1,7 +1,9 @@
 //! The container root: the image (read-only), the writable layer (a disk or a tmpfs), the
 //! overlay of the two, the move into it, and the per-container files (/etc/hosts,
 //! /etc/hostname, /etc/resolv.conf) bind-mounted from a small tmpfs so that they never end up
-//! in the writable layer (and so never in a commit).
+//! in the writable layer (and so never in a commit). The empty files (and directories) made as
+//! mount targets where the image has none do land in the writable layer: they are recorded
+//! next to it ([`crate::layer::targets`]) so that the layer leaves them out.
 
 use std::fs;
 use std::io;
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::cmdline::{BootParams, Upper, AUTO_UPPER_DEVICE};
 use super::mounts::{self, MountError, MountOps, BIND, MOVE, NODEV, NOSUID, RDONLY, REMOUNT};
+use crate::layer::targets::{MountTargets, TargetKind};
 use crate::protocol::StartSpec;
 use crate::supervisor::ContainerSetup;
 
@@ -115,6 +118,9 @@ pub struct GuestSetup<O> {
     /// The files tmpfs, reachable after the switch through the descriptor opened before it
     /// (`/proc/self/fd/N`).
     pub files_dir: PathBuf,
+    /// The record of the mount targets the agent created, on the writable disk next to the
+    /// upper directory ([`crate::layer::targets::record_path`]).
+    pub targets_record: PathBuf,
     /// Sets the kernel hostname (`sethostname`); a parameter so tests can watch it.
     pub set_hostname: fn(&str) -> io::Result<()>,
     /// Make the root read-only once the per-container files are in place (`nook.readonly`).
@@ -137,14 +143,31 @@ impl<O: MountOps> GuestSetup<O> {
         fs::write(&source, content)
             .map_err(|e| format!("cannot write {}: {e}", source.display()))?;
         let target = Path::new(target);
+        let mut created = Vec::new();
         if let Some(parent) = target.parent() {
+            // The missing ancestors, outermost first: the directories mkdir_all is about to
+            // make (this runs before the container's first process, so nothing races it).
+            let mut missing: Vec<&Path> = parent
+                .ancestors()
+                .filter(|dir| dir.parent().is_some())
+                .take_while(|dir| !self.ops.exists(dir))
+                .collect();
+            missing.reverse();
             self.ops
                 .mkdir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            created.extend(missing.into_iter().map(|dir| (dir, TargetKind::Dir)));
         }
-        self.ops
+        let made = self
+            .ops
             .touch(target)
             .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+        if made {
+            created.push((target, TargetKind::File));
+        }
+        // Recorded as soon as made: on a later start of this disk the target exists already
+        // and could no longer be told from the image's or the container's.
+        self.record(&created)?;
         mounts::mount(
             &mut self.ops,
             &source.to_string_lossy(),
@@ -153,11 +176,39 @@ impl<O: MountOps> GuestSetup<O> {
             BIND,
             "",
         )
-        .map_err(|e| match std::error::Error::source(&e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        })
+        .map_err(|e| chain(&e))
     }
+
+    /// Adds what this agent created to the record of its mount targets. What existed already
+    /// (from the image, or made on an earlier start of this disk and recorded then) is not
+    /// added: the record keeps only the agent's own.
+    fn record(&self, created: &[(&Path, TargetKind)]) -> Result<(), String> {
+        if created.is_empty() {
+            return Ok(());
+        }
+        let why = |e: &dyn std::error::Error| {
+            format!(
+                "cannot record the mount targets the agent created: {}",
+                chain(e)
+            )
+        };
+        let mut targets = MountTargets::load(&self.targets_record).map_err(|e| why(&e))?;
+        for (path, kind) in created {
+            targets.insert(path, *kind).map_err(|e| why(&e))?;
+        }
+        targets.save(&self.targets_record).map_err(|e| why(&e))
+    }
+}
+
+/// An error and its causes, as one line.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
 }
 
 impl<O: MountOps> ContainerSetup for GuestSetup<O> {
@@ -192,6 +243,7 @@ impl<O: MountOps> ContainerSetup for GuestSetup<O> {
 mod tests {
     use super::*;
     use crate::guest::mounts::Recorder;
+    use crate::layer::targets::{record_path, RECORD_NAME};
 
     fn mounts_of(r: &Recorder) -> Vec<&str> {
         r.calls
@@ -288,9 +340,11 @@ mod tests {
             Ok(())
         }
         let dir = tempfile::tempdir().unwrap();
+        let disk = tempfile::tempdir().unwrap();
         let mut setup = GuestSetup {
             ops: Recorder::default(),
             files_dir: dir.path().to_owned(),
+            targets_record: disk.path().join(RECORD_NAME),
             set_hostname: fake_hostname,
             read_only: true,
         };
@@ -327,5 +381,92 @@ mod tests {
             ]
         );
         assert!(setup.ops.calls.contains(&"touch /etc/hosts".to_owned()));
+    }
+
+    fn no_hostname(_: &str) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// One `apply` with the targets in `existing` already there; the record afterwards.
+    fn setup_with(existing: &[&str], files: &Path, record: &Path) -> String {
+        let mut setup = GuestSetup {
+            ops: Recorder {
+                existing: existing.iter().map(PathBuf::from).collect(),
+                ..Default::default()
+            },
+            files_dir: files.to_owned(),
+            targets_record: record.to_owned(),
+            set_hostname: no_hostname,
+            read_only: false,
+        };
+        let spec = StartSpec {
+            hostname: "box".into(),
+            resolv_conf: "nameserver 10.0.2.3\n".into(),
+            ..Default::default()
+        };
+        setup.apply(&spec).unwrap();
+        fs::read_to_string(record).unwrap_or_default()
+    }
+
+    #[test]
+    fn only_targets_the_agent_created_are_recorded() {
+        let files = tempfile::tempdir().unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let record = disk.path().join(RECORD_NAME);
+        // The image has /etc and /etc/resolv.conf.
+        let got = setup_with(&["/etc", "/etc/resolv.conf"], files.path(), &record);
+        assert_eq!(got, "file etc/hostname\nfile etc/hosts\n");
+
+        // An image with every target: nothing is the agent's, and no record is written.
+        let disk = tempfile::tempdir().unwrap();
+        let record = disk.path().join(RECORD_NAME);
+        let all = ["/etc", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+        assert_eq!(setup_with(&all, files.path(), &record), "");
+        assert!(!record.exists());
+
+        // An image without /etc: the directory the agent made is recorded too.
+        let disk = tempfile::tempdir().unwrap();
+        let record = disk.path().join(RECORD_NAME);
+        assert_eq!(
+            setup_with(&[], files.path(), &record),
+            "dir etc\nfile etc/hostname\nfile etc/hosts\nfile etc/resolv.conf\n"
+        );
+    }
+
+    /// A restarted container: the same disk, where the targets made on the first start now
+    /// exist in the upper directory. The record still names them, and the layer streamed from
+    /// that upper leaves them out while keeping the container's own files.
+    #[test]
+    fn the_record_survives_a_second_setup_on_the_same_disk() {
+        let files = tempfile::tempdir().unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let upper = disk.path().join("upper");
+        fs::create_dir(&upper).unwrap();
+        let record = record_path(&upper);
+        let first = setup_with(&["/etc"], files.path(), &record);
+        assert_eq!(
+            first,
+            "file etc/hostname\nfile etc/hosts\nfile etc/resolv.conf\n"
+        );
+        let all = ["/etc", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+        let second = setup_with(&all, files.path(), &record);
+        assert_eq!(second, first);
+
+        // The upper as overlayfs leaves it: /etc copied up for the new files, the empty
+        // targets, and what the container wrote.
+        fs::create_dir(upper.join("etc")).unwrap();
+        for name in ["hosts", "hostname", "resolv.conf"] {
+            fs::write(upper.join("etc").join(name), b"").unwrap();
+        }
+        fs::write(upper.join("etc/motd"), b"hi\n").unwrap();
+        let mut tar_bytes = Vec::new();
+        crate::layer::write_upper_tar(&upper, &mut tar_bytes).unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let paths: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(paths, ["etc", "etc/motd"]);
     }
 }

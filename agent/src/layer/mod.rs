@@ -1,4 +1,5 @@
-//! Streams an overlayfs upper directory as an OCI layer tar (for `nook commit`).
+//! Streams an overlayfs upper directory as an OCI layer tar (for `nook diff`, `commit`
+//! and `export`: all three read this one stream).
 //!
 //! overlayfs records deletions in its own way; the OCI layer format has its own:
 //! - a whiteout (a character device 0/0) becomes an empty `.wh.<name>` file next to it;
@@ -7,9 +8,14 @@
 //! - overlay's own xattrs (`trusted.overlay.*`, `user.overlay.*`) are dropped, the others kept as
 //!   PAX `SCHILY.xattr.*` records.
 //!
+//! The bind-mount targets the agent created itself ([`targets`]) are left out while they are
+//! still its untouched empty files (or directories holding only those).
+//!
 //! Entries are written depth-first in name order, so the same upper gives the same tar.
 //! Hard links inside the upper become tar hard links. The overlay is mounted without
 //! `redirect_dir` and `metacopy`, so every upper entry is complete on its own.
+
+pub mod targets;
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
@@ -20,6 +26,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::protocol::MAX_DATA_CHUNK;
+use targets::{MountTargets, TargetKind, TargetsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -40,15 +47,27 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot tell the agent's own mount targets from the container's files")]
+    Targets {
+        #[source]
+        source: TargetsError,
+    },
 }
 
 /// Writes the tar of `upper` into `out` (without the end-of-archive marker's trailing flush:
-/// call [`ChunkSink::finish`] when `out` is one).
+/// call [`ChunkSink::finish`] when `out` is one). The record of the agent's mount targets is
+/// read from next to `upper` ([`targets::record_path`]).
 pub fn write_upper_tar<W: Write>(upper: &Path, out: W) -> Result<(), LayerError> {
+    let targets = MountTargets::load(&targets::record_path(upper))
+        .map_err(|source| LayerError::Targets { source })?;
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
-    let mut links = HashMap::new();
-    walk(upper, Path::new(""), &mut builder, &mut links)?;
+    let mut walker = Walker {
+        builder: &mut builder,
+        links: HashMap::new(),
+        targets: &targets,
+    };
+    walker.walk(upper, Path::new(""))?;
     builder
         .into_inner()
         .map_err(|source| LayerError::Write { source })?;
@@ -62,45 +81,88 @@ fn read_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
     }
 }
 
-fn walk<W: Write>(
-    dir: &Path,
-    rel: &Path,
-    builder: &mut tar::Builder<W>,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) -> Result<(), LayerError> {
+struct Walker<'a, W: Write> {
+    builder: &'a mut tar::Builder<W>,
+    /// The first path of each multiply-linked file written, by (device, inode).
+    links: HashMap<(u64, u64), PathBuf>,
+    targets: &'a MountTargets,
+}
+
+impl<W: Write> Walker<'_, W> {
+    fn walk(&mut self, dir: &Path, rel: &Path) -> Result<(), LayerError> {
+        for name in sorted_names(dir)? {
+            let path = dir.join(&name);
+            let rel_path = rel.join(&name);
+            let meta = fs::symlink_metadata(&path).map_err(read_err(&path))?;
+            if self.is_untouched_target(&path, &rel_path, &meta)? {
+                continue;
+            }
+            let builder = &mut *self.builder;
+            let ft = meta.file_type();
+            if ft.is_char_device() && meta.rdev() == 0 {
+                let mut wh = OsStr::new(".wh.").to_owned();
+                wh.push(&name);
+                append_empty(builder, &rel.join(wh), &meta)?;
+            } else if ft.is_dir() {
+                append(builder, &path, &rel_path, &meta, None)?;
+                if is_opaque(&path) {
+                    append_empty(builder, &rel_path.join(".wh..wh..opq"), &meta)?;
+                }
+                self.walk(&path, &rel_path)?;
+            } else if ft.is_file() && meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                let first = self.links.get(&key).cloned();
+                append(builder, &path, &rel_path, &meta, first.as_deref())?;
+                if first.is_none() {
+                    self.links.insert(key, rel_path);
+                }
+            } else {
+                append(builder, &path, &rel_path, &meta, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `path` is a mount target the agent created and nothing has changed since: a
+    /// file target still an empty regular file with no other link, or a directory target
+    /// still a (not opaque) directory holding only such entries. Anything else in its place
+    /// (content, another type, a whiteout, a file of the container's) is the container's doing
+    /// and is written.
+    fn is_untouched_target(
+        &self,
+        path: &Path,
+        rel: &Path,
+        meta: &Metadata,
+    ) -> Result<bool, LayerError> {
+        let ft = meta.file_type();
+        match self.targets.kind_of(rel) {
+            None => return Ok(false),
+            Some(TargetKind::File) => {
+                return Ok(ft.is_file() && meta.len() == 0 && meta.nlink() == 1)
+            }
+            Some(TargetKind::Dir) if !ft.is_dir() || is_opaque(path) => return Ok(false),
+            Some(TargetKind::Dir) => {}
+        }
+        for name in sorted_names(path)? {
+            let child = path.join(&name);
+            let child_meta = fs::symlink_metadata(&child).map_err(read_err(&child))?;
+            if !self.is_untouched_target(&child, &rel.join(&name), &child_meta)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The names in `dir`, sorted (so the same upper gives the same tar).
+fn sorted_names(dir: &Path) -> Result<Vec<std::ffi::OsString>, LayerError> {
     let mut names: Vec<_> = fs::read_dir(dir)
         .map_err(read_err(dir))?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()
         .map_err(read_err(dir))?;
     names.sort();
-    for name in names {
-        let path = dir.join(&name);
-        let rel_path = rel.join(&name);
-        let meta = fs::symlink_metadata(&path).map_err(read_err(&path))?;
-        let ft = meta.file_type();
-        if ft.is_char_device() && meta.rdev() == 0 {
-            let mut wh = OsStr::new(".wh.").to_owned();
-            wh.push(&name);
-            append_empty(builder, &rel.join(wh), &meta)?;
-        } else if ft.is_dir() {
-            append(builder, &path, &rel_path, &meta, None)?;
-            if is_opaque(&path) {
-                append_empty(builder, &rel_path.join(".wh..wh..opq"), &meta)?;
-            }
-            walk(&path, &rel_path, builder, links)?;
-        } else if ft.is_file() && meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
-            let first = links.get(&key).cloned();
-            append(builder, &path, &rel_path, &meta, first.as_deref())?;
-            if first.is_none() {
-                links.insert(key, rel_path);
-            }
-        } else {
-            append(builder, &path, &rel_path, &meta, None)?;
-        }
-    }
-    Ok(())
+    Ok(names)
 }
 
 fn header_for(meta: &Metadata, entry: tar::EntryType) -> tar::Header {

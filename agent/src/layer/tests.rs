@@ -85,7 +85,8 @@ fn upper_dir_becomes_an_oci_layer_with_whiteouts() {
         "this test creates overlay whiteouts (mknod c 0 0, trusted.* xattrs): run it as root"
     );
     let dir = tempfile::tempdir().unwrap();
-    let up = dir.path();
+    let upper = dir.path().join("upper");
+    let up = upper.as_path();
     fs::create_dir_all(up.join("etc")).unwrap();
     fs::write(up.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
     fs::hard_link(up.join("etc/hosts"), up.join("etc/hosts2")).unwrap();
@@ -95,6 +96,12 @@ fn upper_dir_becomes_an_oci_layer_with_whiteouts() {
     setxattr(&up.join("var/cache"), "trusted.overlay.opaque", b"y");
     fs::write(up.join("var/cache/new"), b"n").unwrap();
     mknod_whiteout(&up.join("etc/gone"));
+    // A whiteout where the agent once made a mount target is the container's deletion.
+    let mut targets = targets::MountTargets::default();
+    targets
+        .insert(Path::new("/etc/gone"), targets::TargetKind::File)
+        .unwrap();
+    targets.save(&targets::record_path(up)).unwrap();
     symlink("etc/hosts", up.join("link")).unwrap();
     let long = "d".repeat(120);
     fs::create_dir_all(up.join(&long)).unwrap();
@@ -155,4 +162,92 @@ fn upper_dir_becomes_an_oci_layer_with_whiteouts() {
 fn unreadable_upper_is_an_error_naming_the_path() {
     let err = write_upper_tar(Path::new("/nonexistent-upper"), io::sink()).unwrap_err();
     assert!(err.to_string().contains("/nonexistent-upper"), "{err}");
+}
+
+/// The layer leaves out the agent's own mount targets while they are its untouched empty
+/// files, and writes everything the container did, including to a recorded path.
+#[test]
+fn untouched_agent_mount_targets_are_left_out_of_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("upper");
+    fs::create_dir_all(up.join("etc")).unwrap();
+    // The agent's empty target, untouched.
+    fs::write(up.join("etc/hosts"), b"").unwrap();
+    // The agent's target, since given content by the container.
+    fs::write(up.join("etc/resolv.conf"), b"nameserver 192.0.2.1\n").unwrap();
+    // The agent's target, since replaced by a directory.
+    fs::create_dir(up.join("etc/hostname")).unwrap();
+    // An empty file the agent did not record: the container's.
+    fs::write(up.join("etc/empty"), b"").unwrap();
+    // A user file.
+    fs::write(up.join("data.txt"), b"kept\n").unwrap();
+    // A parent directory the agent created, holding only its untouched target.
+    fs::create_dir(up.join("run")).unwrap();
+    fs::write(up.join("run/target"), b"").unwrap();
+    // A parent directory the agent created, where the container has since put a file.
+    fs::create_dir(up.join("srv")).unwrap();
+    fs::write(up.join("srv/target"), b"").unwrap();
+    fs::write(up.join("srv/mine"), b"m").unwrap();
+
+    let mut targets = targets::MountTargets::default();
+    use targets::TargetKind::{Dir, File};
+    for (p, kind) in [
+        ("/etc/hosts", File),
+        ("/etc/resolv.conf", File),
+        ("/etc/hostname", File),
+        ("/run", Dir),
+        ("/run/target", File),
+        ("/srv", Dir),
+        ("/srv/target", File),
+    ] {
+        targets.insert(Path::new(p), kind).unwrap();
+    }
+    let record = targets::record_path(&up);
+    targets.save(&record).unwrap();
+    // Next to the upper directory, not inside it.
+    assert!(dir.path().join(targets::RECORD_NAME).is_file());
+
+    let mut bytes = Vec::new();
+    write_upper_tar(&up, &mut bytes).unwrap();
+    let entries = read_tar(&bytes);
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "data.txt",
+            "etc",
+            "etc/empty",
+            "etc/hostname",
+            "etc/resolv.conf",
+            "srv",
+            "srv/mine",
+        ]
+    );
+    let get = |p: &str| entries.iter().find(|e| e.path == p).unwrap();
+    assert_eq!(get("data.txt").data, b"kept\n");
+    assert_eq!(get("etc/resolv.conf").data, b"nameserver 192.0.2.1\n");
+    assert_eq!(get("etc/hostname").kind, tar::EntryType::Directory);
+
+    // Without the record, the same upper streams every entry.
+    fs::remove_file(dir.path().join(targets::RECORD_NAME)).unwrap();
+    let mut bytes = Vec::new();
+    write_upper_tar(&up, &mut bytes).unwrap();
+    let all = read_tar(&bytes);
+    for p in ["etc/hosts", "run", "run/target", "srv/target"] {
+        assert!(
+            all.iter().any(|e| e.path == p),
+            "{p} missing without a record"
+        );
+    }
+}
+
+#[test]
+fn an_unreadable_record_fails_the_layer_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("upper");
+    fs::create_dir(&up).unwrap();
+    fs::create_dir(dir.path().join(targets::RECORD_NAME)).unwrap();
+    let err = write_upper_tar(&up, io::sink()).unwrap_err();
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(chain.contains(targets::RECORD_NAME), "{chain}");
 }
