@@ -176,7 +176,7 @@ impl<O: MountOps> GuestSetup<O> {
             BIND,
             "",
         )
-        .map_err(|e| chain(&e))
+        .map_err(|e| crate::errors::chain(&e))
     }
 
     /// Adds what this agent created to the record of its mount targets. What existed already
@@ -189,7 +189,7 @@ impl<O: MountOps> GuestSetup<O> {
         let why = |e: &dyn std::error::Error| {
             format!(
                 "cannot record the mount targets the agent created: {}",
-                chain(e)
+                crate::errors::chain(e)
             )
         };
         let mut targets = MountTargets::load(&self.targets_record).map_err(|e| why(&e))?;
@@ -198,17 +198,6 @@ impl<O: MountOps> GuestSetup<O> {
         }
         targets.save(&self.targets_record).map_err(|e| why(&e))
     }
-}
-
-/// An error and its causes, as one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        s.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    s
 }
 
 impl<O: MountOps> ContainerSetup for GuestSetup<O> {

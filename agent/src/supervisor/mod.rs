@@ -97,17 +97,6 @@ fn send(writer: &SharedWriter, stream: u32, msg: &GuestMessage) -> Result<(), Su
     Ok(())
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
-}
-
 /// One supervised process.
 struct Proc {
     stream: u32,
@@ -469,7 +458,7 @@ impl Supervisor<'_> {
         main: bool,
         err: SpawnError,
     ) -> Result<Option<Outcome>, SupervisorError> {
-        self.send_error(stream, ErrorKind::Spawn, error_chain(&err))?;
+        self.send_error(stream, ErrorKind::Spawn, crate::errors::chain(&err))?;
         let status = ExitStatus {
             code: err.exit_code(),
             signal: None,
@@ -630,7 +619,7 @@ impl Supervisor<'_> {
                     Ok(()) => GuestMessage::LayerEnd { bytes: out.total() },
                     Err(e) => GuestMessage::Error {
                         kind: ErrorKind::Layer,
-                        message: error_chain(&e),
+                        message: crate::errors::chain(&e),
                     },
                 };
                 let _ = send(&writer, stream, &msg);
