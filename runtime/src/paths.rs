@@ -75,50 +75,76 @@ pub fn config_dir(env: &dyn Env) -> PathBuf {
     home(env).join(".config/nook")
 }
 
+/// An environment made up by tests: the given variables and uid, nothing from the process.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
+pub(crate) struct FakeEnv {
+    vars: std::collections::HashMap<String, String>,
+    uid: u32,
+}
 
-    struct FakeEnv(HashMap<&'static str, &'static str>, u32);
-
-    impl Env for FakeEnv {
-        fn var(&self, key: &str) -> Option<String> {
-            self.0.get(key).map(|v| v.to_string())
-        }
-        fn uid(&self) -> u32 {
-            self.1
+#[cfg(test)]
+impl FakeEnv {
+    pub(crate) fn new<V: Into<String>>(
+        vars: impl IntoIterator<Item = (&'static str, V)>,
+        uid: u32,
+    ) -> Self {
+        Self {
+            vars: vars
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.into()))
+                .collect(),
+            uid,
         }
     }
 
+    /// Sets (or replaces) one variable.
+    pub(crate) fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.vars.insert(key.to_string(), value.into());
+    }
+}
+
+#[cfg(test)]
+impl Env for FakeEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        self.vars.get(key).cloned()
+    }
+    fn uid(&self) -> u32 {
+        self.uid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
     #[test]
     fn store_root_prefers_nook_root_then_xdg_then_home() {
-        let env = FakeEnv(
-            [("NOOK_ROOT", "/a"), ("XDG_DATA_HOME", "/b"), ("HOME", "/h")].into(),
+        let env = FakeEnv::new(
+            [("NOOK_ROOT", "/a"), ("XDG_DATA_HOME", "/b"), ("HOME", "/h")],
             1000,
         );
         assert_eq!(store_root(&env), PathBuf::from("/a"));
-        let env = FakeEnv([("XDG_DATA_HOME", "/b"), ("HOME", "/h")].into(), 1000);
+        let env = FakeEnv::new([("XDG_DATA_HOME", "/b"), ("HOME", "/h")], 1000);
         assert_eq!(store_root(&env), PathBuf::from("/b/nook"));
-        let env = FakeEnv([("HOME", "/h")].into(), 1000);
+        let env = FakeEnv::new([("HOME", "/h")], 1000);
         assert_eq!(store_root(&env), PathBuf::from("/h/.local/share/nook"));
-        let env = FakeEnv([("HOME", "/root")].into(), 0);
+        let env = FakeEnv::new([("HOME", "/root")], 0);
         assert_eq!(store_root(&env), PathBuf::from("/var/lib/nook"));
     }
 
     #[test]
     fn cache_dir_follows_xdg() {
-        let env = FakeEnv([("XDG_CACHE_HOME", "/c"), ("HOME", "/h")].into(), 1000);
+        let env = FakeEnv::new([("XDG_CACHE_HOME", "/c"), ("HOME", "/h")], 1000);
         assert_eq!(cache_dir(&env), PathBuf::from("/c/nook"));
-        let env = FakeEnv([("HOME", "/h")].into(), 1000);
+        let env = FakeEnv::new([("HOME", "/h")], 1000);
         assert_eq!(cache_dir(&env), PathBuf::from("/h/.cache/nook"));
     }
 
     #[test]
     fn config_dir_follows_xdg() {
-        let env = FakeEnv([("XDG_CONFIG_HOME", "/c"), ("HOME", "/h")].into(), 1000);
+        let env = FakeEnv::new([("XDG_CONFIG_HOME", "/c"), ("HOME", "/h")], 1000);
         assert_eq!(config_dir(&env), PathBuf::from("/c/nook"));
-        let env = FakeEnv([("HOME", "/h")].into(), 1000);
+        let env = FakeEnv::new([("HOME", "/h")], 1000);
         assert_eq!(config_dir(&env), PathBuf::from("/h/.config/nook"));
     }
 }

@@ -51,8 +51,7 @@ for tool in mkfs.ext4 cargo; do
     command -v "$tool" >/dev/null || vm_die "'$tool' is missing; run tests/setup.sh"
 done
 kernel=$(vm_kernel)
-agent=$(agent/build-static.sh | tail -n1)
-[ -f "$agent" ] || vm_die "agent/build-static.sh did not build the agent"
+agent=$(vm_agent)
 cargo build --quiet -p nook --bin nook -p nook-tests --bin nook-agent-host || vm_die "cargo build failed"
 target=$(vm_target_dir)
 

@@ -116,8 +116,7 @@ src=$(ls -d "$(nook_cache_dir)"/kernel/src/linux-source-*/ | head -n1)
 "$src/scripts/extract-vmlinux" "$cloud/vmlinuz" >"$work/debian-vmlinux" || vm_die "cannot extract Debian's vmlinux"
 readelf -n "$work/debian-vmlinux" | grep -qi '0x00000012' || vm_die "Debian's vmlinux has no PVH entry note"
 
-agent=$(agent/build-static.sh | tail -n1)
-[ -f "$agent" ] || vm_die "agent/build-static.sh did not build the agent"
+agent=$(vm_agent)
 cargo build --quiet -p nook --bin nook -p nook-tests --bin nook-agent-host || vm_die "cargo build failed"
 target=$(vm_target_dir)
 cp "$target/debug/nook-agent-host" "$work/nook-agent-host"

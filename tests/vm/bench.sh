@@ -31,7 +31,7 @@ fi
 runs=${1:-3}
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || vm_die "RUNS must be a positive number, not '$runs'"
 kernel=$(vm_kernel)
-agent=$(agent/build-static.sh | tail -n1)
+agent=$(vm_agent)
 cargo build --quiet --release -p nook -p nook-vmm || vm_die "cargo build failed"
 cargo build --quiet -p nook-tests --bin nook-bench-check || vm_die "cargo build failed"
 target=$(vm_target_dir)

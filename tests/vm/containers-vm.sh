@@ -257,7 +257,7 @@ for tool in mkfs.ext4 busybox runuser script; do
 done
 kernel=${NOOK_KERNEL:-$(vm_kernel)}
 [ -f "$kernel" ] || die "kernel $kernel does not exist"
-agent=$(agent/build-static.sh | tail -n1)
+agent=$(vm_agent)
 cargo build --release -p nook -p nook-vmm >&2
 target=$(vm_target_dir)
 

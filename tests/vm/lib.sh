@@ -23,6 +23,15 @@ vm_kernel() {
     echo "$out"
 }
 
+# Path of nook's static guest agent (built by agent/build-static.sh).
+vm_agent() {
+    local out
+    out=$(agent/build-static.sh) || vm_die "agent/build-static.sh failed"
+    out=$(tail -n1 <<<"$out")
+    [ -x "$out" ] || vm_die "agent/build-static.sh printed '$out', which is not an executable"
+    echo "$out"
+}
+
 # Debian's cloud kernel (bzImage) and its modules, fetched rootless and cached, for comparisons.
 # Prints the directory holding vmlinuz and modules/.
 vm_debian_cloud_kernel() {

@@ -16,7 +16,7 @@ if [ "${1:-}" = --in-rig ]; then
 fi
 
 kernel=$(vm_kernel)
-agent=$(agent/build-static.sh | tail -n1)
+agent=$(vm_agent)
 cargo build --quiet --release -p nook -p nook-vmm || vm_die "cargo build failed"
 cargo build --quiet -p nook-tests --bin nook-tour-check || vm_die "cargo build failed"
 target=$(vm_target_dir)

@@ -20,8 +20,7 @@ done
 
 kernel=${NOOK_KERNEL:-$(guest-kernel/build.sh | tail -n1)}
 [ -f "$kernel" ] || die "kernel $kernel does not exist"
-agent=$(agent/build-static.sh | tail -n1)
-[ -x "$agent" ] || die "agent/build-static.sh did not produce a binary"
+agent=$(vm_agent)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/nook-vmm-agent.XXXXXX")
 trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "vmm-agent: files kept in $work" >&2' EXIT

@@ -292,34 +292,34 @@ fn bench_once(dir: &Path, vmm: Vmm, vcpus: u8, memory_mib: u32) -> Result<BenchR
         .set_read_timeout(Some(Duration::from_secs(240)))
         .map_err(|e| e.to_string())?;
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-    let mut result = None;
-    let mut ready_at = None;
+    // At the ready line: when it arrived, host ms since the spawn, RSS outside and inside guest RAM.
+    let mut ready = None;
     let mut tsc = TscReport::default();
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(|e| format!("{vmm:?}: {e}"))?;
         tsc.note(&line);
-        if line == "ready" && result.is_none() {
-            ready_at = Some(Instant::now());
+        if line == "ready" && ready.is_none() {
+            let at = Instant::now();
             let host_ms = started.elapsed().as_millis();
-            let guest_ms = 0;
             let (rss_kib, guest_kib) = rss_outside_guest(child.id(), u64::from(memory_mib) * 1024)?;
-            result = Some(BenchRun {
-                host_ms,
-                guest_ms,
-                rss_kib,
-                guest_kib,
-            });
+            ready = Some((at, host_ms, rss_kib, guest_kib));
             writer.write_all(b"ping\n").map_err(|e| e.to_string())?;
         }
         if line == "done" {
             break;
         }
     }
-    if let (Some(r), Some(ready)) = (result.as_mut(), ready_at) {
-        r.guest_ms = tsc
-            .guest_ms_at(ready)
-            .ok_or_else(|| format!("{vmm:?}: the guest did not report its TSC after ready"))?;
-    }
+    let result = match ready {
+        Some((at, host_ms, rss_kib, guest_kib)) => Some(BenchRun {
+            host_ms,
+            guest_ms: tsc
+                .guest_ms_at(at)
+                .ok_or_else(|| format!("{vmm:?}: the guest did not report its TSC after ready"))?,
+            rss_kib,
+            guest_kib,
+        }),
+        None => None,
+    };
     if vmm == Vmm::Qemu {
         // QEMU microvm has no i8042, so the guest's `reboot=k` reset never ends it: the timing
         // is taken, stop it here.

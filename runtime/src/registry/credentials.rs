@@ -298,23 +298,16 @@ fn find_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    struct FakeEnv(HashMap<&'static str, String>);
-    impl Env for FakeEnv {
-        fn var(&self, key: &str) -> Option<String> {
-            self.0.get(key).cloned()
-        }
-        fn uid(&self) -> u32 {
-            1000
-        }
-    }
+    use crate::paths::FakeEnv;
 
     fn files(dir: &Path) -> AuthFiles {
-        AuthFiles::from_env(&FakeEnv(HashMap::from([
-            ("HOME", dir.join("home").display().to_string()),
-            ("XDG_RUNTIME_DIR", dir.join("run").display().to_string()),
-        ])))
+        AuthFiles::from_env(&FakeEnv::new(
+            [
+                ("HOME", dir.join("home").display().to_string()),
+                ("XDG_RUNTIME_DIR", dir.join("run").display().to_string()),
+            ],
+            1000,
+        ))
     }
 
     fn cred(u: &str, p: &str) -> Credential {

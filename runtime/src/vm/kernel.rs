@@ -124,19 +124,8 @@ fn check_elf(path: &Path, origin: KernelOrigin) -> Result<(), KernelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::paths::FakeEnv;
     use std::fs;
-
-    struct FakeEnv(HashMap<&'static str, String>);
-
-    impl Env for FakeEnv {
-        fn var(&self, key: &str) -> Option<String> {
-            self.0.get(key).cloned()
-        }
-        fn uid(&self) -> u32 {
-            1000
-        }
-    }
 
     fn elf(path: &Path) {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -144,7 +133,7 @@ mod tests {
     }
 
     fn cache_env(cache: &Path) -> FakeEnv {
-        FakeEnv([("XDG_CACHE_HOME", cache.display().to_string())].into())
+        FakeEnv::new([("XDG_CACHE_HOME", cache.display().to_string())], 1000)
     }
 
     #[test]
@@ -156,7 +145,7 @@ mod tests {
         elf(&dir.path().join("nook/kernel/abc/vmlinux"));
         fs::write(dir.path().join("nook/kernel/latest"), "abc\n").unwrap();
         let mut env = cache_env(dir.path());
-        env.0.insert("NOOK_KERNEL", var.display().to_string());
+        env.set("NOOK_KERNEL", var.display().to_string());
 
         let k = find_kernel(Some(&flag), &env).unwrap();
         assert_eq!((k.path, k.origin), (flag, KernelOrigin::Flag));
@@ -207,7 +196,7 @@ mod tests {
         fs::write(&short, b"\x7fE").unwrap();
         for path in [&bz, &short] {
             let mut env = cache_env(dir.path());
-            env.0.insert("NOOK_KERNEL", path.display().to_string());
+            env.set("NOOK_KERNEL", path.display().to_string());
             let err = find_kernel(None, &env).unwrap_err();
             assert!(
                 matches!(

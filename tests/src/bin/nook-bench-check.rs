@@ -10,15 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, ensure, Context as _};
 use serde_json::Value;
 
-const PHASES: [&str; 7] = [
-    "image_prep",
-    "vmm_start",
-    "kernel_boot",
-    "agent_ready",
-    "entrypoint_exec",
-    "exit",
-    "teardown",
-];
+use nook::bench::phases::PHASES;
 const VM_TARGETS: [&str; 2] = ["vm", "qemu"];
 
 fn check(report: &Value, want: &[String]) -> anyhow::Result<()> {
