@@ -1,5 +1,7 @@
-//! Streams an overlayfs upper directory as an OCI layer tar (for `nook diff`, `commit`
-//! and `export`: all three read this one stream).
+//! Streams a container's files as a tar: an overlayfs upper directory as an OCI layer (for
+//! `diff` and `commit` in both columns, and the VM column's `export`), or a whole tree as it is
+//! (the namespace column's `export` of its read-only overlay). Both read the tree through the
+//! one descriptor-based [`walk`]er.
 //!
 //! overlayfs records deletions in its own way; the OCI layer format has its own:
 //! - a whiteout (a character device 0/0) becomes an empty `.wh.<name>` file next to it;
@@ -11,26 +13,30 @@
 //! The bind-mount targets the agent created itself ([`targets`]) are left out while they are
 //! still its untouched empty files (or directories holding only those).
 //!
-//! Entries are written depth-first in name order, so the same upper gives the same tar.
-//! Hard links inside the upper become tar hard links. The overlay is mounted without
-//! `redirect_dir` and `metacopy`, so every upper entry is complete on its own.
+//! Entries are written depth-first in name order, so the same tree gives the same tar. Every
+//! entry of more than one link (same device and inode) after the first becomes a tar hard link
+//! to the first path written. The overlay is mounted without `redirect_dir` and `metacopy`, so
+//! every upper entry is complete on its own.
 
+mod fd;
 pub mod targets;
+pub mod walk;
 
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
-use std::fs::{self, File, Metadata};
-use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::protocol::MAX_DATA_CHUNK;
-use targets::{MountTargets, TargetKind, TargetsError};
+pub use fd::{exists_beneath, Stat};
+use targets::{MountTargets, TargetsError};
+use walk::{Entry, Kind, Mode, Visitor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("cannot read {} in the writable layer", path.display())]
+    #[error("cannot read {} of the container's files", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -54,124 +60,185 @@ pub enum LayerError {
     },
 }
 
-/// Writes the tar of `upper` into `out` (without the end-of-archive marker's trailing flush:
-/// call [`ChunkSink::finish`] when `out` is one). The record of the agent's mount targets is
-/// read from next to `upper` ([`targets::record_path`]).
-pub fn write_upper_tar<W: Write>(upper: &Path, out: W) -> Result<(), LayerError> {
-    let targets = MountTargets::load(&targets::record_path(upper))
-        .map_err(|source| LayerError::Targets { source })?;
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
-    let mut walker = Walker {
-        builder: &mut builder,
-        links: HashMap::new(),
-        targets: &targets,
-    };
-    walker.walk(upper, Path::new(""))?;
-    builder
-        .into_inner()
-        .map_err(|source| LayerError::Write { source })?;
-    Ok(())
-}
-
-fn read_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
-    move |source| LayerError::Read {
+/// Opens the directory a walk starts from (a path the caller trusts, such as the upper
+/// directory it created or a `/proc/self/fd/N` link to it).
+pub fn open_root(path: &Path) -> Result<OwnedFd, LayerError> {
+    fd::open_dir(path).map_err(|source| LayerError::Read {
         path: path.to_owned(),
         source,
-    }
+    })
 }
 
-struct Walker<'a, W: Write> {
-    builder: &'a mut tar::Builder<W>,
-    /// The first path of each multiply-linked file written, by (device, inode).
+/// Walks the upper directory `upper` as an OCI layer ([`Mode::Layer`]), leaving out the
+/// agent's untouched mount targets, whose record is read from next to `upper`
+/// ([`targets::record_path`]).
+pub fn walk_upper(upper: &Path, visitor: &mut dyn Visitor) -> Result<(), LayerError> {
+    let targets = MountTargets::load(&targets::record_path(upper))
+        .map_err(|source| LayerError::Targets { source })?;
+    let root = open_root(upper)?;
+    walk::walk(root.as_fd(), Mode::Layer, &targets, visitor)
+}
+
+/// Writes the OCI layer tar of the upper directory `upper` into `out` (call
+/// [`ChunkSink::finish`] afterwards when `out` is one).
+pub fn write_upper_tar<W: Write>(upper: &Path, out: W) -> Result<(), LayerError> {
+    let mut tar = TarWriter::new(out);
+    walk_upper(upper, &mut tar)?;
+    tar.finish().map(drop)
+}
+
+/// Writes the tree below `root` as it is ([`Mode::Plain`]) as a tar into `out`.
+pub fn write_tree_tar<W: Write>(root: &Path, out: W) -> Result<W, LayerError> {
+    let fd = open_root(root)?;
+    let mut tar = TarWriter::new(out);
+    walk::walk(fd.as_fd(), Mode::Plain, &MountTargets::default(), &mut tar)?;
+    tar.finish()
+}
+
+/// A [`Visitor`] writing each entry into a tar.
+pub struct TarWriter<W: Write> {
+    builder: tar::Builder<W>,
+    /// The first path written of each entry with more than one link, by (device, inode).
     links: HashMap<(u64, u64), PathBuf>,
-    targets: &'a MountTargets,
 }
 
-impl<W: Write> Walker<'_, W> {
-    fn walk(&mut self, dir: &Path, rel: &Path) -> Result<(), LayerError> {
-        for name in sorted_names(dir)? {
-            let path = dir.join(&name);
-            let rel_path = rel.join(&name);
-            let meta = fs::symlink_metadata(&path).map_err(read_err(&path))?;
-            if self.is_untouched_target(&path, &rel_path, &meta)? {
-                continue;
-            }
-            let builder = &mut *self.builder;
-            let ft = meta.file_type();
-            if ft.is_char_device() && meta.rdev() == 0 {
-                let mut wh = OsStr::new(".wh.").to_owned();
-                wh.push(&name);
-                append_empty(builder, &rel.join(wh), &meta)?;
-            } else if ft.is_dir() {
-                append(builder, &path, &rel_path, &meta, None)?;
-                if is_opaque(&path) {
-                    append_empty(builder, &rel_path.join(".wh..wh..opq"), &meta)?;
-                }
-                self.walk(&path, &rel_path)?;
-            } else if ft.is_file() && meta.nlink() > 1 {
-                let key = (meta.dev(), meta.ino());
-                let first = self.links.get(&key).cloned();
-                append(builder, &path, &rel_path, &meta, first.as_deref())?;
-                if first.is_none() {
-                    self.links.insert(key, rel_path);
-                }
-            } else {
-                append(builder, &path, &rel_path, &meta, None)?;
-            }
+impl<W: Write> TarWriter<W> {
+    pub fn new(out: W) -> Self {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        TarWriter {
+            builder,
+            links: HashMap::new(),
         }
-        Ok(())
     }
 
-    /// Whether `path` is a mount target the agent created and nothing has changed since: a
-    /// file target still an empty regular file with no other link, or a directory target
-    /// still a (not opaque) directory holding only such entries. Anything else in its place
-    /// (content, another type, a whiteout, a file of the container's) is the container's doing
-    /// and is written.
-    fn is_untouched_target(
-        &self,
-        path: &Path,
-        rel: &Path,
-        meta: &Metadata,
-    ) -> Result<bool, LayerError> {
-        let ft = meta.file_type();
-        match self.targets.kind_of(rel) {
-            None => return Ok(false),
-            Some(TargetKind::File) => {
-                return Ok(ft.is_file() && meta.len() == 0 && meta.nlink() == 1)
-            }
-            Some(TargetKind::Dir) if !ft.is_dir() || is_opaque(path) => return Ok(false),
-            Some(TargetKind::Dir) => {}
-        }
-        for name in sorted_names(path)? {
-            let child = path.join(&name);
-            let child_meta = fs::symlink_metadata(&child).map_err(read_err(&child))?;
-            if !self.is_untouched_target(&child, &rel.join(&name), &child_meta)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    /// Ends the archive and hands back the writer.
+    pub fn finish(self) -> Result<W, LayerError> {
+        self.builder
+            .into_inner()
+            .map_err(|source| LayerError::Write { source })
     }
 }
 
-/// The names in `dir`, sorted (so the same upper gives the same tar).
-fn sorted_names(dir: &Path) -> Result<Vec<std::ffi::OsString>, LayerError> {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .map_err(read_err(dir))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(read_err(dir))?;
-    names.sort();
-    Ok(names)
+impl<W: Write> Visitor for TarWriter<W> {
+    fn visit(&mut self, entry: Entry<'_>) -> Result<(), LayerError> {
+        let Entry {
+            path,
+            stat,
+            kind,
+            xattrs,
+        } = entry;
+        let entry_err = |source| LayerError::Entry {
+            path: path.to_owned(),
+            source,
+        };
+        let builder = &mut self.builder;
+        if let Kind::Whiteout = kind {
+            let mut name = OsString::from(".wh.");
+            name.push(path.file_name().unwrap_or_default());
+            let parent = path.parent().unwrap_or(Path::new(""));
+            return append_empty(builder, &parent.join(name), &stat);
+        }
+        let socket = stat.file_type() == libc::S_IFSOCK;
+        if socket {
+            // Sockets cannot be represented in a layer; docker skips them too.
+            return Ok(());
+        }
+        if !xattrs.is_empty() {
+            let records = xattrs
+                .iter()
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+                .collect::<Vec<_>>();
+            builder
+                .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+                .map_err(entry_err)?;
+        }
+        if !matches!(kind, Kind::Dir { .. }) && stat.nlink > 1 {
+            match self.links.get(&(stat.dev, stat.ino)) {
+                Some(first) => {
+                    let mut h = header_for(&stat, tar::EntryType::Link);
+                    return builder.append_link(&mut h, path, first).map_err(entry_err);
+                }
+                None => {
+                    self.links.insert((stat.dev, stat.ino), path.to_owned());
+                }
+            }
+        }
+        match kind {
+            Kind::Dir { opaque } => {
+                let mut h = header_for(&stat, tar::EntryType::Directory);
+                builder
+                    .append_data(&mut h, path, io::empty())
+                    .map_err(entry_err)?;
+                if opaque {
+                    append_empty(builder, &path.join(".wh..wh..opq"), &stat)?;
+                }
+                Ok(())
+            }
+            Kind::Symlink(target) => {
+                let mut h = header_for(&stat, tar::EntryType::Symlink);
+                builder.append_link(&mut h, path, target).map_err(entry_err)
+            }
+            Kind::File(file) => {
+                let mut h = header_for(&stat, tar::EntryType::Regular);
+                h.set_size(stat.size);
+                let data = SizedReader {
+                    file,
+                    left: stat.size,
+                };
+                builder.append_data(&mut h, path, data).map_err(entry_err)
+            }
+            Kind::Special | Kind::Whiteout => {
+                let kind = match stat.file_type() {
+                    libc::S_IFCHR => tar::EntryType::Char,
+                    libc::S_IFBLK => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                };
+                let mut h = header_for(&stat, kind);
+                h.set_device_major(libc::major(stat.rdev))
+                    .map_err(entry_err)?;
+                h.set_device_minor(libc::minor(stat.rdev))
+                    .map_err(entry_err)?;
+                builder
+                    .append_data(&mut h, path, io::empty())
+                    .map_err(entry_err)
+            }
+        }
+    }
 }
 
-fn header_for(meta: &Metadata, entry: tar::EntryType) -> tar::Header {
+/// A file's data as its header announced it: cut at that size when the file has grown since
+/// its `fstat`, padded with zeros when it has shrunk, so the tar stays valid.
+struct SizedReader {
+    file: File,
+    left: u64,
+}
+
+impl Read for SizedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let mut n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            buf[..want].fill(0);
+            n = want;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn header_for(stat: &Stat, entry: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(entry);
-    h.set_mode(meta.mode() & 0o7777);
-    h.set_uid(u64::from(meta.uid()));
-    h.set_gid(u64::from(meta.gid()));
-    h.set_mtime(meta.mtime().max(0) as u64);
+    h.set_mode(stat.mode & 0o7777);
+    h.set_uid(u64::from(stat.uid));
+    h.set_gid(u64::from(stat.gid));
+    h.set_mtime(stat.mtime.max(0) as u64);
     h.set_size(0);
     h
 }
@@ -179,9 +246,9 @@ fn header_for(meta: &Metadata, entry: tar::EntryType) -> tar::Header {
 fn append_empty<W: Write>(
     builder: &mut tar::Builder<W>,
     rel: &Path,
-    meta: &Metadata,
+    stat: &Stat,
 ) -> Result<(), LayerError> {
-    let mut h = header_for(meta, tar::EntryType::Regular);
+    let mut h = header_for(stat, tar::EntryType::Regular);
     h.set_mode(0o644);
     builder
         .append_data(&mut h, rel, io::empty())
@@ -189,126 +256,6 @@ fn append_empty<W: Write>(
             path: rel.to_owned(),
             source,
         })
-}
-
-fn append<W: Write>(
-    builder: &mut tar::Builder<W>,
-    path: &Path,
-    rel: &Path,
-    meta: &Metadata,
-    hardlink_to: Option<&Path>,
-) -> Result<(), LayerError> {
-    let entry_err = |source| LayerError::Entry {
-        path: rel.to_owned(),
-        source,
-    };
-    let xattrs = user_xattrs(path)?;
-    if !xattrs.is_empty() {
-        builder
-            .append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .map_err(entry_err)?;
-    }
-    let ft = meta.file_type();
-    if let Some(target) = hardlink_to {
-        let mut h = header_for(meta, tar::EntryType::Link);
-        return builder.append_link(&mut h, rel, target).map_err(entry_err);
-    }
-    if ft.is_dir() {
-        let mut h = header_for(meta, tar::EntryType::Directory);
-        builder
-            .append_data(&mut h, rel, io::empty())
-            .map_err(entry_err)
-    } else if ft.is_symlink() {
-        let target = fs::read_link(path).map_err(read_err(path))?;
-        let mut h = header_for(meta, tar::EntryType::Symlink);
-        builder.append_link(&mut h, rel, target).map_err(entry_err)
-    } else if ft.is_file() {
-        let file = File::open(path).map_err(read_err(path))?;
-        let mut h = header_for(meta, tar::EntryType::Regular);
-        h.set_size(meta.len());
-        builder.append_data(&mut h, rel, file).map_err(entry_err)
-    } else {
-        let kind = if ft.is_char_device() {
-            tar::EntryType::Char
-        } else if ft.is_block_device() {
-            tar::EntryType::Block
-        } else if ft.is_fifo() {
-            tar::EntryType::Fifo
-        } else {
-            // Sockets cannot be represented in a layer; docker skips them too.
-            return Ok(());
-        };
-        let mut h = header_for(meta, kind);
-        let rdev = meta.rdev();
-        h.set_device_major(libc::major(rdev)).map_err(entry_err)?;
-        h.set_device_minor(libc::minor(rdev)).map_err(entry_err)?;
-        builder
-            .append_data(&mut h, rel, io::empty())
-            .map_err(entry_err)
-    }
-}
-
-fn c_path(path: &Path) -> Option<CString> {
-    CString::new(path.as_os_str().as_bytes()).ok()
-}
-
-fn is_opaque(path: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| get_xattr(path, name).is_some_and(|v| v == b"y"))
-}
-
-fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let cpath = c_path(path)?;
-    let cname = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: both strings are NUL-terminated and `buf` is valid for `buf.len()` bytes.
-    let n = unsafe {
-        libc::lgetxattr(
-            cpath.as_ptr(),
-            cname.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some(buf)
-}
-
-/// The entry's xattrs as PAX records, without overlay's own.
-fn user_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, LayerError> {
-    let Some(cpath) = c_path(path) else {
-        return Ok(Vec::new());
-    };
-    let mut names = vec![0u8; 64 * 1024];
-    // SAFETY: `cpath` is NUL-terminated and `names` is valid for `names.len()` bytes.
-    let n = unsafe { libc::llistxattr(cpath.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        // Filesystems without xattr support simply have none.
-        if err.raw_os_error() == Some(libc::ENOTSUP) {
-            return Ok(Vec::new());
-        }
-        return Err(LayerError::Read {
-            path: path.to_owned(),
-            source: err,
-        });
-    }
-    names.truncate(n as usize);
-    let mut out = Vec::new();
-    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name = String::from_utf8_lossy(name).into_owned();
-        if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
-            continue;
-        }
-        if let Some(value) = get_xattr(path, &name) {
-            out.push((format!("SCHILY.xattr.{name}"), value));
-        }
-    }
-    Ok(out)
 }
 
 /// A writer that hands its bytes on in chunks of at most [`MAX_DATA_CHUNK`] (one frame each).

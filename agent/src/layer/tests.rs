@@ -1,9 +1,11 @@
 use super::*;
 use std::ffi::CString;
+use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 
-fn setxattr(path: &Path, name: &str, value: &[u8]) {
+pub(super) fn setxattr(path: &Path, name: &str, value: &[u8]) {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = CString::new(name).unwrap();
     // SAFETY: NUL-terminated strings and a valid value buffer.
@@ -25,7 +27,7 @@ fn setxattr(path: &Path, name: &str, value: &[u8]) {
     );
 }
 
-fn mknod_whiteout(path: &Path) {
+pub(super) fn mknod_whiteout(path: &Path) {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: a NUL-terminated path; mode and device are plain integers.
     let ret = unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR, 0) };
@@ -38,15 +40,15 @@ fn mknod_whiteout(path: &Path) {
     );
 }
 
-struct Entry {
-    path: String,
-    kind: tar::EntryType,
-    link: Option<String>,
-    data: Vec<u8>,
-    xattrs: Vec<(String, Vec<u8>)>,
+pub(super) struct Entry {
+    pub(super) path: String,
+    pub(super) kind: tar::EntryType,
+    pub(super) link: Option<String>,
+    pub(super) data: Vec<u8>,
+    pub(super) xattrs: Vec<(String, Vec<u8>)>,
 }
 
-fn read_tar(bytes: &[u8]) -> Vec<Entry> {
+pub(super) fn read_tar(bytes: &[u8]) -> Vec<Entry> {
     let mut archive = tar::Archive::new(bytes);
     let mut out = Vec::new();
     for e in archive.entries().unwrap() {
@@ -250,4 +252,48 @@ fn an_unreadable_record_fails_the_layer_naming_it() {
     let err = write_upper_tar(&up, io::sink()).unwrap_err();
     let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
     assert!(chain.contains(targets::RECORD_NAME), "{chain}");
+}
+
+/// A file that grows after its header was written is cut at the header's size, one that
+/// shrinks is padded with zeros: the tar stays valid either way.
+#[test]
+fn file_data_is_exactly_the_size_in_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    fs::write(&path, b"0123456789").unwrap();
+    let read = |left: u64| {
+        let mut out = Vec::new();
+        SizedReader {
+            file: File::open(&path).unwrap(),
+            left,
+        }
+        .read_to_end(&mut out)
+        .unwrap();
+        out
+    };
+    assert_eq!(read(4), b"0123");
+    assert_eq!(read(10), b"0123456789");
+    assert_eq!(read(13), b"0123456789\0\0\0");
+}
+
+#[test]
+fn a_plain_tree_is_written_whole_without_its_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    fs::create_dir_all(t.join("bin")).unwrap();
+    fs::write(t.join("bin/busybox"), b"elf").unwrap();
+    fs::hard_link(t.join("bin/busybox"), t.join("bin/sh")).unwrap();
+    symlink("busybox", t.join("bin/ls")).unwrap();
+    // An empty file where the agent records a mount target: a plain tree keeps it.
+    fs::create_dir(t.join("etc")).unwrap();
+    fs::write(t.join("etc/hosts"), b"").unwrap();
+    let bytes = write_tree_tar(t, Vec::new()).unwrap();
+    let entries = read_tar(&bytes);
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["bin", "bin/busybox", "bin/ls", "bin/sh", "etc", "etc/hosts"]
+    );
+    assert_eq!(entries[3].kind, tar::EntryType::Link);
+    assert_eq!(entries[3].link.as_deref(), Some("bin/busybox"));
 }

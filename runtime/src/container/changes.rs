@@ -1,13 +1,15 @@
-//! Reading a container's writable layer (an overlayfs upper directory): the changes against
-//! the image as `docker diff` lines, and the layer as an OCI tar (whiteouts as `.wh.` files)
-//! for `commit`. Both run as root of a user namespace mapped like the containers, so files of
-//! any container user are readable.
+//! Reading a container's writable layer (an overlayfs upper directory) in the namespace
+//! column: the changes against the image as `docker diff` lines, and the layer as an OCI tar
+//! (whiteouts as `.wh.` files) for `commit`. Both are the agent crate's one layer walker, the
+//! one the VM column's guest agent streams its layer with; both run as root of a user
+//! namespace mapped like the containers, so files of any container user are readable.
 
-use std::ffi::CString;
-use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use nook_agent::layer::walk::{Entry, Kind, Visitor};
+use nook_agent::layer::{self, LayerError};
 
 /// One `docker diff` line.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,125 +36,51 @@ impl std::fmt::Display for Change {
     }
 }
 
-/// overlayfs marks a deleted file with a 0/0 character device of the same name.
-pub fn is_whiteout(meta: &std::fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
-/// Whether overlayfs marked `dir` opaque (it hides the lower layers' directory of that name).
-/// In a user namespace overlayfs uses the `user.` xattr namespace.
-pub fn is_opaque(dir: &Path) -> bool {
-    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
+/// The changes in the upper directory `upper` against the image tree `lower`, sorted by path.
+/// Both are read through descriptors (the agent's [`walk`](nook_agent::layer::walk)), so a
+/// container changing its files meanwhile cannot steer the reading out of either tree.
+pub fn diff(upper: &Path, lower: &Path) -> Result<Vec<Change>, LayerError> {
+    let lower_fd = layer::open_root(lower)?;
+    let mut visitor = DiffVisitor {
+        lower: lower_fd,
+        out: Vec::new(),
     };
-    let mut buf = [0u8; 4];
-    ["user.overlay.opaque", "trusted.overlay.opaque"]
-        .iter()
-        .any(|name| {
-            let name = CString::new(*name).expect("static name");
-            // SAFETY: path and name are valid C strings; buf is a writable buffer of its length.
-            let n = unsafe {
-                libc::lgetxattr(
-                    path.as_ptr(),
-                    name.as_ptr(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
-            n == 1 && buf[0] == b'y'
-        })
-}
-
-/// Entries of `dir`, sorted by name (deterministic output and tar order).
-fn sorted_entries(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<io::Result<_>>()?;
-    names.sort();
-    Ok(names)
-}
-
-/// The changes in `upper` against the image tree `lower`.
-pub fn diff(upper: &Path, lower: &Path) -> io::Result<Vec<Change>> {
-    let mut out = Vec::new();
-    walk_diff(upper, lower, Path::new(""), &mut out)?;
+    layer::walk_upper(upper, &mut visitor)?;
+    let mut out = visitor.out;
     out.sort();
     Ok(out)
 }
 
-fn walk_diff(upper: &Path, lower: &Path, rel: &Path, out: &mut Vec<Change>) -> io::Result<()> {
-    for path in sorted_entries(&upper.join(rel))? {
-        let name = path.file_name().expect("read_dir entries have names");
-        let rel_path = rel.join(name);
-        let meta = std::fs::symlink_metadata(&path)?;
-        if is_whiteout(&meta) {
-            out.push(Change {
-                path: rel_path,
-                kind: ChangeKind::Deleted,
-            });
-            continue;
-        }
-        let in_lower = std::fs::symlink_metadata(lower.join(&rel_path)).is_ok();
-        out.push(Change {
-            path: rel_path.clone(),
-            kind: if in_lower {
-                ChangeKind::Changed
-            } else {
-                ChangeKind::Added
-            },
-        });
-        if meta.is_dir() {
-            walk_diff(upper, lower, &rel_path, out)?;
-        }
-    }
-    Ok(())
+struct DiffVisitor {
+    lower: OwnedFd,
+    out: Vec<Change>,
 }
 
-/// Writes `upper` as an OCI layer tar: deletions become `.wh.NAME` entries and opaque
-/// directories get a `.wh..wh..opq` entry. Owners are the ids seen here (the container's).
-pub fn layer_tar(upper: &Path, out: impl Write) -> io::Result<()> {
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Complete);
-    walk_tar(&mut builder, upper, Path::new(""))?;
-    builder.into_inner()?.flush()
-}
-
-fn empty_entry<W: Write>(builder: &mut tar::Builder<W>, path: &Path) -> io::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_size(0);
-    header.set_mode(0o644);
-    builder.append_data(&mut header, path, io::empty())
-}
-
-fn walk_tar<W: Write>(builder: &mut tar::Builder<W>, upper: &Path, rel: &Path) -> io::Result<()> {
-    for path in sorted_entries(&upper.join(rel))? {
-        let name = path.file_name().expect("read_dir entries have names");
-        let rel_path = rel.join(name);
-        let meta = std::fs::symlink_metadata(&path)?;
-        if is_whiteout(&meta) {
-            let mut wh = std::ffi::OsString::from(crate::image::layer::WHITEOUT_PREFIX);
-            wh.push(name);
-            empty_entry(builder, &rel.join(wh))?;
-            continue;
-        }
-        let ft = meta.file_type();
-        if ft.is_block_device() || ft.is_char_device() || ft.is_socket() {
-            continue; // device nodes cannot be made rootless; sockets are not content
-        }
-        builder.append_path_with_name(&path, &rel_path)?;
-        if meta.is_dir() {
-            if is_opaque(&path) {
-                empty_entry(
-                    builder,
-                    &rel_path.join(crate::image::layer::OPAQUE_WHITEOUT),
-                )?;
+impl Visitor for DiffVisitor {
+    fn visit(&mut self, entry: Entry<'_>) -> Result<(), LayerError> {
+        let path = entry.path.to_path_buf();
+        let kind = if let Kind::Whiteout = entry.kind {
+            ChangeKind::Deleted
+        } else if layer::exists_beneath(self.lower.as_fd(), &path).map_err(|source| {
+            LayerError::Read {
+                path: path.clone(),
+                source,
             }
-            walk_tar(builder, upper, &rel_path)?;
-        }
+        })? {
+            ChangeKind::Changed
+        } else {
+            ChangeKind::Added
+        };
+        self.out.push(Change { path, kind });
+        Ok(())
     }
-    Ok(())
+}
+
+/// Writes the upper directory `upper` as an OCI layer tar for `commit`: the same walk and the
+/// same tar as the guest agent's layer stream, so a change gives the same layer in both
+/// columns. Owners are the ids seen here (the container's).
+pub fn layer_tar(upper: &Path, out: impl Write) -> Result<(), LayerError> {
+    layer::write_upper_tar(upper, out)
 }
 
 #[cfg(test)]
@@ -176,6 +104,121 @@ mod tests {
         assert_eq!(lines, ["C /etc", "C /etc/passwd", "A /new", "A /new/sub"]);
     }
 
+    #[test]
+    fn diff_does_not_look_through_a_symlink_of_the_image() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("f"), "host").unwrap();
+        let lower = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(host.path(), lower.path().join("d")).unwrap();
+        let upper = tempfile::tempdir().unwrap();
+        std::fs::create_dir(upper.path().join("d")).unwrap();
+        std::fs::write(upper.path().join("d/f"), "mine").unwrap();
+        let lines: Vec<String> = diff(upper.path(), lower.path())
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // `/d/f` is not in the image: the host's file behind the image's symlink is no answer.
+        assert_eq!(lines, ["C /d", "A /d/f"]);
+    }
+
+    fn setxattr(path: &Path, name: &str, value: &[u8]) {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        let n = std::ffi::CString::new(name).unwrap();
+        // SAFETY: NUL-terminated strings and a value buffer of its length, alive for the call.
+        let ret = unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(
+            ret,
+            0,
+            "setxattr {name}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// `commit` of the same change gives the same layer in both columns: the namespace
+    /// column's `layer_tar` and the guest agent's layer stream (through its frame-sized
+    /// chunks) are the same bytes, hard links and xattrs included.
+    #[test]
+    fn commit_layer_is_the_same_tar_as_the_guest_agents_layer_stream() {
+        let upper = tempfile::tempdir().unwrap();
+        let up = upper.path();
+        std::fs::create_dir_all(up.join("bin")).unwrap();
+        std::fs::write(up.join("bin/tool"), vec![7u8; 70_000]).unwrap();
+        std::fs::hard_link(up.join("bin/tool"), up.join("bin/alias")).unwrap();
+        setxattr(&up.join("bin/tool"), "user.origin", b"built");
+        setxattr(
+            &up.join("bin/tool"),
+            "user.overlay.origin",
+            b"overlay's own",
+        );
+        std::fs::create_dir(up.join("cache")).unwrap();
+        setxattr(&up.join("cache"), "user.overlay.opaque", b"y");
+        std::os::unix::fs::symlink("bin/tool", up.join("link")).unwrap();
+
+        let mut namespace = Vec::new();
+        layer_tar(up, &mut namespace).unwrap();
+
+        let mut chunks = Vec::new();
+        let mut sink = nook_agent::layer::ChunkSink::new(|c: &[u8]| {
+            chunks.push(c.to_vec());
+            Ok(())
+        });
+        nook_agent::layer::write_upper_tar(up, &mut sink).unwrap();
+        sink.finish().unwrap();
+        let vm = chunks.concat();
+        assert!(namespace == vm, "the two columns' layers differ");
+
+        let mut archive = tar::Archive::new(&namespace[..]);
+        let mut seen = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let xattrs: Vec<String> = e
+                .pax_extensions()
+                .unwrap()
+                .map(|x| x.map(|x| x.unwrap().key().unwrap().to_owned()).collect())
+                .unwrap_or_default();
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned());
+            seen.push((path, e.header().entry_type(), link, xattrs));
+        }
+        let want = |p: &str, k, l: Option<&str>, x: &[&str]| {
+            (
+                p.to_owned(),
+                k,
+                l.map(str::to_owned),
+                x.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
+        assert_eq!(
+            seen,
+            [
+                want("bin", Directory, None, &[]),
+                want("bin/alias", Regular, None, &["SCHILY.xattr.user.origin"]),
+                want(
+                    "bin/tool",
+                    Link,
+                    Some("bin/alias"),
+                    &["SCHILY.xattr.user.origin"]
+                ),
+                want("cache", Directory, None, &[]),
+                want("cache/.wh..wh..opq", Regular, None, &[]),
+                want("link", Symlink, Some("bin/tool"), &[]),
+            ]
+        );
+    }
     #[test]
     fn layer_tar_holds_the_upper_files() {
         let upper = tempfile::tempdir().unwrap();

@@ -62,7 +62,7 @@ pub fn diff(engine: &Engine, container: &Container) -> Result<Vec<Change>, Conta
     engine.backend.as_container_root(
         &format!("read the writable layer of {}", container.name()),
         move || {
-            let changes = changes::diff(&upper, &lower).map_err(|e| e.to_string())?;
+            let changes = changes::diff(&upper, &lower).map_err(|e| crate::errors::chain(&e))?;
             for c in changes {
                 let k = match c.kind {
                     ChangeKind::Added => 'A',
@@ -136,7 +136,12 @@ pub fn commit(
             let upper = container.config.launch.rootfs.upper.clone();
             engine.backend.as_container_root(
                 &format!("read the writable layer of {}", container.name()),
-                move || changes::layer_tar(&upper, &mut writer).map_err(|e| e.to_string()),
+                move || {
+                    let mut out = io::BufWriter::new(&mut writer);
+                    changes::layer_tar(&upper, &mut out).map_err(|e| crate::errors::chain(&e))?;
+                    out.flush()
+                        .map_err(|e| format!("cannot write the layer: {e}"))
+                },
             )?;
             tar
         }
@@ -226,13 +231,11 @@ pub fn export(engine: &Engine, container: &Container, out: File) -> Result<(), C
                         Some(&options),
                     )
                     .map_err(|e| format!("mount the container's filesystem: {e}"))?;
-                let mut builder = tar::Builder::new(io::BufWriter::new(out));
-                builder.follow_symlinks(false);
-                builder.mode(tar::HeaderMode::Complete);
-                builder
-                    .append_dir_all(".", &target)
-                    .and_then(|()| builder.into_inner())
-                    .and_then(|mut w| w.flush())
+                // Read through descriptors only: the container may be running and changing
+                // its files meanwhile, and must not steer the reading out of its tree.
+                nook_agent::layer::write_tree_tar(&target, io::BufWriter::new(out))
+                    .map_err(|e| crate::errors::chain(&e))?
+                    .flush()
                     .map_err(|e| format!("write the tar: {e}"))
             });
     let _ = std::fs::remove_dir(&mount);
