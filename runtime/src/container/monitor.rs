@@ -198,7 +198,7 @@ fn supervise(
     let id = container.id();
     let config = &container.config;
     let log_path = store.log_path(id);
-    let mut log = LogWriter::open(&log_path).map_err(|source| ContainerError::Io {
+    let mut log = LogWriter::open(&log_path, config.log).map_err(|source| ContainerError::Io {
         what: "open",
         path: log_path.clone(),
         source,

@@ -327,6 +327,7 @@ mod tests {
             tty: false,
             open_stdin: false,
             auto_remove: false,
+            log: Default::default(),
         }
     }
 
