@@ -130,21 +130,26 @@ impl Store {
             let path = entry.path();
             // Only what image writers leave: they hold the store lock, so none is in flight.
             // Other parts of nook keep their own temp files (and mount points) here too.
-            let bytes = disk_usage(&path);
-            let removed = if name.starts_with("load-") {
-                fs::remove_dir_all(&path)
-            } else if GC_TEMP_PREFIXES.iter().any(|p| name.starts_with(p)) {
-                fs::remove_file(&path)
-            } else if name.starts_with("write-")
-                && (temp_file_owner(&name, "write-").is_some_and(process_gone) || is_stale(&entry))
+            let is_dir = if name.starts_with("load-") {
+                true
+            } else if GC_TEMP_PREFIXES.iter().any(|p| name.starts_with(p))
+                || (name.starts_with("write-")
+                    && (temp_file_owner(&name, "write-").is_some_and(process_gone)
+                        || is_stale(&entry)))
             {
                 // Atomic writes of small files run without the store lock: only those of
                 // processes that are gone (or old ones) are leftovers.
-                fs::remove_file(&path)
+                false
             } else {
                 continue;
             };
-            removed.map_err(io_err(&path))?;
+            let bytes = disk_usage(&path);
+            if is_dir {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            }
+            .map_err(io_err(&path))?;
             report.bytes += bytes;
         }
         Ok(report)
