@@ -6,6 +6,7 @@ use anyhow::Context as _;
 
 use nook::config::{Config, IsolationKind};
 use nook::container::engine::CreateOptions;
+use nook::container::log::LogOptions;
 use nook::isolation::vm::VmSettings;
 use nook::paths::ProcessEnv;
 
@@ -57,6 +58,9 @@ pub struct CreateFlags {
     /// Number of CPUs: the VM's vCPUs with --isolation=vm (not enforced with --isolation=container)
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// Log driver options: max-size (default 20m, -1: no limit), max-file (default 5)
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Guest kernel (ELF vmlinux) for --isolation=vm; default: $NOOK_KERNEL, else the cached build
     #[arg(long, value_name = "VMLINUX")]
     pub kernel: Option<PathBuf>,
@@ -142,6 +146,7 @@ impl CreateFlags {
             interactive: self.interactive,
             auto_remove: self.rm,
             vm,
+            log: LogOptions::parse(&self.log_opt)?,
         })
     }
 }

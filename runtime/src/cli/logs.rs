@@ -1,10 +1,10 @@
-//! `nook logs [-f] [--tail N] [-t] CONTAINER`: the container's json-lines log, each stream to
-//! its own descriptor.
+//! `nook logs [-f] [--tail N] [-t] CONTAINER`: the container's json-lines log (its rotated
+//! files first), each stream to its own descriptor.
 
 use std::io::Write as _;
 use std::time::Duration;
 
-use nook::container::log::{self, Record, Stream};
+use nook::container::log::{LogReader, Record, Stream};
 
 use super::Context;
 
@@ -54,7 +54,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let engine = ctx.engine();
     let container = engine.containers.find(&args.container)?;
     let path = engine.containers.log_path(container.id());
-    let (records, mut offset) = log::read_from(&path, 0)?;
+    let (records, mut reader) = LogReader::read_all(&path)?;
     let skip = tail.map_or(0, |n| records.len().saturating_sub(n));
     print(&records[skip..], args.timestamps)?;
     if !args.follow {
@@ -66,8 +66,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             Ok(c) => c.status().is_running(),
             Err(_) => false,
         };
-        let (more, next) = log::read_from(&path, offset)?;
-        offset = next;
+        let more = reader.poll()?;
         print(&more, args.timestamps)?;
         if !running {
             return Ok(());

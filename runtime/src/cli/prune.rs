@@ -1,8 +1,11 @@
-//! `nook image prune [-f]`: remove untagged images, then every blob no image references and
-//! leftover temp files (from interrupted imports or loads).
+//! `nook image prune [-f]`: remove untagged images, then every blob no image references, the
+//! EROFS images and unpacked trees of images no longer in the store (unless a container uses
+//! them), and what interrupted commands left (temp files and directories of processes that are
+//! gone, unfinished creates); reports the bytes all of that took.
 
 use std::io::BufRead;
 
+use nook::container::gc;
 use nook::image::rootfs_cache::prune_rootfs;
 
 use super::format::human_size;
@@ -36,6 +39,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let removed = store.remove_dangling(&keep)?;
     let report = store.gc()?;
     let rootfs_bytes = prune_rootfs(&store)?;
+    let engine = ctx.engine();
+    let trees = gc::prune_trees(&engine, &store)?;
+    let leftovers = gc::prune_leftovers(&engine)?;
     let mut out = String::new();
     if !removed.is_empty() || !report.blobs.is_empty() {
         out.push_str("Deleted Images:\n");
@@ -49,7 +55,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(report.bytes + rootfs_bytes)
+        human_size(report.bytes + rootfs_bytes + trees.bytes + leftovers.bytes)
     ));
     emit(&out)
 }

@@ -1,5 +1,7 @@
 //! `nook rmi [-f] IMAGE...`: untag, and delete images left without tags (and their blobs).
 
+use nook::container::gc;
+use nook::image::rootfs_cache::prune_rootfs;
 use nook::image::Reference;
 
 use super::format::human_size;
@@ -86,8 +88,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     }
     if deleted_any {
         let report = store.gc()?;
-        if report.bytes > 0 {
-            out.push_str(&format!("Reclaimed: {}\n", human_size(report.bytes)));
+        // The deleted images' EROFS images and unpacked trees go with them.
+        let rootfs = prune_rootfs(&store)?;
+        let trees = gc::prune_trees(&ctx.engine(), &store)?;
+        let bytes = report.bytes + rootfs + trees.bytes;
+        if bytes > 0 {
+            out.push_str(&format!("Reclaimed: {}\n", human_size(bytes)));
         }
     }
     emit(&out)?;

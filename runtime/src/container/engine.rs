@@ -40,6 +40,8 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     /// The VM's size for `--isolation=vm`; None runs the container in namespaces.
     pub vm: Option<VmSettings>,
+    /// `--log-opt`: the log's rotation.
+    pub log: super::log::LogOptions,
 }
 
 /// Merges `extra` into `base`: a key set twice keeps the last value, at its first position.
@@ -210,6 +212,7 @@ impl Engine {
             tty: opts.tty,
             open_stdin: opts.interactive,
             auto_remove: opts.auto_remove,
+            log: opts.log,
         })?;
         // A VM container's writable layer is its own ext4 disk; with --rm the guest uses a
         // tmpfs instead, which dies with the VM anyway.

@@ -4,6 +4,7 @@
 pub mod changes;
 pub mod engine;
 pub mod flatten;
+pub mod gc;
 pub mod id;
 pub mod lifecycle;
 pub mod log;

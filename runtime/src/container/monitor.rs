@@ -87,7 +87,7 @@ pub fn start(
     let container = store.load(id)?;
     lifecycle::can_start(container.name(), &container.status())?;
     if attach == Attach::Attached {
-        return supervise(
+        return supervise_or_clean(
             store, backend, remove_all, &container, &mut None, lock, true,
         )
         .map(Some);
@@ -118,7 +118,7 @@ pub fn start(
             }
         }
         let mut ready = Some(ready_write);
-        let result = supervise(
+        let result = supervise_or_clean(
             store, backend, remove_all, &container, &mut ready, lock, false,
         );
         let code = match (result, ready) {
@@ -185,6 +185,38 @@ struct Relay {
     open: bool,
 }
 
+/// [`supervise`], and when it fails a `--rm` container is removed all the same: whatever
+/// failed (a full disk, a start error), its workload no longer runs.
+#[allow(clippy::too_many_arguments)]
+fn supervise_or_clean(
+    store: &ContainerStore,
+    backend: &dyn Isolation,
+    remove_all: &dyn Fn(&std::path::Path) -> Result<(), IsolationError>,
+    container: &Container,
+    ready: &mut Option<OwnedFd>,
+    lock: FileLock,
+    attached: bool,
+) -> Result<Exit, ContainerError> {
+    let result = supervise(store, backend, remove_all, container, ready, lock, attached);
+    if result.is_err() && container.config.auto_remove {
+        let id = container.id();
+        if let Ok(_lock) = store.lock(id) {
+            if store.dir(id).exists() {
+                let _ = store.remove(id, remove_all);
+            }
+        }
+    }
+    result
+}
+
+/// Says what went wrong after the container ran, to the attached caller (a detached monitor
+/// has no one to tell): the container's exit status is still what `nook` exits with.
+fn warn(attached: bool, message: &str) {
+    if attached {
+        eprintln!("nook: warning: {message}");
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn supervise(
     store: &ContainerStore,
@@ -198,7 +230,7 @@ fn supervise(
     let id = container.id();
     let config = &container.config;
     let log_path = store.log_path(id);
-    let mut log = LogWriter::open(&log_path).map_err(|source| ContainerError::Io {
+    let mut log = LogWriter::open(&log_path, config.log).map_err(|source| ContainerError::Io {
         what: "open",
         path: log_path.clone(),
         source,
@@ -256,16 +288,7 @@ fn supervise(
     if attached {
         proxy_signals();
     }
-    let mut workload = match backend.start(&config.launch, stdio) {
-        Ok(w) => w,
-        Err(e) => {
-            drop(lock);
-            if config.auto_remove {
-                let _ = store.remove(id, remove_all);
-            }
-            return Err(e.into());
-        }
-    };
+    let mut workload = backend.start(&config.launch, stdio)?;
     let me = std::process::id() as i32;
     let started_at = Utc::now();
     let running = match (
@@ -290,15 +313,40 @@ fn supervise(
             started_at,
         },
     };
-    store.save_status(id, &running, !config.auto_remove)?;
+    if let Err(e) = store.save_status(id, &running, !config.auto_remove) {
+        // Unrecorded, it would run unseen: end it, the container stays as it was.
+        let _ = backend.signal(workload.pid(), libc::SIGKILL);
+        let _ = workload.wait();
+        return Err(e);
+    }
     drop(lock);
     // The command waiting for a detached start returns now.
     *ready = None;
 
     relay(&mut relays, &mut log, attached, workload.pid(), backend);
     let exit = workload.wait()?;
-    let _lock = store.lock(id)?;
-    store.save_status(
+    let name = container.name();
+    if log.dropped() > 0 {
+        warn(
+            attached,
+            &format!(
+                "{} lines of the output of container {name} could not be logged to {}: {}",
+                log.dropped(),
+                log_path.display(),
+                log.last_error().unwrap_or("write error"),
+            ),
+        );
+    }
+    // From here on the container's exit is what counts: a failure to record or remove it is
+    // said, and the exit status still reported.
+    let _lock = match store.lock(id) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn(attached, &crate::errors::chain(&e));
+            None
+        }
+    };
+    let recorded = store.save_status(
         id,
         &Status::Exited {
             code: exit.status(),
@@ -307,9 +355,27 @@ fn supervise(
             monitor_lost: false,
         },
         !config.auto_remove,
-    )?;
+    );
     if config.auto_remove {
-        store.remove(id, remove_all)?;
+        // The record goes with the container, written or not; removing frees the disk.
+        if let Err(e) = store.remove(id, remove_all) {
+            warn(
+                attached,
+                &format!(
+                    "cannot remove container {name}: {}",
+                    crate::errors::chain(&e)
+                ),
+            );
+        }
+    } else if let Err(e) = recorded {
+        warn(
+            attached,
+            &format!(
+                "cannot record the exit status ({}) of container {name}: {}",
+                exit.status(),
+                crate::errors::chain(&e)
+            ),
+        );
     }
     Ok(exit)
 }

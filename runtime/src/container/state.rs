@@ -32,6 +32,9 @@ pub struct ContainerConfig {
     pub open_stdin: bool,
     /// `--rm`: removed when it exits.
     pub auto_remove: bool,
+    /// `--log-opt`: how its log rotates (records from before rotation get the default).
+    #[serde(default)]
+    pub log: super::log::LogOptions,
 }
 
 /// A process identified beyond its pid: (pid, start time in clock ticks since boot).
@@ -199,6 +202,18 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_config_from_before_log_rotation_gets_the_default_cap() {
+        let json = r#"{"id":"a","name":"n","image":"busybox","image_id":"sha256:00",
+            "created":"2024-01-01T00:00:00Z","isolation":"container",
+            "launch":{"process":{"argv":["true"],"env":[],"cwd":"/","user":"","terminal":false},
+              "rootfs":{"lower":[],"upper":"/u","work":"/w","merged":"/m","read_only":false},
+              "hostname":"h"},
+            "tty":false,"open_stdin":false,"auto_remove":false}"#;
+        let config: ContainerConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(config.log, crate::container::log::LogOptions::default());
     }
 
     #[test]

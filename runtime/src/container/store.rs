@@ -156,18 +156,27 @@ impl ContainerStore {
         }
         let dir = self.dir(&config.id);
         std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+        if let Err(e) = self.write_records(&dir, &config) {
+            // Nothing ran in it yet, so everything in it is ours: a failed create (a full disk)
+            // leaves no directory that `ps -a` would not show.
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(Container {
+            config,
+            recorded: Status::Created,
+        })
+    }
+
+    fn write_records(&self, dir: &Path, config: &ContainerConfig) -> Result<(), ContainerError> {
         for sub in ["upper", "work", "merged"] {
             let p = dir.join(sub);
             std::fs::create_dir(&p).map_err(io_err("create", &p))?;
         }
         let durable = !config.auto_remove;
-        self.write_json(&dir.join("config.json"), &config, durable)?;
+        self.write_json(&dir.join("config.json"), config, durable)?;
         // state.json last: a directory without it is an unfinished create and is not listed.
-        self.write_json(&dir.join("state.json"), &Status::Created, durable)?;
-        Ok(Container {
-            config,
-            recorded: Status::Created,
-        })
+        self.write_json(&dir.join("state.json"), &Status::Created, durable)
     }
 
     fn write_json<T: serde::Serialize>(
@@ -269,13 +278,31 @@ impl ContainerStore {
     }
 
     /// Records `status`; `durable` also fsyncs it (not worth it for `--rm` containers).
+    ///
+    /// On a full disk the atomic replacement cannot create its temp file, so the record is
+    /// rewritten in place instead (see [`overwrite_in_place`]): a container's status is what
+    /// a full disk must not cost.
     pub fn save_status(
         &self,
         id: &str,
         status: &Status,
         durable: bool,
     ) -> Result<(), ContainerError> {
-        self.write_json(&self.dir(id).join("state.json"), status, durable)
+        let path = self.dir(id).join("state.json");
+        match self.write_json(&path, status, durable) {
+            Err(e) if is_out_of_space(&e) => {
+                let data = serde_json::to_vec(status).map_err(|source| ContainerError::Json {
+                    path: path.clone(),
+                    source,
+                })?;
+                overwrite_in_place(&path, &data, durable).map_err(|source| ContainerError::Io {
+                    what: "record the status in",
+                    path,
+                    source,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Moves the container's directory out of `containers/` (it disappears at once), then
@@ -291,6 +318,40 @@ impl ContainerStore {
         remove_all(&trash)?;
         Ok(())
     }
+}
+
+/// Whether `e` comes from a full disk (or an exhausted quota).
+pub fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Rewrites the existing small file `path` with `data` without allocating: one write from
+/// offset 0, padded with spaces (JSON whitespace) to the old length, so the file never
+/// shrinks and a record that fits in the blocks it already has needs no free space. Not
+/// atomic like a rename: only the fallback when the disk is full.
+fn overwrite_in_place(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let old = file.metadata()?.len() as usize;
+    let mut padded = data.to_vec();
+    if padded.len() < old {
+        padded.resize(old - 1, b' ');
+        padded.push(b'\n');
+    }
+    file.write_all_at(&padded, 0)?;
+    if durable {
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -327,6 +388,7 @@ mod tests {
             tty: false,
             open_stdin: false,
             auto_remove: false,
+            log: Default::default(),
         }
     }
 
@@ -354,6 +416,66 @@ mod tests {
             2,
             "failed creates left nothing"
         );
+    }
+
+    #[test]
+    fn a_record_rewritten_in_place_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::new(dir.path());
+        let a = store.create(config("inplace")).unwrap();
+        let path = store.dir(a.id()).join("state.json");
+        let running = Status::Running {
+            init: super::super::state::ProcessId {
+                pid: 10,
+                start_time: 11,
+            },
+            monitor: super::super::state::ProcessId {
+                pid: 12,
+                start_time: 13,
+            },
+            started_at: Utc::now(),
+        };
+        // Longer than the record it replaces, then shorter: both parse.
+        let longer = serde_json::to_vec_pretty(&running).unwrap();
+        overwrite_in_place(&path, &longer, true).unwrap();
+        assert_eq!(store.load(a.id()).unwrap().recorded, running);
+        let exited = Status::Exited {
+            code: 0,
+            started_at: None,
+            finished_at: Utc::now(),
+            monitor_lost: false,
+        };
+        overwrite_in_place(&path, &serde_json::to_vec(&exited).unwrap(), false).unwrap();
+        assert_eq!(store.load(a.id()).unwrap().recorded, exited);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), longer.len() as u64);
+    }
+
+    #[test]
+    fn out_of_space_is_found_through_the_error_chain() {
+        let full = ContainerError::Atomic(AtomicError::Write {
+            path: "/x".into(),
+            source: io::Error::from_raw_os_error(libc::ENOSPC),
+        });
+        assert!(is_out_of_space(&full));
+        let other = ContainerError::Atomic(AtomicError::Write {
+            path: "/x".into(),
+            source: io::Error::from_raw_os_error(libc::EIO),
+        });
+        assert!(!is_out_of_space(&other));
+    }
+
+    #[test]
+    fn a_failed_create_leaves_no_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::new(dir.path());
+        store.create(config("first")).unwrap();
+        // tmp/ as a file: the records cannot be staged.
+        std::fs::remove_dir_all(store.tmp_dir()).unwrap();
+        std::fs::write(store.tmp_dir(), b"").unwrap();
+        let c = config("second");
+        let id = c.id.clone();
+        assert!(store.create(c).is_err());
+        assert!(!store.dir(&id).exists());
     }
 
     #[test]

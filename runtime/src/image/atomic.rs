@@ -117,6 +117,20 @@ pub fn sync_parent(path: &Path) -> Result<(), AtomicError> {
         })
 }
 
+/// The process that made the temp file `name` of [`TempFile::new_in`] with `prefix`: its
+/// names are `<prefix><pid>-<n>-<nanos>`.
+pub fn temp_file_owner(name: &str, prefix: &str) -> Option<i32> {
+    let rest = name.strip_prefix(prefix)?;
+    rest.split('-').next()?.parse().ok().filter(|&p| p > 0)
+}
+
+/// Whether no process `pid` exists any more (a pid of another user's process exists).
+pub fn process_gone(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists; it touches no memory.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 /// Replaces `target` with `data` atomically, staging in `tmp_dir` (same filesystem).
 pub fn write_file(tmp_dir: &Path, target: &Path, data: &[u8]) -> Result<(), AtomicError> {
     let mut tmp = TempFile::new_in(tmp_dir, "write-")?;
@@ -141,6 +155,26 @@ mod tests {
         write_file(dir.path(), &target, b"two").unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_temp_file_names_the_process_that_made_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = TempFile::new_in(dir.path(), "layer-").unwrap();
+        let name = tmp
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let me = std::process::id() as i32;
+        assert_eq!(temp_file_owner(&name, "layer-"), Some(me));
+        assert_eq!(temp_file_owner(&name, "write-"), None);
+        assert!(!process_gone(me));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(process_gone(pid));
     }
 
     #[test]

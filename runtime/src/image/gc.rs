@@ -1,12 +1,14 @@
 //! Garbage collection of the store: blobs no image references, and what killed image writers
 //! left in `tmp/`. It holds the store lock exclusively, so no writer is in flight meanwhile.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
+use super::atomic::{process_gone, temp_file_owner};
 use super::digest::Digest;
 use super::layer::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use super::lock::LockMode;
@@ -16,6 +18,29 @@ use super::store::{io_err, is_manifest, Store, StoreError};
 const GC_TEMP_PREFIXES: [&str; 2] = ["blob-", "rootfs-"];
 /// Age after which a lock-free temp file is a leftover, not a write in progress.
 const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The bytes `path` takes on disk (allocated blocks, each inode once), for what prune
+/// reports; parts it cannot read (directories of other owners) are not counted.
+pub fn disk_usage(path: &Path) -> u64 {
+    fn walk(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            return 0;
+        };
+        let mut bytes = 0;
+        if meta.nlink() == 1 || meta.is_dir() || seen.insert((meta.dev(), meta.ino())) {
+            bytes += meta.blocks() * 512;
+        }
+        if meta.is_dir() {
+            if let Ok(entries) = fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    bytes += walk(&entry.path(), seen);
+                }
+            }
+        }
+        bytes
+    }
+    walk(path, &mut HashSet::new())
+}
 
 fn is_stale(entry: &fs::DirEntry) -> bool {
     entry
@@ -105,18 +130,27 @@ impl Store {
             let path = entry.path();
             // Only what image writers leave: they hold the store lock, so none is in flight.
             // Other parts of nook keep their own temp files (and mount points) here too.
-            let removed = if name.starts_with("load-") {
-                fs::remove_dir_all(&path)
-            } else if GC_TEMP_PREFIXES.iter().any(|p| name.starts_with(p)) {
-                fs::remove_file(&path)
-            } else if name.starts_with("write-") && is_stale(&entry) {
-                // Atomic writes of small files run without the store lock: only old ones are
-                // leftovers of a killed writer.
-                fs::remove_file(&path)
+            let is_dir = if name.starts_with("load-") {
+                true
+            } else if GC_TEMP_PREFIXES.iter().any(|p| name.starts_with(p))
+                || (name.starts_with("write-")
+                    && (temp_file_owner(&name, "write-").is_some_and(process_gone)
+                        || is_stale(&entry)))
+            {
+                // Atomic writes of small files run without the store lock: only those of
+                // processes that are gone (or old ones) are leftovers.
+                false
             } else {
                 continue;
             };
-            removed.map_err(io_err(&path))?;
+            let bytes = disk_usage(&path);
+            if is_dir {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            }
+            .map_err(io_err(&path))?;
+            report.bytes += bytes;
         }
         Ok(report)
     }
