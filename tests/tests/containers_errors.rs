@@ -221,3 +221,89 @@ fn ps_filters_last_and_latest_follow_docker() {
     let (_, err) = nook.exits(125, &["ps", "-f", "colour=red"]);
     assert!(err.contains("colour"), "{err}");
 }
+
+#[test]
+fn malformed_image_references_are_refused_without_asking_a_registry() {
+    let nook = Rootless::new();
+    let long = "a".repeat(300);
+    for reference in ["UPPER:bad", "", long.as_str()] {
+        for verb in ["run", "create"] {
+            let err = nook.fails(&[verb, reference, "true"]);
+            assert!(
+                err.contains("invalid reference format"),
+                "{verb} {reference:?}: {err}"
+            );
+            assert!(
+                !err.contains("No such image") && !err.contains("Unable to find image"),
+                "{verb} {reference:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(containers(&nook), "");
+}
+
+#[test]
+fn bad_flag_values_are_refused_as_docker_refuses_them() {
+    let nook = Rootless::new();
+    nook.default_image();
+    let err = nook.fails(&["run", "-e", "=val", "busybox", "true"]);
+    assert!(err.contains("invalid environment variable: =val"), "{err}");
+    let err = nook.fails(&["run", "--memory", "4m", "busybox", "true"]);
+    assert!(err.contains("Minimum memory limit allowed is 6MB"), "{err}");
+    for cpus in ["--cpus=-1", "--cpus=0"] {
+        let err = nook.fails(&["run", cpus, "busybox", "true"]);
+        assert!(
+            err.contains("Range of CPUs is from 0.01 to"),
+            "{cpus}: {err}"
+        );
+        assert!(!err.contains("warning"), "the error comes first: {err}");
+    }
+    assert_eq!(containers(&nook), "");
+    // The smallest limit docker accepts is accepted.
+    nook.ok(&["run", "--rm", "--memory", "6m", "busybox", "true"]);
+}
+
+#[test]
+fn a_numeric_user_without_a_passwd_entry_runs_as_that_uid_or_says_why_not() {
+    let nook = Rootless::new();
+    nook.default_image();
+    let out = nook.ok(&["run", "--rm", "-u", "4242", "busybox", "id", "-u"]);
+    assert_eq!(out.trim(), "4242");
+    // The test user's subordinate range (65536 ids) maps container ids 0..=65536 only.
+    let err = nook.fails(&["run", "--rm", "-u", "99999", "busybox", "id", "-u"]);
+    assert!(err.contains("cannot run as uid 99999"), "{err}");
+    assert!(err.contains("maps only the uids 0"), "{err}");
+    assert!(err.contains("/etc/subuid"), "{err}");
+}
+
+#[test]
+fn the_loser_of_two_concurrent_removals_says_the_container_is_gone() {
+    let nook = Rootless::new();
+    nook.default_image();
+    for round in 0..4 {
+        let name = format!("doomed-{round}");
+        nook.ok(&["run", "-d", "--name", &name, "busybox", "sleep", "1000"]);
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                nook.cmd(&["rm", "-f", &name])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let results: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let won = results.iter().filter(|o| o.status.success()).count();
+        assert_eq!(won, 1, "round {round}: exactly one removal succeeds");
+        for o in results.iter().filter(|o| !o.status.success()) {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(125), "{err}");
+            assert!(err.contains(&format!("No such container: {name}")), "{err}");
+            assert!(!err.contains("lock"), "{err}");
+        }
+        assert!(!containers(&nook).contains(&name));
+    }
+}

@@ -330,3 +330,221 @@ fn images_that_containers_use_are_kept() {
     assert!(nook.fails(&["inspect", &id]).contains("No such image"));
     assert!(nook.snapshot().blobs.is_empty());
 }
+
+/// No control characters, no bytes that were not UTF-8, and short: a message a terminal shows
+/// as it is.
+fn assert_readable(err: &str) {
+    assert!(
+        !err.chars()
+            .any(|c| (c.is_control() && c != '\n') || c == char::REPLACEMENT_CHARACTER),
+        "raw binary in the message: {err:?}"
+    );
+    assert!(err.len() < 1000, "{} bytes of message: {err:?}", err.len());
+}
+
+#[test]
+fn random_bytes_give_a_readable_error() {
+    let nook = Nook::new();
+    // Random-looking bytes (a fixed xorshift stream): no compression magic, no tar header.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("noise.bin");
+    std::fs::write(&path, &noise).unwrap();
+    nook.ok(&["images"]);
+    let before = nook.snapshot();
+    let err = nook.fails(&["import", path.to_str().unwrap(), "noise"]);
+    assert!(err.contains("noise.bin is not a tar archive"), "{err}");
+    assert_readable(&err);
+    let err = nook.fails(&["load", "-i", path.to_str().unwrap()]);
+    assert!(err.contains("noise.bin"), "{err}");
+    assert_readable(&err);
+    let err = nook.fails_with_input(&["load"], &noise);
+    assert_readable(&err);
+    assert_eq!(nook.snapshot(), before);
+}
+
+/// One raw tar entry: name, type, link name, data.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
+/// A tar stream of raw entries (name, type, link name, data), written byte for byte so that
+/// names the tar crate's writer would refuse (`..`) or that need an extension (long paths, as
+/// a PAX `path` record) get in.
+fn raw_tar(entries: &[RawEntry<'_>]) -> Vec<u8> {
+    let mut out = tar::Builder::new(Vec::new());
+    for (name, kind, link, data) in entries {
+        if name.len() > 100 {
+            let mut record = Vec::new();
+            let len = |n: usize| n + 1 + "path=".len() + name.len() + 1;
+            // The record's length counts its own digits.
+            let mut total = len(1);
+            while len(total.to_string().len()) != total {
+                total = len(total.to_string().len());
+            }
+            record.extend_from_slice(format!("{total} path=").as_bytes());
+            record.extend_from_slice(name);
+            record.push(b'\n');
+            let mut pax = tar::Header::new_ustar();
+            pax.set_entry_type(tar::EntryType::XHeader);
+            pax.as_old_mut().name[..9].copy_from_slice(b"PaxHeader");
+            pax.set_size(record.len() as u64);
+            pax.set_mode(0o644);
+            pax.set_cksum();
+            out.append(&pax, &record[..]).unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(*kind);
+        let short = &name[..name.len().min(100)];
+        h.as_old_mut().name[..short.len()].copy_from_slice(short);
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        out.append(&h, *data).unwrap();
+    }
+    out.into_inner().unwrap()
+}
+
+#[test]
+fn import_refuses_entries_no_container_could_unpack_and_names_them() {
+    use tar::EntryType::{Directory, Link, Regular};
+    let nook = Nook::new();
+    let long: Vec<u8> = b"abcdefg/"
+        .repeat(624)
+        .into_iter()
+        .chain(*b"deep")
+        .collect();
+    assert!(long.len() > 4096);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "../../x",
+            raw_tar(&[(b"../../x", Regular, b"", b"escape")]),
+            "`..`",
+        ),
+        ("..", raw_tar(&[(b"..", Directory, b"", b"")]), "`..`"),
+        (
+            "hard link",
+            raw_tar(&[
+                (b"etc/", Directory, b"", b""),
+                (b"etc/alias", Link, b"etc/missing", b""),
+            ]),
+            "etc/missing",
+        ),
+        (
+            "long path",
+            raw_tar(&[(&long, Regular, b"", b"deep")]),
+            "more than 4095",
+        ),
+        (
+            ".wh..",
+            raw_tar(&[
+                (b"etc/", Directory, b"", b""),
+                (b"etc/.wh..", Regular, b"", b""),
+            ]),
+            "names no file",
+        ),
+        (
+            ".wh...",
+            raw_tar(&[(b".wh...", Regular, b"", b"")]),
+            "names no file",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    nook.ok(&["images"]);
+    let before = nook.snapshot();
+    for (what, data, reason) in cases {
+        let path = dir.path().join("hostile.tar");
+        std::fs::write(&path, &data).unwrap();
+        let err = nook.fails(&["import", path.to_str().unwrap(), "hostile"]);
+        assert!(err.contains("hostile.tar"), "{what}: {err}");
+        assert!(err.contains(reason), "{what}: {err}");
+        let entry = match what {
+            "hard link" => "hard link etc/alias".to_string(),
+            "long path" => "entry abcdefg/abcdefg".to_string(),
+            ".wh.." => "entry etc/.wh..:".to_string(),
+            ".wh..." => "entry .wh...:".to_string(),
+            other => format!("entry {other} has"),
+        };
+        assert!(err.contains(&entry), "{what}: {err}");
+        assert_eq!(nook.snapshot(), before, "{what}: the store is unchanged");
+        assert!(
+            nook.fails(&["inspect", "hostile"])
+                .contains("No such image"),
+            "{what}"
+        );
+    }
+}
+
+/// A tmpfs mounted over a directory for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_import_or_load_is_named_as_such() {
+    use nook_tests::rootless::Rootless;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(root, "this test mounts a small tmpfs store: run it as root");
+    let nook = Rootless::new();
+    let user = nook.user().expect("as root, nook runs as the test user");
+    let ids = |flag: &str| nook_tests::tool("id", &[flag, user]).trim().to_string();
+    let store = nook.root();
+    nook_tests::tool(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size=1m,mode=0755,uid={},gid={}", ids("-u"), ids("-g")),
+            "tmpfs",
+            store.to_str().unwrap(),
+        ],
+    );
+    let _mounted = Tmpfs(store.clone());
+    nook.ok(&["images"]);
+    // 3 MB that no compression shrinks, in a tarball readable by the test user.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let noise: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(noise.len() as u64);
+    tar.append_data(&mut h, "big", &noise[..]).unwrap();
+    let input = store.parent().unwrap().join("big.tar");
+    std::fs::write(&input, tar.into_inner().unwrap()).unwrap();
+    for args in [
+        vec!["import", input.to_str().unwrap(), "big"],
+        vec!["load", "-i", input.to_str().unwrap()],
+    ] {
+        let err = nook.fails(&args);
+        assert!(err.contains("is full"), "{args:?}: {err}");
+        assert!(err.contains(store.to_str().unwrap()), "{args:?}: {err}");
+        assert!(
+            !err.contains("corrupt") && !err.contains("truncated") && !err.contains("cannot read"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(nook.ok(&["images", "-q"]), "");
+}

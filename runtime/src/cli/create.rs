@@ -75,6 +75,9 @@ impl CreateFlags {
     /// Checks the flags and turns them into the engine's options.
     pub fn options(&self) -> anyhow::Result<CreateOptions> {
         let memory = self.memory.as_deref().map(parse_memory).transpose()?;
+        if let Some(m) = memory.filter(|m| (1..MIN_MEMORY).contains(m)) {
+            anyhow::bail!("invalid --memory {m} bytes: Minimum memory limit allowed is 6MB");
+        }
         let isolation = match &self.isolation {
             Some(i) => i.clone(),
             None => match Config::load(&ProcessEnv)?.isolation {
@@ -82,6 +85,25 @@ impl CreateFlags {
                 Some(IsolationKind::Container) | None => "container".into(),
             },
         };
+        // Before any warning about the limits, as docker does.
+        if let Some(c) = self.cpus {
+            check_cpus(c, isolation == "vm")?;
+        }
+        let mut env = Vec::new();
+        for file in &self.env_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the env file {}", file.display()))?;
+            env.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        }
+        env.extend(self.env.iter().cloned());
+        if let Some(bad) = env.iter().find(|e| e.is_empty() || e.starts_with('=')) {
+            anyhow::bail!("invalid environment variable: {bad}");
+        }
         let vm = match isolation.as_str() {
             "container" | "default" => {
                 anyhow::ensure!(
@@ -114,24 +136,6 @@ impl CreateFlags {
                 "invalid isolation {other:?}: use \"container\" (namespaces) or \"vm\" (microVM)"
             ),
         };
-        if let Some(c) = self.cpus {
-            anyhow::ensure!(
-                c > 0.0 && c.is_finite(),
-                "invalid --cpus {c}: must be a positive number"
-            );
-        }
-        let mut env = Vec::new();
-        for file in &self.env_file {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read the env file {}", file.display()))?;
-            env.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(String::from),
-            );
-        }
-        env.extend(self.env.iter().cloned());
         Ok(CreateOptions {
             image: self.image.clone(),
             name: self.name.clone(),
@@ -149,6 +153,24 @@ impl CreateFlags {
             log: LogOptions::parse(&self.log_opt)?,
         })
     }
+}
+
+/// docker's smallest memory limit, 6 MiB.
+const MIN_MEMORY: u64 = 6 << 20;
+
+/// docker's `--cpus` range: 0.01 to the host's CPU count (a VM: to its 255 vCPUs).
+fn check_cpus(cpus: f64, vm: bool) -> anyhow::Result<()> {
+    let (max, why) = if vm {
+        (255, "the most vCPUs a VM can have".to_string())
+    } else {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (n, format!("as there are only {n} CPUs available"))
+    };
+    anyhow::ensure!(
+        cpus.is_finite() && cpus >= 0.01 && cpus <= max as f64,
+        "invalid --cpus {cpus}: Range of CPUs is from 0.01 to {max}.00, {why}"
+    );
+    Ok(())
 }
 
 /// docker's memory sizes: a number with an optional b, k, m or g suffix.
@@ -195,5 +217,21 @@ mod tests {
         assert_eq!(parse_memory("100").unwrap(), 100);
         assert!(parse_memory("lots").is_err());
         assert!(parse_memory("5x").is_err());
+    }
+
+    #[test]
+    fn cpus_follow_dockers_range() {
+        assert!(check_cpus(0.01, false).is_ok());
+        assert!(check_cpus(1.0, false).is_ok());
+        assert!(check_cpus(200.0, true).is_ok());
+        for bad in [-1.0, 0.0, 0.001, f64::NAN, f64::INFINITY, 256.0] {
+            let err = check_cpus(bad, true).unwrap_err().to_string();
+            assert!(
+                err.contains("Range of CPUs is from 0.01 to 255.00"),
+                "{err}"
+            );
+        }
+        let err = check_cpus(-1.0, false).unwrap_err().to_string();
+        assert!(err.contains("as there are only"), "{err}");
     }
 }

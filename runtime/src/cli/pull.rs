@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::Context as _;
 
-use nook::image::reference::Reference;
+use nook::image::reference::{is_id_like, Reference};
 use nook::image::{Store, StoreError};
 use nook::paths::ProcessEnv;
 use nook::registry::client::Client;
@@ -92,9 +92,12 @@ pub fn ensure_image(ctx: &Context, image: &str) -> anyhow::Result<()> {
         Err(StoreError::NoSuchImage(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    // Not a reference (an id prefix, say): the engine reports it as missing.
-    let Ok(reference) = Reference::parse(image) else {
-        return Ok(());
+    let reference = match Reference::parse(image) {
+        Ok(reference) => reference,
+        // An id (prefix): the engine reports it as missing.
+        Err(_) if is_id_like(image) => return Ok(()),
+        // Neither: docker's "invalid reference format", and no registry is asked.
+        Err(e) => return Err(e.into()),
     };
     let mut err = std::io::stderr();
     let _ = writeln!(

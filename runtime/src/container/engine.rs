@@ -363,11 +363,16 @@ impl Engine {
                 let _ = std::fs::remove_file(p);
             }
         }
-        let _lock = self.containers.lock(container.id())?;
-        // An auto-removing container may have gone while we waited.
+        let lock = self.containers.lock(container.id());
         if !self.containers.dir(container.id()).exists() {
-            return Ok(());
+            // An auto-removing container we just killed went as asked; otherwise another
+            // `rm` got here first (its lock file went with the directory): docker's answer.
+            return match container.config.auto_remove && status.is_running() {
+                true => Ok(()),
+                false => Err(ContainerError::NotFound(container.name().to_string())),
+            };
         }
+        let _lock = lock?;
         self.containers
             .remove(container.id(), |p| self.backend.remove_all(p))
     }

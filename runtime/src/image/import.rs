@@ -1,19 +1,24 @@
 //! `nook import`: a root filesystem tarball (plain, gzip or zstd) becomes a one-layer image.
 //!
 //! The input streams once: every byte read is written to a temp blob (the layer, kept as it
-//! came) while the decompressed stream is hashed (the diff id) and walked as a tar archive, so
-//! a corrupt, truncated or non-tar input fails before anything is referenced from the index.
+//! came) while the decompressed stream is hashed (the diff id) and read the way the root
+//! filesystem builder reads a layer ([`crate::rootfs::check_layer`]), so a corrupt, truncated
+//! or non-tar input, or an entry no container could unpack (`..`, a whiteout naming no file, a
+//! hard link to a missing file, an over-long path), fails before anything is referenced from
+//! the index.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use oci_spec::image::{Config, Descriptor, MediaType};
 
+use super::archive::stream::{printable, StoreWriteError, WriteFailure, WriteWatch};
 use super::config::{imported_config, ConfigBuildError};
-use super::digest::HashingReader;
+use super::digest::{Digest, HashingReader};
 use super::layer::{self, Compression, LayerError};
 use super::lock::LockMode;
 use super::reference::Reference;
 use super::store::{Image, Store, StoreError};
+use crate::rootfs::{check_layer, Layer, RootfsError};
 
 /// Why an import failed; `source` names the input (a path, or `-` for stdin).
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,18 @@ pub enum ImportError {
         source_name: String,
         #[source]
         source: io::Error,
+    },
+    #[error("cannot import {source_name}: it holds an entry no container could unpack")]
+    Entry {
+        source_name: String,
+        #[source]
+        source: RootfsError,
+    },
+    #[error("cannot import {source_name}")]
+    StoreWrite {
+        source_name: String,
+        #[source]
+        source: StoreWriteError,
     },
     #[error("{source_name} is empty")]
     Empty { source_name: String },
@@ -82,36 +99,23 @@ pub fn import(
 ) -> Result<Image, ImportError> {
     let _lock = store.lock_store(LockMode::Shared)?;
     let mut blob = store.blob_writer()?;
+    let failure = WriteFailure::default();
     let tee = Tee {
         inner: input,
-        out: &mut blob,
+        out: WriteWatch {
+            inner: &mut blob,
+            failure: failure.clone(),
+        },
     };
-    let (compression, mut raw) = layer::sniff_reader(tee).map_err(|source| ImportError::Layer {
-        source_name: source_name.to_string(),
-        source,
-    })?;
-    let compression_name = ImportOptions::compression_name(compression);
-    let read_err = |source| ImportError::Read {
-        source_name: source_name.to_string(),
-        compression: compression_name,
-        source,
-    };
-    let (diff_id, tar_len) = {
-        let decompressed =
-            layer::decompress(&mut raw, compression).map_err(|source| ImportError::Layer {
-                source_name: source_name.to_string(),
-                source,
-            })?;
-        let hashing = walk_tar(
-            HashingReader::new(decompressed),
-            source_name,
-            compression_name,
-        )?;
-        hashing.drain().map_err(read_err)?
-    };
-    // Whatever follows the compressed stream still belongs to the blob as given.
-    io::copy(&mut raw, &mut io::sink()).map_err(read_err)?;
-    drop(raw);
+    let streamed = stream(tee, source_name);
+    // A full disk shows up above as a read error: report the store, not the input.
+    if let Some(source) = failure.take(store.tmp_dir()) {
+        return Err(ImportError::StoreWrite {
+            source_name: source_name.to_string(),
+            source,
+        });
+    }
+    let (compression, diff_id, tar_len) = streamed?;
     if blob.is_empty() || tar_len == 0 {
         return Err(ImportError::Empty {
             source_name: source_name.to_string(),
@@ -144,39 +148,84 @@ pub fn import(
     Ok(store.load_image(&manifest_digest, manifest_size, options.tags)?)
 }
 
-/// Walks every entry of a tar stream (reading, not extracting), so a stream that is not tar,
-/// or is cut short, fails here. `stream_failed` tells a decompression or input failure (a read
-/// error below tar) from a tar format error.
+/// Reads the whole input through `tee`: sniffs its compression, decompresses, hashes and
+/// checks the tar stream; returns the compression, the diff id and the tar stream's length.
+fn stream<R: Read>(tee: R, source_name: &str) -> Result<(Compression, Digest, u64), ImportError> {
+    let (compression, mut raw) = layer::sniff_reader(tee).map_err(|source| ImportError::Layer {
+        source_name: source_name.to_string(),
+        source,
+    })?;
+    let compression_name = ImportOptions::compression_name(compression);
+    let read_err = |source| ImportError::Read {
+        source_name: source_name.to_string(),
+        compression: compression_name,
+        source: printable(source),
+    };
+    let (diff_id, tar_len) = {
+        let decompressed =
+            layer::decompress(&mut raw, compression).map_err(|source| ImportError::Layer {
+                source_name: source_name.to_string(),
+                source,
+            })?;
+        let hashing = walk_tar(
+            HashingReader::new(decompressed),
+            source_name,
+            compression_name,
+        )?;
+        hashing.drain().map_err(read_err)?
+    };
+    // Whatever follows the compressed stream still belongs to the blob as given.
+    io::copy(&mut raw, &mut io::sink()).map_err(read_err)?;
+    Ok((compression, diff_id, tar_len))
+}
+
+/// Reads a tar stream to its end as the root filesystem builder would, writing nothing, so a
+/// stream that is not tar, is cut short, or holds an entry the builder refuses fails here.
+/// `failed` tells a decompression or input failure (a read error below tar) from a tar format
+/// error.
 pub(crate) fn walk_tar<R: Read>(
     reader: R,
     source_name: &str,
     compression: &'static str,
 ) -> Result<R, ImportError> {
     let failed = std::rc::Rc::new(std::cell::Cell::new(false));
-    let mut archive = tar::Archive::new(FailFlag {
+    let mut flagged = FailFlag {
         inner: reader,
         failed: failed.clone(),
+    };
+    let checked = check_layer(Layer {
+        name: source_name.to_string(),
+        tar: Box::new(&mut flagged),
     });
-    let classify = |source: io::Error| {
-        if failed.get() {
-            ImportError::Read {
+    let Err(e) = checked else {
+        return Ok(flagged.inner);
+    };
+    let source = match e {
+        RootfsError::ReadTar { source, .. } | RootfsError::BadHeader { source, .. } => {
+            printable(source)
+        }
+        RootfsError::Truncated { .. } => {
+            io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string())
+        }
+        other => {
+            return Err(ImportError::Entry {
                 source_name: source_name.to_string(),
-                compression,
-                source,
-            }
-        } else {
-            ImportError::NotATar {
-                source_name: source_name.to_string(),
-                source,
-            }
+                source: other,
+            })
         }
     };
-    for entry in archive.entries().map_err(classify)? {
-        let mut entry = entry.map_err(classify)?;
-        // Reading the body checks the stream really holds the bytes the header promises.
-        io::copy(&mut entry, &mut io::sink()).map_err(classify)?;
-    }
-    Ok(archive.into_inner().inner)
+    Err(if failed.get() {
+        ImportError::Read {
+            source_name: source_name.to_string(),
+            compression,
+            source,
+        }
+    } else {
+        ImportError::NotATar {
+            source_name: source_name.to_string(),
+            source,
+        }
+    })
 }
 
 /// Records whether the wrapped reader ever failed.
@@ -192,12 +241,12 @@ impl<R: Read> Read for FailFlag<R> {
 }
 
 /// Copies every byte read from `inner` into `out`.
-struct Tee<'a, R, W> {
+struct Tee<R, W> {
     inner: R,
-    out: &'a mut W,
+    out: W,
 }
 
-impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+impl<R: Read, W: io::Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.out.write_all(&buf[..n])?;
@@ -210,6 +259,7 @@ mod tests {
     use super::*;
     use crate::image::config::empty_config;
     use crate::image::digest::Digest;
+    use std::io::Write;
 
     fn tarball() -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());

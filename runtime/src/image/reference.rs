@@ -53,6 +53,15 @@ pub enum ReferenceError {
     },
 }
 
+/// Whether `s` has the form of an image id or id prefix (hex digits, optionally after
+/// `sha256:`), which is looked up in the store rather than parsed as a reference.
+pub fn is_id_like(s: &str) -> bool {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    !hex.is_empty()
+        && hex.len() <= 64
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A parsed, normalized image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Reference {
@@ -495,5 +504,22 @@ mod tests {
             err.contains("BusyBox") && err.contains("lowercase"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn id_like_strings_are_hex_with_an_optional_algorithm() {
+        assert!(is_id_like(HEX));
+        assert!(is_id_like("sha256:0123ab"));
+        assert!(is_id_like("0123ab"));
+        for not_id in [
+            "",
+            "sha256:",
+            "UPPER:bad",
+            "busybox",
+            "0123AB",
+            &format!("{HEX}0"),
+        ] {
+            assert!(!is_id_like(not_id), "{not_id}");
+        }
     }
 }

@@ -47,6 +47,18 @@ pub struct BuildStats {
 /// tails are written as whole blocks instead (a bigger image, never a failure).
 const INLINE_TAIL_BUDGET: usize = 48 << 20;
 
+/// Reads one layer's tar stream as [`build_erofs`] does, writing nothing: an entry the build
+/// would refuse (a `..` path, a whiteout that names no file, a hard link to a missing file, an
+/// over-long path, ...) is refused here, named. `nook import` checks a tarball with it, so a bad
+/// one is refused at once rather than when a container first unpacks it.
+pub fn check_layer(layer: Layer<'_>) -> Result<(), RootfsError> {
+    let mut tree = Tree::new();
+    let mut output = Output::discard();
+    // No tails are kept for packing: nothing is written anyway.
+    let mut budget = 0;
+    layer::apply(layer, 1, &mut tree, &mut output, &mut budget)
+}
+
 /// Applies `layers` in order (OCI whiteouts included) and writes one uncompressed EROFS image
 /// into `out`, an empty file opened for reading and writing. Does not sync or rename `out`.
 pub fn build_erofs(layers: Vec<Layer<'_>>, out: &File) -> Result<BuildStats, RootfsError> {

@@ -6,11 +6,20 @@
 
 /// The longest name a single EROFS directory entry can hold.
 pub const NAME_MAX: usize = 255;
+/// The longest path Linux resolves (PATH_MAX without the NUL): a longer one cannot be opened
+/// in the container, so it is refused here.
+pub const PATH_MAX: usize = 4095;
 
 /// Splits `raw` into non-empty components; an empty result means the image root.
 pub fn components(raw: &[u8]) -> Result<Vec<&[u8]>, String> {
     if raw.contains(&0) {
         return Err("it contains a NUL byte".into());
+    }
+    if raw.len() > PATH_MAX {
+        return Err(format!(
+            "it is {} bytes long, more than {PATH_MAX}",
+            raw.len()
+        ));
     }
     let mut out = Vec::new();
     for comp in raw.split(|b| *b == b'/') {
@@ -62,6 +71,9 @@ mod tests {
         let long = vec![b'x'; 256];
         assert!(components(&long).unwrap_err().contains("256"));
         assert!(components(&vec![b'x'; 255]).is_ok());
+        let deep = b"abcdefg/".repeat(625);
+        assert!(components(&deep).unwrap_err().contains("5000 bytes"));
+        assert!(components(&deep[..4095]).is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use serde::Deserialize;
 
+use super::stream::{printable, WriteFailure, WriteWatch};
 use super::ArchiveError;
 use crate::image::config::host_arch;
 use crate::image::digest::{Digest, HashingReader, HashingWriter};
@@ -112,7 +113,7 @@ pub fn load(store: &Store, input: impl Read, archive: &str) -> Result<Vec<Loaded
 fn stage(store: &Store, input: impl Read, archive: &str) -> Result<Staged, ArchiveError> {
     let read_err = |source| ArchiveError::Read {
         archive: archive.to_string(),
-        source,
+        source: printable(source),
     };
     let (compression, buffered) =
         layer::sniff_reader(input).map_err(|source| ArchiveError::Compression {
@@ -157,17 +158,27 @@ fn stage(store: &Store, input: impl Read, archive: &str) -> Result<Staged, Archi
                     path: target.clone(),
                     source,
                 })?;
-                let mut writer = HashingWriter::new(io::BufWriter::new(file));
-                io::copy(&mut entry, &mut writer).map_err(read_err)?;
+                let failure = WriteFailure::default();
+                let mut writer = HashingWriter::new(io::BufWriter::new(WriteWatch {
+                    inner: file,
+                    failure: failure.clone(),
+                }));
+                let copied = io::copy(&mut entry, &mut writer);
                 let (buffered, digest, size) = writer.finish();
-                buffered
-                    .into_inner()
-                    .map_err(|e| e.into_error())
-                    .and_then(|f| f.sync_all())
-                    .map_err(|source| ArchiveError::ReadStore {
-                        path: target.clone(),
+                let synced = copied.and_then(|_| {
+                    buffered
+                        .into_inner()
+                        .map_err(|e| e.into_error())
+                        .and_then(|w| w.inner.sync_all().map_err(|e| w.failure.record(e)))
+                });
+                // A full disk shows up as a failed copy: report the store, not the archive.
+                if let Some(source) = failure.take(&staged.dir.0) {
+                    return Err(ArchiveError::StoreWrite {
+                        archive: archive.to_string(),
                         source,
-                    })?;
+                    });
+                }
+                synced.map_err(read_err)?;
                 staged.files.insert(
                     path,
                     StagedFile {

@@ -10,6 +10,7 @@ use crate::image::store::StoreError;
 
 pub mod load;
 pub mod save;
+pub mod stream;
 
 /// Errors of reading or writing an image archive; each names the archive and the file, image or
 /// layer concerned.
@@ -119,6 +120,12 @@ pub enum ArchiveError {
     },
     #[error("cannot encode the archive's index.json")]
     Encode(#[source] oci_spec::OciSpecError),
+    #[error("cannot load the archive {archive}")]
+    StoreWrite {
+        archive: String,
+        #[source]
+        source: stream::StoreWriteError,
+    },
     #[error(transparent)]
     Store(Box<StoreError>),
 }

@@ -102,7 +102,11 @@ pub fn run_process(
     filters: &[BpfProgram; 2],
 ) -> ChildFailure {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let ids = match user::resolve(&process.user, &read("/etc/passwd"), &read("/etc/group")) {
+    let ids = match user::resolve(&process.user, &read("/etc/passwd"), &read("/etc/group"))
+        .and_then(|ids| {
+            let map = |p| read(&format!("/proc/self/{p}"));
+            user::check_mapped(&ids, &map("uid_map"), &map("gid_map")).map(|()| ids)
+        }) {
         Ok(ids) => ids,
         Err(e) => return ChildFailure::setup(e.to_string()),
     };

@@ -12,7 +12,8 @@ use super::format::BLOCK;
 const BUFFER: usize = 1 << 20;
 
 pub struct Output<'f> {
-    file: &'f File,
+    /// None: nothing is written, positions are only counted (see [`Output::discard`]).
+    file: Option<&'f File>,
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
     start: u64,
@@ -21,6 +22,15 @@ pub struct Output<'f> {
 impl<'f> Output<'f> {
     /// Starts after block 0, which is reserved for the superblock.
     pub fn new(file: &'f File) -> Self {
+        Self::with(Some(file))
+    }
+
+    /// An output that keeps nothing, for reading layers only to check them.
+    pub fn discard() -> Self {
+        Self::with(None)
+    }
+
+    fn with(file: Option<&'f File>) -> Self {
         let mut out = Output {
             file,
             buf: Vec::with_capacity(BUFFER),
@@ -69,7 +79,9 @@ impl<'f> Output<'f> {
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
-        self.file.write_all_at(&self.buf, self.start)?;
+        if let Some(file) = self.file {
+            file.write_all_at(&self.buf, self.start)?;
+        }
         self.start += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
@@ -78,6 +90,9 @@ impl<'f> Output<'f> {
     /// Flushes, then writes `data` at `offset`, which must be before the current position.
     pub fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
         self.flush()?;
-        self.file.write_all_at(data, offset)
+        match self.file {
+            Some(file) => file.write_all_at(data, offset),
+            None => Ok(()),
+        }
     }
 }
