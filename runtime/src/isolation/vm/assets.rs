@@ -20,7 +20,8 @@ fn exe_dir() -> Option<PathBuf> {
 /// Where an install puts the VMM, the agent and the kernel: `<prefix>/lib/nook` for a `nook`
 /// in `<prefix>/bin` (see `install.sh`).
 pub fn installed_dir() -> Option<PathBuf> {
-    exe_dir().map(|d| d.join("../lib/nook"))
+    let dir = exe_dir()?.join("../lib/nook");
+    Some(dir.canonicalize().unwrap_or(dir))
 }
 
 /// `nook-vmm`: `$NOOK_VMM`, else next to the `nook` binary, else in the install's lib directory.
