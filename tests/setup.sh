@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian/Ubuntu machine for nook and run the main job on the built-in default.
-# Installs the apt packages nook and its tests need (as root, or through sudo), builds nook,
+# Run it as the normal user who will use nook: it installs the apt packages nook and its tests
+# need (through sudo), leaves the machine ready for that user (the kvm group, /dev/net/tun,
+# subordinate ids: each change is printed), builds and installs nook under ~/.local (install.sh),
 # creates the built-in default image busybox:latest (from Debian's busybox-static), shows it and
-# runs a container of it.
+# runs a container of it with the installed nook, from another directory, in a new login shell.
 # Safe to rerun: the default image is reproducible, so a second run changes nothing, and slow
 # artifacts are cached under ~/.cache/nook.
 set -euo pipefail
@@ -10,16 +12,18 @@ cd "$(dirname "$0")/.."
 . tests/lib/common.sh
 
 install_packages
-# The guest kernel for --isolation=vm (cached: a rerun only prints its path).
-guest-kernel/build.sh
-# The static guest agent (PID 1 of every VM); nook finds it through its build directory.
-agent/build-static.sh >/dev/null
-cargo build --release --workspace
-nook=target/release/nook
+prepare_host
+# Builds (release binaries, the static agent, the guest kernel: cached) and installs.
+./install.sh --prefix "$HOME/.local"
+nook=$HOME/.local/bin/nook
 
 "$nook" image default
 "$nook" images
 "$nook" inspect busybox
 echo "EROFS root filesystem for VMs: $("$nook" image rootfs busybox)"
-# A container of the default image, in the namespace column (the default isolation).
-"$nook" run --rm busybox sh -c 'echo "hello from a container: $(hostname), $(id -u):$(id -g)"'
+"$nook" info
+# A container of the default image, in the namespace column (the default isolation), the way a
+# user runs it: a new login shell, in the home directory, with nothing of this checkout around.
+cd "$HOME"
+env -i HOME="$HOME" USER="$(id -un)" LOGNAME="$(id -un)" PATH=/usr/local/bin:/usr/bin:/bin \
+    bash -lc 'PATH=$HOME/.local/bin:$PATH; command -v nook; nook run --rm busybox sh -c '\''echo "hello from a container: $(hostname), $(id -u):$(id -g)"'\'''

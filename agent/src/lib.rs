@@ -13,4 +13,6 @@ pub mod guest;
 pub mod layer;
 pub mod protocol;
 pub mod supervisor;
+#[doc(hidden)]
+pub mod testing;
 pub mod user;

@@ -5,8 +5,8 @@
 //! switch root, raw channel, supervision, kill + sync + reset: `reboot` in a PID namespace ends
 //! only that namespace), the persistence of the writable disk and real overlay whiteouts.
 //!
-//! Needs root (loop devices, mounts, namespaces), busybox-static, erofs-utils and e2fsprogs, as
-//! CI has; without root it fails saying so.
+//! Needs real root (loop devices, mounting the disks): not run as root, each test re-runs itself
+//! through `sudo -n` (see `nook_agent::testing`). Needs busybox-static, erofs-utils and e2fsprogs.
 
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use nook_agent::client::{Client, ProcessResult};
 use nook_agent::protocol::{ProcessSpec, StartSpec};
+use nook_agent::testing::{privileged, Needs};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd
@@ -203,12 +204,12 @@ impl Guest {
 
 #[test]
 fn agent_boots_as_pid_1_and_keeps_the_writable_disk() {
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test boots the agent as PID 1 in new namespaces with loop devices: run it as root (CI does)"
-    );
+    if !privileged(
+        Needs::Root,
+        "agent_boots_as_pid_1_and_keeps_the_writable_disk",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let image = Loop::attach(&build_image(dir.path()), true);
     let disk = Loop::attach(&build_disk(dir.path()), false);
@@ -272,12 +273,12 @@ fn agent_boots_as_pid_1_and_keeps_the_writable_disk() {
 
 #[test]
 fn a_boot_failure_reaches_the_host_and_still_ends_the_guest() {
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test boots the agent as PID 1 in new namespaces: run it as root"
-    );
+    if !privileged(
+        Needs::Root,
+        "a_boot_failure_reaches_the_host_and_still_ends_the_guest",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let guest = boot_with(dir.path(), "no-such-disk", None);
     let err = guest

@@ -13,6 +13,7 @@ use nook_agent::protocol::{
     ProcessSpec, StartSpec,
 };
 use nook_agent::supervisor::{self, Config, NoSetup, Outcome, SupervisorError};
+use nook_agent::testing::{privileged, Needs};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -72,12 +73,21 @@ fn wait(client: &Client, stream: u32) -> (ProcessResult, String, String) {
     )
 }
 
+/// The agent runs its processes as root (uid 0 of the image), as it does in the guest: every
+/// test runs as root of a user namespace (re-running itself in one when not root).
+fn in_user_namespace(test: &str) -> bool {
+    privileged(Needs::UserNamespace, test)
+}
+
 fn outcome(handle: JoinHandle<Result<Outcome, SupervisorError>>) -> Outcome {
     handle.join().unwrap().unwrap()
 }
 
 #[test]
 fn main_process_streams_and_exit_code() {
+    if !in_user_namespace("main_process_streams_and_exit_code") {
+        return;
+    }
     let (client, handle) = agent();
     let s = client
         .start(start(sh("echo hello; echo err >&2; exit 3")))
@@ -96,6 +106,9 @@ fn main_process_streams_and_exit_code() {
 
 #[test]
 fn command_not_found_is_127_and_not_executable_is_126() {
+    if !in_user_namespace("command_not_found_is_127_and_not_executable_is_126") {
+        return;
+    }
     let (client, handle) = agent();
     let s = client
         .exec(ProcessSpec {
@@ -132,6 +145,9 @@ fn command_not_found_is_127_and_not_executable_is_126() {
 
 #[test]
 fn signal_death_is_128_plus_the_signal() {
+    if !in_user_namespace("signal_death_is_128_plus_the_signal") {
+        return;
+    }
     let (client, handle) = agent();
     let s = client.exec(sh("kill -TERM $$")).unwrap();
     let (res, _, _) = wait(&client, s);
@@ -167,6 +183,9 @@ fn signal_death_is_128_plus_the_signal() {
 
 #[test]
 fn stdin_is_relayed_and_closed() {
+    if !in_user_namespace("stdin_is_relayed_and_closed") {
+        return;
+    }
     let (client, handle) = agent();
     let s = client.start(start(sh("cat; echo end"))).unwrap();
     let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -181,6 +200,9 @@ fn stdin_is_relayed_and_closed() {
 
 #[test]
 fn large_output_arrives_whole_and_in_order() {
+    if !in_user_namespace("large_output_arrives_whole_and_in_order") {
+        return;
+    }
     let (client, handle) = agent();
     let s = client
         .start(start(sh("head -c 3000000 /dev/zero; echo tail")))
@@ -194,6 +216,9 @@ fn large_output_arrives_whole_and_in_order() {
 
 #[test]
 fn terminal_process_gets_a_pty_with_size_and_resize() {
+    if !in_user_namespace("terminal_process_gets_a_pty_with_size_and_resize") {
+        return;
+    }
     let (client, handle) = agent();
     let mut spec = sh("tty; stty size; read x; stty size");
     spec.terminal = true;
@@ -229,6 +254,9 @@ fn terminal_process_gets_a_pty_with_size_and_resize() {
 
 #[test]
 fn exec_runs_beside_the_main_process() {
+    if !in_user_namespace("exec_runs_beside_the_main_process") {
+        return;
+    }
     let (client, handle) = agent();
     let main = client.start(start(sh("read x; echo main-$x"))).unwrap();
     let e = client.exec(sh("echo exec-ok; exit 7")).unwrap();
@@ -242,12 +270,14 @@ fn exec_runs_beside_the_main_process() {
 
 #[test]
 fn user_env_and_working_directory_are_applied() {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    assert!(
-        root,
-        "switching to another user needs root: run this test as root (CI does)"
-    );
+    // Switching to another user needs root: root of a user namespace with the user's
+    // subordinate ids (65534 among them) is enough.
+    if !privileged(
+        Needs::UserNamespace,
+        "user_env_and_working_directory_are_applied",
+    ) {
+        return;
+    }
     let (client, handle) = agent();
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path().join("new/work");
@@ -268,6 +298,9 @@ fn user_env_and_working_directory_are_applied() {
 
 #[test]
 fn unknown_user_fails_the_start_with_125() {
+    if !in_user_namespace("unknown_user_fails_the_start_with_125") {
+        return;
+    }
     let (client, handle) = agent();
     let mut spec = sh("true");
     spec.user = "no-such-user-here".into();
@@ -280,6 +313,9 @@ fn unknown_user_fails_the_start_with_125() {
 
 #[test]
 fn background_children_do_not_hold_the_exit_back() {
+    if !in_user_namespace("background_children_do_not_hold_the_exit_back") {
+        return;
+    }
     let (client, handle) = agent();
     let t = Instant::now();
     let s = client.start(start(sh("sleep 20 & echo done"))).unwrap();
@@ -295,6 +331,9 @@ fn background_children_do_not_hold_the_exit_back() {
 
 #[test]
 fn bad_frames_get_error_frames_and_the_agent_goes_on() {
+    if !in_user_namespace("bad_frames_get_error_frames_and_the_agent_goes_on") {
+        return;
+    }
     let (mut host, guest) = UnixStream::pair().unwrap();
     let cfg = config(None);
     let handle = std::thread::spawn(move || supervisor::run(guest.into(), &cfg, &mut NoSetup));
@@ -365,6 +404,9 @@ fn bad_frames_get_error_frames_and_the_agent_goes_on() {
 
 #[test]
 fn shutdown_and_closed_channel_end_the_loop_and_kill_processes() {
+    if !in_user_namespace("shutdown_and_closed_channel_end_the_loop_and_kill_processes") {
+        return;
+    }
     let (client, handle) = agent();
     let s = client.exec(sh("exec sleep 30")).unwrap();
     let pid = match client.next_event(Some(TIMEOUT)).unwrap().unwrap().message {
@@ -385,6 +427,9 @@ fn shutdown_and_closed_channel_end_the_loop_and_kill_processes() {
 
 #[test]
 fn upper_layer_streams_as_a_tar() {
+    if !in_user_namespace("upper_layer_streams_as_a_tar") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("etc")).unwrap();
     std::fs::write(dir.path().join("etc/motd"), b"hi\n").unwrap();
@@ -412,6 +457,9 @@ fn upper_layer_streams_as_a_tar() {
 
 #[test]
 fn a_bare_command_is_looked_up_in_the_process_path() {
+    if !in_user_namespace("a_bare_command_is_looked_up_in_the_process_path") {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let tool = dir.path().join("nook-test-tool");
@@ -430,12 +478,10 @@ fn a_bare_command_is_looked_up_in_the_process_path() {
     outcome(handle);
 }
 
-/// PID namespaces need root: the agent is root in the guest, and CI runs these tests as root.
-/// Without root the namespace tests say loudly that they did not run.
+/// PID namespaces need root, as the agent is in the guest: root of a user namespace is enough.
+/// None: the test re-ran itself in one and passed there.
 fn namespaced_agent(test: &str) -> Option<(Client, JoinHandle<Result<Outcome, SupervisorError>>)> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED {test}: creating PID namespaces needs root; run the tests as root");
+    if !privileged(Needs::UserNamespace, test) {
         return None;
     }
     Some(agent_config(Config {

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod config;
 pub mod container;
 pub mod errors;
+pub mod host_tools;
 pub mod image;
 pub mod isolation;
 pub mod paths;

@@ -31,3 +31,59 @@ install_packages() {
 nook_cache_dir() {
     echo "${XDG_CACHE_HOME:-$HOME/.cache}/nook"
 }
+
+# Prints one change made to the machine.
+host_change() { echo "nook: setup: $*" >&2; }
+
+# Leaves the machine ready for a normal user where the distribution's defaults allow it, and
+# prints each change: /dev/kvm owned by the kvm group (a udev rule keeps it so after a reboot)
+# with the user in that group, /dev/net/tun usable by everyone (mode 0666, as on normal
+# distributions), and subordinate uid/gid ranges for the user (rootless containers map them).
+prepare_host() {
+    local user
+    user=$(id -un)
+    if [ -e /dev/kvm ]; then
+        if ! getent group kvm >/dev/null; then
+            as_root groupadd --system kvm
+            host_change "created the kvm group"
+        fi
+        if [ "$(stat -c %G /dev/kvm)" != kvm ] || [ "$(stat -c %a /dev/kvm)" != 660 ]; then
+            as_root chgrp kvm /dev/kvm
+            as_root chmod 0660 /dev/kvm
+            host_change "/dev/kvm now belongs to the kvm group, mode 0660"
+        fi
+        if [ -d /etc/udev ] && [ ! -f /etc/udev/rules.d/60-nook-kvm.rules ]; then
+            as_root mkdir -p /etc/udev/rules.d
+            echo 'KERNEL=="kvm", GROUP="kvm", MODE="0660"' |
+                as_root tee /etc/udev/rules.d/60-nook-kvm.rules >/dev/null
+            host_change "added /etc/udev/rules.d/60-nook-kvm.rules (keeps that after a reboot)"
+        fi
+        if [ "$user" != root ] && ! id -nG "$user" | tr ' ' '\n' | grep -qx kvm; then
+            as_root usermod --append --groups kvm "$user"
+            host_change "added $user to the kvm group: log in again (or run 'newgrp kvm') to use /dev/kvm"
+        fi
+    fi
+    if [ -e /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+        as_root chmod 0666 /dev/net/tun
+        host_change "/dev/net/tun is now mode 0666, as on normal distributions"
+        if [ -d /etc/udev ] && [ ! -f /etc/udev/rules.d/60-nook-tun.rules ]; then
+            echo 'KERNEL=="tun", MODE="0666"' |
+                as_root tee /etc/udev/rules.d/60-nook-tun.rules >/dev/null
+            host_change "added /etc/udev/rules.d/60-nook-tun.rules"
+        fi
+    fi
+    if [ "$user" != root ]; then
+        local file flag start
+        for file in /etc/subuid /etc/subgid; do
+            if ! grep -q "^$user:\|^$(id -u):" "$file" 2>/dev/null; then
+                flag=--add-subuids
+                [ "$file" = /etc/subgid ] && flag=--add-subgids
+                # The first 65536 ids after every range already given out.
+                start=$(cat /etc/subuid /etc/subgid 2>/dev/null |
+                    awk -F: 'BEGIN { m = 100000 } $2 + $3 > m { m = $2 + $3 } END { print m }')
+                as_root usermod "$flag" "$start-$((start + 65535))" "$user"
+                host_change "gave $user the subordinate ids $start-$((start + 65535)) in $file"
+            fi
+        done
+    fi
+}

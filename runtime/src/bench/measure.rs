@@ -115,18 +115,6 @@ pub fn run_ok(cmd: &mut Command, stderr: &Path, what: &str) -> Result<Finished, 
     Ok(done)
 }
 
-/// The program `name` found on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            use std::os::unix::fs::PermissionsExt;
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
 /// Host memory in use (MemTotal - MemAvailable), KiB.
 pub fn host_memory_used_kib() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -205,11 +193,5 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e, "the thing exited with status 3: first / it broke");
-    }
-
-    #[test]
-    fn which_finds_sh_and_not_nonsense() {
-        assert!(which("sh").is_some());
-        assert!(which("no-such-program-here").is_none());
     }
 }

@@ -24,6 +24,7 @@ pub mod svg;
 
 use std::path::PathBuf;
 
+use crate::host_tools;
 pub use report::{Outcome, Report, TargetReport};
 pub use spec::{BenchSpec, Target};
 
@@ -68,9 +69,9 @@ pub fn run(spec: &BenchSpec, progress: &mut dyn FnMut(&str)) -> Result<Report, B
 /// Firecracker speaks to its guest over vsock only; nook's agent channel is a virtio-console,
 /// so the same guest cannot be driven there. Said plainly instead of a half comparison.
 fn firecracker_skip() -> Skip {
-    match measure::which("firecracker") {
-        None => Skip("firecracker is not on PATH".into()),
-        Some(path) => Skip(format!(
+    match host_tools::FIRECRACKER.require() {
+        Err(missing) => Skip(missing.to_string()),
+        Ok(path) => Skip(format!(
             "{} is installed, but Firecracker offers no virtio-console and nook's agent channel is one, \
              so the same guest cannot run there",
             path.display()

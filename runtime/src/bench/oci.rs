@@ -7,10 +7,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::measure::{self, which};
+use super::measure;
 use super::report::{Measured, Outcome, RunSample};
 use super::spec::{BenchSpec, Target};
 use super::Skip;
+use crate::host_tools;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -110,7 +111,12 @@ fn bundle(spec: &BenchSpec, runtime: &Path, name: &str) -> Result<PathBuf, Strin
 
 pub fn bench(spec: &BenchSpec, target: Target) -> Outcome {
     let name = target.name();
-    let runtime = which(name).ok_or_else(|| Skip(format!("{name} is not on PATH")))?;
+    let tool = if target == Target::Crun {
+        host_tools::CRUN
+    } else {
+        host_tools::RUNC
+    };
+    let runtime = tool.require()?;
     let bundle = bundle(spec, &runtime, name).map_err(Skip)?;
     let state = spec.work.join(format!("{name}-state"));
     let mut m = Measured::default();

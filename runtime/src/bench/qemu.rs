@@ -17,6 +17,7 @@ use super::phases::phases;
 use super::report::{Measured, Outcome, RunSample};
 use super::spec::BenchSpec;
 use super::Skip;
+use crate::host_tools;
 use crate::isolation::vm::phases::PhaseRecord;
 use crate::isolation::vm::{assets, DEFAULT_MEMORY_MIB};
 use crate::paths::{self, ProcessEnv};
@@ -38,7 +39,7 @@ struct Guest {
 }
 
 fn prepare(spec: &BenchSpec) -> Result<Guest, Skip> {
-    let qemu = measure::which(QEMU).ok_or_else(|| Skip(format!("{QEMU} is not on PATH")))?;
+    let qemu = host_tools::QEMU.require()?;
     nook_vmm::host::check()?;
     let env = ProcessEnv;
     let kernel = find_kernel(None, &env)?.path;

@@ -10,6 +10,7 @@ use nook::image::Store;
 use nook::paths::{self, ProcessEnv};
 
 mod bench;
+mod completion;
 pub mod format;
 mod history;
 mod image_default;
@@ -17,6 +18,7 @@ mod image_rootfs;
 mod images;
 mod import;
 mod in_use;
+mod info;
 mod inspect;
 mod load;
 mod login;
@@ -28,6 +30,7 @@ mod rmi;
 mod save;
 pub mod status;
 mod tag;
+pub mod version;
 
 // Container verbs.
 mod commit;
@@ -49,10 +52,19 @@ mod wait;
 
 /// A rootless container runtime: Linux namespaces or one KVM microVM per container.
 #[derive(Parser)]
-#[command(name = "nook", version, about)]
+// `--version` is nook's own flag: it reports the components too, which clap's cannot.
+#[command(
+    name = "nook",
+    about,
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
+    /// Print the version, the commit and the VM components, and exit
+    #[arg(short = 'V', long)]
+    pub version: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +126,15 @@ pub enum Command {
     Logout(logout::Args),
     /// Measure start-up cost of the isolation columns against runc, crun, QEMU, Firecracker
     Bench(bench::Args),
+    /// Show the version, the commit and the VM components nook uses
+    Version(version::Args),
+    /// Display system-wide information: directories, VM components, /dev/kvm, host tools
+    Info(info::Args),
+    /// Print the shell completion script for bash, zsh or fish
+    Completion(completion::Args),
+    /// Write nook's man pages to a directory (used by install.sh)
+    #[command(hide = true)]
+    Manpages(completion::ManArgs),
 }
 
 #[derive(Subcommand)]
@@ -174,7 +195,12 @@ impl Context {
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
-    match cli.command {
+    let command = match cli.command {
+        Some(command) if !cli.version => command,
+        // arg_required_else_help: only `--version` gets here without a verb.
+        _ => return version::run(version::Args {}),
+    };
+    match command {
         Command::Run(a) => run::run(a, ctx),
         Command::Create(a) => create::run(a, ctx),
         Command::Start(a) => start::run(a, ctx),
@@ -205,6 +231,10 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Login(a) => login::run(a, ctx),
         Command::Logout(a) => logout::run(a, ctx),
         Command::Bench(a) => bench::run(a, ctx),
+        Command::Version(a) => version::run(a),
+        Command::Info(a) => info::run(a, ctx),
+        Command::Completion(a) => completion::run(a),
+        Command::Manpages(a) => completion::run_man(a),
     }
 }
 

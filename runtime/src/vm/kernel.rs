@@ -2,7 +2,8 @@
 //!
 //! The kernel is an ELF `vmlinux` with a PVH entry point, built by `guest-kernel/build.sh` into
 //! `<cache>/kernel/<key>/vmlinux`; the script records the key of its latest build in
-//! `<cache>/kernel/latest`. nook takes, in order: the `--kernel` flag, `$NOOK_KERNEL`, then that
+//! `<cache>/kernel/latest`. nook takes, in order: the `--kernel` flag, `$NOOK_KERNEL`, the
+//! installed kernel (`<prefix>/lib/nook/vmlinux` beside a `nook` in `<prefix>/bin`), then that
 //! cached build. The first one named is used or reported: a bad `--kernel` is an error, never a
 //! silent fall back to another kernel.
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::isolation::vm::assets::installed_dir;
 use crate::paths::{self, Env};
 
 /// Where the kernel path came from (said in errors and logs).
@@ -20,6 +22,7 @@ use crate::paths::{self, Env};
 pub enum KernelOrigin {
     Flag,
     EnvVar,
+    Installed,
     Cache,
 }
 
@@ -28,6 +31,7 @@ impl fmt::Display for KernelOrigin {
         f.write_str(match self {
             KernelOrigin::Flag => "the --kernel flag",
             KernelOrigin::EnvVar => "$NOOK_KERNEL",
+            KernelOrigin::Installed => "the install",
             KernelOrigin::Cache => "the kernel cache",
         })
     }
@@ -51,7 +55,7 @@ pub enum KernelError {
     },
     #[error("guest kernel {path} (from {origin}) is not an ELF vmlinux (a bzImage or other file is not bootable through PVH)")]
     NotElf { path: PathBuf, origin: KernelOrigin },
-    #[error("no guest kernel: pass --kernel, set NOOK_KERNEL, or build one with guest-kernel/build.sh (nothing recorded in {latest})")]
+    #[error("no guest kernel: pass --kernel, set NOOK_KERNEL, install one (install.sh), or build one with guest-kernel/build.sh (nothing recorded in {latest})")]
     NotBuilt { latest: PathBuf },
     #[error("cannot read the kernel cache pointer {latest}")]
     ReadLatest {
@@ -75,6 +79,11 @@ pub fn find_kernel(flag: Option<&Path>, env: &dyn Env) -> Result<GuestKernel, Ke
         (flag.to_path_buf(), KernelOrigin::Flag)
     } else if let Some(var) = env.var("NOOK_KERNEL") {
         (PathBuf::from(var), KernelOrigin::EnvVar)
+    } else if let Some(installed) = installed_dir()
+        .map(|d| d.join("vmlinux"))
+        .filter(|p| p.is_file())
+    {
+        (installed, KernelOrigin::Installed)
     } else {
         (cached_kernel(env)?, KernelOrigin::Cache)
     };

@@ -4,8 +4,9 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::path::Path;
 use std::process::Command;
+
+use crate::host_tools::{Tool, ToolMissing, NEWGIDMAP, NEWUIDMAP};
 
 /// `count` ids starting at `inside` map to host ids starting at `host`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct IdMap {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdMapError {
+    #[error(transparent)]
+    Missing(#[from] ToolMissing),
     #[error("cannot run {helper}")]
     Helper {
         helper: &'static str,
@@ -131,9 +134,7 @@ impl IdMap {
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let name = user_name(uid).unwrap_or_default();
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let helpers = Path::new("/usr/bin/newuidmap").exists()
-            && Path::new("/usr/bin/newgidmap").exists()
-            || which("newuidmap") && which("newgidmap");
+        let helpers = NEWUIDMAP.find().is_some() && NEWGIDMAP.find().is_some();
         IdMap::plan(
             uid,
             gid,
@@ -174,8 +175,8 @@ impl IdMap {
     /// Writes the maps of the user namespace of process `pid` (a child waiting for it).
     pub fn apply(&self, pid: i32) -> Result<(), IdMapError> {
         if self.helpers {
-            run_helper("newuidmap", pid, &self.uids)?;
-            run_helper("newgidmap", pid, &self.gids)?;
+            run_helper(NEWUIDMAP, pid, &self.uids)?;
+            run_helper(NEWGIDMAP, pid, &self.gids)?;
             return Ok(());
         }
         let write = |file: &str, content: &str| {
@@ -190,14 +191,9 @@ impl IdMap {
     }
 }
 
-fn run_helper(helper: &'static str, pid: i32, ranges: &[IdRange]) -> Result<(), IdMapError> {
-    // The usual place first: no PATH search on every container start.
-    let usual = Path::new("/usr/bin").join(helper);
-    let mut cmd = if usual.is_file() {
-        Command::new(usual)
-    } else {
-        Command::new(helper)
-    };
+fn run_helper(tool: Tool, pid: i32, ranges: &[IdRange]) -> Result<(), IdMapError> {
+    let helper = tool.name;
+    let mut cmd = Command::new(tool.require()?);
     cmd.arg(pid.to_string());
     for r in ranges {
         cmd.args([
@@ -218,11 +214,6 @@ fn run_helper(helper: &'static str, pid: i32, ranges: &[IdRange]) -> Result<(), 
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
     }
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// The login name of `uid` from /etc/passwd.

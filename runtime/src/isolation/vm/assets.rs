@@ -17,11 +17,25 @@ fn exe_dir() -> Option<PathBuf> {
         .and_then(|p| p.parent().map(Path::to_path_buf))
 }
 
-/// `nook-vmm`: `$NOOK_VMM`, else next to the `nook` binary.
+/// Where an install puts the VMM, the agent and the kernel: `<prefix>/lib/nook` for a `nook`
+/// in `<prefix>/bin` (see `install.sh`).
+pub fn installed_dir() -> Option<PathBuf> {
+    let dir = exe_dir()?.join("../lib/nook");
+    Some(dir.canonicalize().unwrap_or(dir))
+}
+
+/// `nook-vmm`: `$NOOK_VMM`, else next to the `nook` binary, else in the install's lib directory.
 pub fn find_vmm(env: &dyn Env) -> Result<PathBuf, VmError> {
     let path = match env.var("NOOK_VMM") {
         Some(p) => PathBuf::from(p),
-        None => exe_dir().unwrap_or_default().join("nook-vmm"),
+        None => {
+            let next_to_nook = exe_dir().unwrap_or_default().join("nook-vmm");
+            let installed = installed_dir().map(|d| d.join("nook-vmm"));
+            match installed {
+                Some(p) if !next_to_nook.is_file() && p.is_file() => p,
+                _ => next_to_nook,
+            }
+        }
     };
     if !path.is_file() {
         return Err(VmError::Missing {
@@ -61,7 +75,8 @@ fn is_static_elf(data: &[u8]) -> bool {
 }
 
 /// The static agent: `$NOOK_AGENT`, else `nook-agent` next to the `nook` binary when static,
-/// else where `agent/build-static.sh` puts it (`<target>/x86_64-unknown-linux-gnu/release/`).
+/// else in the install's lib directory, else where `agent/build-static.sh` puts it
+/// (`<target>/x86_64-unknown-linux-gnu/release/`).
 pub fn find_agent(env: &dyn Env) -> Result<(PathBuf, Vec<u8>), VmError> {
     let candidates: Vec<PathBuf> = match env.var("NOOK_AGENT") {
         Some(p) => vec![PathBuf::from(p)],
@@ -69,6 +84,7 @@ pub fn find_agent(env: &dyn Env) -> Result<(PathBuf, Vec<u8>), VmError> {
             let dir = exe_dir().unwrap_or_default();
             vec![
                 dir.join("nook-agent"),
+                dir.join("../lib/nook/nook-agent"),
                 dir.join("../x86_64-unknown-linux-gnu/release/nook-agent"),
             ]
         }

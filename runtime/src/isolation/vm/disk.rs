@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::VmError;
+use crate::host_tools::MKFS_EXT4;
 
 /// Size of a container's writable disk (sparse: only what the guest writes takes space).
 pub const DEFAULT_DISK_BYTES: u64 = 1 << 30;
@@ -33,13 +34,17 @@ pub fn ensure_template(cache: &Path, bytes: u64) -> Result<PathBuf, VmError> {
         file.set_len(bytes).map_err(io_err("size", &tmp))?;
         drop(file);
         // root_owner: the guest's root owns the disk's root directory whoever ran mkfs.
-        let out = Command::new("mkfs.ext4")
+        let mkfs = MKFS_EXT4.require().map_err(|e| VmError::Mkfs {
+            path: tmp.clone(),
+            message: e.to_string(),
+        })?;
+        let out = Command::new(&mkfs)
             .args(["-q", "-F", "-m", "0", "-E", "root_owner=0:0,nodiscard"])
             .arg(&tmp)
             .output()
             .map_err(|source| VmError::Mkfs {
                 path: tmp.clone(),
-                message: format!("cannot run mkfs.ext4 (install e2fsprogs): {source}"),
+                message: format!("cannot run {}: {source}", mkfs.display()),
             })?;
         if !out.status.success() {
             return Err(VmError::Mkfs {
@@ -149,8 +154,8 @@ mod tests {
 
     #[test]
     fn template_is_an_ext4_made_once() {
-        if Command::new("mkfs.ext4").arg("-V").output().is_err() {
-            panic!("mkfs.ext4 is missing: install e2fsprogs (tests/setup.sh)");
+        if let Err(e) = MKFS_EXT4.require() {
+            panic!("{e} (tests/setup.sh installs it)");
         }
         let dir = tempfile::tempdir().unwrap();
         let t = ensure_template(dir.path(), 16 << 20).unwrap();

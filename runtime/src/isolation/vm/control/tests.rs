@@ -30,6 +30,12 @@ fn sh(script: &str) -> ProcessSpec {
     }
 }
 
+/// The real agent runs its processes as root (uid 0), as in the guest: those tests run as root
+/// of a user namespace, re-running themselves in one when not root.
+fn in_user_namespace(test: &str) -> bool {
+    nook_agent::testing::privileged(nook_agent::testing::Needs::UserNamespace, test)
+}
+
 /// A running "container": the real agent loop with `main` as its main process, the shared
 /// connection, and the main process's relay (stdout, result).
 struct Guest {
@@ -74,6 +80,9 @@ fn connect(mux: &Arc<Mux>) -> UnixStream {
 
 #[test]
 fn stop_signal_reaches_the_main_process() {
+    if !in_user_namespace("isolation::vm::control::tests::stop_signal_reaches_the_main_process") {
+        return;
+    }
     let g = guest(
         "trap 'echo got-term; exit 7' TERM; echo up; while :; do sleep 0.05; done",
         None,
@@ -88,6 +97,11 @@ fn stop_signal_reaches_the_main_process() {
 
 #[test]
 fn exec_relays_stdin_stdout_stderr_and_exit_code() {
+    if !in_user_namespace(
+        "isolation::vm::control::tests::exec_relays_stdin_stdout_stderr_and_exit_code",
+    ) {
+        return;
+    }
     let g = guest("sleep 30", None);
     let session = over::exec(
         connect(&g.mux),
@@ -108,6 +122,11 @@ fn exec_relays_stdin_stdout_stderr_and_exit_code() {
 
 #[test]
 fn exec_of_a_missing_command_reports_127_and_the_reason() {
+    if !in_user_namespace(
+        "isolation::vm::control::tests::exec_of_a_missing_command_reports_127_and_the_reason",
+    ) {
+        return;
+    }
     let g = guest("sleep 30", None);
     let session = over::exec(
         connect(&g.mux),
@@ -134,6 +153,11 @@ fn exec_of_a_missing_command_reports_127_and_the_reason() {
 
 #[test]
 fn two_execs_run_side_by_side_on_one_agent_connection() {
+    if !in_user_namespace(
+        "isolation::vm::control::tests::two_execs_run_side_by_side_on_one_agent_connection",
+    ) {
+        return;
+    }
     let g = guest("sleep 30", None);
     let slow = over::exec(connect(&g.mux), sh("sleep 0.5; echo slow")).unwrap();
     let fast = over::exec(connect(&g.mux), sh("echo fast")).unwrap();
@@ -149,6 +173,9 @@ fn two_execs_run_side_by_side_on_one_agent_connection() {
 
 #[test]
 fn upper_layer_streams_as_a_tar() {
+    if !in_user_namespace("isolation::vm::control::tests::upper_layer_streams_as_a_tar") {
+        return;
+    }
     let upper = tempfile::tempdir().unwrap();
     std::fs::create_dir(upper.path().join("data")).unwrap();
     std::fs::write(upper.path().join("data/file"), "kept").unwrap();
@@ -168,6 +195,10 @@ fn upper_layer_streams_as_a_tar() {
 
 #[test]
 fn a_request_that_opens_nothing_is_refused() {
+    if !in_user_namespace("isolation::vm::control::tests::a_request_that_opens_nothing_is_refused")
+    {
+        return;
+    }
     let g = guest("sleep 30", None);
     let mut c = connect(&g.mux);
     c.write_all(&encode_frame(7, &HostMessage::Stdin(b"x".to_vec())).unwrap())
@@ -192,6 +223,11 @@ fn a_request_that_opens_nothing_is_refused() {
 
 #[test]
 fn an_oversized_frame_ends_only_that_connection() {
+    if !in_user_namespace(
+        "isolation::vm::control::tests::an_oversized_frame_ends_only_that_connection",
+    ) {
+        return;
+    }
     let g = guest("sleep 30", None);
     let mut c = connect(&g.mux);
     // A header announcing 1 GiB: rejected before anything is allocated for it.
@@ -215,6 +251,11 @@ fn an_oversized_frame_ends_only_that_connection() {
 
 #[test]
 fn a_client_that_stops_reading_does_not_stall_the_container() {
+    if !in_user_namespace(
+        "isolation::vm::control::tests::a_client_that_stops_reading_does_not_stall_the_container",
+    ) {
+        return;
+    }
     let g = guest("sleep 1.5; echo main-done", None);
     // Lots of output for a client that never reads it.
     let stuck = connect(&g.mux);
