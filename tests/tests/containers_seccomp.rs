@@ -68,6 +68,9 @@ fn probe_results(nook: &Rootless) -> BTreeMap<String, i32> {
     let mut header = tar::Header::new_ustar();
     header.set_entry_type(tar::EntryType::Regular);
     header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_700_000_000);
     header.set_size(data.len() as u64);
     tar.append_data(&mut header, "probe", &data[..]).unwrap();
     let tarball = dir.join("probe.tar");
