@@ -12,7 +12,6 @@ pub mod control;
 pub mod disk;
 pub mod mux;
 pub mod phases;
-pub mod terminal;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -36,6 +35,7 @@ use std::os::fd::AsFd;
 
 use super::{Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, Stdio, Workload};
 use crate::paths::{self, Env, ProcessEnv};
+use crate::terminal;
 use crate::vm::initramfs::InitramfsError;
 use crate::vm::kernel::{find_kernel, KernelError};
 
@@ -577,6 +577,7 @@ impl Isolation for VmBackend {
             stdin,
             stdout,
             stderr,
+            console: _,
         } = stdio;
         let terminal = spec.process.terminal;
         let mut process = agent_process(&spec.process);
@@ -674,6 +675,7 @@ impl Isolation for VmBackend {
             stdin,
             stdout,
             stderr,
+            console: _,
         } = stdio;
         let mut spec = agent_process(process);
         if let Some((rows, cols)) = process
