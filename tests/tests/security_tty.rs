@@ -392,6 +392,24 @@ fn terminals_and_pipes_still_work() {
         session.typed_ahead
     );
 
+    // ^C is a key for the container's own terminal, whose foreground processes it interrupts.
+    let session = in_terminal(
+        &nook,
+        &[
+            "run",
+            "--rm",
+            "-it",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; sleep 100; echo after $?",
+        ],
+        Some(("ready", b"\x03")),
+    );
+    // Interrupted: it ended long before the sleep would have (in_terminal gives up after 90 s).
+    assert!(!session.shown.contains("after 0"), "{}", session.shown);
+    assert!(session.restored, "raw mode was not undone");
+
     nook.ok(&["run", "-d", "--name", "target", "busybox", "sleep", "1000"]);
     nook.exits(4, &["exec", "target", "sh", "-c", "exit 4"]);
     let mut child = nook

@@ -271,11 +271,19 @@ impl VmBackend {
             .stdin(ProcStdio::null())
             .stdout(ProcStdio::null())
             .stderr(log);
-        // SAFETY: the closure only calls prctl, which is async-signal-safe. A monitor killed
-        // with SIGKILL takes its VM along, so no VM outlives the container's recorded state.
+        // SAFETY: the closure only calls setsid, prctl and close_range, which are
+        // async-signal-safe. A monitor killed with SIGKILL takes its VM along, so no VM
+        // outlives the container's recorded state. A session of its own: the caller's terminal
+        // is never the VMM's controlling terminal (nor are the terminal's signals sent to it;
+        // the monitor forwards them to the container through the agent), and none of the
+        // caller's other descriptors reaches it.
         unsafe {
             command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                let cloexec = libc::CLOSE_RANGE_CLOEXEC;
+                if libc::setsid() < 0
+                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0
+                    || libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, cloexec) < 0
+                {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
