@@ -15,4 +15,5 @@ pub mod isolation;
 pub mod paths;
 pub mod registry;
 pub mod rootfs;
+pub mod terminal;
 pub mod vm;

@@ -1,12 +1,13 @@
 //! `nook exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER COMMAND [ARG...]`: run a second
-//! process in a running container; exits with its status.
-
-use std::os::fd::{FromRawFd, OwnedFd};
+//! process in a running container; exits with its status. The process gets pipes, or a new pty
+//! with `-t`, that this command relays (never the caller's own descriptors).
 
 use anyhow::Context as _;
 
+use nook::container::attach::{self, Relay, Wiring};
 use nook::container::engine::merge_env;
-use nook::isolation::{ProcessSpec, Stdio};
+use nook::isolation::namespace::process::pipe;
+use nook::isolation::ProcessSpec;
 
 use super::status::ExitStatus;
 use super::Context;
@@ -16,7 +17,7 @@ pub struct Args {
     /// Keep STDIN open even if not attached
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a pseudo-TTY (the caller's terminal is passed through)
+    /// Allocate a pseudo-TTY
     #[arg(short, long)]
     tty: bool,
     /// Set environment variables
@@ -34,17 +35,8 @@ pub struct Args {
     command: Vec<String>,
 }
 
-fn dup(fd: i32) -> anyhow::Result<OwnedFd> {
-    // SAFETY: duplicating a standard descriptor; the copy is owned by the returned OwnedFd.
-    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-    anyhow::ensure!(
-        new >= 0,
-        "cannot duplicate descriptor {fd}: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
+/// Signals that end `nook exec` once its relay has restored the caller's terminal.
+const ENDING: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let engine = ctx.engine();
@@ -57,20 +49,36 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         user: args.user.clone().unwrap_or_else(|| base.user.clone()),
         terminal: args.tty,
     };
-    let stdin = if args.interactive || args.tty {
-        dup(0)?
-    } else {
-        std::fs::File::open("/dev/null")
-            .context("cannot open /dev/null")?
-            .into()
-    };
-    let stdio = Stdio {
-        stdin,
-        stdout: dup(1)?,
-        stderr: dup(2)?,
-    };
-    let exit = engine.exec(&container, &process, stdio)?;
-    match exit.status() {
+    let (wiring, stdio) = Wiring::new(args.tty, args.interactive).with_context(|| {
+        format!(
+            "cannot set up the stdio of a process in container {}",
+            args.container
+        )
+    })?;
+    let (done_read, done_write) = pipe().context("cannot create a pipe")?;
+    let mut workload = engine.exec(&container, &process, stdio)?;
+    // Only now, with the process forked: the relay is a thread, and the signal handlers must
+    // not be inherited by the process that waits for the command inside the container.
+    let mut signals = ENDING.to_vec();
+    signals.push(libc::SIGWINCH);
+    attach::catch(&signals).context("cannot catch signals")?;
+    let relay = std::thread::Builder::new()
+        .name("exec-relay".into())
+        .spawn(move || {
+            let opts = Relay {
+                echo: true,
+                log: None,
+                done: Some(done_read),
+            };
+            if let Some(sig) = wiring.relay(opts, |_| false) {
+                attach::die_of(sig);
+            }
+        })
+        .context("cannot start the relay thread")?;
+    let exit = workload.wait();
+    drop(done_write);
+    let _ = relay.join();
+    match exit?.status() {
         0 => Ok(()),
         code => Err(ExitStatus(code).into()),
     }

@@ -17,7 +17,9 @@ use crate::image::{Image, Store};
 use crate::isolation::namespace::unpack::LayerStream;
 use crate::isolation::namespace::NamespaceBackend;
 use crate::isolation::vm::{self, disk, Delivery, VmBackend, VmSettings};
-use crate::isolation::{Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, RootfsSpec};
+use crate::isolation::{
+    Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, RootfsSpec, Workload,
+};
 use crate::paths::{self, ProcessEnv};
 
 /// What `create` and `run` take from the command line.
@@ -391,24 +393,23 @@ impl Engine {
         }
     }
 
-    /// Runs `process` in the running container; returns its exit.
+    /// Starts `process` in the running container; the caller relays its stdio and waits.
     pub fn exec(
         &self,
         container: &Container,
         process: &ProcessSpec,
         stdio: crate::isolation::Stdio,
-    ) -> Result<Exit, ContainerError> {
+    ) -> Result<Box<dyn Workload>, ContainerError> {
         let status = container.status();
         lifecycle::can_exec(container.name(), &status)?;
         let Status::Running { init, .. } = status else {
             return Err(lifecycle::LifecycleError::NotRunning(container.name().to_string()).into());
         };
-        let mut workload = match self.vm_backend(container) {
+        Ok(match self.vm_backend(container) {
             // The agent runs it in the guest, through the monitor's control channel.
             Some(vm) => vm.exec(init.pid, process, stdio)?,
             None => self.backend.exec(init.pid, process, stdio)?,
-        };
-        Ok(workload.wait()?)
+        })
     }
 }
 

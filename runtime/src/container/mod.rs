@@ -1,6 +1,7 @@
 //! Containers: their records and state, the rules of their lifecycle, their logs and the
 //! monitor process that supervises each running one.
 
+pub mod attach;
 pub mod changes;
 pub mod engine;
 pub mod flatten;

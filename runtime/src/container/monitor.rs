@@ -1,22 +1,22 @@
 //! The monitor: the process that starts a container's first process, holds its stdio (writing
-//! the json-lines log, and relaying to the terminal when attached), waits for its exit and
+//! the json-lines log, and relaying to the caller when attached, see `attach`), waits for its exit and
 //! records it. Detached (`run -d`, `start`), it is a daemon (double fork, setsid) and the
 //! command returns as soon as the container runs; attached (`run`), the `nook` process itself is
 //! the monitor and exits with the container's status.
 
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use chrono::Utc;
 
+use super::attach::{self, Relay, Wiring};
 use super::lifecycle;
-use super::log::{LineSplitter, LogWriter, Stream};
+use super::log::LogWriter;
 use super::state::{ProcFs, ProcessId, Status};
 use super::store::{Container, ContainerError, ContainerStore};
 use crate::image::lock::FileLock;
 use crate::isolation::namespace::process::{pipe, read_report};
-use crate::isolation::{Exit, Isolation, IsolationError, Stdio};
+use crate::isolation::{Exit, Isolation, IsolationError};
 
 /// Where the container's stdio goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,46 +32,12 @@ fn os(what: &str) -> impl FnOnce(io::Error) -> ContainerError + '_ {
     move |e| ContainerError::Isolation(IsolationError::os(what, e))
 }
 
-fn dup(fd: i32) -> io::Result<OwnedFd> {
-    // SAFETY: dup of a descriptor number; the result, when valid, is ours alone.
-    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-    if new < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
 fn dev_null() -> io::Result<OwnedFd> {
     Ok(std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")?
         .into())
-}
-
-/// A new pty: (leader, follower). The leader stays with the monitor (close-on-exec).
-fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (mut leader, mut follower) = (0, 0);
-    // SAFETY: openpty fills the two ints; the name, termios and winsize pointers may be null.
-    let ret = unsafe {
-        libc::openpty(
-            &mut leader,
-            &mut follower,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openpty returned two fresh descriptors that nobody else owns.
-    let (leader, follower) =
-        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
-    // SAFETY: fcntl on our own descriptor.
-    unsafe { libc::fcntl(leader.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    Ok((leader, follower))
 }
 
 /// Starts the stopped container `container`. Attached: returns its exit once it ends.
@@ -158,32 +124,8 @@ fn write_report(fd: &OwnedFd, code: i32, message: &str) {
     unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
 }
 
-/// Signal received by an attached monitor, forwarded to the container (docker's sig-proxy).
-static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn remember_signal(sig: libc::c_int) {
-    PENDING_SIGNAL.store(sig, Ordering::SeqCst);
-}
-
-fn proxy_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-        // SAFETY: sigaction with a handler that only stores to an atomic; no SA_RESTART, so
-        // the relay loop's poll returns EINTR and forwards the signal.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = remember_signal as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
-}
-
-struct Relay {
-    fd: OwnedFd,
-    stream: Stream,
-    lines: LineSplitter,
-    open: bool,
-}
+/// Signals an attached monitor forwards to the container (docker's sig-proxy).
+const PROXIED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 /// [`supervise`], and when it fails a `--rm` container is removed all the same: whatever
 /// failed (a full disk, a start error), its workload no longer runs.
@@ -236,57 +178,13 @@ fn supervise(
         source,
     })?;
 
-    let mut relays = Vec::new();
-    let stdio = if config.tty && attached {
-        // The caller's own terminal, passed straight through: the workload sees a real tty.
-        Stdio {
-            stdin: dup(0).map_err(os("duplicate stdin"))?,
-            stdout: dup(1).map_err(os("duplicate stdout"))?,
-            stderr: dup(2).map_err(os("duplicate stderr"))?,
-        }
-    } else if config.tty {
-        // Detached with a terminal: a pty whose output the monitor logs as stdout.
-        let (leader, follower) = open_pty().map_err(os("allocate a pty"))?;
-        relays.push(Relay {
-            fd: leader,
-            stream: Stream::Stdout,
-            lines: LineSplitter::default(),
-            open: true,
-        });
-        Stdio {
-            stdin: follower.try_clone().map_err(os("duplicate the pty"))?,
-            stdout: follower.try_clone().map_err(os("duplicate the pty"))?,
-            stderr: follower,
-        }
-    } else {
-        let (out_r, out_w) = pipe().map_err(os("create a pipe"))?;
-        let (err_r, err_w) = pipe().map_err(os("create a pipe"))?;
-        relays.push(Relay {
-            fd: out_r,
-            stream: Stream::Stdout,
-            lines: LineSplitter::default(),
-            open: true,
-        });
-        relays.push(Relay {
-            fd: err_r,
-            stream: Stream::Stderr,
-            lines: LineSplitter::default(),
-            open: true,
-        });
-        let stdin = if attached && config.open_stdin {
-            dup(0).map_err(os("duplicate stdin"))?
-        } else {
-            dev_null().map_err(os("open /dev/null"))?
-        };
-        Stdio {
-            stdin,
-            stdout: out_w,
-            stderr: err_w,
-        }
-    };
-
+    // Pipes, or a new pty: never the caller's own descriptors (see `attach`).
+    let (wiring, stdio) = Wiring::new(config.tty, attached && config.open_stdin)
+        .map_err(os("set up the container's stdio"))?;
     if attached {
-        proxy_signals();
+        let mut signals = PROXIED.to_vec();
+        signals.push(libc::SIGWINCH);
+        attach::catch(&signals).map_err(os("catch signals"))?;
     }
     let mut workload = backend.start(&config.launch, stdio)?;
     let me = std::process::id() as i32;
@@ -323,7 +221,16 @@ fn supervise(
     // The command waiting for a detached start returns now.
     *ready = None;
 
-    relay(&mut relays, &mut log, attached, workload.pid(), backend);
+    let init = workload.pid();
+    let relay = Relay {
+        echo: attached,
+        log: Some(&mut log),
+        done: attach::exited(init),
+    };
+    wiring.relay(relay, |sig| {
+        let _ = backend.signal(init, sig);
+        true
+    });
     let exit = workload.wait()?;
     let name = container.name();
     if log.dropped() > 0 {
@@ -378,65 +285,4 @@ fn supervise(
         );
     }
     Ok(exit)
-}
-
-/// Copies the container's output into the log (and to our stdout/stderr when attached) until
-/// both streams end; forwards signals received meanwhile.
-fn relay(
-    relays: &mut [Relay],
-    log: &mut LogWriter,
-    attached: bool,
-    init: i32,
-    backend: &dyn Isolation,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    while relays.iter().any(|r| r.open) {
-        let mut fds: Vec<libc::pollfd> = relays
-            .iter()
-            .map(|r| libc::pollfd {
-                fd: if r.open { r.fd.as_raw_fd() } else { -1 },
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: fds is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        let sig = PENDING_SIGNAL.swap(0, Ordering::SeqCst);
-        if sig != 0 {
-            let _ = backend.signal(init, sig);
-        }
-        if n < 0 {
-            continue; // EINTR
-        }
-        for (relay, pfd) in relays.iter_mut().zip(&fds) {
-            if !relay.open || pfd.revents == 0 {
-                continue;
-            }
-            // SAFETY: reading into a valid buffer from our pipe.
-            let got =
-                unsafe { libc::read(relay.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if got < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            if got <= 0 {
-                relay.open = false;
-                if let Some(rest) = relay.lines.finish() {
-                    let _ = log.write(relay.stream, &rest);
-                }
-                continue;
-            }
-            let data = &buf[..got as usize];
-            if attached {
-                let _ = match relay.stream {
-                    Stream::Stdout => io::stdout()
-                        .write_all(data)
-                        .and_then(|()| io::stdout().flush()),
-                    Stream::Stderr => io::stderr().write_all(data),
-                };
-            }
-            for line in relay.lines.feed(data) {
-                let _ = log.write(relay.stream, &line);
-            }
-        }
-    }
 }

@@ -50,11 +50,17 @@ pub struct LaunchSpec {
     pub hostname: String,
 }
 
-/// The three standard streams handed to a container process.
+/// The three standard streams handed to a container process: pipes, or a pty nook made, never
+/// the caller's own descriptors.
 pub struct Stdio {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// With a terminal, where the namespace column sends back the leader of the pty it opens
+    /// inside the container (so that the container sees its terminal in its own `/dev/pts`);
+    /// the process then uses that pty, sized like `stdin`, instead of the three above. The VM
+    /// column makes its pty in the guest and relays the three.
+    pub console: Option<OwnedFd>,
 }
 
 /// How a process of a container ended.

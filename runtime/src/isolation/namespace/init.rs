@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use seccompiler::BpfProgram;
@@ -13,6 +13,7 @@ use super::process::ChildFailure;
 use super::sys::LinuxSys;
 use super::{caps, rootfs, seccomp, user};
 use crate::isolation::{LaunchSpec, ProcessSpec, Stdio};
+use crate::terminal;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -118,7 +119,18 @@ pub fn run_process(
     if let Err(e) = std::fs::create_dir_all(cwd).and_then(|()| std::env::set_current_dir(cwd)) {
         return os(&format!("cannot enter the working directory {cwd}"), e);
     }
-    for (fd, target) in [(&stdio.stdin, 0), (&stdio.stdout, 1), (&stdio.stderr, 2)] {
+    let console = match (&stdio.console, process.terminal) {
+        (Some(socket), true) => match container_pty(socket, &stdio.stdin, &ids) {
+            Ok(follower) => Some(follower),
+            Err(failure) => return failure,
+        },
+        _ => None,
+    };
+    let streams = match &console {
+        Some(follower) => [follower; 3],
+        None => [&stdio.stdin, &stdio.stdout, &stdio.stderr],
+    };
+    for (fd, target) in streams.into_iter().zip(0..) {
         // SAFETY: fd is open; dup2 onto a standard descriptor number.
         if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
             return os(
@@ -127,15 +139,8 @@ pub fn run_process(
             );
         }
     }
-    if process.terminal {
-        // A new session whose controlling terminal is the process's stdin. Best effort: a
-        // terminal passed through from the caller stays the controlling terminal of the
-        // caller's session, and the kernel refuses to steal it; the process still has a tty.
-        // SAFETY: setsid has no preconditions; TIOCSCTTY on fd 0 takes no pointer.
-        unsafe {
-            libc::setsid();
-            libc::ioctl(0, libc::TIOCSCTTY, 0);
-        }
+    if let Err(failure) = own_session(process.terminal) {
+        return failure;
     }
     let mut env: Vec<String> = process.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -200,6 +205,94 @@ pub fn run_process(
         )
     };
     exec_first(&candidates, &argv, &envp, &process.argv[0])
+}
+
+/// Opens a pty inside the container, so that the process sees its terminal in the container's
+/// own `/dev/pts` (a pty of the host's devpts has no name there), sized like `sized_like` and
+/// owned by the process's user; sends its leader back to nook over `socket` and returns the
+/// follower.
+fn container_pty(
+    socket: &OwnedFd,
+    sized_like: &OwnedFd,
+    ids: &user::Ids,
+) -> Result<OwnedFd, ChildFailure> {
+    let fail = |what: &str| os(what, io::Error::last_os_error());
+    // SAFETY: open of a NUL-terminated path; the result, when valid, is ours alone.
+    let leader = unsafe {
+        libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if leader < 0 {
+        return Err(fail("cannot open /dev/ptmx in the container"));
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    let leader = unsafe { OwnedFd::from_raw_fd(leader) };
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the valid pointer; TIOCGPTPEER takes open flags
+    // and fails unless `leader` is a pty multiplexer (whatever the container put at the path).
+    let follower = unsafe {
+        if libc::ioctl(leader.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(fail("cannot unlock the container's pty"));
+        }
+        libc::ioctl(
+            leader.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if follower < 0 {
+        return Err(fail(
+            "cannot open the container's pty (is /dev/ptmx a pty?)",
+        ));
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    let follower = unsafe { OwnedFd::from_raw_fd(follower) };
+    if let Some(size) = terminal::size(sized_like.as_fd()) {
+        let _ = terminal::set_size(follower.as_fd(), size);
+    }
+    // Best effort, as the process already holds it open: its own user may reopen it by name.
+    // SAFETY: fchown of our own descriptor to plain ids.
+    unsafe { libc::fchown(follower.as_raw_fd(), ids.uid, ids.gid) };
+    terminal::send_fd(socket.as_fd(), leader.as_fd())
+        .map_err(|e| os("cannot hand the container's pty to nook", e))?;
+    Ok(follower)
+}
+
+/// Makes the process the leader of a new session, so that the caller's terminal is never its
+/// controlling terminal (`/dev/tty` and `TIOCSTI` would reach the user's shell through it);
+/// with a terminal, its stdin (a pty of its own) becomes its controlling terminal. No
+/// descriptor beyond the standard three survives `execve`: the caller's others stay out.
+fn own_session(terminal: bool) -> Result<(), ChildFailure> {
+    // SAFETY: setsid has no preconditions; this child is never a process group leader.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(os("cannot start a new session", io::Error::last_os_error()));
+    }
+    // SAFETY: TIOCSCTTY on fd 0 takes an int argument, not a pointer.
+    if terminal && unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(os(
+            "cannot make the pty the controlling terminal",
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: close_range takes two descriptor numbers and flags; marking descriptors
+    // close-on-exec leaves the ones still needed before execve (the report pipe) usable.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked < 0 {
+        return Err(os(
+            "cannot close the caller's other descriptors",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 fn switch_user(ids: &user::Ids, setgroups: bool) -> io::Result<()> {

@@ -241,6 +241,12 @@ impl Isolation for NamespaceBackend {
                 let _ = wait_pid(child);
                 return Err(failure);
             }
+            // Running: let `spawn` return now (it waits for its report pipe to close) so that
+            // the caller relays the process's stdio while it runs. Nothing here is needed any
+            // more but the child's pid.
+            // SAFETY: close_range takes descriptor numbers and flags; this process only waits
+            // and _exits from here on.
+            unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
             let status = wait_pid(child).map(Exit::status).unwrap_or(125);
             // SAFETY: ends this intermediate process with the command's status.
             unsafe { libc::_exit(status) }

@@ -12,7 +12,6 @@ pub mod control;
 pub mod disk;
 pub mod mux;
 pub mod phases;
-pub mod terminal;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -36,6 +35,7 @@ use std::os::fd::AsFd;
 
 use super::{Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, Stdio, Workload};
 use crate::paths::{self, Env, ProcessEnv};
+use crate::terminal;
 use crate::vm::initramfs::InitramfsError;
 use crate::vm::kernel::{find_kernel, KernelError};
 
@@ -271,11 +271,19 @@ impl VmBackend {
             .stdin(ProcStdio::null())
             .stdout(ProcStdio::null())
             .stderr(log);
-        // SAFETY: the closure only calls prctl, which is async-signal-safe. A monitor killed
-        // with SIGKILL takes its VM along, so no VM outlives the container's recorded state.
+        // SAFETY: the closure only calls setsid, prctl and close_range, which are
+        // async-signal-safe. A monitor killed with SIGKILL takes its VM along, so no VM
+        // outlives the container's recorded state. A session of its own: the caller's terminal
+        // is never the VMM's controlling terminal (nor are the terminal's signals sent to it;
+        // the monitor forwards them to the container through the agent), and none of the
+        // caller's other descriptors reaches it.
         unsafe {
             command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                let cloexec = libc::CLOSE_RANGE_CLOEXEC;
+                if libc::setsid() < 0
+                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0
+                    || libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, cloexec) < 0
+                {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
@@ -577,6 +585,7 @@ impl Isolation for VmBackend {
             stdin,
             stdout,
             stderr,
+            console: _,
         } = stdio;
         let terminal = spec.process.terminal;
         let mut process = agent_process(&spec.process);
@@ -674,6 +683,7 @@ impl Isolation for VmBackend {
             stdin,
             stdout,
             stderr,
+            console: _,
         } = stdio;
         let mut spec = agent_process(process);
         if let Some((rows, cols)) = process
