@@ -14,4 +14,5 @@ pub mod isolation;
 pub mod paths;
 pub mod registry;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod vm;
