@@ -287,6 +287,8 @@ mod tests {
         assert!(is_sealed(&copy));
         let s = seals(&copy).unwrap();
         assert_eq!(s & REQUIRED_SEALS, REQUIRED_SEALS, "seals {s:#x}");
+        // The copy's offset is at its end after the copy.
+        copy.seek(SeekFrom::Start(0)).unwrap();
         let mut back = Vec::new();
         copy.read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
