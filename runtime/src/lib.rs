@@ -15,5 +15,6 @@ pub mod isolation;
 pub mod paths;
 pub mod registry;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod terminal;
 pub mod vm;

@@ -21,6 +21,13 @@ fn main() -> ExitCode {
             };
         }
     };
+    if puts_processes_into_containers(&parsed.command) {
+        // Returns only when already running from a sealed copy, or on failure.
+        if let Err(e) = nook::sealed_exe::ensure_sealed() {
+            eprintln!("Error: {}", nook::errors::chain(&e));
+            return ExitCode::from(EXIT_NOOK_ERROR);
+        }
+    }
     match cli::run(parsed, &cli::Context::from_env()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -35,4 +42,17 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_NOOK_ERROR)
         }
     }
+}
+
+/// The verbs whose processes enter a container's pid namespace before their `execve` (its first
+/// process, `exec`): they run from a sealed copy of nook so that no container can write into the
+/// nook file through `/proc/<pid>/exe` (see `nook::sealed_exe`). The VM column pays the copy too,
+/// as its verbs are the same. `bench` only spawns `nook run`, which seals itself; the helpers
+/// of `stop`, `rm`, `diff` and the like join no container's pid namespace, so no container sees them.
+fn puts_processes_into_containers(command: &cli::Command) -> bool {
+    use cli::Command as C;
+    matches!(
+        command,
+        C::Run(_) | C::Start(_) | C::Restart(_) | C::Exec(_)
+    )
 }

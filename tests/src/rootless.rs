@@ -113,6 +113,19 @@ impl Rootless {
         Rootless { base, user }
     }
 
+    /// Another copy of the nook binary, named `name`, owned by the user who runs nook as a
+    /// user's own installation is: a test may let a container attack it.
+    pub fn own_copy(&self, name: &str) -> PathBuf {
+        let bin = self.base.path().join(name);
+        std::fs::copy(nook_bin(), &bin).expect("cannot copy nook");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if let Some(user) = self.user {
+            let (uid, gid) = user_ids(user);
+            std::os::unix::fs::chown(&bin, Some(uid), Some(gid)).unwrap();
+        }
+        bin
+    }
+
     /// The store root (`NOOK_ROOT`).
     pub fn root(&self) -> PathBuf {
         self.base.path().join("root")
@@ -125,7 +138,11 @@ impl Rootless {
 
     /// A `nook` command run as the unprivileged user, cut off after two minutes.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let bin = self.base.path().join("nook");
+        self.cmd_of(&self.base.path().join("nook"), args)
+    }
+
+    /// Like [`Rootless::cmd`], with another copy of the nook binary (see `own_copy`).
+    pub fn cmd_of(&self, bin: &Path, args: &[&str]) -> Command {
         let mut c;
         if let Some(user) = self.user {
             c = Command::new("runuser");

@@ -53,7 +53,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 .context("cannot create the built-in busybox image")?;
         }
     }
-    let nook = std::env::current_exe().context("cannot find the nook binary itself")?;
+    let nook = nook::sealed_exe::nook_binary();
     let work = tempfile_dir()?;
     let cmd = if args.command.is_empty() {
         vec!["true".to_string()]

@@ -3,7 +3,8 @@
 //! The child is made with a raw `clone` (fork semantics plus namespace flags), waits on a pipe
 //! until the parent has written its user namespace's id maps, then runs its part. It reports a
 //! failure as a docker-style exit code and a sentence on a close-on-exec pipe: end of file with no
-//! message means the workload's executable is running.
+//! message means the workload's executable is running. Until that `execve` the child is not
+//! dumpable, so that a process in the container cannot open its /proc files.
 //!
 //! Callers must be single-threaded (the `nook` CLI and monitor are): the child of a fork of a
 //! multi-threaded program may only call async-signal-safe functions.
@@ -124,6 +125,19 @@ pub fn spawn(
             unsafe { libc::_exit(125) };
         }
         drop(go_read);
+        // Not dumpable from here to the workload's execve (which makes it dumpable again): a
+        // process of the container cannot open this copy of nook's /proc files, `exe` among
+        // them. Only now, as the parent had to write our id maps into those files.
+        // SAFETY: PR_SET_DUMPABLE takes an integer flag.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+            fail_child(
+                &report_write,
+                &ChildFailure::setup(format!(
+                    "cannot make the process non-dumpable: {}",
+                    io::Error::last_os_error()
+                )),
+            );
+        }
         match child() {
             // SAFETY: as above.
             Ok(()) => unsafe { libc::_exit(0) },

@@ -10,11 +10,12 @@ use super::VmError;
 use crate::paths::Env;
 use crate::vm::initramfs::build_initramfs;
 
-/// The directory of the running `nook` binary (its siblings are the VMM and the agent).
+/// The directory of the `nook` binary on disk (its siblings are the VMM and the agent), also
+/// when nook runs from its sealed in-memory copy.
 fn exe_dir() -> Option<PathBuf> {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
+    crate::sealed_exe::nook_binary()
+        .parent()
+        .map(Path::to_path_buf)
 }
 
 /// Where an install puts the VMM, the agent and the kernel: `<prefix>/lib/nook` for a `nook`
