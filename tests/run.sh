@@ -17,5 +17,6 @@ tests/vm/vmm-boot.sh
 tests/vm/vmm-agent.sh
 tests/vm/run-vm.sh
 tests/vm/containers-vm.sh
+tests/vm/security-vm.sh
 tests/vm/bench.sh
 tests/vm/tour.sh

@@ -49,10 +49,10 @@ fn main() -> ExitCode {
 /// nook file through `/proc/<pid>/exe` (see `nook::sealed_exe`). The VM column pays the copy too,
 /// as its verbs are the same. `bench` only spawns `nook run`, which seals itself; the helpers
 /// of `stop`, `rm`, `diff` and the like join no container's pid namespace, so no container sees them.
-fn puts_processes_into_containers(command: &cli::Command) -> bool {
+fn puts_processes_into_containers(command: &Option<cli::Command>) -> bool {
     use cli::Command as C;
     matches!(
         command,
-        C::Run(_) | C::Start(_) | C::Restart(_) | C::Exec(_)
+        Some(C::Run(_) | C::Start(_) | C::Restart(_) | C::Exec(_))
     )
 }

@@ -20,29 +20,7 @@ const MARKER: &str = "injected-by-the-container";
 
 /// The probe: tries `TIOCSTI` through `/dev/tty` and through each of its descriptors 0..9 that
 /// is a terminal, and prints what it reached.
-const PROBE_C: &str = r#"
-#include <fcntl.h>
-#include <stdio.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
-
-static const char *inject(int fd) {
-    for (const char *c = "MARKER\n"; *c; c++)
-        if (ioctl(fd, TIOCSTI, c) < 0)
-            return "refused";
-    return "INJECTED";
-}
-
-int main(void) {
-    int tty = open("/dev/tty", O_RDWR | O_NOCTTY);
-    printf("devtty:%s", tty < 0 ? "none" : inject(tty));
-    for (int fd = 0; fd < 10; fd++)
-        if (fd != tty && isatty(fd))
-            printf(" fd%d:%s", fd, inject(fd));
-    printf("\n");
-    return 0;
-}
-"#;
+const PROBE_C: &str = include_str!("../fixtures/tiocsti-probe.c");
 
 /// The report of a probe that reached no terminal at all.
 const NO_TERMINAL: &str = "devtty:none";
@@ -53,7 +31,7 @@ fn probe_image(nook: &Rootless) {
     nook.default_image();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("probe.c");
-    std::fs::write(&src, PROBE_C.replace("MARKER", MARKER)).unwrap();
+    std::fs::write(&src, PROBE_C).unwrap();
     let bin = dir.path().join("probe");
     let out = Command::new("cc")
         .arg("-static")

@@ -477,7 +477,7 @@ mod tests {
     }
 
     fn logged(path: &std::path::Path) -> Vec<(Stream, String)> {
-        super::super::log::read_from(path, 0)
+        super::super::log::LogReader::read_all(path)
             .unwrap()
             .0
             .into_iter()
@@ -502,7 +502,10 @@ mod tests {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        relay_all(wiring, &mut LogWriter::open(&path).unwrap());
+        relay_all(
+            wiring,
+            &mut LogWriter::open(&path, Default::default()).unwrap(),
+        );
         let mut lines = logged(&path);
         lines.sort_by_key(|(s, _)| *s == Stream::Stderr);
         assert_eq!(
@@ -532,7 +535,10 @@ mod tests {
         drop((stdio.stdin, stdio.stderr));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        relay_all(wiring, &mut LogWriter::open(&path).unwrap());
+        relay_all(
+            wiring,
+            &mut LogWriter::open(&path, Default::default()).unwrap(),
+        );
         // The pty turns "\n" into "\r\n", as a terminal does.
         assert_eq!(logged(&path), [(Stream::Stdout, "hi\r\n".to_string())]);
     }
@@ -550,7 +556,10 @@ mod tests {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        relay_all(wiring, &mut LogWriter::open(&path).unwrap());
+        relay_all(
+            wiring,
+            &mut LogWriter::open(&path, Default::default()).unwrap(),
+        );
         assert_eq!(
             logged(&path),
             [(Stream::Stdout, "from inside\r\n".to_string())]
