@@ -211,6 +211,61 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `program args` as root: directly when the tests run as root, else through `sudo -n` (the
+/// test user of CI has passwordless sudo, as a developer running the suite has sudo). Panics
+/// with the tool's error when it fails.
+pub fn tool_as_root(program: &str, args: &[&str]) -> String {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return tool(program, args);
+    }
+    let mut sudo_args = vec!["-n", program];
+    sudo_args.extend_from_slice(args);
+    tool("sudo", &sudo_args)
+}
+
+/// A tmpfs of `size` (mount's syntax: `1m`, `8m`) mounted over `dir` and owned by `owner`
+/// (a user name; None: the calling user), for tests that need a small disk to fill. Mounting
+/// needs root: see [`tool_as_root`]. Unmounted when dropped.
+pub struct SmallTmpfs {
+    dir: PathBuf,
+}
+
+impl SmallTmpfs {
+    pub fn mount(dir: &Path, size: &str, owner: Option<&str>) -> SmallTmpfs {
+        let id = |flag: &str| {
+            let mut args = vec![flag];
+            args.extend(owner);
+            tool("id", &args).trim().to_string()
+        };
+        let options = format!("size={size},mode=0755,uid={},gid={}", id("-u"), id("-g"));
+        let dir_str = dir.to_str().expect("a UTF-8 test directory");
+        tool_as_root("mount", &["-t", "tmpfs", "-o", &options, "tmpfs", dir_str]);
+        SmallTmpfs {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        // SAFETY: geteuid has no preconditions.
+        let mut cmd = if unsafe { libc::geteuid() } == 0 {
+            Command::new("umount")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "umount"]);
+            c
+        };
+        let _ = cmd.args(["-l", &dir]).status();
+    }
+}
+
 /// A ustar header owned by root, with a fixed time.
 fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();

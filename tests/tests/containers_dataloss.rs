@@ -9,37 +9,21 @@ use std::process::{Command, Stdio};
 
 use nook_tests::rootless::Rootless;
 
-/// A tmpfs of `size` mounted as the store, owned by the test user; unmounted on drop. Declare
-/// it after the `Rootless` it serves, so that it goes first.
+/// A tmpfs of `size` mounted as the store, owned by the user nook runs as; unmounted on drop.
+/// Declare it after the `Rootless` it serves, so that it goes first.
 struct SmallStore {
     root: PathBuf,
+    _mount: nook_tests::SmallTmpfs,
 }
 
 impl SmallStore {
     fn mount(nook: &Rootless, size: &str) -> SmallStore {
-        // SAFETY: geteuid has no preconditions.
-        let root_user = unsafe { libc::geteuid() } == 0;
-        assert!(
-            root_user,
-            "this test mounts a small tmpfs as the store: run it as root (it runs nook as an \
-             unprivileged user itself)"
-        );
-        let user = nook.user().expect("as root, nook runs as the test user");
-        let id = |flag: &str| nook_tests::tool("id", &[flag, user]).trim().to_string();
-        let options = format!("size={size},mode=0755,uid={},gid={}", id("-u"), id("-g"));
         let root = nook.root();
-        nook_tests::tool(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &options,
-                "tmpfs",
-                root.to_str().unwrap(),
-            ],
-        );
-        SmallStore { root }
+        let mount = nook_tests::SmallTmpfs::mount(&root, size, nook.user());
+        SmallStore {
+            root,
+            _mount: mount,
+        }
     }
 
     /// Bytes in use on the tmpfs.
@@ -53,7 +37,7 @@ impl SmallStore {
         (st.f_blocks - st.f_bfree) * st.f_frsize
     }
 
-    /// Fills the tmpfs as root until it is full.
+    /// Fills the tmpfs until it is full (as the tests' user: the store's owner or root).
     fn fill(&self) -> PathBuf {
         let filler = self.root.join("filler");
         let out = Command::new("dd")
@@ -65,12 +49,6 @@ impl SmallStore {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("No space left"), "dd should fill it: {err}");
         filler
-    }
-}
-
-impl Drop for SmallStore {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.root).status();
     }
 }
 
@@ -261,15 +239,18 @@ fn image_prune_reclaims_trees_and_leftovers_and_counts_them() {
     std::fs::write(cut_removal.join("lock"), b"").unwrap();
     std::fs::write(cut_removal.join("upper/data"), vec![3u8; 1 << 20]).unwrap();
     std::fs::write(killed_create.join("config.json"), b"{}").unwrap();
-    nook_tests::tool(
-        "chown",
-        &[
-            "-R",
-            &format!("{0}:{0}", nook.user().unwrap()),
-            tmp.to_str().unwrap(),
-            killed_create.to_str().unwrap(),
-        ],
-    );
+    // As root, the leftovers belong to the user nook runs as, like the ones it leaves itself.
+    if let Some(user) = nook.user() {
+        nook_tests::tool(
+            "chown",
+            &[
+                "-R",
+                &format!("{user}:{user}"),
+                tmp.to_str().unwrap(),
+                killed_create.to_str().unwrap(),
+            ],
+        );
+    }
 
     // rmi of an unused image drops its tree (and EROFS image) with it.
     nook.ok(&["rmi", "busybox"]);

@@ -484,37 +484,12 @@ fn import_refuses_entries_no_container_could_unpack_and_names_them() {
     }
 }
 
-/// A tmpfs mounted over a directory for one test, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_during_import_or_load_is_named_as_such() {
     use nook_tests::rootless::Rootless;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    assert!(root, "this test mounts a small tmpfs store: run it as root");
     let nook = Rootless::new();
-    let user = nook.user().expect("as root, nook runs as the test user");
-    let ids = |flag: &str| nook_tests::tool("id", &[flag, user]).trim().to_string();
     let store = nook.root();
-    nook_tests::tool(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size=1m,mode=0755,uid={},gid={}", ids("-u"), ids("-g")),
-            "tmpfs",
-            store.to_str().unwrap(),
-        ],
-    );
-    let _mounted = Tmpfs(store.clone());
+    let _mounted = nook_tests::SmallTmpfs::mount(&store, "1m", nook.user());
     nook.ok(&["images"]);
     // 3 MB that no compression shrinks, in a tarball readable by the test user.
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
