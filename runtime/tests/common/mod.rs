@@ -217,7 +217,7 @@ pub fn is_root() -> bool {
 /// Says on the real stderr (past the test harness's capture) that a check did not run.
 pub fn say_not_root(what: &str) {
     let msg = format!(
-        "\n!!!!!!!!\n!!! NOT ROOT: {what} DID NOT RUN (it needs root; CI runs the tests as root)\n!!!!!!!!\n"
+        "\n!!!!!!!!\n!!! NOT ROOT: {what} DID NOT RUN here (it needs root: tests/erofs/check.sh runs it through sudo)\n!!!!!!!!\n"
     );
     // SAFETY: writes an initialised buffer of the given length to fd 2, which stays open.
     let _ = unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
