@@ -13,6 +13,14 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Debian keeps the administration tools the test scripts call themselves (mkfs.ext4, mkfs.erofs,
+# fsck.erofs, debugfs) in /usr/sbin and /sbin, which a normal user's PATH lacks. nook itself
+# searches those directories on its own, and its tests hand it a PATH without them.
+case ":$PATH:" in
+*:/usr/sbin:*) ;;
+*) export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" ;;
+esac
+
 install_packages() {
     local missing=()
     local p
