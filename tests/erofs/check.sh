@@ -23,7 +23,7 @@ sudo -n chown -R "$(id -u):$(id -g)" "$(dirname "$fixture")"
 test_binary() {
     local exe
     exe=$(cargo test -p nook --test "$1" --no-run --message-format=json |
-        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+        grep "\"name\":\"$1\"" | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
     [ -x "$exe" ] || { echo "!!! tests/erofs/check.sh: cannot find the $1 test binary" >&2; exit 1; }
     echo "$exe"
 }

@@ -14,6 +14,7 @@
 # (kernel console into serial-*.log in the work directory, kept on failure).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/lib/common.sh
 filter=boots_the_guest_kernel_in_every_shape
 bench_runs=
 if [ "${1:-}" = --bench ]; then
