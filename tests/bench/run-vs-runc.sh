@@ -9,7 +9,6 @@
 # whole-program tests do); as another user, as that user.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-. tests/lib/common.sh
 
 rounds="${1:-30}"
 user=nooktest
