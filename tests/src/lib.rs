@@ -211,6 +211,24 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Compiles the C program `source` into a static executable at `out` (`cc -static`), for the
+/// probes the security tests run inside containers.
+pub fn compile_static_probe(source: &Path, out: &Path) {
+    require_tool("cc");
+    let result = Command::new("cc")
+        .args(["-static", "-O0", "-o"])
+        .arg(out)
+        .arg(source)
+        .output()
+        .expect("cannot run cc");
+    assert!(
+        result.status.success(),
+        "cc -static {} failed (is libc's static library installed?):\n{}",
+        source.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
 /// `program args` as root: directly when the tests run as root, else through `sudo -n` (the
 /// test user of CI has passwordless sudo, as a developer running the suite has sudo). Panics
 /// with the tool's error when it fails.

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
-use nook_tests::require_tool;
 use nook_tests::rootless::Rootless;
 
 /// The syscalls the profile refuses beyond its first version (EPERM, as docker answers).
@@ -46,23 +44,11 @@ const ALLOWED: &[&str] = &[
 
 /// Builds the probe and imports it as the image `probe`, runs it, returns name -> errno.
 fn probe_results(nook: &Rootless) -> BTreeMap<String, i32> {
-    require_tool("cc");
     let dir = nook.root().parent().unwrap().join("probe");
     std::fs::create_dir(&dir).unwrap();
     let source = nook_tests::workspace_root().join("tests/fixtures/seccomp_probe.c");
     let binary = dir.join("probe");
-    let out = Command::new("cc")
-        .args(["-static", "-O0", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .output()
-        .expect("cannot run cc");
-    assert!(
-        out.status.success(),
-        "cc -static {} failed (is libc's static library installed?):\n{}",
-        source.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nook_tests::compile_static_probe(&source, &binary);
     let data = std::fs::read(&binary).unwrap();
     let mut tar = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_ustar();

@@ -12,38 +12,22 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nook_tests::require_tool;
 use nook_tests::rootless::Rootless;
 
-/// What the probe pushes into any terminal it can reach.
+/// What the probe (`tests/fixtures/tiocsti-probe.c`) pushes into any terminal it can reach.
 const MARKER: &str = "injected-by-the-container";
-
-/// The probe: tries `TIOCSTI` through `/dev/tty` and through each of its descriptors 0..9 that
-/// is a terminal, and prints what it reached.
-const PROBE_C: &str = include_str!("../fixtures/tiocsti-probe.c");
 
 /// The report of a probe that reached no terminal at all.
 const NO_TERMINAL: &str = "devtty:none";
 
 /// Compiles the probe and makes the image `probe:1`: busybox plus `/probe`.
 fn probe_image(nook: &Rootless) {
-    require_tool("cc");
     nook.default_image();
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("probe.c");
-    std::fs::write(&src, PROBE_C).unwrap();
     let bin = dir.path().join("probe");
-    let out = Command::new("cc")
-        .arg("-static")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("cannot run cc");
-    assert!(
-        out.status.success(),
-        "cc -static failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    nook_tests::compile_static_probe(
+        &nook_tests::workspace_root().join("tests/fixtures/tiocsti-probe.c"),
+        &bin,
     );
     let mut child = nook
         .cmd(&[

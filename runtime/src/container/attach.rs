@@ -66,7 +66,8 @@ pub struct Relay<'a> {
     pub done: Option<OwnedFd>,
 }
 
-fn dev_null() -> io::Result<OwnedFd> {
+/// `/dev/null`, open for reading and writing.
+pub(super) fn dev_null() -> io::Result<OwnedFd> {
     Ok(std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -32,14 +32,6 @@ fn os(what: &str) -> impl FnOnce(io::Error) -> ContainerError + '_ {
     move |e| ContainerError::Isolation(IsolationError::os(what, e))
 }
 
-fn dev_null() -> io::Result<OwnedFd> {
-    Ok(std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?
-        .into())
-}
-
 /// Starts the stopped container `container`. Attached: returns its exit once it ends.
 /// Detached: returns None once it runs, its monitor left behind.
 pub fn start(
@@ -77,7 +69,7 @@ pub fn start(
         }
         // A daemon keeps no directory of its caller busy.
         let _ = std::env::set_current_dir("/");
-        if let Ok(null) = dev_null() {
+        if let Ok(null) = super::attach::dev_null() {
             for fd in 0..3 {
                 // SAFETY: dup2 of an open descriptor onto a standard one.
                 unsafe { libc::dup2(null.as_raw_fd(), fd) };
