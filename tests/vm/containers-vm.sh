@@ -246,29 +246,6 @@ if [ "${1:-}" = --in-rig ]; then
     exit 0
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-    TEST_USER=nooktest
-    id "$TEST_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$TEST_USER"
-else
-    TEST_USER=$(id -un)
-fi
-for tool in mkfs.ext4 busybox runuser script; do
-    command -v "$tool" >/dev/null || die "'$tool' is missing; run tests/setup.sh"
-done
-kernel=${NOOK_KERNEL:-$(vm_kernel)}
-[ -f "$kernel" ] || die "kernel $kernel does not exist"
-agent=$(vm_agent)
-cargo build --release -p nook -p nook-vmm >&2
-target=$(vm_target_dir)
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/nook-containers-vm.XXXXXX")
-trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "containers-vm: files kept in $work" >&2' EXIT
-chmod 755 "$work"
-mkdir "$work/bin"
-# Copies the unprivileged user can read wherever the checkout lives.
-cp "$target/release/nook" "$target/release/nook-vmm" "$agent" "$work/bin/"
-cp "$kernel" "$work/bin/vmlinux"
-chmod -R a+rX "$work/bin"
-export WORK=$work TEST_USER
-tests/rig/run.sh --rw "$work" --timeout 1700 -- "$PWD/tests/vm/containers-vm.sh" --in-rig
+vm_user_work containers-vm mkfs.ext4 busybox runuser script
+tests/rig/run.sh --rw "$WORK" --timeout 1700 -- "$PWD/tests/vm/containers-vm.sh" --in-rig
 echo "containers-vm: ok"

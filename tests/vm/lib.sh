@@ -74,3 +74,37 @@ vm_microvm() {
     qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -nodefaults -no-user-config \
         -display none -no-reboot "$@"
 }
+
+# vm_user_work NAME TOOL...: the host half of the scripts that run nook as an unprivileged user
+# in the rig. Picks that user (as root `nooktest`, created like the whole-program tests' one;
+# otherwise the caller), checks TOOLs, builds nook and nook-vmm, and copies them, the static
+# agent and the guest kernel (NOOK_KERNEL, else guest-kernel/build.sh) into bin/ of a fresh work
+# directory that user can read wherever the checkout lives. Sets and exports TEST_USER and WORK;
+# the directory is removed when the script succeeds and kept (and named) when it fails.
+vm_user_work() {
+    local name=$1 tool kernel agent target
+    shift
+    if [ "$(id -u)" -eq 0 ]; then
+        TEST_USER=nooktest
+        id "$TEST_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$TEST_USER"
+    else
+        TEST_USER=$(id -un)
+    fi
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || vm_die "'$tool' is missing; run tests/setup.sh"
+    done
+    kernel=${NOOK_KERNEL:-$(vm_kernel)}
+    [ -f "$kernel" ] || vm_die "kernel $kernel does not exist"
+    agent=$(vm_agent)
+    cargo build --release -p nook -p nook-vmm >&2
+    target=$(vm_target_dir)
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/nook-$name.XXXXXX")
+    # shellcheck disable=SC2064 # the name and directory are fixed now
+    trap "status=\$?; [ \$status -eq 0 ] && rm -rf '$WORK' || echo '$name: files kept in $WORK' >&2" EXIT
+    chmod 755 "$WORK"
+    mkdir "$WORK/bin"
+    cp "$target/release/nook" "$target/release/nook-vmm" "$agent" "$WORK/bin/"
+    cp "$kernel" "$WORK/bin/vmlinux"
+    chmod -R a+rX "$WORK/bin"
+    export WORK TEST_USER
+}

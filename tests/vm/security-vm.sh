@@ -130,31 +130,9 @@ if [ "${1:-}" = --in-rig ]; then
     exit 0
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-    TEST_USER=nooktest
-    id "$TEST_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$TEST_USER"
-else
-    TEST_USER=$(id -un)
-fi
-for tool in mkfs.ext4 busybox runuser script cc; do
-    command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin:/sbin command -v "$tool" >/dev/null ||
-        die "'$tool' is missing; run tests/setup.sh"
-done
-kernel=${NOOK_KERNEL:-$(vm_kernel)}
-[ -f "$kernel" ] || die "kernel $kernel does not exist"
-agent=$(vm_agent)
-cargo build --release -p nook -p nook-vmm >&2
-target=$(vm_target_dir)
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/nook-security-vm.XXXXXX")
-trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "security-vm: files kept in $work" >&2' EXIT
-chmod 755 "$work"
-mkdir "$work/bin"
-cp "$target/release/nook" "$target/release/nook-vmm" "$agent" "$work/bin/"
-cp "$kernel" "$work/bin/vmlinux"
-cc -static -O2 -o "$work/bin/tiocsti-probe" tests/fixtures/tiocsti-probe.c ||
+vm_user_work security-vm mkfs.ext4 busybox runuser script cc
+cc -static -O2 -o "$WORK/bin/tiocsti-probe" tests/fixtures/tiocsti-probe.c ||
     die "cannot build the probe"
-chmod -R a+rX "$work/bin"
-export WORK=$work TEST_USER
-tests/rig/run.sh --rw "$work" --timeout 1700 -- "$PWD/tests/vm/security-vm.sh" --in-rig
+chmod a+rx "$WORK/bin/tiocsti-probe"
+tests/rig/run.sh --rw "$WORK" --timeout 1700 -- "$PWD/tests/vm/security-vm.sh" --in-rig
 echo "security-vm: ok"
