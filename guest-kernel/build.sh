@@ -51,7 +51,7 @@ key=$({
     cat "$fragment" "$script"
 } | sha256sum | cut -c1-16)
 out=$cache/$key
-# nook finds the kernel of the latest build through this pointer (runtime/src/vm/kernel.rs).
+# nook finds the kernel of the latest build through this pointer (runtime/src/isolation/vm/kernel.rs).
 record_latest() {
     echo "$key" >"$cache/.latest.tmp"
     mv -f "$cache/.latest.tmp" "$cache/latest"

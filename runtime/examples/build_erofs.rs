@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
 
 use anyhow::{bail, Context, Result};
-use nook::rootfs::{build_erofs, Layer};
+use nook::layers::erofs::{build_erofs, Layer};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
         eprintln!("usage: mkinitramfs AGENT_BINARY OUTPUT");
         return ExitCode::from(2);
     };
-    match nook::vm::initramfs::build_initramfs(agent, out) {
+    match nook::isolation::vm::initramfs::build_initramfs(agent, out) {
         Ok(()) => {
             println!("{}", out.display());
             ExitCode::SUCCESS

@@ -7,7 +7,7 @@
 
 use std::io::{Cursor, Read};
 
-use nook::rootfs::{build_erofs, BuildStats, Layer, RootfsError};
+use nook::layers::erofs::{build_erofs, BuildStats, Layer, RootfsError};
 
 /// Separates the layers of one fuzz input.
 pub const LAYER_SEPARATOR: &[u8] = b"\n--nook-layer--\n";

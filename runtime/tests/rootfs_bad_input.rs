@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{Cursor, Read};
 
 use common::*;
-use nook::rootfs::{build_erofs, Layer, RootfsError};
+use nook::layers::erofs::{build_erofs, Layer, RootfsError};
 use tar::EntryType;
 
 /// Builds from `layers` in a fresh directory; returns the error, after checking that the

@@ -8,7 +8,7 @@ use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 
 use common::*;
-use nook::rootfs::{build_erofs, Layer};
+use nook::layers::erofs::{build_erofs, Layer};
 
 /// An upper layer on the Debian rootfs, as an image built `FROM debian` would add: a file with
 /// a capability, whiteouts of a file and a whole tree, an opaque directory and a hard link to a

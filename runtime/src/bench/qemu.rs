@@ -18,10 +18,10 @@ use super::report::{Measured, Outcome, RunSample};
 use super::spec::BenchSpec;
 use super::Skip;
 use crate::host_tools;
+use crate::isolation::vm::kernel::find_kernel;
 use crate::isolation::vm::phases::PhaseRecord;
 use crate::isolation::vm::{assets, DEFAULT_MEMORY_MIB};
 use crate::paths::{self, ProcessEnv};
-use crate::vm::kernel::find_kernel;
 
 const QEMU: &str = "qemu-system-x86_64";
 /// The PATH the guest process gets (the built-in image's own).

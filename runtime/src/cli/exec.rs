@@ -6,8 +6,8 @@ use anyhow::Context as _;
 
 use nook::container::attach::{self, Relay, Wiring};
 use nook::container::engine::merge_env;
-use nook::isolation::namespace::process::pipe;
 use nook::isolation::ProcessSpec;
+use nook::util::fd::pipe;
 
 use super::status::ExitStatus;
 use super::Context;

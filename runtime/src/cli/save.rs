@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use nook::image::archive::save::{save, SaveItem};
-use nook::image::atomic::TempFile;
 use nook::image::Reference;
+use nook::util::atomic::TempFile;
 
 use super::Context;
 

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use nook::isolation::vm::assets;
+use nook::isolation::vm::kernel::find_kernel;
 use nook::paths::{Env, ProcessEnv};
-use nook::vm::kernel::find_kernel;
 
 use super::emit;
 

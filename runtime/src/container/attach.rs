@@ -15,9 +15,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::log::{LineSplitter, LogWriter, Stream};
-use crate::isolation::namespace::process::pipe;
 use crate::isolation::Stdio;
 use crate::terminal;
+use crate::util::fd::{dev_null, pipe, set_nonblocking, socket_pair};
 
 /// How long output may still arrive once the process has ended: a descendant that keeps its
 /// stdio open does not hold the caller forever.
@@ -64,47 +64,6 @@ pub struct Relay<'a> {
     /// Becomes readable (or hangs up) once the container's process has ended: a pidfd (see
     /// [`exited`]), or a pipe whose writing end the waiting thread drops.
     pub done: Option<OwnedFd>,
-}
-
-/// `/dev/null`, open for reading and writing.
-pub(super) fn dev_null() -> io::Result<OwnedFd> {
-    Ok(std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?
-        .into())
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: fcntl on our own descriptor, with no pointers.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// A connected pair of close-on-exec unix sockets that keep message boundaries.
-fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints for the kernel to fill.
-    let ret = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socketpair succeeded: two fresh descriptors owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// The caller's terminal, when its stdin or stdout is one.

@@ -6,20 +6,21 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::id;
 use super::lifecycle;
 use super::monitor::{self, Attach};
 use super::state::{ContainerConfig, Status};
 use super::store::{Container, ContainerError, ContainerStore};
-use super::{id, tree};
 use crate::image::digest::chain_id;
 use crate::image::layer::{decompress, Compression};
 use crate::image::{Image, Store};
-use crate::isolation::namespace::unpack::LayerStream;
+use crate::isolation::namespace::tree;
 use crate::isolation::namespace::NamespaceBackend;
 use crate::isolation::vm::{self, disk, Delivery, VmBackend, VmSettings};
 use crate::isolation::{
     Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, RootfsSpec, Workload,
 };
+use crate::layers::unpack::LayerStream;
 use crate::paths::{self, ProcessEnv};
 
 /// What `create` and `run` take from the command line.
@@ -162,7 +163,7 @@ impl Engine {
         // EROFS disk (the same one `nook image rootfs` builds).
         let lower = match opts.vm {
             None => self.image_tree(&store, &image)?,
-            Some(_) => crate::image::rootfs_cache::ensure_rootfs(&store, &image)?.path,
+            Some(_) => crate::layers::cache::ensure_rootfs(&store, &image)?.path,
         };
         let cid = id::new_id().map_err(|source| ContainerError::Io {
             what: "read",

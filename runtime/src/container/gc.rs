@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use super::engine::Engine;
 use super::store::ContainerError;
-use crate::image::atomic::{process_gone, temp_file_owner};
 use crate::image::digest::chain_id;
 use crate::image::gc::disk_usage;
-use crate::image::lock::{FileLock, LockMode};
 use crate::image::Store;
+use crate::util::atomic::{process_gone, temp_file_owner};
+use crate::util::lock::{FileLock, LockMode};
 
 /// What a prune removed.
 #[derive(Debug, Default)]

@@ -2,9 +2,7 @@
 //! monitor process that supervises each running one.
 
 pub mod attach;
-pub mod changes;
 pub mod engine;
-pub mod flatten;
 pub mod gc;
 pub mod id;
 pub mod lifecycle;
@@ -13,4 +11,3 @@ pub mod monitor;
 pub mod snapshot;
 pub mod state;
 pub mod store;
-pub mod tree;

@@ -14,9 +14,10 @@ use super::lifecycle;
 use super::log::LogWriter;
 use super::state::{ProcFs, ProcessId, Status};
 use super::store::{Container, ContainerError, ContainerStore};
-use crate::image::lock::FileLock;
-use crate::isolation::namespace::process::{pipe, read_report};
 use crate::isolation::{Exit, Isolation, IsolationError};
+use crate::util::fd::{dev_null, pipe};
+use crate::util::lock::FileLock;
+use crate::util::report::{read_report, write_report};
 
 /// Where the container's stdio goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +70,7 @@ pub fn start(
         }
         // A daemon keeps no directory of its caller busy.
         let _ = std::env::set_current_dir("/");
-        if let Ok(null) = super::attach::dev_null() {
+        if let Ok(null) = dev_null() {
             for fd in 0..3 {
                 // SAFETY: dup2 of an open descriptor onto a standard one.
                 unsafe { libc::dup2(null.as_raw_fd(), fd) };
@@ -107,13 +108,6 @@ pub fn start(
             message: failure.message,
         })),
     }
-}
-
-fn write_report(fd: &OwnedFd, code: i32, message: &str) {
-    let mut msg = code.to_le_bytes().to_vec();
-    msg.extend_from_slice(message.as_bytes());
-    // SAFETY: a valid buffer written to our pipe; a failed write only loses the message.
-    unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
 }
 
 /// Signals an attached monitor forwards to the container (docker's sig-proxy).

@@ -10,18 +10,18 @@ use std::path::{Path, PathBuf};
 use chrono::{SecondsFormat, Utc};
 use oci_spec::image::{Descriptor, History, MediaType};
 
-use super::changes::{self, Change, ChangeKind};
 use super::engine::Engine;
-use super::flatten::{self, Stack};
 use super::store::{Container, ContainerError};
-use crate::image::atomic::TempFile;
 use crate::image::config::apply_change;
 use crate::image::layer::{decompress, Compression};
-use crate::image::lock::LockMode;
 use crate::image::{Image, Reference, Store};
 use crate::isolation::namespace::sys::{LinuxSys, Sys};
-use crate::isolation::namespace::unpack::LayerStream;
 use crate::isolation::vm::VmBackend;
+use crate::layers::changes::{self, Change, ChangeKind};
+use crate::layers::flatten::{self, Stack};
+use crate::layers::unpack::LayerStream;
+use crate::util::atomic::TempFile;
+use crate::util::lock::LockMode;
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ContainerError {
     let path = path.to_path_buf();

@@ -12,9 +12,9 @@ use chrono::Utc;
 use super::id;
 use super::lifecycle::LifecycleError;
 use super::state::{ContainerConfig, ProcFs, Status};
-use crate::image::atomic::{self, AtomicError};
-use crate::image::lock::{FileLock, LockError, LockMode};
 use crate::isolation::IsolationError;
+use crate::util::atomic::{self, AtomicError};
+use crate::util::lock::{FileLock, LockError, LockMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -44,7 +44,7 @@ pub enum ContainerError {
     #[error(transparent)]
     Image(#[from] crate::image::StoreError),
     #[error(transparent)]
-    Rootfs(#[from] crate::image::rootfs_cache::RootfsCacheError),
+    Rootfs(#[from] crate::layers::cache::RootfsCacheError),
     #[error("container {0} has no image directory")]
     NoTree(String),
     #[error("invalid change {change:?}: {reason}")]

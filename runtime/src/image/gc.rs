@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
-use super::atomic::{process_gone, temp_file_owner};
 use super::digest::Digest;
 use super::layer::{DOCKER_MANIFEST_LIST, OCI_INDEX};
-use super::lock::LockMode;
 use super::store::{io_err, is_manifest, Store, StoreError};
+use crate::util::atomic::{process_gone, temp_file_owner};
+use crate::util::lock::LockMode;
 
 /// Temp files of blob and rootfs writers, which hold the store lock while they exist.
 const GC_TEMP_PREFIXES: [&str; 2] = ["blob-", "rootfs-"];

@@ -2,7 +2,7 @@
 //!
 //! The input streams once: every byte read is written to a temp blob (the layer, kept as it
 //! came) while the decompressed stream is hashed (the diff id) and read the way the root
-//! filesystem builder reads a layer ([`crate::rootfs::check_layer`]), so a corrupt, truncated
+//! filesystem builder reads a layer ([`crate::layers::erofs::check_layer`]), so a corrupt, truncated
 //! or non-tar input, or an entry no container could unpack (`..`, a whiteout naming no file, a
 //! hard link to a missing file, an over-long path), fails before anything is referenced from
 //! the index.
@@ -15,10 +15,10 @@ use super::archive::stream::{printable, StoreWriteError, WriteFailure, WriteWatc
 use super::config::{imported_config, ConfigBuildError};
 use super::digest::{Digest, HashingReader};
 use super::layer::{self, Compression, LayerError};
-use super::lock::LockMode;
 use super::reference::Reference;
 use super::store::{Image, Store, StoreError};
-use crate::rootfs::{check_layer, Layer, RootfsError};
+use crate::layers::erofs::{check_layer, Layer, RootfsError};
+use crate::util::lock::LockMode;
 
 /// Why an import failed; `source` names the input (a path, or `-` for stdin).
 #[derive(Debug, thiserror::Error)]

@@ -2,16 +2,13 @@
 //! save, tag, remove, prune).
 
 pub mod archive;
-pub mod atomic;
 pub mod builtin;
 pub mod config;
 pub mod digest;
 pub mod gc;
 pub mod import;
 pub mod layer;
-pub mod lock;
 pub mod reference;
-pub mod rootfs_cache;
 pub mod store;
 
 pub use digest::Digest;

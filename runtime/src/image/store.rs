@@ -22,11 +22,11 @@ use oci_spec::image::{
     OciLayout,
 };
 
-use super::atomic::{self, AtomicError, TempFile};
 use super::digest::{Digest, DigestError, Hasher};
 use super::layer::OCI_MANIFEST;
-use super::lock::{FileLock, LockError, LockMode};
 use super::reference::{Reference, ReferenceError};
+use crate::util::atomic::{self, AtomicError, TempFile};
+use crate::util::lock::{FileLock, LockError, LockMode};
 
 /// The annotation skopeo, umoci and `nook` match a tag against.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::image::atomic::{AtomicError, TempFile};
 use crate::image::reference::DEFAULT_DOMAIN;
 use crate::paths::Env;
+use crate::util::atomic::{AtomicError, TempFile};
 
 use super::endpoint::credential_key;
 

@@ -11,8 +11,8 @@ use ureq::http::Method;
 
 use crate::image::digest::{Digest, Hasher};
 use crate::image::layer::Compression;
-use crate::image::lock::{FileLock, LockMode};
 use crate::image::Store;
+use crate::util::lock::{FileLock, LockMode};
 
 use super::client::Request;
 use super::error::RegistryError;

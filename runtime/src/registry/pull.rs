@@ -7,10 +7,10 @@ use oci_spec::image::{Descriptor, ImageConfiguration};
 
 use crate::image::digest::Digest;
 use crate::image::layer::Compression;
-use crate::image::lock::LockMode;
 use crate::image::reference::Reference;
 use crate::image::store::descriptor_digest;
 use crate::image::{Image, Store};
+use crate::util::lock::LockMode;
 
 use super::client::Client;
 use super::credentials::AuthFiles;

@@ -9,10 +9,10 @@ use ureq::SendBody;
 
 use crate::image::digest::Digest;
 use crate::image::layer::OCI_MANIFEST;
-use crate::image::lock::LockMode;
 use crate::image::reference::Reference;
 use crate::image::store::descriptor_digest;
 use crate::image::Store;
+use crate::util::lock::LockMode;
 
 use super::auth::query_escape;
 use super::client::{self, Client, Request};

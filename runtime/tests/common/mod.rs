@@ -15,7 +15,7 @@ use std::process::Command;
 
 use erofs_rs::backend::SliceImage;
 use erofs_rs::EroFS;
-use nook::rootfs::{build_erofs, BuildStats, Layer};
+use nook::layers::erofs::{build_erofs, BuildStats, Layer};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 

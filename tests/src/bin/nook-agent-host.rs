@@ -191,7 +191,7 @@ fn guest_session(
 }
 
 fn initramfs(agent: &Path, dest: &Path) -> Result<()> {
-    nook::vm::initramfs::build_initramfs(agent, dest)
+    nook::isolation::vm::initramfs::build_initramfs(agent, dest)
         .with_context(|| format!("cannot build the initramfs {}", dest.display()))
 }
 

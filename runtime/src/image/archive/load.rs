@@ -20,9 +20,9 @@ use super::ArchiveError;
 use crate::image::config::host_arch;
 use crate::image::digest::{Digest, HashingReader, HashingWriter};
 use crate::image::layer::{self, Compression, DOCKER_MANIFEST_LIST, OCI_INDEX};
-use crate::image::lock::LockMode;
 use crate::image::reference::Reference;
 use crate::image::store::{entry_reference, is_manifest, Image, Store, MAX_JSON_BLOB};
+use crate::util::lock::LockMode;
 
 /// An image the archive held, now in the store, with the tags it was loaded under.
 #[derive(Debug)]

@@ -6,8 +6,7 @@
 
 use std::path::Path;
 
-use super::rootfs::MountError;
-use super::sys::Sys;
+use super::sys::{MountError, Sys};
 
 /// Hidden: docker's default `MaskedPaths`.
 pub const MASKED: [&str; 11] = [

@@ -10,7 +10,7 @@ pub mod process;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sys;
-pub mod unpack;
+pub mod tree;
 pub mod user;
 
 use std::fs::File;
@@ -57,7 +57,7 @@ impl NamespaceBackend {
     /// that owners are the image's. `dst` must not exist; its parent must.
     pub fn unpack(
         &self,
-        layers: Vec<unpack::LayerStream<'_>>,
+        layers: Vec<crate::layers::unpack::LayerStream<'_>>,
         dst: &Path,
     ) -> Result<(), IsolationError> {
         std::fs::create_dir(dst)
@@ -77,7 +77,7 @@ impl NamespaceBackend {
                 chroot(&dst_owned)
                     .map_err(|e| format!("chroot into {}: {e}", dst_owned.display()))?;
                 for layer in layers {
-                    unpack::apply_layer(layer.tar, Path::new("/"), owners)
+                    crate::layers::unpack::apply_layer(layer.tar, Path::new("/"), owners)
                         .map_err(|e| format!("layer {}: {e}", layer.name))?;
                 }
                 // The mount points every container gets, made once here (like docker's init

@@ -9,66 +9,14 @@
 //! Callers must be single-threaded (the `nook` CLI and monitor are): the child of a fork of a
 //! multi-threaded program may only call async-signal-safe functions.
 
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io;
+use std::os::fd::AsRawFd;
+
+pub use crate::util::fd::pipe;
+pub use crate::util::report::{fail_child, read_report, ChildFailure};
 
 use super::idmap::IdMap;
 use crate::isolation::{Exit, IsolationError};
-
-/// Why a child gave up before running its workload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChildFailure {
-    /// 125 (set-up), 126 (not executable) or 127 (not found), as docker.
-    pub code: i32,
-    pub message: String,
-}
-
-impl ChildFailure {
-    pub fn setup(message: impl Into<String>) -> Self {
-        ChildFailure {
-            code: 125,
-            message: message.into(),
-        }
-    }
-}
-
-/// A close-on-exec pipe: (read end, write end).
-pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints for the kernel to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both are fresh descriptors owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Writes `failure` to the report pipe and ends the child without running any Rust exit
-/// handlers (they belong to the parent's copy of the program).
-pub fn fail_child(report: &OwnedFd, failure: &ChildFailure) -> ! {
-    let mut msg = failure.code.to_le_bytes().to_vec();
-    msg.extend_from_slice(failure.message.as_bytes());
-    // SAFETY: msg is a valid buffer of msg.len() bytes; a short or failed write only loses the
-    // message, the exit code still tells the parent.
-    unsafe {
-        libc::write(report.as_raw_fd(), msg.as_ptr().cast(), msg.len());
-        libc::_exit(failure.code)
-    }
-}
-
-/// Reads a child's report: None when the pipe closed without one.
-pub fn read_report(report: OwnedFd) -> Option<ChildFailure> {
-    let mut buf = Vec::new();
-    let _ = std::fs::File::from(report).read_to_end(&mut buf);
-    if buf.len() < 4 {
-        return None;
-    }
-    let code = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    Some(ChildFailure {
-        code,
-        message: String::from_utf8_lossy(&buf[4..]).into_owned(),
-    })
-}
 
 /// Waits for process `pid` to end.
 pub fn wait_pid(pid: i32) -> Result<Exit, IsolationError> {

@@ -3,25 +3,15 @@
 //! paths, then pivot_root into it.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::masks;
-use super::sys::Sys;
+use super::sys::{MountError, Sys};
 use crate::isolation::RootfsSpec;
 
 /// Device nodes bind-mounted from the host: a user namespace cannot create device nodes, and
 /// these are the harmless ones every program expects.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
-
-/// A step of the mount sequence that failed, with the path it was working on.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot {step} {}", path.display())]
-pub struct MountError {
-    pub step: &'static str,
-    pub path: PathBuf,
-    #[source]
-    pub source: io::Error,
-}
 
 fn at<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MountError + 'a {
     move |source| MountError {

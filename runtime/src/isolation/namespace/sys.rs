@@ -5,7 +5,17 @@
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A step of the mount sequence that failed, with the path it was working on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {step} {}", path.display())]
+pub struct MountError {
+    pub step: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
 
 /// Mount flags (`MS_*`) as the kernel takes them.
 pub type MountFlags = libc::c_ulong;

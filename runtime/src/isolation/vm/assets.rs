@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::VmError;
+use crate::isolation::vm::initramfs::build_initramfs;
 use crate::paths::Env;
-use crate::vm::initramfs::build_initramfs;
 
 /// The directory of the `nook` binary on disk (its siblings are the VMM and the agent), also
 /// when nook runs from its sealed in-memory copy.

@@ -10,6 +10,8 @@
 pub mod assets;
 pub mod control;
 pub mod disk;
+pub mod initramfs;
+pub mod kernel;
 pub mod mux;
 pub mod phases;
 
@@ -34,10 +36,10 @@ use mux::Mux;
 use std::os::fd::AsFd;
 
 use super::{Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, Stdio, Workload};
+use crate::isolation::vm::initramfs::InitramfsError;
+use crate::isolation::vm::kernel::{find_kernel, KernelError};
 use crate::paths::{self, Env, ProcessEnv};
 use crate::terminal;
-use crate::vm::initramfs::InitramfsError;
-use crate::vm::kernel::{find_kernel, KernelError};
 
 /// Guest RAM when `--memory` is not given.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;

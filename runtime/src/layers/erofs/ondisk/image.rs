@@ -9,7 +9,7 @@ use super::format::{
     SuperBlock, BLOCK, COMPACT_INODE_SIZE, DIRENT_SIZE, EXTENDED_INODE_SIZE, INODE_SLOT,
 };
 use super::output::Output;
-use crate::rootfs::tree::{Ino, Kind, Tree, ROOT};
+use crate::layers::erofs::tree::{Ino, Kind, Tree, ROOT};
 
 /// How many block-end gaps of the metadata area are remembered for back-filling.
 const GAPS_KEPT: usize = 64;

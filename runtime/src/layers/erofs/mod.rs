@@ -10,9 +10,9 @@
 //! known: it stays in the image as unreferenced blocks (reported in [`BuildStats`]), never
 //! reachable from any inode.
 
-mod erofs;
+mod apply;
 mod error;
-mod layer;
+mod ondisk;
 mod path;
 mod tree;
 
@@ -21,7 +21,7 @@ use std::io::Read;
 
 pub use error::RootfsError;
 
-use erofs::output::Output;
+use ondisk::output::Output;
 use tree::Tree;
 
 /// One layer of an image.
@@ -56,7 +56,7 @@ pub fn check_layer(layer: Layer<'_>) -> Result<(), RootfsError> {
     let mut output = Output::discard();
     // No tails are kept for packing: nothing is written anyway.
     let mut budget = 0;
-    layer::apply(layer, 1, &mut tree, &mut output, &mut budget)
+    apply::apply(layer, 1, &mut tree, &mut output, &mut budget)
 }
 
 /// Applies `layers` in order (OCI whiteouts included) and writes one uncompressed EROFS image
@@ -67,13 +67,13 @@ pub fn build_erofs(layers: Vec<Layer<'_>>, out: &File) -> Result<BuildStats, Roo
     let mut budget = INLINE_TAIL_BUDGET;
     for (i, layer) in layers.into_iter().enumerate() {
         let index = u32::try_from(i + 1).map_err(|_| RootfsError::ImageTooLarge)?;
-        layer::apply(layer, index, &mut tree, &mut output, &mut budget)?;
+        apply::apply(layer, index, &mut tree, &mut output, &mut budget)?;
     }
-    let written = erofs::image::write_image(&tree, &mut output)
+    let written = ondisk::image::write_image(&tree, &mut output)
         .map_err(|source| RootfsError::WriteMetadata { source })?;
     Ok(BuildStats {
         inodes: written.inodes,
-        bytes: written.blocks * erofs::format::BLOCK,
+        bytes: written.blocks * ondisk::format::BLOCK,
         unreferenced_bytes: written.unreferenced_bytes,
     })
 }

@@ -15,12 +15,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::atomic::{AtomicError, TempFile};
-use super::digest::{chain_id, Digest, Hasher};
-use super::layer::{self, Compression, LayerError};
-use super::lock::{FileLock, LockError, LockMode};
-use super::store::{descriptor_digest, Image, Store, StoreError};
-use crate::rootfs::{build_erofs, BuildStats, Layer, RootfsError};
+use crate::image::digest::{chain_id, Digest, Hasher};
+use crate::image::layer::{self, Compression, LayerError};
+use crate::image::store::{descriptor_digest, Image, Store, StoreError};
+use crate::layers::erofs::{build_erofs, BuildStats, Layer, RootfsError};
+use crate::util::atomic::{AtomicError, TempFile};
+use crate::util::lock::{FileLock, LockError, LockMode};
 
 /// Why an image's root filesystem could not be built or found.
 #[derive(Debug, thiserror::Error)]

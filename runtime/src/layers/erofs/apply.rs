@@ -5,11 +5,11 @@ use std::io::{self, Read};
 
 use tar::{Archive, Entry, EntryType};
 
-use super::erofs::format::{
+use super::error::RootfsError;
+use super::ondisk::format::{
     encode_dev, split_xattr_name, xattr_ibody_size, BLOCK, EXTENDED_INODE_SIZE, XATTR_VALUE_MAX,
 };
-use super::erofs::output::Output;
-use super::error::RootfsError;
+use super::ondisk::output::Output;
 use super::path::{components, display};
 use super::tree::{FileData, Inode, Kind, Meta, Tree, TreeError, Xattr};
 use super::Layer;

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::store::ContainerError;
-use crate::image::lock::{FileLock, LockMode};
-use crate::isolation::namespace::unpack::LayerStream;
+use crate::container::store::ContainerError;
 use crate::isolation::namespace::NamespaceBackend;
+use crate::layers::unpack::LayerStream;
+use crate::util::lock::{FileLock, LockMode};
 
 /// Where the tree of the image with chain id `chain_hex` lives for `backend`'s id mapping.
 pub fn tree_path(root: &Path, chain_hex: &str, backend: &NamespaceBackend) -> PathBuf {
@@ -52,6 +52,6 @@ pub fn ensure_tree<'a>(
         return Err(e.into());
     }
     std::fs::rename(&tmp, &dst).map_err(io("move into place", &dst))?;
-    crate::image::atomic::sync_parent(&dst)?;
+    crate::util::atomic::sync_parent(&dst)?;
     Ok(dst)
 }
