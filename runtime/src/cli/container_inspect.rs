@@ -15,6 +15,7 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
 
 pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
     let cfg = &c.config;
+    let (lower, upper, work) = cfg.isolation.layer_paths();
     let status = c.status();
     let (pid, exit_code, started, finished) = match &status {
         Status::Created => (0, 0, None, None),
@@ -57,17 +58,17 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
         "Driver": "overlay",
         "Platform": "linux",
         "HostConfig": {
-            "Isolation": cfg.isolation,
+            "Isolation": cfg.isolation.name(),
             "AutoRemove": cfg.auto_remove,
-            "ReadonlyRootfs": cfg.launch.rootfs.read_only,
+            "ReadonlyRootfs": cfg.isolation.read_only(),
             "NetworkMode": "none",
         },
         "GraphDriver": {
             "Name": "overlay",
             "Data": {
-                "LowerDir": cfg.launch.rootfs.lower.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
-                "UpperDir": cfg.launch.rootfs.upper,
-                "WorkDir": cfg.launch.rootfs.work,
+                "LowerDir": lower.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+                "UpperDir": upper,
+                "WorkDir": work,
             },
         },
         "Config": {

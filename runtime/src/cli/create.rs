@@ -8,6 +8,7 @@ use nook::config::{Config, IsolationKind};
 use nook::container::engine::CreateOptions;
 use nook::container::log::LogOptions;
 use nook::isolation::vm::VmSettings;
+use nook::isolation::Column;
 use nook::paths::ProcessEnv;
 
 use super::{emit, Context};
@@ -104,7 +105,7 @@ impl CreateFlags {
         if let Some(bad) = env.iter().find(|e| e.is_empty() || e.starts_with('=')) {
             anyhow::bail!("invalid environment variable: {bad}");
         }
-        let vm = match isolation.as_str() {
+        let column = match isolation.as_str() {
             "container" | "default" => {
                 anyhow::ensure!(
                     self.kernel.is_none(),
@@ -119,7 +120,7 @@ impl CreateFlags {
                          use --isolation=vm to bound them"
                     );
                 }
-                None
+                Column::Container
             }
             "vm" => {
                 let mut vm = VmSettings::from_flags(memory, self.cpus)?;
@@ -130,7 +131,7 @@ impl CreateFlags {
                     .map(std::path::absolute)
                     .transpose()
                     .context("cannot resolve the --kernel path")?;
-                Some(vm)
+                Column::Vm(vm)
             }
             other => anyhow::bail!(
                 "invalid isolation {other:?}: use \"container\" (namespaces) or \"vm\" (microVM)"
@@ -149,7 +150,7 @@ impl CreateFlags {
             tty: self.tty,
             interactive: self.interactive,
             auto_remove: self.rm,
-            vm,
+            column,
             log: LogOptions::parse(&self.log_opt)?,
         })
     }

@@ -48,6 +48,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         cwd: args.workdir.clone().unwrap_or_else(|| base.cwd.clone()),
         user: args.user.clone().unwrap_or_else(|| base.user.clone()),
         terminal: args.tty,
+        ..ProcessSpec::default()
     };
     let (wiring, stdio) = Wiring::new(args.tty, args.interactive).with_context(|| {
         format!(

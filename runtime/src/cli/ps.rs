@@ -73,7 +73,7 @@ fn row_json(c: &Container, status: &Status, no_trunc: bool) -> Value {
         "State": status.name(),
         "Ports": "",
         "Names": c.name(),
-        "Isolation": c.config.isolation,
+        "Isolation": c.config.isolation.name(),
     })
 }
 

@@ -58,7 +58,7 @@ impl Filters {
                 "status" => status.name() == v,
                 "exited" => matches!(status, Status::Exited { code, .. } if code.to_string() == *v),
                 "ancestor" => ancestor(&c.config.image, &c.config.image_id, v),
-                "isolation" => c.config.isolation == *v,
+                "isolation" => c.config.isolation.name() == v.as_str(),
                 _ => false,
             })
         })

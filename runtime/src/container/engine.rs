@@ -11,20 +11,14 @@ use super::lifecycle;
 use super::monitor::{self, Attach};
 use super::state::{ContainerConfig, Status};
 use super::store::{Container, ContainerError, ContainerStore};
-use crate::image::digest::chain_id;
-use crate::image::layer::{decompress, Compression};
-use crate::image::{Image, Store};
-use crate::isolation::namespace::tree;
-use crate::isolation::namespace::NamespaceBackend;
-use crate::isolation::vm::{self, disk, Delivery, VmBackend, VmSettings};
+use crate::image::Store;
 use crate::isolation::{
-    Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, RootfsSpec, Workload,
+    Backend, Column, Exit, Host, ImageSource, LaunchSpec, Notice, Process, ProcessSpec,
+    RootfsOptions, Stdio,
 };
-use crate::layers::unpack::LayerStream;
-use crate::paths::{self, ProcessEnv};
 
 /// What `create` and `run` take from the command line.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CreateOptions {
     pub image: String,
     pub name: Option<String>,
@@ -41,8 +35,8 @@ pub struct CreateOptions {
     pub tty: bool,
     pub interactive: bool,
     pub auto_remove: bool,
-    /// The VM's size for `--isolation=vm`; None runs the container in namespaces.
-    pub vm: Option<VmSettings>,
+    /// `--isolation`, with the VM's size.
+    pub column: Column,
     /// `--log-opt`: the log's rotation.
     pub log: super::log::LogOptions,
 }
@@ -95,7 +89,8 @@ pub fn command_line(
 pub struct Engine {
     pub root: PathBuf,
     pub containers: ContainerStore,
-    pub backend: NamespaceBackend,
+    /// What the isolation backends need of the host.
+    pub host: Host,
 }
 
 impl Engine {
@@ -105,8 +100,8 @@ impl Engine {
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         Engine {
             containers: ContainerStore::new(&root),
+            host: Host::new(&root),
             root,
-            backend: NamespaceBackend::for_current_user(),
         }
     }
 
@@ -114,34 +109,17 @@ impl Engine {
         Ok(Store::open(&self.root)?)
     }
 
-    /// The flattened tree of `image`, unpacked on first use.
-    pub fn image_tree(&self, store: &Store, image: &Image) -> Result<PathBuf, ContainerError> {
-        let diff_ids = image.diff_ids()?;
-        let chain = match chain_id(&diff_ids) {
-            Some(c) => c.hex().to_string(),
-            // An image without layers: an empty tree.
-            None => "empty".to_string(),
-        };
-        tree::ensure_tree(&self.root, &chain, &self.backend, || {
-            let digests = image.layer_digests()?;
-            let mut layers = Vec::new();
-            for (desc, digest) in image.manifest.layers().iter().zip(digests) {
-                let layer_err = |source| ContainerError::Layer {
-                    layer: digest.to_string(),
-                    source,
-                };
-                let compression =
-                    Compression::from_media_type(desc.media_type().as_ref()).map_err(layer_err)?;
-                let blob = store.open_blob(&digest)?;
-                let tar =
-                    decompress(std::io::BufReader::new(blob), compression).map_err(layer_err)?;
-                layers.push(LayerStream {
-                    name: digest.to_string(),
-                    tar,
-                });
-            }
-            Ok(layers)
-        })
+    /// The isolation backend of `container`.
+    pub fn backend<'a>(&'a self, container: &'a Container) -> Box<dyn Backend + 'a> {
+        container
+            .config
+            .isolation
+            .backend(&self.host, &self.containers.dir(container.id()))
+    }
+
+    /// Deletes `path` and everything under it, including what containers wrote.
+    pub fn remove_all(&self, path: &Path) -> Result<(), crate::isolation::IsolationError> {
+        self.host.remove_all(path)
     }
 
     /// Creates a container of `opts.image`; it is not started.
@@ -159,18 +137,25 @@ impl Engine {
         if argv.is_empty() {
             return Err(ContainerError::NoCommand(opts.image.clone()));
         }
-        // The namespace column overlays the image's unpacked tree, the VM column boots its
-        // EROFS disk (the same one `nook image rootfs` builds).
-        let lower = match opts.vm {
-            None => self.image_tree(&store, &image)?,
-            Some(_) => crate::layers::cache::ensure_rootfs(&store, &image)?.path,
-        };
         let cid = id::new_id().map_err(|source| ContainerError::Io {
             what: "read",
             path: "/dev/urandom".into(),
             source,
         })?;
         let dir = self.containers.dir(&cid);
+        let source = ImageSource {
+            store: &store,
+            image: &image,
+        };
+        let isolation = opts.column.prepare(
+            &self.host,
+            &source,
+            &dir,
+            RootfsOptions {
+                read_only: opts.read_only,
+                auto_remove: opts.auto_remove,
+            },
+        )?;
         let launch = LaunchSpec {
             process: ProcessSpec {
                 argv,
@@ -187,16 +172,7 @@ impl Engine {
                     .or_else(|| config.user().clone())
                     .unwrap_or_default(),
                 terminal: opts.tty,
-            },
-            rootfs: RootfsSpec {
-                lower: vec![lower],
-                upper: match opts.vm {
-                    None => dir.join("upper"),
-                    Some(_) => dir.join("upper.ext4"),
-                },
-                work: dir.join("work"),
-                merged: dir.join("merged"),
-                read_only: opts.read_only,
+                ..ProcessSpec::default()
             },
             hostname: opts
                 .hostname
@@ -209,44 +185,28 @@ impl Engine {
             image: opts.image.clone(),
             image_id: image.config_digest.to_string(),
             created: Utc::now(),
-            isolation: if opts.vm.is_some() { "vm" } else { "container" }.into(),
-            vm: opts.vm.clone(),
+            isolation,
             launch,
             tty: opts.tty,
             open_stdin: opts.interactive,
             auto_remove: opts.auto_remove,
             log: opts.log,
         })?;
-        // A VM container's writable layer is its own ext4 disk; with --rm the guest uses a
-        // tmpfs instead, which dies with the VM anyway.
-        if opts.vm.is_some() && !opts.auto_remove {
-            let made =
-                disk::ensure_template(&paths::cache_dir(&ProcessEnv), disk::DEFAULT_DISK_BYTES)
-                    .and_then(|t| disk::sparse_copy(&t, &container.config.launch.rootfs.upper));
-            if let Err(e) = made {
-                let _ = self
-                    .containers
-                    .remove(container.id(), |p| self.backend.remove_all(p));
-                return Err(IsolationError::from(e).into());
-            }
+        if let Err(e) = self.backend(&container).create_layer(opts.auto_remove) {
+            let _ = self
+                .containers
+                .remove(container.id(), |p| self.host.remove_all(p));
+            return Err(e.into());
         }
         Ok(container)
     }
 
     /// Starts a created or exited container (see [`monitor::start`]).
     pub fn start(&self, id: &str, attach: Attach) -> Result<Option<Exit>, ContainerError> {
-        let remove_all = |p: &Path| self.backend.remove_all(p);
         let container = self.containers.load(id)?;
-        match container.config.vm {
-            None => monitor::start(&self.containers, &self.backend, &remove_all, id, attach),
-            Some(settings) => {
-                let vm = VmBackend {
-                    container_dir: self.containers.dir(id),
-                    settings,
-                };
-                monitor::start(&self.containers, &vm, &remove_all, id, attach)
-            }
-        }
+        let backend = self.backend(&container);
+        let remove_all = |p: &Path| self.host.remove_all(p);
+        monitor::start(&self.containers, backend.as_ref(), &remove_all, id, attach)
     }
 
     /// Waits until the container is no longer running, at most `timeout`; true when it stopped.
@@ -269,46 +229,27 @@ impl Engine {
         }
     }
 
-    /// The microVM backend of a VM container.
-    pub fn vm_backend(&self, container: &Container) -> Option<VmBackend> {
-        container.config.vm.clone().map(|settings| VmBackend {
-            container_dir: self.containers.dir(container.id()),
-            settings,
-        })
+    /// A backend's notice, naming the container.
+    fn notice(container: &Container, notice: Notice) -> Notice {
+        notice.map(|n| format!("container {}: {n}", container.name()))
     }
 
-    /// Sends `signal` to the container's process. A VM container gets it through its agent;
-    /// when that fails its VMM gets it, and the returned notice says so.
-    fn signal(&self, container: &Container, signal: i32) -> Result<Option<String>, ContainerError> {
+    /// Sends `signal` to the container's process; the notice says when the backend had to
+    /// take another way (a VM whose agent could not be reached).
+    fn signal(&self, container: &Container, signal: i32) -> Result<Notice, ContainerError> {
         let Status::Running { init, .. } = container.status() else {
             return Ok(None);
         };
         if !init.alive(&super::state::ProcFs) {
             return Ok(None);
         }
-        match self.vm_backend(container) {
-            None => {
-                self.backend.signal(init.pid, signal)?;
-                Ok(None)
-            }
-            Some(vm) => match vm.deliver(init.pid, signal)? {
-                Delivery::Agent => Ok(None),
-                Delivery::Vmm { reason } => Ok(Some(format!(
-                    "the agent of container {} could not be reached ({reason}): signal {signal} \
-                     went to its VMM, which ends the VM without syncing its writable disk",
-                    container.name()
-                ))),
-            },
-        }
+        let notice = self.backend(container).signal(init.pid, signal)?;
+        Ok(Self::notice(container, notice))
     }
 
     /// docker stop: SIGTERM, then SIGKILL when still running after `timeout`. Returns a notice
-    /// when a VM had to be ended from the host.
-    pub fn stop(
-        &self,
-        container: &Container,
-        timeout: Duration,
-    ) -> Result<Option<String>, ContainerError> {
+    /// when the container had to be ended another way.
+    pub fn stop(&self, container: &Container, timeout: Duration) -> Result<Notice, ContainerError> {
         if !lifecycle::can_stop(&container.status()) {
             return Ok(None);
         }
@@ -320,32 +261,24 @@ impl Engine {
         if self.wait_stopped(container.id(), Some(Duration::from_secs(30)))? {
             return Ok(notice);
         }
-        self.end_vm(container).map(|n| n.or(notice))
+        self.force_stop(container).map(|n| n.or(notice))
     }
 
-    /// Last resort for a VM whose agent took a SIGKILL but did not end it: kill the VMM.
-    fn end_vm(&self, container: &Container) -> Result<Option<String>, ContainerError> {
+    /// Last resort for a container that a SIGKILL did not end: its backend ends it.
+    fn force_stop(&self, container: &Container) -> Result<Notice, ContainerError> {
         let Status::Running { init, .. } = self.containers.load(container.id())?.status() else {
             return Ok(None);
         };
-        if container.config.vm.is_none() || !init.alive(&super::state::ProcFs) {
+        if !init.alive(&super::state::ProcFs) {
             return Ok(None);
         }
-        // SAFETY: kill takes a pid and a signal number.
-        unsafe { libc::kill(init.pid, libc::SIGKILL) };
+        let notice = self.backend(container).force_stop(init.pid)?;
         self.wait_stopped(container.id(), Some(Duration::from_secs(30)))?;
-        Ok(Some(format!(
-            "container {} did not stop after SIGKILL through its agent: its VMM was killed",
-            container.name()
-        )))
+        Ok(Self::notice(container, notice))
     }
 
     /// docker kill: sends `signal` to a running container (see [`Engine::signal`]).
-    pub fn kill(
-        &self,
-        container: &Container,
-        signal: i32,
-    ) -> Result<Option<String>, ContainerError> {
+    pub fn kill(&self, container: &Container, signal: i32) -> Result<Notice, ContainerError> {
         lifecycle::can_kill(container.name(), &container.status())?;
         self.signal(container, signal)
     }
@@ -357,15 +290,10 @@ impl Engine {
         if status.is_running() {
             self.signal(container, libc::SIGKILL)?;
             if !self.wait_stopped(container.id(), Some(Duration::from_secs(30)))? {
-                self.end_vm(container)?;
+                self.force_stop(container)?;
             }
         }
-        // A monitor killed by hand leaves its control socket behind.
-        if container.config.vm.is_some() {
-            if let Ok(p) = vm::control_path(&ProcessEnv, container.id()) {
-                let _ = std::fs::remove_file(p);
-            }
-        }
+        self.backend(container).cleanup();
         let lock = self.containers.lock(container.id());
         if !self.containers.dir(container.id()).exists() {
             // An auto-removing container we just killed went as asked; otherwise another
@@ -377,7 +305,7 @@ impl Engine {
         }
         let _lock = lock?;
         self.containers
-            .remove(container.id(), |p| self.backend.remove_all(p))
+            .remove(container.id(), |p| self.host.remove_all(p))
     }
 
     /// docker wait: blocks until the container is not running; returns its exit code.
@@ -399,18 +327,14 @@ impl Engine {
         &self,
         container: &Container,
         process: &ProcessSpec,
-        stdio: crate::isolation::Stdio,
-    ) -> Result<Box<dyn Workload>, ContainerError> {
+        stdio: Stdio,
+    ) -> Result<Box<dyn Process>, ContainerError> {
         let status = container.status();
         lifecycle::can_exec(container.name(), &status)?;
         let Status::Running { init, .. } = status else {
             return Err(lifecycle::LifecycleError::NotRunning(container.name().to_string()).into());
         };
-        Ok(match self.vm_backend(container) {
-            // The agent runs it in the guest, through the monitor's control channel.
-            Some(vm) => vm.exec(init.pid, process, stdio)?,
-            None => self.backend.exec(init.pid, process, stdio)?,
-        })
+        Ok(self.backend(container).exec(init.pid, process, stdio)?)
     }
 }
 

@@ -3,7 +3,7 @@
 //! temp directories and files of nook processes that are gone (a killed `export`, unpack or
 //! removal), and the directories of creates that never finished. Trees and what containers
 //! wrote hold files owned by subordinate ids, so they go through
-//! [`NamespaceBackend::remove_all`]. Each removal counts the bytes it frees.
+//! [`crate::isolation::Host::remove_all`]. Each removal counts the bytes it frees.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -55,7 +55,7 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, ContainerError> {
 impl Reclaimed {
     fn remove(&mut self, engine: &Engine, path: &Path) -> Result<(), ContainerError> {
         let bytes = disk_usage(path);
-        engine.backend.remove_all(path)?;
+        engine.remove_all(path)?;
         self.bytes += bytes;
         self.paths.push(path.to_path_buf());
         Ok(())
@@ -82,7 +82,7 @@ pub fn prune_trees(engine: &Engine, store: &Store) -> Result<Reclaimed, Containe
         .containers
         .list()?
         .into_iter()
-        .flat_map(|c| c.config.launch.rootfs.lower)
+        .map(|c| c.config.isolation.image_path().to_path_buf())
         .collect();
     let mut reclaimed = Reclaimed::default();
     for (name, path) in entries(&engine.root.join("rootfs"))? {

@@ -19,9 +19,7 @@ pub fn new_id() -> io::Result<String> {
 }
 
 /// The 12-digit form `ps` shows.
-pub fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
-}
+pub use crate::util::short_id as short;
 
 const ADJECTIVES: &[&str] = &[
     "admiring",

@@ -8,6 +8,7 @@ pub mod id;
 pub mod lifecycle;
 pub mod log;
 pub mod monitor;
+pub mod record;
 pub mod snapshot;
 pub mod state;
 pub mod store;

@@ -14,7 +14,7 @@ use super::lifecycle;
 use super::log::LogWriter;
 use super::state::{ProcFs, ProcessId, Status};
 use super::store::{Container, ContainerError, ContainerStore};
-use crate::isolation::{Exit, Isolation, IsolationError};
+use crate::isolation::{Backend, Exit, IsolationError};
 use crate::util::fd::{dev_null, pipe};
 use crate::util::lock::FileLock;
 use crate::util::report::{read_report, write_report};
@@ -37,7 +37,7 @@ fn os(what: &str) -> impl FnOnce(io::Error) -> ContainerError + '_ {
 /// Detached: returns None once it runs, its monitor left behind.
 pub fn start(
     store: &ContainerStore,
-    backend: &dyn Isolation,
+    backend: &dyn Backend,
     remove_all: &dyn Fn(&std::path::Path) -> Result<(), IsolationError>,
     id: &str,
     attach: Attach,
@@ -118,7 +118,7 @@ const PROXIED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQ
 #[allow(clippy::too_many_arguments)]
 fn supervise_or_clean(
     store: &ContainerStore,
-    backend: &dyn Isolation,
+    backend: &dyn Backend,
     remove_all: &dyn Fn(&std::path::Path) -> Result<(), IsolationError>,
     container: &Container,
     ready: &mut Option<OwnedFd>,
@@ -148,7 +148,7 @@ fn warn(attached: bool, message: &str) {
 #[allow(clippy::too_many_arguments)]
 fn supervise(
     store: &ContainerStore,
-    backend: &dyn Isolation,
+    backend: &dyn Backend,
     remove_all: &dyn Fn(&std::path::Path) -> Result<(), IsolationError>,
     container: &Container,
     ready: &mut Option<OwnedFd>,
@@ -176,7 +176,7 @@ fn supervise(
     let me = std::process::id() as i32;
     let started_at = Utc::now();
     let running = match (
-        ProcessId::of(workload.pid(), &ProcFs),
+        ProcessId::of(workload.host_pid(), &ProcFs),
         ProcessId::of(me, &ProcFs),
     ) {
         (Some(init), Some(monitor)) => Status::Running {
@@ -187,7 +187,7 @@ fn supervise(
         // The workload already ended; its exit is recorded below.
         _ => Status::Running {
             init: ProcessId {
-                pid: workload.pid(),
+                pid: workload.host_pid(),
                 start_time: 0,
             },
             monitor: ProcessId::of(me, &ProcFs).unwrap_or(ProcessId {
@@ -199,7 +199,7 @@ fn supervise(
     };
     if let Err(e) = store.save_status(id, &running, !config.auto_remove) {
         // Unrecorded, it would run unseen: end it, the container stays as it was.
-        let _ = backend.signal(workload.pid(), libc::SIGKILL);
+        let _ = backend.signal(workload.host_pid(), libc::SIGKILL);
         let _ = workload.wait();
         return Err(e);
     }
@@ -207,7 +207,7 @@ fn supervise(
     // The command waiting for a detached start returns now.
     *ready = None;
 
-    let init = workload.pid();
+    let init = workload.host_pid();
     let relay = Relay {
         echo: attached,
         log: Some(&mut log),

@@ -9,10 +9,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::isolation::LaunchSpec;
+use crate::isolation::{Isolation, LaunchSpec};
 
-/// Fixed at `create`.
+/// Fixed at `create`. Stored as `config.json` in the shape of [`super::record::Record`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "super::record::Record", into = "super::record::Record")]
 pub struct ContainerConfig {
     pub id: String,
     pub name: String,
@@ -20,11 +21,8 @@ pub struct ContainerConfig {
     pub image: String,
     pub image_id: String,
     pub created: DateTime<Utc>,
-    /// "container" (namespaces) or "vm".
-    pub isolation: String,
-    /// The VM's size, for `isolation == "vm"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vm: Option<crate::isolation::vm::VmSettings>,
+    /// The column it runs in, with that column's root filesystem (and the VM's size).
+    pub isolation: Isolation,
     pub launch: LaunchSpec,
     /// `-t`: the process gets a pty.
     pub tty: bool,
@@ -32,8 +30,7 @@ pub struct ContainerConfig {
     pub open_stdin: bool,
     /// `--rm`: removed when it exits.
     pub auto_remove: bool,
-    /// `--log-opt`: how its log rotates (records from before rotation get the default).
-    #[serde(default)]
+    /// `--log-opt`: how its log rotates.
     pub log: super::log::LogOptions,
 }
 

@@ -1,5 +1,5 @@
 //! The containers of a store: `containers/<id>/` holds `config.json`, `state.json`, the log
-//! (`log.json`), the lock file, and the writable layer (`upper/`, `work/`, `merged/`).
+//! (`log.json`), the lock file, and the writable layer its isolation backend makes there.
 //!
 //! Creating a container takes the store-wide `locks/containers.lock` so names stay unique under
 //! concurrent `nook` commands; state changes of one container take its own `lock`.
@@ -169,10 +169,6 @@ impl ContainerStore {
     }
 
     fn write_records(&self, dir: &Path, config: &ContainerConfig) -> Result<(), ContainerError> {
-        for sub in ["upper", "work", "merged"] {
-            let p = dir.join(sub);
-            std::fs::create_dir(&p).map_err(io_err("create", &p))?;
-        }
         let durable = !config.auto_remove;
         self.write_json(&dir.join("config.json"), config, durable)?;
         // state.json last: a directory without it is an unfinished create and is not listed.
@@ -357,7 +353,8 @@ fn overwrite_in_place(path: &Path, data: &[u8], durable: bool) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::isolation::{LaunchSpec, ProcessSpec, RootfsSpec};
+    use crate::isolation::namespace::Overlay;
+    use crate::isolation::{Isolation, LaunchSpec, ProcessSpec};
 
     fn config(name: &str) -> ContainerConfig {
         ContainerConfig {
@@ -366,22 +363,18 @@ mod tests {
             image: "busybox".into(),
             image_id: "sha256:00".into(),
             created: Utc::now(),
-            isolation: "container".into(),
-            vm: None,
+            isolation: Isolation::Container(Overlay {
+                lower: vec![],
+                upper: "/u".into(),
+                work: "/w".into(),
+                merged: "/m".into(),
+                read_only: false,
+            }),
             launch: LaunchSpec {
                 process: ProcessSpec {
                     argv: vec!["true".into()],
-                    env: vec![],
                     cwd: "/".into(),
-                    user: String::new(),
-                    terminal: false,
-                },
-                rootfs: RootfsSpec {
-                    lower: vec![],
-                    upper: "/u".into(),
-                    work: "/w".into(),
-                    merged: "/m".into(),
-                    read_only: false,
+                    ..ProcessSpec::default()
                 },
                 hostname: "h".into(),
             },

@@ -1,53 +1,192 @@
 //! Isolation backends: how a container's processes are confined.
 //!
-//! Both columns (`--isolation=container`, namespaces; `--isolation=vm`, a microVM) take the same
-//! [`LaunchSpec`] and the same stdio, and hand back a [`Workload`] that the container's monitor
-//! waits for. Everything above this trait (state, logs, the CLI) is shared.
+//! A container runs in one column, fixed at create and kept in its record as an [`Isolation`]
+//! value that carries what that column needs (the namespace column's overlay, the VM column's
+//! disks and size). Everything that differs between the columns sits behind the [`Backend`]
+//! trait; [`Column::prepare`] makes a new container's root filesystem and [`Isolation::backend`]
+//! gives the backend of an existing one. Above this module (the engine, the monitor, `commit`,
+//! the CLI) no code asks which column a container runs in.
 
+mod error;
 pub mod namespace;
 pub mod vm;
 
+use std::fs::File;
+use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use crate::image::{Image, Store};
+use crate::layers::changes::Change;
+use crate::layers::unpack::LayerStream;
 
-/// The process a container runs (its first process, or one started by `exec`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessSpec {
-    /// argv[0] is looked up in the container's `PATH` when it holds no `/`.
-    pub argv: Vec<String>,
-    /// `KEY=value` entries.
-    pub env: Vec<String>,
-    /// Working directory inside the container; created when missing, like docker.
-    pub cwd: String,
-    /// `user`, `uid`, `user:group` or `uid:gid`, resolved against the container's /etc/passwd
-    /// and /etc/group. Empty means root.
-    pub user: String,
-    /// Give the process a terminal (its stdio is a pty set up by the caller).
-    pub terminal: bool,
-}
+pub use error::IsolationError;
+/// The process a container runs (its first process, or one started by `exec`): one definition,
+/// the agent protocol's, for both columns.
+pub use nook_agent::protocol::ProcessSpec;
 
-/// The container's filesystem: the image's read-only directories plus its own writable layer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RootfsSpec {
-    /// Image directories, bottom layer first.
-    pub lower: Vec<PathBuf>,
-    /// The container's writable layer (overlayfs upperdir) and overlayfs' work directory.
-    pub upper: PathBuf,
-    pub work: PathBuf,
-    /// Where the overlay is mounted (inside the container's mount namespace only).
-    pub merged: PathBuf,
-    /// Mount the root read-only (`--read-only`).
-    pub read_only: bool,
-}
-
-/// Everything needed to start a container's first process.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything a container's first process needs beyond its root filesystem.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LaunchSpec {
     pub process: ProcessSpec,
-    pub rootfs: RootfsSpec,
     pub hostname: String,
+}
+
+/// The column a new container is asked to run in (`--isolation`, with the VM's size).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Column {
+    Container,
+    Vm(vm::VmSettings),
+}
+
+/// The column a container runs in, with what that column keeps about it: one typed value in
+/// the container's record, so the record cannot contradict itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// Namespaces, over the image's unpacked tree.
+    Container(namespace::Overlay),
+    /// A microVM booting the image's EROFS disk.
+    Vm(vm::Machine),
+}
+
+/// What the backends need of the host: the store they keep trees and temp files in, and the
+/// subordinate ids containers are mapped to (which own what containers write).
+pub struct Host {
+    /// The store's root directory.
+    pub root: PathBuf,
+    pub ids: namespace::Ids,
+}
+
+impl Host {
+    pub fn new(root: &Path) -> Host {
+        Host {
+            root: root.to_path_buf(),
+            ids: namespace::Ids::for_current_user(),
+        }
+    }
+
+    /// Where short-lived files of the containers go (a result of `diff`, a layer, an export's
+    /// mount point); the same file system as the containers.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Deletes `path` and everything under it, including files owned by the containers' ids.
+    pub fn remove_all(&self, path: &Path) -> Result<(), IsolationError> {
+        self.ids.remove_all(path)
+    }
+}
+
+/// The image a new container is made of.
+pub struct ImageSource<'a> {
+    pub store: &'a Store,
+    pub image: &'a Image,
+}
+
+impl ImageSource<'_> {
+    /// The image's decompressed layer tars, bottom first, each named by its digest.
+    pub fn layers(&self) -> Result<Vec<LayerStream<'static>>, IsolationError> {
+        crate::layers::source::image_layers(self.store, self.image).map_err(IsolationError::from)
+    }
+}
+
+/// What `create` decides beyond the column.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RootfsOptions {
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--rm`: the writable layer dies with the container (a VM gets a tmpfs, not a disk).
+    pub auto_remove: bool,
+}
+
+impl Column {
+    /// The name `--isolation` takes, and `inspect` and `ps` show.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Column::Container => "container",
+            Column::Vm(_) => "vm",
+        }
+    }
+
+    /// Prepares a new container's root filesystem in `dir` (its directory, which exists): the
+    /// image's unpacked tree and an empty writable layer for namespaces, the image's EROFS disk
+    /// and an empty ext4 disk for a VM. Returns what the record keeps.
+    pub fn prepare(
+        &self,
+        host: &Host,
+        image: &ImageSource<'_>,
+        dir: &Path,
+        opts: RootfsOptions,
+    ) -> Result<Isolation, IsolationError> {
+        match self {
+            Column::Container => {
+                namespace::Overlay::prepare(host, image, dir, opts).map(Isolation::Container)
+            }
+            Column::Vm(settings) => {
+                vm::Machine::prepare(settings, image, dir, opts).map(Isolation::Vm)
+            }
+        }
+    }
+}
+
+impl Isolation {
+    /// The name `--isolation` takes, and `inspect` and `ps` show.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Isolation::Container(_) => "container",
+            Isolation::Vm(_) => "vm",
+        }
+    }
+
+    /// The backend of the container whose directory is `dir`.
+    pub fn backend<'a>(&'a self, host: &'a Host, dir: &Path) -> Box<dyn Backend + 'a> {
+        match self {
+            Isolation::Container(overlay) => Box::new(namespace::Backend::new(host, overlay)),
+            Isolation::Vm(machine) => Box::new(vm::Backend::new(host, dir, machine)),
+        }
+    }
+
+    /// `--read-only`.
+    pub fn read_only(&self) -> bool {
+        match self {
+            Isolation::Container(o) => o.read_only,
+            Isolation::Vm(m) => m.disks.read_only,
+        }
+    }
+
+    /// The VM's size, for a VM container.
+    pub fn vm_settings(&self) -> Option<&vm::VmSettings> {
+        match self {
+            Isolation::Container(_) => None,
+            Isolation::Vm(m) => Some(&m.settings),
+        }
+    }
+
+    /// What `inspect` shows as the graph driver's directories: the image's read-only parts,
+    /// the writable layer (a directory, or a VM's disk file) and the overlay's work directory.
+    pub fn layer_paths(&self) -> (Vec<&Path>, &Path, PathBuf) {
+        match self {
+            Isolation::Container(o) => (
+                o.lower.iter().map(PathBuf::as_path).collect(),
+                &o.upper,
+                o.work.clone(),
+            ),
+            Isolation::Vm(m) => (
+                vec![m.disks.image.as_path()],
+                &m.disks.upper,
+                m.disks.upper.with_file_name("work"),
+            ),
+        }
+    }
+
+    /// The image's read-only part (its unpacked tree, or its EROFS disk): `prune` keeps it
+    /// while the container exists.
+    pub fn image_path(&self) -> &Path {
+        match self {
+            Isolation::Container(o) => o.image_tree(),
+            Isolation::Vm(m) => &m.disks.image,
+        }
+    }
 }
 
 /// The three standard streams handed to a container process: pipes, or a pty nook made, never
@@ -81,67 +220,62 @@ impl Exit {
 }
 
 /// A started container process, owned by the caller (the monitor, or `nook exec`).
-pub trait Workload {
-    /// The host pid of the process (the container's init, for `start`).
-    fn pid(&self) -> i32;
+pub trait Process {
     /// Blocks until the process ends.
     fn wait(&mut self) -> Result<Exit, IsolationError>;
 }
 
-/// One isolation column.
-pub trait Isolation {
+/// A started container: its first process plus the host process whose life is the
+/// container's (the container's init in namespaces, the VMM for a VM). The container's record
+/// names that host process; [`Backend::signal`], [`Backend::exec`] and
+/// [`Backend::force_stop`] take it back.
+pub trait Workload: Process {
+    fn host_pid(&self) -> i32;
+}
+
+/// What [`Backend::signal`] did: delivered as asked, or with a notice the user should read.
+pub type Notice = Option<String>;
+
+/// One isolation column, for one container: everything that differs between the columns.
+pub trait Backend {
     /// Starts the container's first process. Returns once it runs the workload's executable,
     /// or with the reason it could not.
     fn start(&self, spec: &LaunchSpec, stdio: Stdio) -> Result<Box<dyn Workload>, IsolationError>;
-    /// Starts a second process in the running container whose init has host pid `init`.
+
+    /// Starts a second process in the running container held by host process `host_pid`.
     fn exec(
         &self,
-        init: i32,
+        host_pid: i32,
         process: &ProcessSpec,
         stdio: Stdio,
-    ) -> Result<Box<dyn Workload>, IsolationError>;
-    /// Sends `signal` to the container's init process.
-    fn signal(&self, init: i32, signal: i32) -> Result<(), IsolationError>;
-}
+    ) -> Result<Box<dyn Process>, IsolationError>;
 
-/// Errors of the isolation backends.
-#[derive(Debug, thiserror::Error)]
-pub enum IsolationError {
-    /// The container process failed before it could run the workload; `code` follows docker's
-    /// convention (125 set-up, 126 not executable, 127 not found).
-    #[error("{message}")]
-    Start { code: i32, message: String },
-    #[error("cannot {what}")]
-    Os {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot set up the user namespace's id mapping")]
-    IdMap(#[from] namespace::idmap::IdMapError),
-    #[error("cannot run the container's microVM")]
-    Vm(#[from] vm::VmError),
-    #[error("cannot unpack layer {layer}")]
-    Unpack {
-        layer: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
+    /// Makes the empty writable layer of a container just recorded (`create`).
+    fn create_layer(&self, auto_remove: bool) -> Result<(), IsolationError>;
 
-impl IsolationError {
-    pub(crate) fn os(what: impl Into<String>, source: std::io::Error) -> Self {
-        IsolationError::Os {
-            what: what.into(),
-            source,
-        }
-    }
+    /// Sends `signal` to the container's first process.
+    fn signal(&self, host_pid: i32, signal: i32) -> Result<Notice, IsolationError>;
 
-    /// The exit code `nook` should report for this error (docker's convention).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            IsolationError::Start { code, .. } => *code,
-            _ => 125,
-        }
-    }
+    /// Ends a container that a SIGKILL through [`Backend::signal`] did not end; the notice says
+    /// what was done.
+    fn force_stop(&self, host_pid: i32) -> Result<Notice, IsolationError>;
+
+    /// Writes the container's writable layer as an OCI layer tar (whiteouts as `.wh.` files,
+    /// hard links, xattrs) into `out`. `running` says whether the container runs now.
+    fn write_layer(&self, running: bool, out: &mut dyn Write) -> Result<(), IsolationError>;
+
+    /// The writable layer's changes against `image`, sorted by path.
+    fn diff(&self, image: &ImageSource<'_>, running: bool) -> Result<Vec<Change>, IsolationError>;
+
+    /// Writes the container's whole filesystem (image and writable layer) as a tar to `out`.
+    fn export(
+        &self,
+        image: &ImageSource<'_>,
+        running: bool,
+        out: File,
+    ) -> Result<(), IsolationError>;
+
+    /// Removes what the container left outside its directory (a monitor killed by hand leaves
+    /// its control socket behind). The directory itself goes through [`Host::remove_all`].
+    fn cleanup(&self);
 }

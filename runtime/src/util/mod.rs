@@ -5,3 +5,8 @@ pub mod atomic;
 pub mod fd;
 pub mod lock;
 pub mod report;
+
+/// The 12-digit form of a container id that `ps` shows and socket names use.
+pub fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}

@@ -24,6 +24,7 @@ fn os(what: &str, e: io::Error) -> ChildFailure {
 /// The container's first process, from its fresh namespaces to the workload.
 pub fn container_init(
     spec: &LaunchSpec,
+    overlay: &super::Overlay,
     stdio: &Stdio,
     setgroups: bool,
     filters: &[BpfProgram; 2],
@@ -35,7 +36,7 @@ pub fn container_init(
     if let Err(e) = super::sys::Sys::sethostname(&sys, &spec.hostname) {
         return os(&format!("cannot set the hostname {:?}", spec.hostname), e);
     }
-    if let Err(e) = rootfs::setup(&sys, &spec.rootfs) {
+    if let Err(e) = rootfs::setup(&sys, overlay) {
         return ChildFailure::setup(crate::errors::chain(&e));
     }
     if let Err(e) = loopback_up() {

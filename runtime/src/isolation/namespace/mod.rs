@@ -5,6 +5,7 @@
 pub mod caps;
 pub mod idmap;
 pub mod init;
+mod layer;
 pub mod masks;
 pub mod process;
 pub mod rootfs;
@@ -21,7 +22,12 @@ use std::path::{Path, PathBuf};
 use idmap::IdMap;
 use process::{spawn, wait_pid, ChildFailure};
 
-use super::{Exit, Isolation, IsolationError, LaunchSpec, ProcessSpec, Stdio, Workload};
+pub use rootfs::Overlay;
+
+use super::{
+    Exit, Host, ImageSource, IsolationError, LaunchSpec, Notice, Process, ProcessSpec,
+    RootfsOptions, Stdio, Workload,
+};
 
 /// Namespaces of a container's first process.
 const CONTAINER_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
@@ -41,14 +47,16 @@ const JOINED: [(&str, libc::c_int); 6] = [
     ("net", libc::CLONE_NEWNET),
 ];
 
-pub struct NamespaceBackend {
+/// The subordinate ids containers are mapped to, and the work done as their root: unpacking an
+/// image's tree, removing what containers wrote, reading a writable layer.
+pub struct Ids {
     pub map: IdMap,
 }
 
-impl NamespaceBackend {
-    /// The backend for the calling user, mapped from /etc/subuid and /etc/subgid.
+impl Ids {
+    /// The mapping of the calling user, from /etc/subuid and /etc/subgid.
     pub fn for_current_user() -> Self {
-        NamespaceBackend {
+        Ids {
             map: IdMap::for_current_user(),
         }
     }
@@ -122,6 +130,43 @@ impl NamespaceBackend {
     }
 }
 
+impl Overlay {
+    /// A new container's overlay: the image's tree (unpacked on first use) under the empty
+    /// `upper/` of its directory `dir`.
+    pub fn prepare(
+        host: &Host,
+        image: &ImageSource<'_>,
+        dir: &Path,
+        opts: RootfsOptions,
+    ) -> Result<Overlay, IsolationError> {
+        let tree = tree::ensure_tree(&host.root, &host.ids, image)?;
+        Ok(Overlay {
+            lower: vec![tree],
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            merged: dir.join("merged"),
+            read_only: opts.read_only,
+        })
+    }
+
+    /// The image's unpacked tree.
+    pub fn image_tree(&self) -> &Path {
+        self.lower.first().map_or(Path::new(""), PathBuf::as_path)
+    }
+}
+
+/// The namespace column's backend for one container.
+pub struct Backend<'a> {
+    host: &'a Host,
+    overlay: &'a Overlay,
+}
+
+impl<'a> Backend<'a> {
+    pub fn new(host: &'a Host, overlay: &'a Overlay) -> Self {
+        Backend { host, overlay }
+    }
+}
+
 /// Deletes a tree whose directories all belong to us, opening up directories we own but
 /// cannot read (overlayfs leaves its `work/work` with mode 000). Fails on a directory of
 /// another owner, for the caller to retry as the container's root.
@@ -156,12 +201,15 @@ struct Child {
     pid: i32,
 }
 
-impl Workload for Child {
-    fn pid(&self) -> i32 {
-        self.pid
-    }
+impl Process for Child {
     fn wait(&mut self) -> Result<Exit, IsolationError> {
         wait_pid(self.pid)
+    }
+}
+
+impl Workload for Child {
+    fn host_pid(&self) -> i32 {
+        self.pid
     }
 }
 
@@ -190,15 +238,22 @@ fn join(namespaces: &[(File, libc::c_int)]) -> Result<(), ChildFailure> {
     Ok(())
 }
 
-impl Isolation for NamespaceBackend {
+impl super::Backend for Backend<'_> {
     fn start(&self, spec: &LaunchSpec, stdio: Stdio) -> Result<Box<dyn Workload>, IsolationError> {
         let filters = seccomp::default_filters().map_err(|e| IsolationError::Start {
             code: 125,
             message: format!("cannot build the seccomp profile: {e}"),
         })?;
-        let setgroups = self.map.setgroups_allowed();
-        let pid = spawn(CONTAINER_NAMESPACES, Some(&self.map), || {
-            Err(init::container_init(spec, &stdio, setgroups, &filters))
+        let map = &self.host.ids.map;
+        let setgroups = map.setgroups_allowed();
+        let pid = spawn(CONTAINER_NAMESPACES, Some(map), || {
+            Err(init::container_init(
+                spec,
+                self.overlay,
+                &stdio,
+                setgroups,
+                &filters,
+            ))
         })?;
         drop(stdio);
         Ok(Box::new(Child { pid }))
@@ -209,13 +264,13 @@ impl Isolation for NamespaceBackend {
         init: i32,
         process: &ProcessSpec,
         stdio: Stdio,
-    ) -> Result<Box<dyn Workload>, IsolationError> {
+    ) -> Result<Box<dyn Process>, IsolationError> {
         let filters = seccomp::default_filters().map_err(|e| IsolationError::Start {
             code: 125,
             message: format!("cannot build the seccomp profile: {e}"),
         })?;
         let namespaces = open_namespaces(init)?;
-        let setgroups = self.map.setgroups_allowed();
+        let setgroups = self.host.ids.map.setgroups_allowed();
         // Joining a pid namespace only affects children, so the joiner forks the process that
         // runs the command and passes its status on.
         let pid = spawn(0, None, || {
@@ -255,10 +310,19 @@ impl Isolation for NamespaceBackend {
         Ok(Box::new(Child { pid }))
     }
 
-    fn signal(&self, init: i32, signal: i32) -> Result<(), IsolationError> {
+    fn create_layer(&self, _auto_remove: bool) -> Result<(), IsolationError> {
+        let o = self.overlay;
+        for dir in [&o.upper, &o.work, &o.merged] {
+            std::fs::create_dir(dir)
+                .map_err(|e| IsolationError::os(format!("create {}", dir.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn signal(&self, init: i32, signal: i32) -> Result<Notice, IsolationError> {
         // SAFETY: kill takes a pid and a signal number.
         if unsafe { libc::kill(init, signal) } == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let err = io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EPERM) {
@@ -282,8 +346,40 @@ impl Isolation for NamespaceBackend {
             Ok(())
         })?;
         wait_pid(pid)?;
-        Ok(())
+        Ok(None)
     }
+
+    fn force_stop(&self, _init: i32) -> Result<Notice, IsolationError> {
+        // SIGKILL of the init ends its pid namespace: nothing is left to end.
+        Ok(None)
+    }
+
+    fn write_layer(
+        &self,
+        _running: bool,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), IsolationError> {
+        layer::write_layer(self.host, self.overlay, out)
+    }
+
+    fn diff(
+        &self,
+        _image: &ImageSource<'_>,
+        _running: bool,
+    ) -> Result<Vec<crate::layers::changes::Change>, IsolationError> {
+        layer::diff(self.host, self.overlay)
+    }
+
+    fn export(
+        &self,
+        _image: &ImageSource<'_>,
+        _running: bool,
+        out: File,
+    ) -> Result<(), IsolationError> {
+        layer::export(self.host, self.overlay, out)
+    }
+
+    fn cleanup(&self) {}
 }
 
 /// Closes this process's copies of the container's stdio, so that a reader sees end of file

@@ -3,15 +3,29 @@
 //! paths, then pivot_root into it.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::masks;
 use super::sys::{MountError, Sys};
-use crate::isolation::RootfsSpec;
 
 /// Device nodes bind-mounted from the host: a user namespace cannot create device nodes, and
 /// these are the harmless ones every program expects.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The namespace column's root filesystem: an overlay of the container's writable layer over
+/// the image's unpacked tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overlay {
+    /// Image directories, bottom layer first.
+    pub lower: Vec<PathBuf>,
+    /// The container's writable layer (overlayfs upperdir) and overlayfs' work directory.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Where the overlay is mounted (inside the container's mount namespace only).
+    pub merged: PathBuf,
+    /// Mount the root read-only (`--read-only`).
+    pub read_only: bool,
+}
 
 fn at<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MountError + 'a {
     move |source| MountError {
@@ -24,7 +38,7 @@ fn at<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Mount
 /// The overlayfs mount options for `spec`. overlayfs lists the top lower layer first, the
 /// spec lists the bottom one first. `userxattr` is required inside a user namespace: overlayfs
 /// then keeps its metadata in `user.overlay.*` xattrs.
-pub fn overlay_options(spec: &RootfsSpec) -> String {
+pub fn overlay_options(spec: &Overlay) -> String {
     let lower: Vec<String> = spec
         .lower
         .iter()
@@ -41,7 +55,7 @@ pub fn overlay_options(spec: &RootfsSpec) -> String {
 
 /// Options of a read-only overlay of `spec.lower` alone (no upper layer), top layer last in
 /// `spec.lower` as everywhere.
-pub fn lower_only_options(spec: &RootfsSpec) -> String {
+pub fn lower_only_options(spec: &Overlay) -> String {
     let lower: Vec<String> = spec
         .lower
         .iter()
@@ -65,7 +79,7 @@ fn escape_overlay_path(path: &Path) -> String {
 
 /// Builds the container's root at `spec.merged` and makes it the process's root.
 /// Runs in the container's init process, in its fresh user and mount namespaces.
-pub fn setup(sys: &dyn Sys, spec: &RootfsSpec) -> Result<(), MountError> {
+pub fn setup(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
     let root = spec.merged.as_path();
     // Nothing we mount may propagate back to the host's mount namespace.
     sys.mount(
@@ -212,8 +226,8 @@ mod tests {
     use super::super::sys::recording::RecordingSys;
     use super::*;
 
-    fn spec(read_only: bool) -> RootfsSpec {
-        RootfsSpec {
+    fn spec(read_only: bool) -> Overlay {
+        Overlay {
             lower: vec!["/s/l1".into(), "/s/l2".into()],
             upper: "/c/upper".into(),
             work: "/c/work".into(),

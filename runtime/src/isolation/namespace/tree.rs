@@ -4,31 +4,35 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::container::store::ContainerError;
-use crate::isolation::namespace::NamespaceBackend;
-use crate::layers::unpack::LayerStream;
+use super::Ids;
+use crate::image::digest::chain_id;
+use crate::isolation::{ImageSource, IsolationError};
 use crate::util::lock::{FileLock, LockMode};
 
-/// Where the tree of the image with chain id `chain_hex` lives for `backend`'s id mapping.
-pub fn tree_path(root: &Path, chain_hex: &str, backend: &NamespaceBackend) -> PathBuf {
+/// Where the tree of the image with chain id `chain_hex` lives for the id mapping of `ids`.
+pub fn tree_path(root: &Path, chain_hex: &str, ids: &Ids) -> PathBuf {
     root.join("rootfs")
-        .join(format!("{chain_hex}.{}.tree", backend.map.key()))
+        .join(format!("{chain_hex}.{}.tree", ids.map.key()))
 }
 
-/// The tree of an image, unpacking it from `layers` (called only on a cache miss) first.
-pub fn ensure_tree<'a>(
+/// The tree of `image`, unpacked first when it is not there yet.
+pub fn ensure_tree(
     root: &Path,
-    chain_hex: &str,
-    backend: &NamespaceBackend,
-    layers: impl FnOnce() -> Result<Vec<LayerStream<'a>>, ContainerError>,
-) -> Result<PathBuf, ContainerError> {
-    let dst = tree_path(root, chain_hex, backend);
+    ids: &Ids,
+    image: &ImageSource<'_>,
+) -> Result<PathBuf, IsolationError> {
+    let chain_hex = match chain_id(&image.image.diff_ids()?) {
+        Some(c) => c.hex().to_string(),
+        // An image without layers: an empty tree.
+        None => "empty".to_string(),
+    };
+    let dst = tree_path(root, &chain_hex, ids);
     if dst.is_dir() {
         return Ok(dst);
     }
     let io = |what: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ContainerError::Io { what, path, source }
+        let what = format!("{what} {}", path.display());
+        move |source| IsolationError::os(what, source)
     };
     for dir in ["rootfs", "tmp", "locks"] {
         let d = root.join(dir);
@@ -45,11 +49,11 @@ pub fn ensure_tree<'a>(
     let tmp = root
         .join("tmp")
         .join(format!("tree-{chain_hex}-{}", std::process::id()));
-    backend.remove_all(&tmp)?;
-    let layers = layers()?;
-    if let Err(e) = backend.unpack(layers, &tmp) {
-        let _ = backend.remove_all(&tmp);
-        return Err(e.into());
+    ids.remove_all(&tmp)?;
+    let layers = image.layers()?;
+    if let Err(e) = ids.unpack(layers, &tmp) {
+        let _ = ids.remove_all(&tmp);
+        return Err(e);
     }
     std::fs::rename(&tmp, &dst).map_err(io("move into place", &dst))?;
     crate::util::atomic::sync_parent(&dst)?;

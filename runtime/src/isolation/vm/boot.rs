@@ -1,0 +1,258 @@
+//! Booting a container's microVM: the `nook-vmm` process with the guest kernel, the agent's
+//! initramfs, the image's EROFS disk (vda, read-only) and the container's writable ext4 disk
+//! (vdb; absent means a tmpfs upper), until the agent inside says it is ready.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio as ProcStdio};
+use std::time::{Duration, Instant};
+
+use nook_agent::client::Client;
+
+use super::kernel::find_kernel;
+use super::sockets::{debugging, socket_path};
+use super::{assets, phases, Machine, VmError};
+use crate::paths::{self, Env, ProcessEnv};
+
+/// How long the VMM may take to connect to the agent socket (it does so before booting).
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the guest may take from VMM start to the agent's ready message, unless
+/// `NOOK_VM_BOOT_TIMEOUT` (seconds) says otherwise. Generous: nested virtualization is slow.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the VMM may take to exit once the agent reported the exit (it syncs and resets).
+pub(super) const RESET_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The container's id: its directory's name.
+pub(super) fn container_id(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VmError {
+    let path = path.to_path_buf();
+    move |source| VmError::Io { what, path, source }
+}
+
+/// A booted VM whose agent is ready.
+pub(super) struct Booted {
+    pub child: Child,
+    pub client: Client,
+    /// The VMM's log.
+    pub log_path: PathBuf,
+}
+
+impl Booted {
+    /// Asks the agent to end the VM and waits for the VMM, killing it if it does not end.
+    pub fn shut_down(mut self) {
+        let _ = self.client.shutdown();
+        drop(self.client);
+        if wait_timeout(&mut self.child, RESET_TIMEOUT).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Boots the VM of the container whose directory is `dir` until its agent is ready.
+pub(super) fn boot(dir: &Path, machine: &Machine) -> Result<Booted, VmError> {
+    let env = ProcessEnv;
+    let cache = paths::cache_dir(&env);
+    let kernel = find_kernel(machine.settings.kernel.as_deref(), &env)?;
+    let vmm = assets::find_vmm(&env)?;
+    let (agent, agent_data) = assets::find_agent(&env)?;
+    let initramfs = assets::ensure_initramfs(&cache, &agent, &agent_data)?;
+    let mut disks = vec![nook_vmm::DiskConfig {
+        path: machine.disks.image.clone(),
+        read_only: true,
+    }];
+    let upper = &machine.disks.upper;
+    let with_disk = upper.is_file();
+    if with_disk {
+        // Writable even with --read-only: the guest replays the ext4 journal at mount and
+        // makes the container's root read-only itself (nook.readonly).
+        disks.push(nook_vmm::DiskConfig {
+            path: upper.clone(),
+            read_only: false,
+        });
+    }
+    let debug = debugging(&env);
+    // Always name a console: without one the kernel may pick hvc0, the agent channel.
+    let mut cmdline = String::from(if debug {
+        "console=ttyS0 nook.debug"
+    } else {
+        "console=ttynull"
+    });
+    cmdline.push_str(" reboot=k panic=-1 rdinit=/init");
+    cmdline.push_str(if with_disk {
+        " nook.upper=vdb"
+    } else {
+        " nook.upper=tmpfs"
+    });
+    if machine.disks.read_only {
+        cmdline.push_str(" nook.readonly");
+    }
+
+    let socket = socket_path(&env, &container_id(dir))?;
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(io("listen on", &socket))?;
+    let config = nook_vmm::VmConfig {
+        kernel: kernel.path,
+        initramfs: Some(initramfs),
+        cmdline,
+        memory_mib: machine.settings.memory_mib,
+        vcpus: machine.settings.vcpus,
+        disks,
+        agent_socket: Some(socket.clone()),
+        serial: if debug {
+            nook_vmm::SerialOutput::File(dir.join("console.log"))
+        } else {
+            nook_vmm::SerialOutput::Off
+        },
+        timeout_ms: None,
+    };
+    let config_path = dir.join("vm.json");
+    let json = serde_json::to_vec_pretty(&config).map_err(|e| VmError::Io {
+        what: "write",
+        path: config_path.clone(),
+        source: e.into(),
+    })?;
+    std::fs::write(&config_path, json).map_err(io("write", &config_path))?;
+    let log_path = dir.join("vmm.log");
+    let log = File::create(&log_path).map_err(io("create", &log_path))?;
+
+    let mut command = Command::new(&vmm);
+    command
+        .arg("--config")
+        .arg(&config_path)
+        .stdin(ProcStdio::null())
+        .stdout(ProcStdio::null())
+        .stderr(log);
+    // SAFETY: the closure only calls setsid, prctl and close_range, which are
+    // async-signal-safe. A monitor killed with SIGKILL takes its VM along, so no VM
+    // outlives the container's recorded state. A session of its own: the caller's terminal
+    // is never the VMM's controlling terminal (nor are the terminal's signals sent to it;
+    // the monitor forwards them to the container through the agent), and none of the
+    // caller's other descriptors reaches it.
+    unsafe {
+        command.pre_exec(|| {
+            let cloexec = libc::CLOSE_RANGE_CLOEXEC;
+            if libc::setsid() < 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0
+                || libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, cloexec) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    phases::mark(phases::Mark::VmmSpawn);
+    let mut child = command.spawn().map_err(io("start the VMM", &vmm))?;
+    let failed = |child: &mut Child, status: std::process::ExitStatus| {
+        let _ = child.wait();
+        let message = std::fs::read_to_string(&log_path).unwrap_or_default();
+        VmError::Vmm {
+            vmm: vmm.clone(),
+            status: describe(status),
+            message: message.trim().to_string(),
+        }
+    };
+
+    let result = (|| {
+        let stream = accept(&listener, &mut child, &socket).map_err(|e| match e {
+            Accept::Exited(status) => failed(&mut child, status),
+            Accept::Err(e) => e,
+        })?;
+        phases::mark(phases::Mark::Connected);
+        drop(listener);
+        let _ = std::fs::remove_file(&socket);
+        let client = Client::from_unix(stream).map_err(VmError::Agent)?;
+        let timeout = env
+            .var("NOOK_VM_BOOT_TIMEOUT")
+            .and_then(|s| s.parse().ok())
+            .map_or(BOOT_TIMEOUT, Duration::from_secs);
+        if let Err(e) = client.wait_ready(timeout).map(phases::ready) {
+            // The VMM's own message says more than a closed channel does.
+            if let Some(status) = wait_timeout(&mut child, Duration::from_secs(2)) {
+                return Err(failed(&mut child, status));
+            }
+            return Err(VmError::Agent(e));
+        }
+        Ok(client)
+    })();
+    match result {
+        Ok(client) => Ok(Booted {
+            child,
+            client,
+            log_path,
+        }),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&socket);
+            Err(e)
+        }
+    }
+}
+
+pub(super) fn describe(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => status.to_string(),
+    }
+}
+
+enum Accept {
+    Exited(std::process::ExitStatus),
+    Err(VmError),
+}
+
+/// Accepts the VMM's connection, watching the VMM: a VMM that exits first (a host that cannot
+/// run VMs, a bad disk) is reported at once with its own message.
+fn accept(listener: &UnixListener, child: &mut Child, path: &Path) -> Result<UnixStream, Accept> {
+    let io = |e| Accept::Err(io("accept on", path)(e));
+    listener.set_nonblocking(true).map_err(io)?;
+    let start = Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(io)?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Accept::Exited(status));
+        }
+        if start.elapsed() > CONNECT_TIMEOUT {
+            return Err(Accept::Err(VmError::NoConnect {
+                path: path.to_path_buf(),
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for `child` at most `timeout`; its status when it ended.
+pub(super) fn wait_timeout(
+    child: &mut Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,59 @@
+//! What the record of a VM container keeps: the VM's size and its disks.
+
+use std::path::{Path, PathBuf};
+
+use super::{disk, VmSettings};
+use crate::isolation::{ImageSource, IsolationError, RootfsOptions};
+use crate::paths::{self, ProcessEnv};
+
+/// The VM column's root filesystem: the image's EROFS disk, shared read-only by every
+/// container of the image, and the container's own writable ext4 disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disks {
+    /// The image's EROFS disk (vda).
+    pub image: PathBuf,
+    /// The writable disk file (vdb). When it does not exist (`--rm`), the guest's writable
+    /// layer is a tmpfs.
+    pub upper: PathBuf,
+    /// `--read-only`: the guest mounts the container's root read-only.
+    pub read_only: bool,
+}
+
+/// A VM container's machine: its size and its disks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    pub settings: VmSettings,
+    pub disks: Disks,
+}
+
+impl Machine {
+    /// A new container's machine: the image's EROFS disk (the one `nook image rootfs` builds,
+    /// made on first use) and, unless `--rm`, an empty ext4 disk in its directory `dir`.
+    pub fn prepare(
+        settings: &VmSettings,
+        image: &ImageSource<'_>,
+        dir: &Path,
+        opts: RootfsOptions,
+    ) -> Result<Machine, IsolationError> {
+        let erofs = crate::layers::cache::ensure_rootfs(image.store, image.image)?.path;
+        Ok(Machine {
+            settings: settings.clone(),
+            disks: Disks {
+                image: erofs,
+                upper: dir.join("upper.ext4"),
+                read_only: opts.read_only,
+            },
+        })
+    }
+
+    /// Makes the container's empty writable disk (a sparse copy of a cached empty ext4
+    /// image); with `--rm` the guest uses a tmpfs instead, which dies with the VM anyway.
+    pub fn create_disk(&self, auto_remove: bool) -> Result<(), IsolationError> {
+        if auto_remove {
+            return Ok(());
+        }
+        disk::ensure_template(&paths::cache_dir(&ProcessEnv), disk::DEFAULT_DISK_BYTES)
+            .and_then(|t| disk::sparse_copy(&t, &self.disks.upper))
+            .map_err(IsolationError::from)
+    }
+}
