@@ -14,24 +14,25 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use seccompiler::BpfProgram;
+use virtio_bindings::bindings::{virtio_config, virtio_mmio};
 use virtio_queue::Queue;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::exit::ExitSignal;
 use crate::memory::GuestMemory;
 
-/// VIRTIO_F_VERSION_1: the only (modern) interface we speak.
-pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// The feature mask of feature bit `bit` (virtio-bindings gives bit numbers).
+pub const fn feature(bit: u32) -> u64 {
+    1 << bit
+}
 
-/// virtio device ids.
-pub const TYPE_BLOCK: u32 = 2;
-/// virtio-console.
-pub const TYPE_CONSOLE: u32 = 3;
+/// VIRTIO_F_VERSION_1: the only (modern) interface we speak.
+pub const F_VERSION_1: u64 = feature(virtio_config::VIRTIO_F_VERSION_1);
 
 /// Interrupt status bit: a used ring was updated.
-pub const INT_VRING: u32 = 1;
+pub const INT_VRING: u32 = virtio_mmio::VIRTIO_MMIO_INT_VRING;
 /// Interrupt status bit: the configuration changed (or the device needs a reset).
-pub const INT_CONFIG: u32 = 2;
+pub const INT_CONFIG: u32 = virtio_mmio::VIRTIO_MMIO_INT_CONFIG;
 
 /// The interrupt line of one device: the status register the driver reads plus the irqfd that
 /// raises its IOAPIC pin.

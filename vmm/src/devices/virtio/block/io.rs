@@ -4,17 +4,20 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use virtio_bindings::bindings::virtio_blk::{
+    VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
+};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::request::{Request, RequestKind, ID_BYTES, SECTOR_SIZE};
 use crate::memory::GuestMemory;
 
-/// virtio-blk status codes.
-pub const S_OK: u8 = 0;
+/// virtio-blk status codes (one byte on the wire).
+pub const S_OK: u8 = VIRTIO_BLK_S_OK as u8;
 /// I/O error.
-pub const S_IOERR: u8 = 1;
+pub const S_IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
 /// Unsupported request.
-pub const S_UNSUPP: u8 = 2;
+pub const S_UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
 
 /// Errors opening a disk.
 #[derive(Debug, thiserror::Error)]

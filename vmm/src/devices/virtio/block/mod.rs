@@ -1,6 +1,7 @@
 //! virtio-blk: one request queue served by a worker thread; read-only and read-write disks,
 //! flush and GET_ID.
 
+pub mod config;
 pub mod io;
 pub mod request;
 #[cfg(test)]
@@ -8,22 +9,23 @@ mod tests;
 
 use std::sync::Arc;
 
+use virtio_bindings::bindings::virtio_blk::{
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
+};
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::ByteValued;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
+use self::config::BlockConfig;
 use self::io::{write_status, Disk, S_IOERR};
 use self::request::{parse, SEG_MAX};
-use super::{
-    ActivateError, Activation, Interrupt, VirtioDevice, INT_VRING, TYPE_BLOCK, VIRTIO_F_VERSION_1,
-};
+use super::{feature, ActivateError, Activation, Interrupt, VirtioDevice, F_VERSION_1, INT_VRING};
 use crate::exit::ExitSignal;
 use crate::memory::GuestMemory;
 use crate::thread;
 
-const F_SEG_MAX: u64 = 1 << 2;
-const F_RO: u64 = 1 << 5;
-const F_FLUSH: u64 = 1 << 9;
 const QUEUE_SIZE: u16 = 256;
 
 /// A virtio-blk device before and after activation.
@@ -31,20 +33,19 @@ pub struct Block {
     name: String,
     disk: Option<Disk>,
     features: u64,
-    config: [u8; 16],
+    config: BlockConfig,
     queue_sizes: [u16; 1],
 }
 
 impl Block {
     /// A device serving `disk`, called `name` in messages.
     pub fn new(name: String, disk: Disk) -> Self {
-        let mut features = VIRTIO_F_VERSION_1 | F_SEG_MAX | F_FLUSH;
+        let mut features =
+            F_VERSION_1 | feature(VIRTIO_BLK_F_SEG_MAX) | feature(VIRTIO_BLK_F_FLUSH);
         if disk.read_only() {
-            features |= F_RO;
+            features |= feature(VIRTIO_BLK_F_RO);
         }
-        let mut config = [0u8; 16];
-        config[0..8].copy_from_slice(&disk.sectors().to_le_bytes());
-        config[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
+        let config = BlockConfig::new(disk.sectors(), SEG_MAX);
         Self {
             name,
             disk: Some(disk),
@@ -60,7 +61,7 @@ impl VirtioDevice for Block {
         &self.name
     }
     fn device_type(&self) -> u32 {
-        TYPE_BLOCK
+        VIRTIO_ID_BLOCK
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &self.queue_sizes
@@ -69,7 +70,7 @@ impl VirtioDevice for Block {
         self.features
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        super::read_config_bytes(&self.config, offset, data);
+        super::read_config_bytes(self.config.as_slice(), offset, data);
     }
     fn activate(&mut self, a: Activation) -> Result<(), ActivateError> {
         let device = "virtio-blk";
