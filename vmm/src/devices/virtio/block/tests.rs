@@ -216,6 +216,20 @@ fn hostile_chains_fail_alone() {
             Some(S_IOERR),
         ),
         (
+            "truncated header",
+            0,
+            0,
+            vec![(HDR, 15, R), (DATA, 512, W), (STATUS, 1, W)],
+            Some(S_IOERR),
+        ),
+        (
+            "header straddling the end of memory",
+            0,
+            0,
+            vec![(MEM_SIZE as u64 - 8, 16, R), (DATA, 512, W), (STATUS, 1, W)],
+            Some(S_IOERR),
+        ),
+        (
             "header outside memory",
             0,
             0,
