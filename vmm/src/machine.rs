@@ -211,7 +211,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
     }
     match reason {
         StopReason::Exit(exit) => Ok(exit),
-        StopReason::Failed(message) => Err(VmmError::Failed(message)),
+        StopReason::Failed(error) => Err(VmmError::Failed(error)),
     }
 }
 

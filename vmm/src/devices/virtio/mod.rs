@@ -142,6 +142,26 @@ pub enum ActivateError {
     },
 }
 
+/// Why a device worker thread stopped serving its queues.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The epoll instance could not be created.
+    #[error("cannot create the worker's epoll instance")]
+    EpollCreate(#[source] std::io::Error),
+    /// A descriptor could not be added to or changed in the epoll set.
+    #[error("cannot {op} a descriptor in the worker's epoll set")]
+    EpollCtl {
+        /// "add" or "modify".
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for events failed.
+    #[error("waiting for the worker's events failed")]
+    EpollWait(#[source] std::io::Error),
+}
+
 /// A virtio device, independent of its transport.
 pub trait VirtioDevice: Send {
     /// Short name for messages and thread names ("virtio-blk0").

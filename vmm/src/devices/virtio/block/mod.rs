@@ -21,7 +21,10 @@ use vmm_sys_util::eventfd::EventFd;
 use self::config::BlockConfig;
 use self::io::{write_status, Disk, S_IOERR};
 use self::request::{parse, SEG_MAX};
-use super::{feature, ActivateError, Activation, Interrupt, VirtioDevice, F_VERSION_1, INT_VRING};
+use super::{
+    feature, ActivateError, Activation, Interrupt, VirtioDevice, WorkerError, F_VERSION_1,
+    INT_VRING,
+};
 use crate::exit::ExitSignal;
 use crate::memory::GuestMemory;
 use crate::thread;
@@ -119,8 +122,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, event: EventFd, exit: &ExitSignal) -> Result<(), String> {
-        let epoll = Epoll::new().map_err(|e| format!("epoll: {e}"))?;
+    fn run(mut self, event: EventFd, exit: &ExitSignal) -> Result<(), WorkerError> {
+        let epoll = Epoll::new().map_err(WorkerError::EpollCreate)?;
         for (fd, token) in [
             (std::os::fd::AsRawFd::as_raw_fd(&event), 0),
             (std::os::fd::AsRawFd::as_raw_fd(exit.event()), 1),
@@ -131,7 +134,7 @@ impl Worker {
                     fd,
                     EpollEvent::new(EventSet::IN, token),
                 )
-                .map_err(|e| format!("epoll add: {e}"))?;
+                .map_err(|source| WorkerError::EpollCtl { op: "add", source })?;
         }
         let mut events = [EpollEvent::default(); 2];
         let mut broken = false;
@@ -139,7 +142,7 @@ impl Worker {
             let n = match epoll.wait(-1, &mut events) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("epoll wait: {e}")),
+                Err(e) => return Err(WorkerError::EpollWait(e)),
             };
             for ev in &events[..n] {
                 if ev.data() == 1 || exit.is_stopping() {
