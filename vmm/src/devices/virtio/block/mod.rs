@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod io;
+pub mod metrics;
 pub mod request;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use self::config::BlockConfig;
 use self::io::{write_status, Disk, S_IOERR};
+use self::metrics::DiskMetrics;
 use self::request::{parse, SEG_MAX};
 use super::{
     feature, ActivateError, Activation, Interrupt, VirtioDevice, WorkerError, F_VERSION_1,
@@ -35,6 +37,7 @@ const QUEUE_SIZE: u16 = 256;
 pub struct Block {
     name: String,
     disk: Option<Disk>,
+    metrics: Arc<DiskMetrics>,
     features: u64,
     config: BlockConfig,
     queue_sizes: [u16; 1],
@@ -51,11 +54,17 @@ impl Block {
         let config = BlockConfig::new(disk.sectors(), SEG_MAX);
         Self {
             name,
+            metrics: disk.metrics(),
             disk: Some(disk),
             features,
             config,
             queue_sizes: [QUEUE_SIZE],
         }
+    }
+
+    /// The disk's counters (they outlive the device, for the VM's exit summary).
+    pub fn metrics(&self) -> Arc<DiskMetrics> {
+        self.metrics.clone()
     }
 }
 

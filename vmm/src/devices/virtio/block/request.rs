@@ -67,6 +67,19 @@ pub enum RequestKind {
     Unsupported(u32),
 }
 
+impl RequestKind {
+    /// The operation as log lines name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::In => "read",
+            Self::Out => "write",
+            Self::Flush => "flush",
+            Self::GetId => "get-id",
+            Self::Unsupported(_) => "unsupported request",
+        }
+    }
+}
+
 /// A validated request: every address range lies in guest memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
