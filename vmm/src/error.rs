@@ -69,6 +69,6 @@ pub enum VmmError {
     #[error(transparent)]
     Spawn(#[from] crate::thread::SpawnError),
     /// A VMM thread failed while the VM ran.
-    #[error("the VM failed: {0}")]
-    Failed(String),
+    #[error(transparent)]
+    Failed(std::sync::Arc<crate::thread::ThreadError>),
 }

@@ -1,10 +1,12 @@
 //! How the VM ends: the first reason reported wins, and everybody waiting is woken.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::thread::ThreadError;
 
 /// Why a VM stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,13 +21,26 @@ pub enum VmExit {
 }
 
 /// An internal stop request: a normal exit or a failure that ends the VM.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum StopReason {
     /// The guest ended (or the timeout did).
     Exit(VmExit),
-    /// A VMM thread failed; the message names the thread and what went wrong.
-    Failed(String),
+    /// A VMM thread failed; the error names the thread and carries what went wrong.
+    Failed(Arc<ThreadError>),
 }
+
+/// Exits compare by kind; failures only to themselves (errors have no useful equality).
+impl PartialEq for StopReason {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Exit(a), Self::Exit(b)) => a == b,
+            (Self::Failed(a), Self::Failed(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StopReason {}
 
 /// Shared by every VMM thread: whoever stops the VM first records why.
 #[derive(Debug)]
@@ -110,7 +125,10 @@ mod tests {
         let signal = ExitSignal::new().unwrap();
         assert_eq!(signal.wait(Some(Duration::from_millis(10))), None);
         signal.stop(StopReason::Exit(VmExit::Reset));
-        signal.stop(StopReason::Failed("late".into()));
+        signal.stop(StopReason::Failed(Arc::new(ThreadError::Panicked {
+            name: "late".into(),
+            message: "too late".into(),
+        })));
         assert!(signal.is_stopping());
         assert_eq!(signal.wait(None), Some(StopReason::Exit(VmExit::Reset)));
     }

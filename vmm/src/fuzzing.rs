@@ -107,6 +107,10 @@ pub fn console_queue(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use virtio_bindings::bindings::virtio_ring::{
+        VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+    };
+
     use super::*;
 
     /// A descriptor as raw ring bytes.
@@ -133,9 +137,9 @@ mod tests {
 
     /// Hostile seeds: each must run to completion without panicking or hanging.
     fn seeds() -> Vec<Vec<u8>> {
-        const NEXT: u16 = 1;
-        const WRITE: u16 = 2;
-        const INDIRECT: u16 = 4;
+        const NEXT: u16 = VRING_DESC_F_NEXT as u16;
+        const WRITE: u16 = VRING_DESC_F_WRITE as u16;
+        const INDIRECT: u16 = VRING_DESC_F_INDIRECT as u16;
         vec![
             vec![],
             vec![0xff; 4096],

@@ -142,6 +142,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
             .insert_str(config.cmdline.trim())
             .map_err(VmmError::Cmdline)?;
     }
+    let mut disk_metrics = Vec::new();
     {
         let mut ctx = WiringContext {
             vm: &vm,
@@ -153,7 +154,9 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
         };
         let mut slot = 0;
         for (i, disk) in disks.into_iter().enumerate() {
-            attach(&mut ctx, slot, Box::new(Block::new(disk_name(i), disk)))?;
+            let block = Block::new(disk_name(i), disk);
+            disk_metrics.push((disk_name(i), block.metrics()));
+            attach(&mut ctx, slot, Box::new(block))?;
             slot += 1;
         }
         if let Some(stream) = agent {
@@ -204,6 +207,12 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
         }
     };
     let joined = stop_vcpus(handles);
+    for (name, metrics) in &disk_metrics {
+        let n = metrics.io_errors();
+        if n > 0 {
+            eprintln!("nook-vmm: {name}: {n} requests failed on the host's disk I/O");
+        }
+    }
     if !joined {
         // A vCPU thread still holds the guest memory mapping: never unmap it under its feet.
         std::mem::forget(mem);
@@ -211,7 +220,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
     }
     match reason {
         StopReason::Exit(exit) => Ok(exit),
-        StopReason::Failed(message) => Err(VmmError::Failed(message)),
+        StopReason::Failed(error) => Err(VmmError::Failed(error)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The one place VMM threads are born: each gets a name, its seccomp filter, and a panic in it
 //! stops the VM cleanly instead of leaving a half-dead VMM.
 
+use std::error::Error;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,6 +21,37 @@ pub struct SpawnError {
     pub source: std::io::Error,
 }
 
+/// Why a running VMM thread ended the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum ThreadError {
+    /// The thread could not confine itself.
+    #[error("thread {name}: cannot install its seccomp filter")]
+    Seccomp {
+        /// Thread name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: seccompiler::Error,
+    },
+    /// The thread's body returned an error.
+    #[error("thread {name} failed")]
+    Failed {
+        /// Thread name.
+        name: String,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn Error + Send + Sync>,
+    },
+    /// The thread panicked.
+    #[error("thread {name} panicked: {message}")]
+    Panicked {
+        /// Thread name.
+        name: String,
+        /// The panic payload, when it is a string.
+        message: String,
+    },
+}
+
 /// Stack of every VMM thread. Well above what the run loops need, and below the 2 MiB of a huge
 /// page: Rust's default 2 MiB stack, once it lands 2 MiB-aligned (as it does next to the aligned
 /// guest RAM), is backed whole by one transparent huge page on hosts with THP `always`, which
@@ -28,43 +60,24 @@ const STACK_SIZE: usize = 512 << 10;
 
 /// Spawns `body` on a thread called `name`; the thread installs `filter` before running it.
 /// A failure (error result or panic) stops the VM with a message naming the thread.
-pub fn spawn<F>(
+pub fn spawn<F, E>(
     name: &str,
     filter: Option<Arc<BpfProgram>>,
     exit: Arc<ExitSignal>,
     body: F,
 ) -> Result<JoinHandle<()>, SpawnError>
 where
-    F: FnOnce() -> Result<(), String> + Send + 'static,
+    F: FnOnce() -> Result<(), E> + Send + 'static,
+    E: Error + Send + Sync + 'static,
 {
     let thread_name = name.to_string();
     std::thread::Builder::new()
         .name(name.to_string())
         .stack_size(STACK_SIZE)
         .spawn(move || {
-            if let Some(filter) = filter {
-                if let Err(e) = seccompiler::apply_filter(&filter) {
-                    exit.stop(StopReason::Failed(format!(
-                        "thread {thread_name}: cannot install its seccomp filter: {e}"
-                    )));
-                    return;
-                }
-            }
-            match catch_unwind(AssertUnwindSafe(body)) {
-                Ok(Ok(())) => {}
-                Ok(Err(message)) => exit.stop(StopReason::Failed(format!(
-                    "thread {thread_name}: {message}"
-                ))),
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    exit.stop(StopReason::Failed(format!(
-                        "thread {thread_name} panicked: {what}"
-                    )));
-                }
+            let failure = run(&thread_name, filter.as_deref(), body);
+            if let Some(failure) = failure {
+                exit.stop(StopReason::Failed(Arc::new(failure)));
             }
         })
         .map_err(|source| SpawnError {
@@ -73,33 +86,90 @@ where
         })
 }
 
+/// Confines the calling thread and runs `body`; returns why it failed, if it did.
+fn run<F, E>(name: &str, filter: Option<&BpfProgram>, body: F) -> Option<ThreadError>
+where
+    F: FnOnce() -> Result<(), E>,
+    E: Error + Send + Sync + 'static,
+{
+    let name = name.to_string();
+    if let Some(filter) = filter {
+        if let Err(source) = seccompiler::apply_filter(filter) {
+            return Some(ThreadError::Seccomp { name, source });
+        }
+    }
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(ThreadError::Failed {
+            name,
+            source: Box::new(e),
+        }),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Some(ThreadError::Panicked { name, message })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_panic_becomes_a_stop_reason() {
-        let exit = Arc::new(ExitSignal::new().unwrap());
-        let handle = spawn("boom", None, exit.clone(), || panic!("on purpose")).unwrap();
-        handle.join().unwrap();
-        assert_eq!(
-            exit.wait(None),
-            Some(StopReason::Failed(
-                "thread boom panicked: on purpose".into()
-            ))
-        );
+    fn failure(exit: &ExitSignal) -> Arc<ThreadError> {
+        match exit.wait(None) {
+            Some(StopReason::Failed(e)) => e,
+            other => panic!("expected a failure, got {other:?}"),
+        }
     }
 
     #[test]
-    fn an_error_becomes_a_stop_reason() {
+    fn a_panic_becomes_a_stop_reason() {
         let exit = Arc::new(ExitSignal::new().unwrap());
-        spawn("err", None, exit.clone(), || Err("bad".into()))
+        let handle = spawn(
+            "boom",
+            None,
+            exit.clone(),
+            || -> Result<(), std::io::Error> { panic!("on purpose") },
+        )
+        .unwrap();
+        handle.join().unwrap();
+        let e = failure(&exit);
+        assert!(
+            matches!(&*e, ThreadError::Panicked { name, message } if name == "boom" && message == "on purpose"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "thread boom panicked: on purpose");
+    }
+
+    #[test]
+    fn an_error_becomes_a_stop_reason_with_its_source() {
+        let exit = Arc::new(ExitSignal::new().unwrap());
+        spawn("err", None, exit.clone(), || {
+            Err(std::io::Error::from_raw_os_error(libc::EBADF))
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        let e = failure(&exit);
+        assert_eq!(e.to_string(), "thread err failed");
+        let source = e.source().expect("the body's error is the source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn success_stops_nothing() {
+        let exit = Arc::new(ExitSignal::new().unwrap());
+        spawn("ok", None, exit.clone(), || Ok::<(), std::io::Error>(()))
             .unwrap()
             .join()
             .unwrap();
-        assert_eq!(
-            exit.wait(None),
-            Some(StopReason::Failed("thread err: bad".into()))
-        );
+        assert!(!exit.is_stopping());
     }
 }

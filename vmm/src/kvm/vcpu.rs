@@ -9,9 +9,51 @@ use super::{ioctl, KvmError};
 use crate::bus::Bus;
 use crate::exit::{ExitSignal, StopReason, VmExit};
 
-/// KVM_SYSTEM_EVENT_SHUTDOWN and KVM_SYSTEM_EVENT_RESET.
-const SYSTEM_EVENT_SHUTDOWN: u32 = 1;
-const SYSTEM_EVENT_RESET: u32 = 2;
+use kvm_bindings::{KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+
+/// Why a vCPU stopped running the guest: the guest or KVM broke.
+#[derive(Debug, thiserror::Error)]
+pub enum VcpuError {
+    /// VM entry failed.
+    #[error(
+        "vCPU {id}: KVM could not enter the guest (hardware reason {reason:#x} on host CPU {cpu})"
+    )]
+    FailEntry {
+        /// vCPU index.
+        id: u8,
+        /// hardware_entry_failure_reason.
+        reason: u64,
+        /// Host CPU.
+        cpu: u32,
+    },
+    /// KVM reported an internal error.
+    #[error("vCPU {id}: KVM internal error (suberror {suberror}, data {data:x?})")]
+    Internal {
+        /// vCPU index.
+        id: u8,
+        /// KVM_INTERNAL_ERROR_* code.
+        suberror: u32,
+        /// The data words KVM gave.
+        data: Vec<u64>,
+    },
+    /// An exit the VMM does not handle.
+    #[error("vCPU {id}: unexpected exit {exit}")]
+    UnexpectedExit {
+        /// vCPU index.
+        id: u8,
+        /// The exit, as KVM reported it.
+        exit: String,
+    },
+    /// The KVM_RUN ioctl failed.
+    #[error("vCPU {id}: KVM_RUN failed")]
+    Run {
+        /// vCPU index.
+        id: u8,
+        /// Cause.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+}
 
 /// The port I/O and MMIO buses every vCPU dispatches to.
 #[derive(Clone, Default)]
@@ -48,9 +90,9 @@ impl Vcpu {
         &self.fd
     }
 
-    /// Runs the guest until the VM stops. Returns an error message for exits that mean the
-    /// guest or KVM broke; the caller turns it into the VM's failure.
-    pub fn run(&mut self, buses: &Buses, exit: &ExitSignal) -> Result<(), String> {
+    /// Runs the guest until the VM stops. Returns an error for exits that mean the guest or KVM
+    /// broke; the caller turns it into the VM's failure.
+    pub fn run(&mut self, buses: &Buses, exit: &ExitSignal) -> Result<(), VcpuError> {
         let id = self.id;
         // NOOK_VMM_EXIT_STATS=1 counts userspace exits per port / MMIO page, printed at the end:
         // each one is a round trip through the VMM, the first thing to look at when boots are slow.
@@ -67,7 +109,7 @@ impl Vcpu {
         buses: &Buses,
         exit: &ExitSignal,
         stats: &mut Option<ExitStats>,
-    ) -> Result<(), String> {
+    ) -> Result<(), VcpuError> {
         let id = self.id;
         while !exit.is_stopping() {
             match self.fd.run() {
@@ -91,39 +133,39 @@ impl Vcpu {
                 // A triple fault: what `reboot=t` does, and what a crashing early kernel does.
                 Ok(VcpuExit::Shutdown) => exit.stop(StopReason::Exit(VmExit::Reset)),
                 Ok(VcpuExit::SystemEvent(kind, _))
-                    if kind == SYSTEM_EVENT_RESET || kind == SYSTEM_EVENT_SHUTDOWN =>
+                    if kind == KVM_SYSTEM_EVENT_RESET || kind == KVM_SYSTEM_EVENT_SHUTDOWN =>
                 {
                     exit.stop(StopReason::Exit(VmExit::Reset))
                 }
                 Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                    return Err(format!(
-                        "vCPU {id}: KVM could not enter the guest (hardware reason {reason:#x} on host CPU {cpu})"
-                    ))
+                    return Err(VcpuError::FailEntry { id, reason, cpu })
                 }
-                Ok(VcpuExit::InternalError) => {
-                    let detail = self.internal_error_detail();
-                    return Err(format!("vCPU {id}: KVM internal error ({detail})"));
+                Ok(VcpuExit::InternalError) => return Err(self.internal_error()),
+                Ok(other) => {
+                    return Err(VcpuError::UnexpectedExit {
+                        id,
+                        exit: format!("{other:?}"),
+                    })
                 }
-                Ok(other) => return Err(format!("vCPU {id}: unexpected exit {other:?}")),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     // Kicked by `kick` or any signal: re-check the stop flag.
                 }
-                Err(e) => return Err(format!("vCPU {id}: KVM_RUN failed: {e}")),
+                Err(source) => return Err(VcpuError::Run { id, source }),
             }
         }
         Ok(())
     }
 
-    fn internal_error_detail(&mut self) -> String {
+    fn internal_error(&mut self) -> VcpuError {
         let run = self.fd.get_kvm_run();
         // SAFETY: KVM filled the `internal` member of the union for KVM_EXIT_INTERNAL_ERROR.
         let internal = unsafe { run.__bindgen_anon_1.internal };
         let n = (internal.ndata as usize).min(internal.data.len());
-        format!(
-            "suberror {}, data {:x?}",
-            internal.suberror,
-            &internal.data[..n]
-        )
+        VcpuError::Internal {
+            id: self.id,
+            suberror: internal.suberror,
+            data: internal.data[..n].to_vec(),
+        }
     }
 }
 

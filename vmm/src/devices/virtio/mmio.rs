@@ -7,29 +7,31 @@
 use std::sync::Arc;
 
 use seccompiler::BpfProgram;
+use virtio_bindings::bindings::virtio_config::{
+    VIRTIO_CONFIG_S_ACKNOWLEDGE as STATUS_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER as STATUS_DRIVER,
+    VIRTIO_CONFIG_S_DRIVER_OK as STATUS_DRIVER_OK, VIRTIO_CONFIG_S_FAILED as STATUS_FAILED,
+    VIRTIO_CONFIG_S_FEATURES_OK as STATUS_FEATURES_OK,
+    VIRTIO_CONFIG_S_NEEDS_RESET as STATUS_NEEDS_RESET,
+};
+use virtio_bindings::bindings::virtio_mmio::*;
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{Activation, Interrupt, VirtioDevice, INT_CONFIG, VIRTIO_F_VERSION_1};
+use super::{Activation, Interrupt, VirtioDevice, F_VERSION_1, INT_CONFIG};
 use crate::bus::BusDevice;
 use crate::exit::ExitSignal;
 use crate::memory::GuestMemory;
 
-const MAGIC: u32 = 0x7472_6976; // "virt"
+/// The magic value ("virt" in little-endian ASCII); virtio-bindings only has its offset.
+const MAGIC: u32 = 0x7472_6976;
+/// The register layout version: 2 is the modern (non-legacy) layout.
 const VERSION: u32 = 2;
 const VENDOR: u32 = 0x4b4f_4f4e; // "NOOK"
 
-const STATUS_ACKNOWLEDGE: u32 = 1;
-const STATUS_DRIVER: u32 = 2;
-const STATUS_DRIVER_OK: u32 = 4;
-const STATUS_FEATURES_OK: u32 = 8;
-const STATUS_NEEDS_RESET: u32 = 64;
-const STATUS_FAILED: u32 = 128;
-
 /// Start of the device-specific configuration space.
-pub const CONFIG_OFFSET: u64 = 0x100;
+pub const CONFIG_OFFSET: u64 = VIRTIO_MMIO_CONFIG as u64;
 /// Offset of the QueueNotify register (wired to an ioeventfd).
-pub const QUEUE_NOTIFY_OFFSET: u64 = 0x50;
+pub const QUEUE_NOTIFY_OFFSET: u64 = VIRTIO_MMIO_QUEUE_NOTIFY as u64;
 
 /// One virtio device behind the MMIO register window.
 pub struct MmioTransport {
@@ -180,8 +182,8 @@ impl MmioTransport {
         match new {
             STATUS_FEATURES_OK => {
                 let offered = self.device.features();
-                let ok = self.driver_features & !offered == 0
-                    && self.driver_features & VIRTIO_F_VERSION_1 != 0;
+                let ok =
+                    self.driver_features & !offered == 0 && self.driver_features & F_VERSION_1 != 0;
                 // Leaving FEATURES_OK unset tells the driver its selection was refused.
                 if ok {
                     self.status = value;
@@ -234,13 +236,14 @@ impl MmioTransport {
         }
     }
 
-    fn read_register(&mut self, offset: u64) -> u32 {
+    /// Reads the register at `offset` (below the config space, so it fits a u32).
+    fn read_register(&mut self, offset: u32) -> u32 {
         match offset {
-            0x00 => MAGIC,
-            0x04 => VERSION,
-            0x08 => self.device.device_type(),
-            0x0c => VENDOR,
-            0x10 => {
+            VIRTIO_MMIO_MAGIC_VALUE => MAGIC,
+            VIRTIO_MMIO_VERSION => VERSION,
+            VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
+            VIRTIO_MMIO_VENDOR_ID => VENDOR,
+            VIRTIO_MMIO_DEVICE_FEATURES => {
                 let features = self.device.features();
                 match self.device_features_sel {
                     0 => features as u32,
@@ -248,17 +251,20 @@ impl MmioTransport {
                     _ => 0,
                 }
             }
-            0x34 => self.selected_queue().map_or(0, |q| u32::from(q.max_size())),
-            0x44 => self.selected_queue().map_or(0, |q| u32::from(q.ready())),
-            0x60 => self.interrupt.status(),
-            0x70 if self.interrupt.is_broken() => self.status | STATUS_NEEDS_RESET,
-            0x70 => self.status,
-            0xfc => self.config_generation,
+            VIRTIO_MMIO_QUEUE_NUM_MAX => {
+                self.selected_queue().map_or(0, |q| u32::from(q.max_size()))
+            }
+            VIRTIO_MMIO_QUEUE_READY => self.selected_queue().map_or(0, |q| u32::from(q.ready())),
+            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt.status(),
+            VIRTIO_MMIO_STATUS if self.interrupt.is_broken() => self.status | STATUS_NEEDS_RESET,
+            VIRTIO_MMIO_STATUS => self.status,
+            VIRTIO_MMIO_CONFIG_GENERATION => self.config_generation,
             _ => 0,
         }
     }
 
-    fn write_register(&mut self, offset: u64, value: u32) {
+    /// Writes the register at `offset` (below the config space, so it fits a u32).
+    fn write_register(&mut self, offset: u32, value: u32) {
         let set_low_high = |old: u64, high: bool| -> u64 {
             if high {
                 (old & 0xffff_ffff) | (u64::from(value) << 32)
@@ -267,16 +273,18 @@ impl MmioTransport {
             }
         };
         match offset {
-            0x14 => self.device_features_sel = value,
+            VIRTIO_MMIO_DEVICE_FEATURES_SEL => self.device_features_sel = value,
             // Features may only change before FEATURES_OK.
-            0x20 if self.status & STATUS_FEATURES_OK == 0 => match self.driver_features_sel {
-                0 => self.driver_features = set_low_high(self.driver_features, false),
-                1 => self.driver_features = set_low_high(self.driver_features, true),
-                _ => {}
-            },
-            0x24 => self.driver_features_sel = value,
-            0x30 => self.queue_sel = value,
-            0x38 => {
+            VIRTIO_MMIO_DRIVER_FEATURES if self.status & STATUS_FEATURES_OK == 0 => {
+                match self.driver_features_sel {
+                    0 => self.driver_features = set_low_high(self.driver_features, false),
+                    1 => self.driver_features = set_low_high(self.driver_features, true),
+                    _ => {}
+                }
+            }
+            VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_sel = value,
+            VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = value,
+            VIRTIO_MMIO_QUEUE_NUM => {
                 if let Some(q) = self.selected_queue() {
                     // Invalid sizes (zero, too big, not a power of two) are refused by the queue.
                     if q.try_set_size(u16::try_from(value).unwrap_or(0)).is_err() {
@@ -284,34 +292,37 @@ impl MmioTransport {
                     }
                 }
             }
-            0x44 => {
+            VIRTIO_MMIO_QUEUE_READY => {
                 if let Some(q) = self.selected_queue() {
                     q.set_ready(value == 1);
                 }
             }
-            0x50 => {
+            VIRTIO_MMIO_QUEUE_NOTIFY => {
                 // Normally caught by the ioeventfd; handle a notify that reached us anyway.
                 if let Some(evt) = self.queue_events.get(value as usize) {
                     let _ = evt.write(1);
                 }
             }
-            0x64 => self.interrupt.ack(value),
-            0x70 => self.write_status(value),
-            0x80 | 0x84 => {
+            VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt.ack(value),
+            VIRTIO_MMIO_STATUS => self.write_status(value),
+            VIRTIO_MMIO_QUEUE_DESC_LOW | VIRTIO_MMIO_QUEUE_DESC_HIGH => {
                 if let Some(q) = self.selected_queue() {
-                    let addr = set_low_high(q.desc_table(), offset == 0x84);
+                    let high = offset == VIRTIO_MMIO_QUEUE_DESC_HIGH;
+                    let addr = set_low_high(q.desc_table(), high);
                     q.set_desc_table_address(Some(addr as u32), Some((addr >> 32) as u32));
                 }
             }
-            0x90 | 0x94 => {
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW | VIRTIO_MMIO_QUEUE_AVAIL_HIGH => {
                 if let Some(q) = self.selected_queue() {
-                    let addr = set_low_high(q.avail_ring(), offset == 0x94);
+                    let high = offset == VIRTIO_MMIO_QUEUE_AVAIL_HIGH;
+                    let addr = set_low_high(q.avail_ring(), high);
                     q.set_avail_ring_address(Some(addr as u32), Some((addr >> 32) as u32));
                 }
             }
-            0xa0 | 0xa4 => {
+            VIRTIO_MMIO_QUEUE_USED_LOW | VIRTIO_MMIO_QUEUE_USED_HIGH => {
                 if let Some(q) = self.selected_queue() {
-                    let addr = set_low_high(q.used_ring(), offset == 0xa4);
+                    let high = offset == VIRTIO_MMIO_QUEUE_USED_HIGH;
+                    let addr = set_low_high(q.used_ring(), high);
                     q.set_used_ring_address(Some(addr as u32), Some((addr >> 32) as u32));
                 }
             }
@@ -327,11 +338,13 @@ impl BusDevice for MmioTransport {
             return;
         }
         // Registers are 32-bit and aligned; other accesses read as zero.
-        if data.len() != 4 || offset % 4 != 0 {
-            data.fill(0);
-            return;
+        let register = u32::try_from(offset).ok().filter(|o| o % 4 == 0);
+        match register {
+            Some(register) if data.len() == 4 => {
+                data.copy_from_slice(&self.read_register(register).to_le_bytes());
+            }
+            _ => data.fill(0),
         }
-        data.copy_from_slice(&self.read_register(offset).to_le_bytes());
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
@@ -346,8 +359,11 @@ impl BusDevice for MmioTransport {
         let Ok(bytes) = <[u8; 4]>::try_from(data) else {
             return;
         };
-        if offset % 4 == 0 {
-            self.write_register(offset, u32::from_le_bytes(bytes));
+        if let Some(register) = u32::try_from(offset).ok().filter(|o| o % 4 == 0) {
+            self.write_register(register, u32::from_le_bytes(bytes));
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

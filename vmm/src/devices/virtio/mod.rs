@@ -14,24 +14,25 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use seccompiler::BpfProgram;
+use virtio_bindings::bindings::{virtio_config, virtio_mmio};
 use virtio_queue::Queue;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::exit::ExitSignal;
 use crate::memory::GuestMemory;
 
-/// VIRTIO_F_VERSION_1: the only (modern) interface we speak.
-pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// The feature mask of feature bit `bit` (virtio-bindings gives bit numbers).
+pub const fn feature(bit: u32) -> u64 {
+    1 << bit
+}
 
-/// virtio device ids.
-pub const TYPE_BLOCK: u32 = 2;
-/// virtio-console.
-pub const TYPE_CONSOLE: u32 = 3;
+/// VIRTIO_F_VERSION_1: the only (modern) interface we speak.
+pub const F_VERSION_1: u64 = feature(virtio_config::VIRTIO_F_VERSION_1);
 
 /// Interrupt status bit: a used ring was updated.
-pub const INT_VRING: u32 = 1;
+pub const INT_VRING: u32 = virtio_mmio::VIRTIO_MMIO_INT_VRING;
 /// Interrupt status bit: the configuration changed (or the device needs a reset).
-pub const INT_CONFIG: u32 = 2;
+pub const INT_CONFIG: u32 = virtio_mmio::VIRTIO_MMIO_INT_CONFIG;
 
 /// The interrupt line of one device: the status register the driver reads plus the irqfd that
 /// raises its IOAPIC pin.
@@ -139,6 +140,26 @@ pub enum ActivateError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a device worker thread stopped serving its queues.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The epoll instance could not be created.
+    #[error("cannot create the worker's epoll instance")]
+    EpollCreate(#[source] std::io::Error),
+    /// A descriptor could not be added to or changed in the epoll set.
+    #[error("cannot {op} a descriptor in the worker's epoll set")]
+    EpollCtl {
+        /// "add" or "modify".
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for events failed.
+    #[error("waiting for the worker's events failed")]
+    EpollWait(#[source] std::io::Error),
 }
 
 /// A virtio device, independent of its transport.

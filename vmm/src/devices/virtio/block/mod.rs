@@ -1,57 +1,70 @@
 //! virtio-blk: one request queue served by a worker thread; read-only and read-write disks,
 //! flush and GET_ID.
 
+pub mod config;
 pub mod io;
+pub mod metrics;
 pub mod request;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
 
+use virtio_bindings::bindings::virtio_blk::{
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
+};
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::ByteValued;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
+use self::config::BlockConfig;
 use self::io::{write_status, Disk, S_IOERR};
+use self::metrics::DiskMetrics;
 use self::request::{parse, SEG_MAX};
 use super::{
-    ActivateError, Activation, Interrupt, VirtioDevice, INT_VRING, TYPE_BLOCK, VIRTIO_F_VERSION_1,
+    feature, ActivateError, Activation, Interrupt, VirtioDevice, WorkerError, F_VERSION_1,
+    INT_VRING,
 };
 use crate::exit::ExitSignal;
 use crate::memory::GuestMemory;
 use crate::thread;
 
-const F_SEG_MAX: u64 = 1 << 2;
-const F_RO: u64 = 1 << 5;
-const F_FLUSH: u64 = 1 << 9;
 const QUEUE_SIZE: u16 = 256;
 
 /// A virtio-blk device before and after activation.
 pub struct Block {
     name: String,
     disk: Option<Disk>,
+    metrics: Arc<DiskMetrics>,
     features: u64,
-    config: [u8; 16],
+    config: BlockConfig,
     queue_sizes: [u16; 1],
 }
 
 impl Block {
     /// A device serving `disk`, called `name` in messages.
     pub fn new(name: String, disk: Disk) -> Self {
-        let mut features = VIRTIO_F_VERSION_1 | F_SEG_MAX | F_FLUSH;
+        let mut features =
+            F_VERSION_1 | feature(VIRTIO_BLK_F_SEG_MAX) | feature(VIRTIO_BLK_F_FLUSH);
         if disk.read_only() {
-            features |= F_RO;
+            features |= feature(VIRTIO_BLK_F_RO);
         }
-        let mut config = [0u8; 16];
-        config[0..8].copy_from_slice(&disk.sectors().to_le_bytes());
-        config[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
+        let config = BlockConfig::new(disk.sectors(), SEG_MAX);
         Self {
             name,
+            metrics: disk.metrics(),
             disk: Some(disk),
             features,
             config,
             queue_sizes: [QUEUE_SIZE],
         }
+    }
+
+    /// The disk's counters (they outlive the device, for the VM's exit summary).
+    pub fn metrics(&self) -> Arc<DiskMetrics> {
+        self.metrics.clone()
     }
 }
 
@@ -60,7 +73,7 @@ impl VirtioDevice for Block {
         &self.name
     }
     fn device_type(&self) -> u32 {
-        TYPE_BLOCK
+        VIRTIO_ID_BLOCK
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &self.queue_sizes
@@ -69,7 +82,7 @@ impl VirtioDevice for Block {
         self.features
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        super::read_config_bytes(&self.config, offset, data);
+        super::read_config_bytes(self.config.as_slice(), offset, data);
     }
     fn activate(&mut self, a: Activation) -> Result<(), ActivateError> {
         let device = "virtio-blk";
@@ -118,8 +131,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, event: EventFd, exit: &ExitSignal) -> Result<(), String> {
-        let epoll = Epoll::new().map_err(|e| format!("epoll: {e}"))?;
+    fn run(mut self, event: EventFd, exit: &ExitSignal) -> Result<(), WorkerError> {
+        let epoll = Epoll::new().map_err(WorkerError::EpollCreate)?;
         for (fd, token) in [
             (std::os::fd::AsRawFd::as_raw_fd(&event), 0),
             (std::os::fd::AsRawFd::as_raw_fd(exit.event()), 1),
@@ -130,7 +143,7 @@ impl Worker {
                     fd,
                     EpollEvent::new(EventSet::IN, token),
                 )
-                .map_err(|e| format!("epoll add: {e}"))?;
+                .map_err(|source| WorkerError::EpollCtl { op: "add", source })?;
         }
         let mut events = [EpollEvent::default(); 2];
         let mut broken = false;
@@ -138,7 +151,7 @@ impl Worker {
             let n = match epoll.wait(-1, &mut events) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("epoll wait: {e}")),
+                Err(e) => return Err(WorkerError::EpollWait(e)),
             };
             for ev in &events[..n] {
                 if ev.data() == 1 || exit.is_stopping() {

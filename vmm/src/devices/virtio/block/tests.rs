@@ -50,10 +50,14 @@ impl Rig {
             .open(self.file.path())
             .unwrap();
         let len = f.metadata().unwrap().len();
+        self.worker_on(vq, Disk::from_file(f, len, read_only, "nook-test-disk"))
+    }
+
+    fn worker_on(&self, vq: &MockSplitQueue<'_, GuestMemory>, disk: Disk) -> Worker {
         Worker {
             queue: vq.create_queue::<Queue>().unwrap(),
             mem: self.mem.clone(),
-            disk: Disk::from_file(f, len, read_only, "nook-test-disk"),
+            disk,
             interrupt: Arc::new(Interrupt::new(EventFd::new(0).unwrap())),
         }
     }
@@ -167,6 +171,95 @@ fn read_only_disk_refuses_writes() {
     let mut first = [0u8; 512];
     rig.file.reopen().unwrap().read_exact(&mut first).unwrap();
     assert_eq!(first, [0; 512]);
+    // The driver's mistake, not a host failure: nothing counted.
+    assert_eq!(w.disk.metrics().io_errors(), 0);
+}
+
+/// A read from an image that shrank under the device fails that request alone.
+#[test]
+fn read_from_a_truncated_image_is_an_io_error() {
+    let rig = Rig::new();
+    let vq = MockSplitQueue::create(&rig.mem, GuestAddress(0), 16);
+    let mut w = rig.worker(&vq, false);
+    rig.file.as_file().set_len(2 * 512).unwrap();
+
+    rig.header(0, 1);
+    rig.submit(&vq, &[(HDR, 16, R), (DATA, 512, W), (STATUS, 1, W)]);
+    w.process_queue().unwrap();
+    assert_eq!(rig.status(), S_OK);
+    assert_eq!(w.disk.metrics().io_errors(), 0);
+
+    rig.header(0, 3);
+    rig.submit(&vq, &[(HDR, 16, R), (DATA, 512, W), (STATUS, 1, W)]);
+    w.process_queue().unwrap();
+    assert_eq!(rig.status(), S_IOERR);
+    assert_eq!(used(&vq, 1).1, 1);
+    assert_eq!(w.disk.metrics().io_errors(), 1);
+}
+
+/// A writable disk whose image the host opened read-only: the write fails with EBADF.
+#[test]
+fn write_to_an_image_opened_read_only_is_an_io_error() {
+    let rig = Rig::new();
+    let vq = MockSplitQueue::create(&rig.mem, GuestAddress(0), 16);
+    let f = std::fs::File::open(rig.file.path()).unwrap();
+    let mut w = rig.worker_on(&vq, Disk::from_file(f, SECTORS * 512, false, "ro-image"));
+    rig.mem
+        .write_slice(&[0x55; 512], GuestAddress(DATA))
+        .unwrap();
+    for i in 0..3u16 {
+        rig.header(1, 2);
+        rig.submit(&vq, &[(HDR, 16, R), (DATA, 512, R), (STATUS, 1, W)]);
+        w.process_queue().unwrap();
+        assert_eq!(rig.status(), S_IOERR);
+        assert_eq!(used(&vq, i).1, 1);
+        assert_eq!(w.disk.metrics().io_errors(), u64::from(i) + 1);
+    }
+    let mut sector = [0u8; 512];
+    let mut f = rig.file.reopen().unwrap();
+    f.seek(SeekFrom::Start(2 * 512)).unwrap();
+    f.read_exact(&mut sector).unwrap();
+    assert_eq!(sector, [2; 512]);
+}
+
+/// /dev/full: reads succeed (zeros), writes fail with ENOSPC, flushes with EINVAL.
+#[test]
+fn writes_and_flushes_to_a_full_device_are_io_errors() {
+    let rig = Rig::new();
+    let vq = MockSplitQueue::create(&rig.mem, GuestAddress(0), 16);
+    let full = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let disk = Disk::from_file(full, SECTORS * 512, false, "full");
+    let metrics = disk.metrics();
+    let mut w = rig.worker_on(&vq, disk);
+
+    rig.header(0, 0);
+    rig.submit(&vq, &[(HDR, 16, R), (DATA, 512, W), (STATUS, 1, W)]);
+    w.process_queue().unwrap();
+    assert_eq!(rig.status(), S_OK);
+    assert_eq!(metrics.io_errors(), 0);
+
+    rig.header(1, 0);
+    rig.submit(&vq, &[(HDR, 16, R), (DATA, 512, R), (STATUS, 1, W)]);
+    w.process_queue().unwrap();
+    assert_eq!(rig.status(), S_IOERR);
+    assert_eq!(metrics.io_errors(), 1);
+
+    rig.header(4, 0);
+    rig.submit(&vq, &[(HDR, 16, R), (STATUS, 1, W)]);
+    w.process_queue().unwrap();
+    assert_eq!(rig.status(), S_IOERR);
+    assert_eq!(metrics.io_errors(), 2);
+
+    // The device keeps serving what still works.
+    rig.header(8, 0);
+    rig.submit(&vq, &[(HDR, 16, R), (DATA, 20, W), (STATUS, 1, W)]);
+    w.process_queue().unwrap();
+    assert_eq!(rig.status(), S_OK);
+    assert_eq!(metrics.io_errors(), 2);
 }
 
 /// Each hostile chain fails with IOERR in its status byte (or no status at all) and the device
@@ -213,6 +306,20 @@ fn hostile_chains_fail_alone() {
             0,
             0,
             vec![(HDR, 0, R), (DATA, 512, W), (STATUS, 1, W)],
+            Some(S_IOERR),
+        ),
+        (
+            "truncated header",
+            0,
+            0,
+            vec![(HDR, 15, R), (DATA, 512, W), (STATUS, 1, W)],
+            Some(S_IOERR),
+        ),
+        (
+            "header straddling the end of memory",
+            0,
+            0,
+            vec![(MEM_SIZE as u64 - 8, 16, R), (DATA, 512, W), (STATUS, 1, W)],
             Some(S_IOERR),
         ),
         (

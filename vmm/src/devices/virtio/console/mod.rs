@@ -8,17 +8,43 @@ mod worker;
 
 use std::os::unix::net::UnixStream;
 
+use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
+use vm_memory::ByteValued;
+
 pub use self::worker::{Channel, ChannelState};
-use super::{ActivateError, Activation, VirtioDevice, TYPE_CONSOLE, VIRTIO_F_VERSION_1};
+use super::{ActivateError, Activation, VirtioDevice, F_VERSION_1};
 use crate::thread;
 
 const QUEUE_SIZE: u16 = 256;
+
+/// `struct virtio_console_config` (virtio-bindings has no console module). Every field stays
+/// zero: they only mean something with VIRTIO_CONSOLE_F_SIZE, F_MULTIPORT or F_EMERG_WRITE,
+/// none of which is offered.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// Terminal columns.
+    pub cols: u16,
+    /// Terminal rows.
+    pub rows: u16,
+    /// Most ports (MULTIPORT).
+    pub max_nr_ports: u32,
+    /// Emergency write register (EMERG_WRITE).
+    pub emerg_wr: u32,
+}
+
+// SAFETY: ConsoleConfig is repr(C) with two u16 then two u32: no padding (12 bytes, checked
+// below), and every bit pattern of those integers is a valid value.
+unsafe impl ByteValued for ConsoleConfig {}
+
+const _: () = assert!(std::mem::size_of::<ConsoleConfig>() == 12);
 
 /// The console device; the socket moves to the worker thread on activation.
 pub struct Console {
     name: String,
     stream: Option<UnixStream>,
     queue_sizes: [u16; 2],
+    config: ConsoleConfig,
 }
 
 impl Console {
@@ -30,6 +56,7 @@ impl Console {
             name,
             stream: Some(stream),
             queue_sizes: [QUEUE_SIZE; 2],
+            config: ConsoleConfig::default(),
         })
     }
 }
@@ -39,17 +66,16 @@ impl VirtioDevice for Console {
         &self.name
     }
     fn device_type(&self) -> u32 {
-        TYPE_CONSOLE
+        VIRTIO_ID_CONSOLE
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &self.queue_sizes
     }
     fn features(&self) -> u64 {
-        VIRTIO_F_VERSION_1
+        F_VERSION_1
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        // cols, rows, max_nr_ports, emerg_wr: all zero without SIZE, MULTIPORT or EMERG_WRITE.
-        super::read_config_bytes(&[0u8; 12], offset, data);
+        super::read_config_bytes(self.config.as_slice(), offset, data);
     }
     fn activate(&mut self, a: Activation) -> Result<(), ActivateError> {
         let device = "virtio-console";

@@ -11,7 +11,7 @@ use vm_memory::{Bytes, GuestMemoryBackend};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::devices::virtio::{Interrupt, INT_VRING};
+use crate::devices::virtio::{Interrupt, WorkerError, INT_VRING};
 use crate::exit::ExitSignal;
 use crate::memory::GuestMemory;
 
@@ -301,12 +301,12 @@ impl Channel {
         rx_evt: EventFd,
         tx_evt: EventFd,
         exit: &ExitSignal,
-    ) -> Result<(), String> {
-        let epoll = Epoll::new().map_err(|e| format!("epoll: {e}"))?;
+    ) -> Result<(), WorkerError> {
+        let epoll = Epoll::new().map_err(WorkerError::EpollCreate)?;
         let add = |fd: i32, set: EventSet, token: u64| {
             epoll
                 .ctl(ControlOperation::Add, fd, EpollEvent::new(set, token))
-                .map_err(|e| format!("epoll add: {e}"))
+                .map_err(|source| WorkerError::EpollCtl { op: "add", source })
         };
         add(rx_evt.as_raw_fd(), EventSet::IN, TOKEN_RX)?;
         add(tx_evt.as_raw_fd(), EventSet::IN, TOKEN_TX)?;
@@ -337,13 +337,16 @@ impl Channel {
                             self.stream.as_raw_fd(),
                             EpollEvent::new(self.socket_interest(), TOKEN_SOCKET),
                         )
-                        .map_err(|e| format!("epoll modify: {e}"))?;
+                        .map_err(|source| WorkerError::EpollCtl {
+                            op: "modify",
+                            source,
+                        })?;
                 }
             }
             let n = match epoll.wait(-1, &mut events) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("epoll wait: {e}")),
+                Err(e) => return Err(WorkerError::EpollWait(e)),
             };
             for ev in &events[..n] {
                 match ev.data() {
