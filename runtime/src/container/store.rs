@@ -45,8 +45,6 @@ pub enum ContainerError {
     Image(#[from] crate::image::StoreError),
     #[error(transparent)]
     Rootfs(#[from] crate::layers::cache::RootfsCacheError),
-    #[error("container {0} has no image directory")]
-    NoTree(String),
     #[error("invalid change {change:?}: {reason}")]
     BadChange { change: String, reason: String },
     #[error("cannot read layer {layer}")]
