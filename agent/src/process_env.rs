@@ -99,7 +99,11 @@ mod tests {
     fn an_empty_image_gets_dockers_defaults() {
         assert_eq!(
             build(&[], ROOT),
-            env(&[&format!("PATH={DEFAULT_PATH}"), "HOSTNAME=box", "HOME=/root"])
+            env(&[
+                &format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=box",
+                "HOME=/root"
+            ])
         );
         let tty = Defaults {
             terminal: true,

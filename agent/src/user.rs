@@ -315,7 +315,11 @@ mod tests {
     #[test]
     fn symlinks_do_not_leave_the_root() {
         let outside = tempfile::tempdir().unwrap();
-        fs::write(outside.path().join("passwd"), "escaped:x:1:1::/out:/bin/sh\n").unwrap();
+        fs::write(
+            outside.path().join("passwd"),
+            "escaped:x:1:1::/out:/bin/sh\n",
+        )
+        .unwrap();
         fs::write(outside.path().join("group"), "escgrp:x:77:\n").unwrap();
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("etc")).unwrap();
@@ -324,7 +328,11 @@ mod tests {
         let abs = |name: &str| outside.path().join(name).display().to_string();
         link(abs("passwd"), dir.path().join("etc/passwd")).unwrap();
         let dots = "../".repeat(dir.path().components().count() + 2);
-        link(format!("{dots}{}", abs("group")), dir.path().join("etc/group")).unwrap();
+        link(
+            format!("{dots}{}", abs("group")),
+            dir.path().join("etc/group"),
+        )
+        .unwrap();
         assert!(matches!(
             resolve_user(dir.path(), "escaped"),
             Err(UserError::UnknownUser { .. })

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 
 use super::namespace::{ChildSide, ForkInto, PidNamespace};
 use super::{pty, sys};
-use crate::protocol::{ExitStatus, ProcessSpec};
 use crate::process_env;
+use crate::protocol::{ExitStatus, ProcessSpec};
 use crate::user::{resolve_user, UserError};
 
 pub use crate::process_env::DEFAULT_PATH;
