@@ -17,7 +17,8 @@ pub struct ResolvedUser {
     /// The supplementary groups to set: the primary gid first (as docker does since 23.0),
     /// then, unless the group was given explicitly, the groups of /etc/group listing the user.
     pub groups: Vec<u32>,
-    /// The home directory from /etc/passwd, `/` when the user has no entry.
+    /// The home directory from /etc/passwd (verbatim, empty included), `/` when the user has no
+    /// entry.
     pub home: String,
 }
 
@@ -132,11 +133,8 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
                 name: f[0].to_owned(),
                 uid: f.get(2)?.parse().ok()?,
                 gid: f.get(3)?.parse().ok()?,
-                home: f
-                    .get(5)
-                    .filter(|h| !h.is_empty())
-                    .map_or("/", |h| h)
-                    .to_owned(),
+                // Missing fields are empty, as in runc's parser.
+                home: f.get(5).copied().unwrap_or_default().to_owned(),
             })
         })
         .collect()
@@ -284,9 +282,9 @@ mod tests {
     }
 
     #[test]
-    fn short_passwd_lines_default_home_to_root() {
+    fn short_passwd_lines_are_entries_with_empty_fields() {
         let r = resolve("svc", "svc:x:7:8\n", "").unwrap();
-        assert_eq!((r.uid, r.gid, r.home.as_str()), (7, 8, "/"));
+        assert_eq!((r.uid, r.gid, r.home.as_str()), (7, 8, ""));
     }
 
     #[test]
