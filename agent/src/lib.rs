@@ -11,6 +11,7 @@ pub mod client;
 pub mod errors;
 pub mod guest;
 pub mod layer;
+pub mod process_env;
 pub mod protocol;
 pub mod supervisor;
 #[doc(hidden)]

@@ -1,8 +1,12 @@
-//! Resolves an image's `User` (`name`, `uid`, `name:group`, `uid:gid`, ...) against the
-//! container's own /etc/passwd and /etc/group, the way docker and runc do.
+//! Resolves an image's `User` (`name`, `uid`, `name:group`, `uid:gid`, `:gid`, ...) against the
+//! container's own /etc/passwd and /etc/group, the way docker (runc's `GetExecUser` and the
+//! daemon's supplementary groups) does. The one definition for both isolation columns: the
+//! guest agent and the namespace column's container init.
 
-use std::fs;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Who a process runs as.
@@ -10,26 +14,27 @@ use std::path::{Path, PathBuf};
 pub struct ResolvedUser {
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups: the groups of /etc/group that list the user by name.
+    /// The supplementary groups to set: the primary gid first (as docker does since 23.0),
+    /// then, unless the group was given explicitly, the groups of /etc/group listing the user.
     pub groups: Vec<u32>,
-    /// The home directory from /etc/passwd, `/` when the user has no entry.
+    /// The home directory from /etc/passwd (verbatim, empty included), `/` when the user has no
+    /// entry.
     pub home: String,
 }
 
+/// Why a user could not be resolved; the texts are docker's.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("unable to find user {name}: no matching entries in {}", path.display())]
-    UnknownUser { name: String, path: PathBuf },
-    #[error("unable to find group {name}: no matching entries in {}", path.display())]
-    UnknownGroup { name: String, path: PathBuf },
+    #[error("unable to find user {name}: no matching entries in passwd file")]
+    UnknownUser { name: String },
+    #[error("unable to find group {name}: no matching entries in group file")]
+    UnknownGroup { name: String },
     #[error("reading {} failed", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("user `{spec}` is not a name, a uid or a name/uid pair")]
-    Malformed { spec: String },
 }
 
 struct PasswdEntry {
@@ -45,47 +50,102 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
-/// Reads a colon-separated database; a missing file is an empty database (scratch images).
-fn read_db(path: &Path) -> Result<String, UserError> {
-    match fs::read(path) {
+/// Opens `rel` beneath `root`, resolving every symlink (absolute ones and `..` included) as if
+/// `root` were `/`, so that a container's `/etc/passwd -> /etc/shadow` never reads the host's.
+/// `Ok(None)` when the file does not exist.
+fn open_in_root(root: &Path, rel: &str) -> io::Result<Option<File>> {
+    let root_c = std::ffi::CString::new(root.as_os_str().as_bytes())?;
+    let rel_c = std::ffi::CString::new(rel)?;
+    // SAFETY: open of a NUL-terminated path; the result, when valid, is ours alone.
+    let dir = unsafe {
+        libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    // SAFETY: open_how is plain data; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads the NUL-terminated path and `how`, both alive for the call, whose
+    // size is passed along.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            rel_c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a fresh descriptor owned by nobody else.
+        return Ok(Some(unsafe { File::from_raw_fd(fd as libc::c_int) }));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Ok(None),
+        // Before Linux 5.6: following symlinks from `/` cannot leave it.
+        Some(libc::ENOSYS) if root == Path::new("/") => match File::open(root.join(rel)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        },
+        _ => Err(err),
+    }
+}
+
+/// Reads a colon-separated database beneath `root`; a missing file is an empty database
+/// (scratch images).
+fn read_db(root: &Path, rel: &str) -> Result<String, UserError> {
+    let read = || -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        if let Some(mut f) = open_in_root(root, rel)? {
+            f.read_to_end(&mut bytes)?;
+        }
+        Ok(bytes)
+    };
+    match read() {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
         Err(source) => Err(UserError::Read {
-            path: path.to_owned(),
+            path: root.join(rel),
             source,
         }),
     }
 }
 
-fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+/// The fields of the non-comment lines.
+fn records(text: &str) -> impl Iterator<Item = Vec<&str>> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 6 {
-                return None;
-            }
+        .map(|l| l.split(':').collect())
+}
+
+fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    records(text)
+        .filter_map(|f| {
             Some(PasswdEntry {
                 name: f[0].to_owned(),
-                uid: f[2].parse().ok()?,
-                gid: f[3].parse().ok()?,
-                home: f[5].to_owned(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+                // Missing fields are empty, as in runc's parser.
+                home: f.get(5).copied().unwrap_or_default().to_owned(),
             })
         })
         .collect()
 }
 
 fn parse_group(text: &str) -> Vec<GroupEntry> {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 3 {
-                return None;
-            }
+    records(text)
+        .filter_map(|f| {
             Some(GroupEntry {
                 name: f[0].to_owned(),
-                gid: f[2].parse().ok()?,
+                gid: f.get(2)?.parse().ok()?,
                 members: f
                     .get(3)
                     .map(|m| {
@@ -100,22 +160,24 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
-/// Resolves `spec` against `root`/etc/passwd and `root`/etc/group. Empty means root.
+/// Resolves `spec` against `root`/etc/passwd and `root`/etc/group, read without following
+/// symlinks out of `root`. Empty means root.
 pub fn resolve_user(root: &Path, spec: &str) -> Result<ResolvedUser, UserError> {
-    let passwd_path = root.join("etc/passwd");
-    let group_path = root.join("etc/group");
-    let passwd = parse_passwd(&read_db(&passwd_path)?);
-    let groups = parse_group(&read_db(&group_path)?);
+    let passwd = read_db(root, "etc/passwd")?;
+    let group = read_db(root, "etc/group")?;
+    resolve(spec, &passwd, &group)
+}
 
+/// Resolves `spec` against the contents of a passwd and a group file, as runc does: a numeric
+/// user or group is always an id (an entry is optional), a name needs an entry, an empty user
+/// is uid 0 and an empty group the user's own.
+pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, UserError> {
+    let passwd = parse_passwd(passwd);
+    let groups = parse_group(group);
     let (user_part, group_part) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
+        Some((u, g)) => (u, Some(g).filter(|g| !g.is_empty())),
         None => (spec, None),
     };
-    if user_part.is_empty() && group_part.is_some() || group_part == Some("") {
-        return Err(UserError::Malformed {
-            spec: spec.to_owned(),
-        });
-    }
     let user_part = if user_part.is_empty() { "0" } else { user_part };
 
     let entry = match user_part.parse::<u32>() {
@@ -123,44 +185,33 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<ResolvedUser, UserError> 
         Err(_) => Some(passwd.iter().find(|e| e.name == user_part).ok_or_else(|| {
             UserError::UnknownUser {
                 name: user_part.to_owned(),
-                path: passwd_path.clone(),
             }
         })?),
     };
-    let uid = match entry {
-        Some(e) => e.uid,
-        None => user_part.parse().map_err(|_| UserError::Malformed {
-            spec: spec.to_owned(),
-        })?,
-    };
-    let mut gid = entry.map_or(0, |e| e.gid);
-    if let Some(g) = group_part {
-        gid = match g.parse::<u32>() {
+    // A numeric uid needs no passwd entry.
+    let uid = entry.map_or_else(|| user_part.parse().unwrap_or(0), |e| e.uid);
+    let gid = match group_part {
+        None => entry.map_or(0, |e| e.gid),
+        Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => {
                 groups
                     .iter()
                     .find(|e| e.name == g)
-                    .ok_or_else(|| UserError::UnknownGroup {
-                        name: g.to_owned(),
-                        path: group_path.clone(),
-                    })?
+                    .ok_or_else(|| UserError::UnknownGroup { name: g.to_owned() })?
                     .gid
             }
-        };
-    }
-    let mut supplementary: Vec<u32> = match entry {
-        Some(e) => groups
-            .iter()
-            .filter(|g| g.members.iter().any(|m| m == &e.name))
-            .map(|g| g.gid)
-            .collect(),
-        None => Vec::new(),
+        },
     };
-    if !supplementary.contains(&gid) {
-        supplementary.insert(0, gid);
+    let mut supplementary = vec![gid];
+    // Only the implicit form takes the groups listing the user, as in runc.
+    if let (Some(e), None) = (entry, group_part) {
+        for g in groups.iter().filter(|g| g.members.contains(&e.name)) {
+            if !supplementary.contains(&g.gid) {
+                supplementary.push(g.gid);
+            }
+        }
     }
-    supplementary.dedup();
     Ok(ResolvedUser {
         uid,
         gid,
@@ -171,6 +222,8 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<ResolvedUser, UserError> 
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn image() -> tempfile::TempDir {
@@ -199,12 +252,20 @@ mod tests {
         let r = resolve_user(dir.path(), "app").unwrap();
         assert_eq!((r.uid, r.gid, r.home.as_str()), (1000, 1001, "/home/app"));
         assert_eq!(r.groups, vec![1001, 10]);
+        assert_eq!(resolve_user(dir.path(), "1000").unwrap(), r);
+        // An empty group is the user's own, as in runc.
+        assert_eq!(resolve_user(dir.path(), "app:").unwrap(), r);
 
+        // An explicit group replaces the groups listing the user.
         let r = resolve_user(dir.path(), "1000:staff").unwrap();
-        assert_eq!((r.uid, r.gid), (1000, 50));
+        assert_eq!((r.uid, r.gid, r.groups), (1000, 50, vec![50]));
 
         let r = resolve_user(dir.path(), "app:7").unwrap();
         assert_eq!((r.uid, r.gid), (1000, 7));
+
+        // An empty user is root.
+        let r = resolve_user(dir.path(), ":wheel").unwrap();
+        assert_eq!((r.uid, r.gid, r.home.as_str()), (0, 10, "/root"));
 
         // A uid without an entry runs with gid 0 and home /.
         let r = resolve_user(dir.path(), "4242").unwrap();
@@ -214,20 +275,31 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_are_errors_naming_the_file() {
+    fn a_numeric_user_is_always_a_uid() {
+        let passwd = "1000:x:5:5::/five:/bin/sh\nreal:x:1000:1000::/home/real:/bin/sh\n";
+        let r = resolve("1000", passwd, "").unwrap();
+        assert_eq!((r.uid, r.home.as_str()), (1000, "/home/real"));
+    }
+
+    #[test]
+    fn short_passwd_lines_are_entries_with_empty_fields() {
+        let r = resolve("svc", "svc:x:7:8\n", "").unwrap();
+        assert_eq!((r.uid, r.gid, r.home.as_str()), (7, 8, ""));
+    }
+
+    #[test]
+    fn unknown_names_are_errors_in_dockers_words() {
         let dir = image();
         let err = resolve_user(dir.path(), "nobody").unwrap_err();
-        assert!(
-            err.to_string().contains("unable to find user nobody"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "unable to find user nobody: no matching entries in passwd file"
         );
-        assert!(err.to_string().contains("etc/passwd"));
         let err = resolve_user(dir.path(), "app:nogroup").unwrap_err();
-        assert!(err.to_string().contains("unable to find group nogroup"));
-        assert!(matches!(
-            resolve_user(dir.path(), "app:"),
-            Err(UserError::Malformed { .. })
-        ));
+        assert_eq!(
+            err.to_string(),
+            "unable to find group nogroup: no matching entries in group file"
+        );
     }
 
     #[test]
@@ -236,5 +308,41 @@ mod tests {
         let r = resolve_user(dir.path(), "65534:65534").unwrap();
         assert_eq!((r.uid, r.gid), (65534, 65534));
         assert!(resolve_user(dir.path(), "app").is_err());
+    }
+
+    #[test]
+    fn symlinks_do_not_leave_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(
+            outside.path().join("passwd"),
+            "escaped:x:1:1::/out:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(outside.path().join("group"), "escgrp:x:77:\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        // Absolute and `..` links both resolve inside the container's root.
+        let link = std::os::unix::fs::symlink::<String, std::path::PathBuf>;
+        let abs = |name: &str| outside.path().join(name).display().to_string();
+        link(abs("passwd"), dir.path().join("etc/passwd")).unwrap();
+        let dots = "../".repeat(dir.path().components().count() + 2);
+        link(
+            format!("{dots}{}", abs("group")),
+            dir.path().join("etc/group"),
+        )
+        .unwrap();
+        assert!(matches!(
+            resolve_user(dir.path(), "escaped"),
+            Err(UserError::UnknownUser { .. })
+        ));
+        assert!(matches!(
+            resolve_user(dir.path(), "0:escgrp"),
+            Err(UserError::UnknownGroup { .. })
+        ));
+        // A link that stays inside is followed.
+        fs::write(dir.path().join("etc/real"), "inside:x:3:3::/in:/bin/sh\n").unwrap();
+        fs::remove_file(dir.path().join("etc/passwd")).unwrap();
+        link("/etc/real".into(), dir.path().join("etc/passwd")).unwrap();
+        assert_eq!(resolve_user(dir.path(), "inside").unwrap().home, "/in");
     }
 }

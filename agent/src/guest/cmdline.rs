@@ -14,8 +14,12 @@
 //! | `nook.debug` or `nook.debug=1` | off | log each boot step to the kernel log (seen on the serial console with `console=ttyS0`) |
 //!
 //! `DEV` is a name under /dev (`vdb`) or a path (`/dev/vdb`).
+//!
+//! The host writes the whole command line from the same struct ([`BootParams`]'s `Display`),
+//! so that what it boots with and what the agent reads cannot drift apart.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 /// The parsed `nook.*` parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +111,55 @@ fn fstype(param: &'static str, value: &str) -> Result<String, CmdlineError> {
     Ok(value.to_owned())
 }
 
+/// What every guest boots with besides the `nook.*` parameters: no reboot (the VMM exits
+/// when the guest does), no wait after a panic, the agent as init.
+pub const KERNEL_ARGS: &str = "reboot=k panic=-1 rdinit=/init";
+
+/// A device as a name under /dev when it is one (`vdb`), else its path.
+fn device_arg(path: &Path) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/dev") {
+        Ok(name) if !name.as_os_str().is_empty() => name.to_string_lossy(),
+        _ => path.to_string_lossy(),
+    }
+}
+
+/// The kernel command line the host boots a guest with: the console (the serial port with
+/// `debug`, whose boot steps it shows, else none: without one the kernel may pick hvc0, the
+/// agent channel), [`KERNEL_ARGS`], then each `nook.*` parameter that differs from its default.
+/// [`BootParams::parse`] reads it back to the same value.
+impl fmt::Display for BootParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = BootParams::default();
+        if self.debug {
+            f.write_str("console=ttyS0 nook.debug")?;
+        } else {
+            f.write_str("console=ttynull")?;
+        }
+        write!(f, " {KERNEL_ARGS}")?;
+        if self.root_device != d.root_device {
+            write!(f, " nook.root={}", device_arg(&self.root_device))?;
+        }
+        if self.root_fstype != d.root_fstype {
+            write!(f, " nook.rootfstype={}", self.root_fstype)?;
+        }
+        match &self.upper {
+            Upper::Auto => {}
+            Upper::Tmpfs => f.write_str(" nook.upper=tmpfs")?,
+            Upper::Device(dev) => write!(f, " nook.upper={}", device_arg(dev))?,
+        }
+        if self.upper_fstype != d.upper_fstype {
+            write!(f, " nook.upperfstype={}", self.upper_fstype)?;
+        }
+        if self.channel != d.channel {
+            write!(f, " nook.channel={}", self.channel.display())?;
+        }
+        if self.read_only {
+            f.write_str(" nook.readonly")?;
+        }
+        Ok(())
+    }
+}
+
 impl BootParams {
     /// Parses the `nook.*` parameters of a kernel command line; other parameters are ignored.
     pub fn parse(cmdline: &str) -> Result<BootParams, CmdlineError> {
@@ -188,6 +241,63 @@ mod tests {
         let p = BootParams::parse("nook.upper=tmpfs nook.upper=auto").unwrap();
         assert_eq!(p.upper, Upper::Auto);
         assert!(!p.debug);
+    }
+
+    #[test]
+    fn the_hosts_command_lines_are_exact() {
+        let vm = |debug, upper, read_only| {
+            BootParams {
+                debug,
+                upper,
+                read_only,
+                ..BootParams::default()
+            }
+            .to_string()
+        };
+        let disk = || Upper::Device(AUTO_UPPER_DEVICE.into());
+        assert_eq!(
+            vm(false, Upper::Tmpfs, false),
+            "console=ttynull reboot=k panic=-1 rdinit=/init nook.upper=tmpfs"
+        );
+        assert_eq!(
+            vm(true, disk(), true),
+            "console=ttyS0 nook.debug reboot=k panic=-1 rdinit=/init nook.upper=vdb nook.readonly"
+        );
+        assert_eq!(
+            BootParams::default().to_string(),
+            "console=ttynull reboot=k panic=-1 rdinit=/init"
+        );
+    }
+
+    #[test]
+    fn formatting_then_parsing_gives_the_same_params() {
+        let every = BootParams {
+            root_device: "/dev/vdc".into(),
+            root_fstype: "squashfs".into(),
+            upper: Upper::Device("/dev/disk/by-id/x".into()),
+            upper_fstype: "xfs".into(),
+            channel: "/dev/hvc1".into(),
+            debug: true,
+            read_only: true,
+        };
+        let cases = [
+            BootParams::default(),
+            every.clone(),
+            BootParams {
+                upper: Upper::Tmpfs,
+                debug: false,
+                ..every.clone()
+            },
+            BootParams {
+                upper: Upper::Auto,
+                read_only: false,
+                ..every
+            },
+        ];
+        for params in cases {
+            let line = params.to_string();
+            assert_eq!(BootParams::parse(&line).unwrap(), params, "{line}");
+        }
     }
 
     #[test]

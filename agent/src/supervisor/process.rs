@@ -10,11 +10,11 @@ use std::process::{Command, Stdio};
 
 use super::namespace::{ChildSide, ForkInto, PidNamespace};
 use super::{pty, sys};
+use crate::process_env;
 use crate::protocol::{ExitStatus, ProcessSpec};
 use crate::user::{resolve_user, UserError};
 
-/// Used when the process's environment has no `PATH`, as docker does.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::process_env::DEFAULT_PATH;
 
 /// A running child and the supervisor's ends of its stdio.
 pub(crate) struct Spawned {
@@ -88,26 +88,19 @@ pub(crate) fn exit_status(raw: libc::c_int) -> ExitStatus {
     }
 }
 
+/// The process's environment as `(key, value)` pairs for `Command`. The hostname is the
+/// kernel's: the container's, set before the main process starts.
 fn build_env(spec: &ProcessSpec, home: &str) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    for entry in &spec.env {
-        // An entry without `=` names a variable to leave unset, as in docker.
-        if let Some((k, v)) = entry.split_once('=') {
-            env.retain(|(key, _)| key != k);
-            env.push((k.to_owned(), v.to_owned()));
-        }
-    }
-    let has = |env: &[(String, String)], k: &str| env.iter().any(|(key, _)| key == k);
-    if !has(&env, "PATH") {
-        env.push(("PATH".into(), DEFAULT_PATH.into()));
-    }
-    if !has(&env, "HOME") {
-        env.push(("HOME".into(), home.into()));
-    }
-    if spec.terminal && !has(&env, "TERM") {
-        env.push(("TERM".into(), "xterm".into()));
-    }
-    env
+    let hostname = process_env::kernel_hostname();
+    let defaults = process_env::Defaults {
+        home,
+        hostname: &hostname,
+        terminal: spec.terminal,
+    };
+    process_env::build(&spec.env, defaults)
+        .into_iter()
+        .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
 }
 
 /// Which step between fork and exec failed, told to the parent over a pipe (the error itself

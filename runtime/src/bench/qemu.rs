@@ -10,6 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nook_agent::client::Client;
+use nook_agent::guest::cmdline::{BootParams, Upper};
+use nook_agent::process_env::DEFAULT_PATH;
 use nook_agent::protocol::{ProcessSpec, StartSpec};
 
 use super::measure::{self, monotonic_ns, Running};
@@ -24,8 +26,6 @@ use crate::isolation::vm::{assets, DEFAULT_MEMORY_MIB};
 use crate::paths::{self, ProcessEnv};
 
 const QEMU: &str = "qemu-system-x86_64";
-/// The PATH the guest process gets (the built-in image's own).
-const GUEST_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -100,10 +100,14 @@ fn qemu_command(g: &Guest, socket: &Path) -> Command {
     .arg("-initrd")
     .arg(&g.initramfs)
     // The command line nook's VM column boots with for `run --rm`.
-    .args([
-        "-append",
-        "console=ttynull reboot=k panic=-1 rdinit=/init nook.upper=tmpfs",
-    ])
+    .arg("-append")
+    .arg(
+        BootParams {
+            upper: Upper::Tmpfs,
+            ..BootParams::default()
+        }
+        .to_string(),
+    )
     .arg("-drive")
     .arg(format!(
         "id=ro,file={},format=raw,if=none,readonly=on",
@@ -182,7 +186,8 @@ fn run_once(spec: &BenchSpec, g: &Guest, n: u32) -> Result<RunSample, String> {
             .start(StartSpec {
                 process: ProcessSpec {
                     argv: spec.cmd.clone(),
-                    env: vec![GUEST_PATH.into()],
+                    // The built-in image's own environment.
+                    env: vec![format!("PATH={DEFAULT_PATH}")],
                     cwd: String::new(),
                     user: String::new(),
                     terminal: false,

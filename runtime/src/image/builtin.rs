@@ -154,9 +154,10 @@ pub fn create_default_image(store: &Store, busybox: &Path) -> Result<(Image, boo
         }
     }
     let mut config = empty_config();
-    config.set_env(Some(vec![
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-    ]));
+    config.set_env(Some(vec![format!(
+        "PATH={}",
+        nook_agent::process_env::DEFAULT_PATH
+    )]));
     config.set_cmd(Some(vec!["sh".into()]));
     let options = ImportOptions {
         config,

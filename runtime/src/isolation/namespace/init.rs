@@ -14,8 +14,7 @@ use super::sys::LinuxSys;
 use super::{caps, rootfs, seccomp, user};
 use crate::isolation::{LaunchSpec, ProcessSpec, Stdio};
 use crate::terminal;
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use nook_agent::process_env;
 
 fn os(what: &str, e: io::Error) -> ChildFailure {
     ChildFailure::setup(format!("{what}: {e}"))
@@ -104,13 +103,12 @@ pub fn run_process(
     filters: &[BpfProgram; 2],
 ) -> ChildFailure {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let ids = match user::resolve(&process.user, &read("/etc/passwd"), &read("/etc/group"))
-        .and_then(|ids| {
-            let map = |p| read(&format!("/proc/self/{p}"));
-            user::check_mapped(&ids, &map("uid_map"), &map("gid_map")).map(|()| ids)
-        }) {
+    let ids = match user::resolve(&process.user).and_then(|ids| {
+        let map = |p| read(&format!("/proc/self/{p}"));
+        user::check_mapped(&ids, &map("uid_map"), &map("gid_map")).map(|()| ids)
+    }) {
         Ok(ids) => ids,
-        Err(e) => return ChildFailure::setup(e.to_string()),
+        Err(e) => return ChildFailure::setup(crate::errors::chain(&e)),
     };
     let cwd = if process.cwd.is_empty() {
         "/"
@@ -143,18 +141,17 @@ pub fn run_process(
     if let Err(failure) = own_session(process.terminal) {
         return failure;
     }
-    let mut env: Vec<String> = process.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", ids.home));
-    }
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    let path_var = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH)
-        .to_string();
+    // The hostname is the container's: set by its first process, joined by `exec`.
+    let hostname = process_env::kernel_hostname();
+    let env = process_env::build(
+        &process.env,
+        process_env::Defaults {
+            home: &ids.home,
+            hostname: &hostname,
+            terminal: process.terminal,
+        },
+    );
+    let path_var = process_env::search_path(&env).to_string();
     let argv = match cstrings(process.argv.iter().map(String::as_str)) {
         Ok(a) if !a.is_empty() => a,
         Ok(_) => {
