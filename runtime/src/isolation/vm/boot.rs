@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio as ProcStdio};
 use std::time::{Duration, Instant};
 
 use nook_agent::client::Client;
+use nook_agent::guest::cmdline::{BootParams, Upper, AUTO_UPPER_DEVICE};
 
 use super::kernel::find_kernel;
 use super::sockets::{debugging, socket_path};
@@ -81,21 +82,18 @@ pub(super) fn boot(dir: &Path, machine: &Machine) -> Result<Booted, VmError> {
         });
     }
     let debug = debugging(&env);
-    // Always name a console: without one the kernel may pick hvc0, the agent channel.
-    let mut cmdline = String::from(if debug {
-        "console=ttyS0 nook.debug"
-    } else {
-        "console=ttynull"
-    });
-    cmdline.push_str(" reboot=k panic=-1 rdinit=/init");
-    cmdline.push_str(if with_disk {
-        " nook.upper=vdb"
-    } else {
-        " nook.upper=tmpfs"
-    });
-    if machine.disks.read_only {
-        cmdline.push_str(" nook.readonly");
+    // Always names a console: without one the kernel may pick hvc0, the agent channel.
+    let cmdline = BootParams {
+        debug,
+        upper: if with_disk {
+            Upper::Device(AUTO_UPPER_DEVICE.into())
+        } else {
+            Upper::Tmpfs
+        },
+        read_only: machine.disks.read_only,
+        ..BootParams::default()
     }
+    .to_string();
 
     let socket = socket_path(&env, &container_id(dir))?;
     let _ = std::fs::remove_file(&socket);
