@@ -9,4 +9,5 @@ pub mod cache;
 pub mod changes;
 pub mod erofs;
 pub mod flatten;
+pub mod rules;
 pub mod unpack;
