@@ -156,7 +156,7 @@ struct Target<'c, 't, 'o> {
 impl<'a> rules::Output<Box<dyn Read + 'a>> for Target<'_, '_, '_> {
     type Error = RootfsError;
 
-    fn refused(&mut self, why: Refused) -> Result<(), RootfsError> {
+    fn refused(&mut self, _raw: &[u8], why: Refused) -> Result<(), RootfsError> {
         Err(match why {
             Refused::WhiteoutOfNothing => self.ctx.bad("the whiteout names no file"),
             path => RootfsError::BadPath {

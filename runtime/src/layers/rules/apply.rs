@@ -22,9 +22,9 @@ pub enum Existing {
 pub trait Output<R: Read> {
     type Error;
 
-    /// An entry whose path [`classify`] refuses: `Err` stops the layer, `Ok` leaves the entry
-    /// out.
-    fn refused(&mut self, why: Refused) -> Result<(), Self::Error>;
+    /// An entry whose path (`raw`, as stored) [`classify`] refuses: `Err` stops the layer, `Ok`
+    /// leaves the entry out.
+    fn refused(&mut self, raw: &[u8], why: Refused) -> Result<(), Self::Error>;
 
     /// Whether this output leaves out entries of this type altogether (nothing is replaced).
     fn skips(&self, _kind: EntryType) -> bool {
@@ -59,7 +59,7 @@ pub fn apply<R: Read, O: Output<R>>(out: &mut O, entry: &mut Entry<'_, R>) -> Re
     }
     let raw = entry.path_bytes().into_owned();
     match classify(&raw) {
-        Err(why) => out.refused(why),
+        Err(why) => out.refused(&raw, why),
         Ok(Class::Bookkeeping) => Ok(()),
         Ok(Class::Whiteout(path)) => out.remove(&path),
         Ok(Class::Opaque(dir)) => out.make_opaque(&dir),
@@ -99,7 +99,7 @@ mod tests {
 
     impl<R: Read> Output<R> for Model {
         type Error = Infallible;
-        fn refused(&mut self, why: Refused) -> Result<(), Infallible> {
+        fn refused(&mut self, _: &[u8], why: Refused) -> Result<(), Infallible> {
             self.refused.push(why);
             Ok(())
         }
