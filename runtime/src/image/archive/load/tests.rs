@@ -112,7 +112,7 @@ fn docker_config_named_with_a_wrong_digest_is_refused() {
 /// each image is an empty config whose `os` field is the label, so the chosen one shows.
 fn oci_archive_with_nested_index(images: &[(Option<serde_json::Value>, &str)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    let mut blob = |b: &mut tar::Builder<Vec<u8>>, data: &[u8]| {
+    let blob = |b: &mut tar::Builder<Vec<u8>>, data: &[u8]| {
         let digest = Digest::of(data);
         tar_entry(b, &format!("blobs/sha256/{}", digest.hex()), data);
         serde_json::json!({"size": data.len(), "digest": digest.to_string()})
