@@ -10,6 +10,8 @@
 //! - overlay's own xattrs (`trusted.overlay.*`, `user.overlay.*`) are dropped, the others kept as
 //!   PAX `SCHILY.xattr.*` records.
 //!
+//! The whiteout names are [`whiteout`]'s, the ones the runtime's layer readers use too.
+//!
 //! The bind-mount targets the agent created itself ([`targets`]) are left out while they are
 //! still its untouched empty files (or directories holding only those).
 //!
@@ -21,9 +23,9 @@
 mod fd;
 pub mod targets;
 pub mod walk;
+pub mod whiteout;
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -134,8 +136,7 @@ impl<W: Write> Visitor for TarWriter<W> {
         };
         let builder = &mut self.builder;
         if let Kind::Whiteout = kind {
-            let mut name = OsString::from(".wh.");
-            name.push(path.file_name().unwrap_or_default());
+            let name = whiteout::whiteout_name(path.file_name().unwrap_or_default());
             let parent = path.parent().unwrap_or(Path::new(""));
             return append_empty(builder, &parent.join(name), &stat);
         }
@@ -171,7 +172,7 @@ impl<W: Write> Visitor for TarWriter<W> {
                     .append_data(&mut h, path, io::empty())
                     .map_err(entry_err)?;
                 if opaque {
-                    append_empty(builder, &path.join(".wh..wh..opq"), &stat)?;
+                    append_empty(builder, &path.join(whiteout::OPAQUE), &stat)?;
                 }
                 Ok(())
             }

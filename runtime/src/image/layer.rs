@@ -1,27 +1,8 @@
 //! Layer media types and their decompression: what a manifest may name, what the store writes,
-//! and how a layer blob becomes the tar stream its diff id is computed over.
+//! and how a layer blob becomes the tar stream its diff id is computed over. What the tar's
+//! entries mean (whiteouts, opaque directories) is decided in [`crate::layers::rules`].
 
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Component, Path, PathBuf};
-
-/// A layer entry named `.wh.NAME` deletes NAME from the layers below (OCI image spec,
-/// "Whiteouts"); `.wh..wh..opq` in a directory hides everything below it.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
-
-/// A tar entry's path made relative to the layer's root, with `.` and leading `/` removed; None
-/// when it climbs out with `..`. The root itself is the empty path.
-pub fn relative_entry_path(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
 
 /// Docker's manifest and config media types, accepted on load next to the OCI ones.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";

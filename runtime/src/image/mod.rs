@@ -8,6 +8,7 @@ pub mod digest;
 pub mod gc;
 pub mod import;
 pub mod layer;
+pub mod platform;
 pub mod reference;
 pub mod store;
 

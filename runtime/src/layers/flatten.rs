@@ -8,100 +8,52 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use tar::Entry;
+
 use super::changes::{Change, ChangeKind};
+use super::rules::path::to_path;
+use super::rules::{self, classify, Class, Existing, Refused};
 
-use crate::image::layer::{
-    relative_entry_path, OPAQUE_WHITEOUT as OPAQUE, WHITEOUT_PREFIX as WHITEOUT,
-};
-
-/// An entry's path made relative, without `.`; None for the root itself or a path with `..`.
-fn clean(path: &Path) -> Option<PathBuf> {
-    relative_entry_path(path).filter(|p| !p.as_os_str().is_empty())
+/// Where a visible entry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Source {
+    layer: usize,
+    /// The entry's index in that layer's tar.
+    index: usize,
+    dir: bool,
 }
 
-/// What one tar entry does to the stack.
-enum Op {
-    /// `.wh.NAME`: deletes NAME (and what is under it) of the layers below.
-    Whiteout(PathBuf),
-    /// `DIR/.wh..wh..opq`: hides what the layers below put in DIR.
-    Opaque(PathBuf),
-    /// A file, directory, link or device at this path.
-    Entry { path: PathBuf, dir: bool },
-}
-
-fn op_of(entry: &tar::Entry<'_, impl Read>) -> io::Result<Option<Op>> {
-    let raw = entry.path()?;
-    let Some(path) = clean(&raw) else {
-        return Ok(None);
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
-    Ok(Some(if name == OPAQUE {
-        Op::Opaque(parent)
-    } else if let Some(target) = name.strip_prefix(WHITEOUT) {
-        Op::Whiteout(parent.join(target))
-    } else {
-        Op::Entry {
-            dir: entry.header().entry_type().is_dir(),
-            path,
-        }
-    }))
-}
-
-/// The visible entry at each path: (layer index, entry index in that layer's tar).
+/// The visible entry at each path, once the layers pushed so far are stacked by the layer
+/// rules ([`rules`]). Directories a layer implies without an entry of their own are not
+/// tracked: their visible contents are.
 #[derive(Default, Debug)]
 pub struct Stack {
-    visible: BTreeMap<PathBuf, (usize, usize)>,
+    visible: BTreeMap<PathBuf, Source>,
     layers: usize,
 }
 
 impl Stack {
-    /// Removes `dir`'s descendants (not `dir`).
-    fn clear_under(&mut self, dir: &Path) {
-        let under: Vec<PathBuf> = self
-            .visible
+    /// The visible paths strictly under `dir` (all of them for the root), parents before
+    /// their children.
+    fn under<'s>(&'s self, dir: &'s Path) -> impl Iterator<Item = (&'s PathBuf, &'s Source)> {
+        self.visible
             .range(dir.to_path_buf()..)
-            .skip_while(|(p, _)| p.as_path() == dir)
-            .take_while(|(p, _)| dir.as_os_str().is_empty() || p.starts_with(dir))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in under {
-            self.visible.remove(&p);
-        }
+            .skip_while(move |(p, _)| p.as_path() == dir)
+            .take_while(move |(p, _)| dir.as_os_str().is_empty() || p.starts_with(dir))
     }
 
     /// Applies the next layer.
     pub fn push(&mut self, tar: impl Read) -> io::Result<()> {
         let layer = self.layers;
         self.layers += 1;
-        let mut ops = Vec::new();
+        let mut pushing = Pushing {
+            stack: self,
+            layer,
+            index: 0,
+        };
         for (index, entry) in tar::Archive::new(tar).entries()?.enumerate() {
-            if let Some(op) = op_of(&entry?)? {
-                ops.push((index, op));
-            }
-        }
-        // Deletions apply to the layers below only, whatever their place in this tar.
-        for (_, op) in &ops {
-            match op {
-                Op::Opaque(dir) => self.clear_under(dir),
-                Op::Whiteout(path) => {
-                    self.visible.remove(path);
-                    self.clear_under(path);
-                }
-                Op::Entry { .. } => {}
-            }
-        }
-        for (index, op) in ops {
-            if let Op::Entry { path, dir } = op {
-                if !dir {
-                    // A file replacing a directory hides its contents.
-                    self.clear_under(&path);
-                }
-                self.visible.insert(path, (layer, index));
-            }
+            pushing.index = index;
+            rules::apply(&mut pushing, &mut entry?)?;
         }
         Ok(())
     }
@@ -121,10 +73,14 @@ impl Stack {
     ) -> io::Result<()> {
         for (index, entry) in tar::Archive::new(tar).entries()?.enumerate() {
             let mut entry = entry?;
-            let Some(Op::Entry { path, .. }) = op_of(&entry)? else {
+            let Some(path) = entry_path(&entry) else {
                 continue;
             };
-            if self.visible.get(&path) != Some(&(layer, index)) {
+            if self
+                .visible
+                .get(&path)
+                .is_none_or(|s| (s.layer, s.index) != (layer, index))
+            {
                 continue;
             }
             let mut header = entry.header().clone();
@@ -139,25 +95,112 @@ impl Stack {
     }
 }
 
+/// The path of an entry that puts a file, directory, link or device.
+fn entry_path<R: Read>(entry: &Entry<'_, R>) -> Option<PathBuf> {
+    match classify(&entry.path_bytes()) {
+        Ok(Class::Entry(path)) => Some(to_path(&path)),
+        _ => None,
+    }
+}
+
+/// The stack as one layer's entries change it: the rules' output for the flattened view.
+struct Pushing<'s> {
+    stack: &'s mut Stack,
+    layer: usize,
+    index: usize,
+}
+
+impl<R: Read> rules::Output<R> for Pushing<'_> {
+    type Error = io::Error;
+
+    fn refused(&mut self, _: &[u8], _: Refused) -> io::Result<()> {
+        // The view reads layers nook checked when it stored them, or wrote itself: an entry no
+        // layer may hold is left out of it rather than failing `diff` or `export`.
+        Ok(())
+    }
+
+    fn existing(&mut self, path: &[&[u8]]) -> io::Result<Option<Existing>> {
+        let path = to_path(path);
+        Ok(match self.stack.visible.get(&path) {
+            Some(s) if !s.dir => Some(Existing::Other),
+            Some(_) => Some(Existing::Dir),
+            // A directory implied by what is visible under it.
+            None if self.stack.under(&path).next().is_some() => Some(Existing::Dir),
+            None => None,
+        })
+    }
+
+    fn remove(&mut self, path: &[&[u8]]) -> io::Result<()> {
+        let path = to_path(path);
+        let gone: Vec<PathBuf> = self.stack.under(&path).map(|(p, _)| p.clone()).collect();
+        for p in gone {
+            self.stack.visible.remove(&p);
+        }
+        self.stack.visible.remove(&path);
+        Ok(())
+    }
+
+    fn make_opaque(&mut self, dir: &[&[u8]]) -> io::Result<()> {
+        let dir = to_path(dir);
+        let mut gone: Vec<PathBuf> = Vec::new();
+        // The last entry a lower layer put: what is under it goes with it, this layer's too.
+        let mut cut: Option<&PathBuf> = None;
+        for (path, source) in self.stack.under(&dir) {
+            if cut.is_some_and(|c| path.starts_with(c)) {
+                gone.push(path.clone());
+            } else if source.layer != self.layer {
+                gone.push(path.clone());
+                cut = Some(path);
+            }
+        }
+        for p in gone {
+            self.stack.visible.remove(&p);
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, path: &[&[u8]], entry: &mut Entry<'_, R>) -> io::Result<()> {
+        let source = Source {
+            layer: self.layer,
+            index: self.index,
+            dir: entry.header().entry_type().is_dir(),
+        };
+        self.stack.visible.insert(to_path(path), source);
+        Ok(())
+    }
+
+    fn put_root(&mut self, _: &mut Entry<'_, R>) -> io::Result<()> {
+        // The root is not an entry of the view.
+        Ok(())
+    }
+}
+
 /// `docker diff` lines for a writable layer given as an OCI layer tar, against the image whose
 /// visible paths are `lower`.
 pub fn diff_layer(upper: impl Read, lower: &Stack) -> io::Result<Vec<Change>> {
     let mut out = Vec::new();
     for entry in tar::Archive::new(upper).entries()? {
-        let change = match op_of(&entry?)? {
-            Some(Op::Whiteout(path)) => Change {
-                path,
+        let entry = entry?;
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            continue;
+        }
+        let change = match classify(&entry.path_bytes()) {
+            Ok(Class::Whiteout(path)) => Change {
+                path: to_path(&path),
                 kind: ChangeKind::Deleted,
             },
-            Some(Op::Entry { path, .. }) => Change {
-                kind: if lower.contains(&path) {
-                    ChangeKind::Changed
-                } else {
-                    ChangeKind::Added
-                },
-                path,
-            },
-            Some(Op::Opaque(_)) | None => continue,
+            Ok(Class::Entry(path)) => {
+                let path = to_path(&path);
+                Change {
+                    kind: if lower.contains(&path) {
+                        ChangeKind::Changed
+                    } else {
+                        ChangeKind::Added
+                    },
+                    path,
+                }
+            }
+            Ok(Class::Root | Class::Opaque(_) | Class::Bookkeeping) | Err(_) => continue,
         };
         out.push(change);
     }
@@ -278,5 +321,97 @@ mod tests {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         assert_eq!(files, want);
+    }
+
+    fn stacked(layers: &[Vec<u8>]) -> Vec<String> {
+        let mut stack = Stack::default();
+        for l in layers {
+            stack.push(&l[..]).unwrap();
+        }
+        stack
+            .visible
+            .keys()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_file_over_an_implied_directory_hides_what_was_under_it() {
+        let lower = layer(&[("a/b", Some("b")), ("a/c/d", Some("d"))]);
+        let upper = layer(&[("a", Some("now a file"))]);
+        assert_eq!(stacked(&[lower, upper]), ["a"]);
+    }
+
+    #[test]
+    fn an_opaque_marker_takes_lower_directories_with_what_this_layer_put_in_them() {
+        let lower = layer(&[("d", None), ("d/sub", None), ("d/sub/old", Some("o"))]);
+        let upper = layer(&[
+            ("d/sub/new", Some("n")),
+            ("d/kept", None),
+            ("d/.wh..wh..opq", Some("")),
+            ("d/after", Some("a")),
+        ]);
+        assert_eq!(stacked(&[lower, upper]), ["d", "d/after", "d/kept"]);
+    }
+
+    #[test]
+    fn a_whiteout_deletes_what_its_own_layer_put_before_it() {
+        let l = layer(&[("x", Some("x")), (".wh.x", Some("")), ("y", Some("y"))]);
+        assert_eq!(stacked(&[l]), ["y"]);
+    }
+
+    #[test]
+    fn bookkeeping_and_names_no_layer_may_hold_are_left_out() {
+        let lower = layer(&[("d", None), ("d/f", Some("f"))]);
+        let upper = layer(&[
+            ("d/.wh..", Some("")),
+            ("d/.wh...", Some("")),
+            (".wh..wh.plnk", None),
+            (".wh..wh.plnk/1", Some("")),
+        ]);
+        // Entries inside an aufs bookkeeping directory are ordinary paths to the rules.
+        assert_eq!(
+            stacked(&[lower.clone(), upper.clone()]),
+            [".wh..wh.plnk/1", "d", "d/f"]
+        );
+        let mut stack = Stack::default();
+        stack.push(&lower[..]).unwrap();
+        let lines: Vec<String> = diff_layer(&upper[..], &stack)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(lines, ["A /.wh..wh.plnk/1"]);
+    }
+
+    #[test]
+    fn the_view_matches_the_unpacked_directory() {
+        let mut layers = image();
+        layers.push(upper());
+        layers.push(layer(&[
+            ("opt", Some("a file now")),
+            ("usr/bin/.wh.sh", Some("")),
+            ("usr/lib", None),
+        ]));
+        let dir = tempfile::tempdir().unwrap();
+        for l in &layers {
+            super::super::unpack::apply_layer(&l[..], dir.path(), false).unwrap();
+        }
+        let mut on_disk = Vec::new();
+        let mut dirs = vec![PathBuf::new()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(dir.path().join(&d)).unwrap() {
+                let e = e.unwrap();
+                let rel = d.join(e.file_name());
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(rel.clone());
+                }
+                on_disk.push(rel.to_string_lossy().into_owned());
+            }
+        }
+        on_disk.sort();
+        let mut view = stacked(&layers);
+        view.sort();
+        assert_eq!(view, on_disk);
     }
 }

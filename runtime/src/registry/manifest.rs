@@ -1,16 +1,15 @@
 //! Manifests and indexes from a registry: fetched with the media types nook understands,
 //! bounded in size, checked against their digest, and, for an index, the platform chosen.
 
-use std::fmt;
 use std::io::Read as _;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use ureq::http::Method;
 
-use crate::image::config::host_arch;
 use crate::image::digest::Digest;
 use crate::image::layer::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use crate::image::store::is_manifest;
+use crate::image::platform::{self, Unlabeled};
+pub use crate::image::platform::{Platform, PlatformError};
 
 use super::client::Request;
 use super::error::RegistryError;
@@ -39,82 +38,6 @@ pub struct Fetched {
     pub digest: Digest,
     pub media_type: String,
     pub kind: Kind,
-}
-
-/// An `os/arch[/variant]` platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-/// Why a `--platform` value is not one.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8")]
-pub struct PlatformError(pub String);
-
-impl Platform {
-    /// linux and this machine's architecture.
-    pub fn host() -> Platform {
-        Platform {
-            os: "linux".into(),
-            architecture: host_arch().to_string(),
-            variant: None,
-        }
-    }
-
-    /// Parses `os/arch[/variant]` (or a bare `arch`, taken as linux).
-    pub fn parse(s: &str) -> Result<Platform, PlatformError> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &&str| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        };
-        if !parts.iter().all(ok) {
-            return Err(PlatformError(s.to_string()));
-        }
-        let lower = |p: &str| p.to_ascii_lowercase();
-        match parts.as_slice() {
-            [arch] => Ok(Platform {
-                os: "linux".into(),
-                architecture: lower(arch),
-                variant: None,
-            }),
-            [os, arch] => Ok(Platform {
-                os: lower(os),
-                architecture: lower(arch),
-                variant: None,
-            }),
-            [os, arch, variant] => Ok(Platform {
-                os: lower(os),
-                architecture: lower(arch),
-                variant: Some(lower(variant)),
-            }),
-            _ => Err(PlatformError(s.to_string())),
-        }
-    }
-
-    /// Whether an index entry's platform is this one (a variant, if asked for, must match).
-    pub fn matches(&self, p: &oci_spec::image::Platform) -> bool {
-        p.os().to_string() == self.os
-            && p.architecture().to_string() == self.architecture
-            && match &self.variant {
-                None => true,
-                Some(v) => p.variant().as_deref() == Some(v.as_str()),
-            }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
 }
 
 /// The kind and media type of a manifest from its `Content-Type` and its own `mediaType`.
@@ -291,55 +214,20 @@ impl Fetched {
     }
 }
 
-/// The index entry for `platform`: an exact match, else (for a variant-less request) the
-/// first of that os/arch. Entries that are not image manifests (attestations, nested indexes)
-/// never match.
+/// The index entry for `platform` ([`platform::select`]): a registry's index labels its
+/// images, so an entry without a platform is never chosen.
 pub fn select<'a>(index: &'a ImageIndex, platform: &Platform) -> Option<&'a Descriptor> {
-    let candidates = || {
-        index
-            .manifests()
-            .iter()
-            .filter(|m| is_manifest(m.media_type()))
-    };
-    candidates().find(|m| m.platform().as_ref().is_some_and(|p| platform.matches(p)))
+    platform::select(index, platform, Unlabeled::Skip)
 }
 
 /// The platforms an index offers, for an error message.
 pub fn platforms(index: &ImageIndex) -> String {
-    let list: Vec<String> = index
-        .manifests()
-        .iter()
-        .filter_map(|m| m.platform().as_ref())
-        .map(|p| {
-            let mut s = format!("{}/{}", p.os(), p.architecture());
-            if let Some(v) = p.variant() {
-                s.push('/');
-                s.push_str(v);
-            }
-            s
-        })
-        .collect();
-    if list.is_empty() {
-        "no platforms".into()
-    } else {
-        list.join(", ")
-    }
+    platform::offered(index)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn platforms_parse_and_print() {
-        let p = Platform::parse("linux/arm64/v8").unwrap();
-        assert_eq!(p.to_string(), "linux/arm64/v8");
-        assert_eq!(Platform::parse("amd64").unwrap().to_string(), "linux/amd64");
-        assert_eq!(Platform::host().os, "linux");
-        for bad in ["", "/", "linux/", "a/b/c/d", "linux/am d64"] {
-            assert!(Platform::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn classification_uses_header_then_body() {

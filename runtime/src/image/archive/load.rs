@@ -17,9 +17,9 @@ use serde::Deserialize;
 
 use super::stream::{printable, WriteFailure, WriteWatch};
 use super::ArchiveError;
-use crate::image::config::host_arch;
 use crate::image::digest::{Digest, HashingReader, HashingWriter};
 use crate::image::layer::{self, Compression, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use crate::image::platform::{self, Platform, Unlabeled};
 use crate::image::reference::Reference;
 use crate::image::store::{entry_reference, is_manifest, Image, Store, MAX_JSON_BLOB};
 use crate::util::lock::LockMode;
@@ -479,7 +479,8 @@ fn is_index(media_type: &MediaType) -> bool {
     m == OCI_INDEX || m == DOCKER_MANIFEST_LIST
 }
 
-/// From a multi-platform index, the manifest for linux on this machine's architecture.
+/// From a multi-platform index, the manifest for linux on this machine's architecture (or, as
+/// older tools write single-image indexes, the one without a platform).
 fn pick_platform(
     staged: &Staged,
     entry: &Descriptor,
@@ -494,27 +495,14 @@ fn pick_platform(
             file: what.clone(),
             source,
         })?;
-    let arch = host_arch();
-    let candidates: Vec<&Descriptor> = nested
-        .manifests()
-        .iter()
-        .filter(|m| is_manifest(m.media_type()))
-        .collect();
-    let chosen = candidates
-        .iter()
-        .find(|m| {
-            m.platform()
-                .as_ref()
-                .is_some_and(|p| p.os() == &oci_spec::image::Os::Linux && p.architecture() == &arch)
-        })
-        .or_else(|| candidates.iter().find(|m| m.platform().is_none()))
-        .ok_or_else(|| {
-            invalid(
-                &staged.archive,
-                format!("{what} has no manifest for linux/{arch}"),
-            )
-        })?;
-    Ok((*chosen).clone())
+    let host = Platform::host();
+    let chosen = platform::select(&nested, &host, Unlabeled::LastResort).ok_or_else(|| {
+        invalid(
+            &staged.archive,
+            format!("{what} has no manifest for {host}"),
+        )
+    })?;
+    Ok(chosen.clone())
 }
 
 fn plan_oci_manifest(

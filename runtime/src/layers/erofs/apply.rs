@@ -1,4 +1,6 @@
-//! Applying one layer's tar stream to the merged tree, streaming file data into the image.
+//! Applying one layer's tar stream to the merged tree, streaming file data into the image: the
+//! tree is an [`rules::Output`], so whiteouts, opaque markers and replacements follow the one
+//! set of layer rules; what is here is reading entries into inodes.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -10,16 +12,10 @@ use super::ondisk::format::{
     encode_dev, split_xattr_name, xattr_ibody_size, BLOCK, EXTENDED_INODE_SIZE, XATTR_VALUE_MAX,
 };
 use super::ondisk::output::Output;
-use super::path::{components, display};
 use super::tree::{FileData, Inode, Kind, Meta, Tree, TreeError, Xattr};
 use super::Layer;
-
-use crate::image::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
-
-/// Whiteout marker prefix, and the opaque-directory marker (OCI image spec, "Whiteouts").
-const WH_PREFIX: &[u8] = WHITEOUT_PREFIX.as_bytes();
-const WH_META_PREFIX: &[u8] = b".wh..wh.";
-const WH_OPAQUE: &[u8] = OPAQUE_WHITEOUT.as_bytes();
+use crate::layers::rules::path::{components, display};
+use crate::layers::rules::{self, Existing, Refused};
 
 /// Longest symlink target Linux accepts (PATH_MAX without the NUL).
 const SYMLINK_MAX: usize = 4095;
@@ -128,7 +124,14 @@ pub fn apply(
             layer: &layer.name,
             entry: display(&raw_path),
         };
-        apply_entry(&ctx, &mut entry, &raw_path, index, tree, out, budget)?;
+        let mut target = Target {
+            ctx: &ctx,
+            layer: index,
+            tree: &mut *tree,
+            out: &mut *out,
+            budget: &mut *budget,
+        };
+        rules::apply(&mut target, &mut entry)?;
         last = ctx.entry;
     }
     // Read what follows the end-of-archive marker too, so a digest computed by the reader
@@ -141,35 +144,102 @@ pub fn apply(
     Ok(())
 }
 
-fn apply_entry(
-    ctx: &Ctx<'_>,
-    entry: &mut Entry<'_, Box<dyn Read + '_>>,
-    raw_path: &[u8],
+/// The merged tree and the image being written, as one layer entry sees them.
+struct Target<'c, 't, 'o> {
+    ctx: &'c Ctx<'c>,
     layer: u32,
-    tree: &mut Tree,
-    out: &mut Output<'_>,
-    budget: &mut usize,
-) -> Result<(), RootfsError> {
-    let kind = entry.header().entry_type();
-    if matches!(kind, EntryType::XGlobalHeader) {
-        return Ok(());
-    }
-    let comps = components(raw_path).map_err(|reason| RootfsError::BadPath {
-        layer: ctx.layer.to_owned(),
-        entry: ctx.entry.clone(),
-        reason,
-    })?;
+    tree: &'t mut Tree,
+    out: &'t mut Output<'o>,
+    budget: &'t mut usize,
+}
 
-    if let Some((name, dirs)) = comps.split_last() {
-        if name.starts_with(WH_PREFIX) {
-            return apply_whiteout(ctx, name, dirs, layer, tree);
+impl<'a> rules::Output<Box<dyn Read + 'a>> for Target<'_, '_, '_> {
+    type Error = RootfsError;
+
+    fn refused(&mut self, _raw: &[u8], why: Refused) -> Result<(), RootfsError> {
+        Err(match why {
+            Refused::WhiteoutOfNothing => self.ctx.bad("the whiteout names no file"),
+            path => RootfsError::BadPath {
+                layer: self.ctx.layer.to_owned(),
+                entry: self.ctx.entry.clone(),
+                reason: path.to_string(),
+            },
+        })
+    }
+
+    fn existing(&mut self, path: &[&[u8]]) -> Result<Option<Existing>, RootfsError> {
+        let Some((name, dirs)) = path.split_last() else {
+            return Ok(Some(Existing::Dir));
+        };
+        // A parent that is not a directory is [`Target::put`]'s to report.
+        let Ok(Some(parent)) = self.tree.walk_dirs(dirs, self.layer, false) else {
+            return Ok(None);
+        };
+        Ok(self.tree.get(parent, name).map(|ino| {
+            if self.tree.inode(ino).kind.is_dir() {
+                Existing::Dir
+            } else {
+                Existing::Other
+            }
+        }))
+    }
+
+    fn remove(&mut self, path: &[&[u8]]) -> Result<(), RootfsError> {
+        let Some((name, dirs)) = path.split_last() else {
+            return Ok(());
+        };
+        if let Some(parent) = self
+            .tree
+            .walk_dirs(dirs, self.layer, false)
+            .map_err(|e| self.ctx.tree_err(e))?
+        {
+            self.tree.whiteout(parent, name);
         }
+        Ok(())
     }
 
+    fn make_opaque(&mut self, dir: &[&[u8]]) -> Result<(), RootfsError> {
+        let dir = self
+            .tree
+            .walk_dirs(dir, self.layer, true)
+            .map_err(|e| self.ctx.tree_err(e))?
+            .expect("created when missing");
+        self.tree.opaque(dir, self.layer);
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        path: &[&[u8]],
+        entry: &mut Entry<'_, Box<dyn Read + 'a>>,
+    ) -> Result<(), RootfsError> {
+        put_entry(self, entry, path)
+    }
+
+    fn put_root(&mut self, entry: &mut Entry<'_, Box<dyn Read + 'a>>) -> Result<(), RootfsError> {
+        put_entry(self, entry, &[])
+    }
+}
+
+/// Reads `entry` into an inode at `comps` (the root when empty).
+fn put_entry(
+    target: &mut Target<'_, '_, '_>,
+    entry: &mut Entry<'_, Box<dyn Read + '_>>,
+    comps: &[&[u8]],
+) -> Result<(), RootfsError> {
+    let Target {
+        ctx,
+        layer,
+        tree,
+        out,
+        budget,
+    } = target;
+    let (ctx, layer) = (*ctx, *layer);
+    let kind = entry.header().entry_type();
     let meta = read_meta(ctx, entry)?;
     let split = comps.split_last();
     if let EntryType::Link = kind {
-        return apply_hardlink(ctx, entry, &comps, layer, tree);
+        return apply_hardlink(ctx, entry, comps, layer, tree);
     }
     // Parents first: a bad path must fail before any data is written.
     let parent = match split {
@@ -255,38 +325,6 @@ fn device_number(
         Ok(v) => Ok(v.unwrap_or(0)),
         Err(e) => Err(ctx.header(field, e)),
     }
-}
-
-fn apply_whiteout(
-    ctx: &Ctx<'_>,
-    name: &[u8],
-    dirs: &[&[u8]],
-    layer: u32,
-    tree: &mut Tree,
-) -> Result<(), RootfsError> {
-    if name == WH_OPAQUE {
-        let dir = tree
-            .walk_dirs(dirs, layer, true)
-            .map_err(|e| ctx.tree_err(e))?
-            .expect("created when missing");
-        tree.opaque(dir, layer);
-        return Ok(());
-    }
-    if name.starts_with(WH_META_PREFIX) {
-        // Other `.wh..wh.` names are aufs bookkeeping that docker also skips.
-        return Ok(());
-    }
-    let target = &name[WH_PREFIX.len()..];
-    if target.is_empty() || target == b"." || target == b".." {
-        return Err(ctx.bad("the whiteout names no file"));
-    }
-    if let Some(parent) = tree
-        .walk_dirs(dirs, layer, false)
-        .map_err(|e| ctx.tree_err(e))?
-    {
-        tree.whiteout(parent, target);
-    }
-    Ok(())
 }
 
 fn apply_hardlink(

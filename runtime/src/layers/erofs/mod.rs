@@ -13,7 +13,6 @@
 mod apply;
 mod error;
 mod ondisk;
-mod path;
 mod tree;
 
 use std::fs::File;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::path::display_components;
+use crate::layers::rules::path::display_components;
 
 /// Index of an inode in the arena.
 pub type Ino = u32;
@@ -264,7 +264,6 @@ impl Tree {
     }
 
     /// What `parent/name` currently is, if anything.
-    #[cfg(test)]
     pub fn get(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
         self.children(parent)
             .and_then(|c| c.get(name))

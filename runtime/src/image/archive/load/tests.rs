@@ -1,6 +1,9 @@
-//! Unit tests of archive staging: paths, links, and docker archives with shared layers.
+//! Unit tests of archive staging: paths, links, docker archives with shared layers, and the
+//! platform an OCI archive's nested index gives.
 
 use super::*;
+use crate::image::layer::{OCI_CONFIG, OCI_MANIFEST};
+use crate::image::platform::Platform;
 use crate::image::store::Store;
 
 #[test]
@@ -103,4 +106,76 @@ fn docker_config_named_with_a_wrong_digest_is_refused() {
         "{err}"
     );
     assert!(store.images().unwrap().is_empty());
+}
+
+/// An OCI archive whose index.json names one nested index of `(platform, os label)` images;
+/// each image is an empty config whose `os` field is the label, so the chosen one shows.
+fn oci_archive_with_nested_index(images: &[(Option<serde_json::Value>, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let blob = |b: &mut tar::Builder<Vec<u8>>, data: &[u8]| {
+        let digest = Digest::of(data);
+        tar_entry(b, &format!("blobs/sha256/{}", digest.hex()), data);
+        serde_json::json!({"size": data.len(), "digest": digest.to_string()})
+    };
+    let mut entries = Vec::new();
+    for (platform, label) in images {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"{label}","rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
+        let mut config_desc = blob(&mut b, config.as_bytes());
+        config_desc["mediaType"] = OCI_CONFIG.into();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config_desc,
+            "layers": [],
+        });
+        let mut desc = blob(&mut b, manifest.to_string().as_bytes());
+        desc["mediaType"] = OCI_MANIFEST.into();
+        if let Some(p) = platform {
+            desc["platform"] = p.clone();
+        }
+        entries.push(desc);
+    }
+    let nested =
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries});
+    let mut nested_desc = blob(&mut b, nested.to_string().as_bytes());
+    nested_desc["mediaType"] = OCI_INDEX.into();
+    nested_desc["annotations"] =
+        serde_json::json!({"io.containerd.image.name": "docker.io/library/multi:1"});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [nested_desc]});
+    tar_entry(&mut b, "index.json", index.to_string().as_bytes());
+    tar_entry(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn a_nested_index_gives_the_host_platform_else_its_unlabeled_image() {
+    let host = Platform::host();
+    let host_json = serde_json::json!({"os": "linux", "architecture": host.architecture});
+    let other = serde_json::json!({"os": "linux", "architecture": "nosucharch"});
+    let config_os = |archive: &[u8]| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        load(&store, archive, "multi.tar").map(|loaded| {
+            let config = store.read_blob(&loaded[0].image.config_digest).unwrap();
+            let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+            config["os"].as_str().unwrap().to_string()
+        })
+    };
+    let both = oci_archive_with_nested_index(&[
+        (None, "unlabeled"),
+        (Some(other.clone()), "other"),
+        (Some(host_json), "host"),
+    ]);
+    assert_eq!(config_os(&both).unwrap(), "host");
+    let fallback =
+        oci_archive_with_nested_index(&[(Some(other.clone()), "other"), (None, "unlabeled")]);
+    assert_eq!(config_os(&fallback).unwrap(), "unlabeled");
+    let none = oci_archive_with_nested_index(&[(Some(other), "other")]);
+    let err = config_os(&none).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("has no manifest for {host}")),
+        "{err}"
+    );
 }

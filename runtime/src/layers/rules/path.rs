@@ -4,38 +4,41 @@
 //! Unlike a lexical clean, any `..` component is refused outright: a layer has no reason to name
 //! one, and refusing it makes escapes impossible by construction.
 
-/// The longest name a single EROFS directory entry can hold.
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use super::Refused;
+
+/// The longest name a single directory entry can hold (EROFS's and Linux's limit).
 pub const NAME_MAX: usize = 255;
 /// The longest path Linux resolves (PATH_MAX without the NUL): a longer one cannot be opened
 /// in the container, so it is refused here.
 pub const PATH_MAX: usize = 4095;
 
 /// Splits `raw` into non-empty components; an empty result means the image root.
-pub fn components(raw: &[u8]) -> Result<Vec<&[u8]>, String> {
+pub fn components(raw: &[u8]) -> Result<Vec<&[u8]>, Refused> {
     if raw.contains(&0) {
-        return Err("it contains a NUL byte".into());
+        return Err(Refused::Nul);
     }
     if raw.len() > PATH_MAX {
-        return Err(format!(
-            "it is {} bytes long, more than {PATH_MAX}",
-            raw.len()
-        ));
+        return Err(Refused::PathTooLong { len: raw.len() });
     }
     let mut out = Vec::new();
     for comp in raw.split(|b| *b == b'/') {
         match comp {
             b"" | b"." => continue,
-            b".." => return Err("it contains a `..` component".into()),
-            _ if comp.len() > NAME_MAX => {
-                return Err(format!(
-                    "a component is {} bytes long, more than {NAME_MAX}",
-                    comp.len()
-                ))
-            }
+            b".." => return Err(Refused::DotDot),
+            _ if comp.len() > NAME_MAX => return Err(Refused::NameTooLong { len: comp.len() }),
             _ => out.push(comp),
         }
     }
     Ok(out)
+}
+
+/// Path components as a relative path (the empty path for the root).
+pub fn to_path(comps: &[&[u8]]) -> PathBuf {
+    comps.iter().map(|c| OsStr::from_bytes(c)).collect()
 }
 
 /// A printable form of a raw path, for error messages.
@@ -65,14 +68,20 @@ mod tests {
 
     #[test]
     fn dotdot_nul_and_long_names_are_refused() {
-        assert!(components(b"a/../b").unwrap_err().contains(".."));
+        assert!(components(b"a/../b")
+            .unwrap_err()
+            .to_string()
+            .contains(".."));
         assert!(components(b"../etc").is_err());
-        assert!(components(b"a\0b").unwrap_err().contains("NUL"));
+        assert!(components(b"a\0b").unwrap_err().to_string().contains("NUL"));
         let long = vec![b'x'; 256];
-        assert!(components(&long).unwrap_err().contains("256"));
+        assert!(components(&long).unwrap_err().to_string().contains("256"));
         assert!(components(&vec![b'x'; 255]).is_ok());
         let deep = b"abcdefg/".repeat(625);
-        assert!(components(&deep).unwrap_err().contains("5000 bytes"));
+        assert!(components(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("5000 bytes"));
         assert!(components(&deep[..4095]).is_ok());
     }
 
@@ -82,5 +91,7 @@ mod tests {
             components(b"d/\xff\xfe").unwrap(),
             vec![&b"d"[..], b"\xff\xfe"]
         );
+        assert_eq!(to_path(&[b"d", b"\xff"]).as_os_str().as_bytes(), b"d/\xff");
+        assert_eq!(to_path(&[]), PathBuf::new());
     }
 }
