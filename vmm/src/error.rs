@@ -70,5 +70,5 @@ pub enum VmmError {
     Spawn(#[from] crate::thread::SpawnError),
     /// A VMM thread failed while the VM ran.
     #[error(transparent)]
-    Failed(std::sync::Arc<crate::thread::ThreadError>),
+    Failed(std::sync::Arc<crate::exit::ThreadError>),
 }

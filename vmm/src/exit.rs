@@ -6,7 +6,36 @@ use std::time::Duration;
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::thread::ThreadError;
+/// Why a running VMM thread ended the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum ThreadError {
+    /// The thread could not confine itself.
+    #[error("thread {name}: cannot install its seccomp filter")]
+    Seccomp {
+        /// Thread name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: seccompiler::Error,
+    },
+    /// The thread's body returned an error.
+    #[error("thread {name} failed")]
+    Failed {
+        /// Thread name.
+        name: String,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The thread panicked.
+    #[error("thread {name} panicked: {message}")]
+    Panicked {
+        /// Thread name.
+        name: String,
+        /// The panic payload, when it is a string.
+        message: String,
+    },
+}
 
 /// Why a VM stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use seccompiler::BpfProgram;
 
+pub use crate::exit::ThreadError;
 use crate::exit::{ExitSignal, StopReason};
 
 /// Errors while starting a thread.
@@ -19,37 +20,6 @@ pub struct SpawnError {
     /// Cause.
     #[source]
     pub source: std::io::Error,
-}
-
-/// Why a running VMM thread ended the VM.
-#[derive(Debug, thiserror::Error)]
-pub enum ThreadError {
-    /// The thread could not confine itself.
-    #[error("thread {name}: cannot install its seccomp filter")]
-    Seccomp {
-        /// Thread name.
-        name: String,
-        /// Cause.
-        #[source]
-        source: seccompiler::Error,
-    },
-    /// The thread's body returned an error.
-    #[error("thread {name} failed")]
-    Failed {
-        /// Thread name.
-        name: String,
-        /// What went wrong.
-        #[source]
-        source: Box<dyn Error + Send + Sync>,
-    },
-    /// The thread panicked.
-    #[error("thread {name} panicked: {message}")]
-    Panicked {
-        /// Thread name.
-        name: String,
-        /// The panic payload, when it is a string.
-        message: String,
-    },
 }
 
 /// Stack of every VMM thread. Well above what the run loops need, and below the 2 MiB of a huge
