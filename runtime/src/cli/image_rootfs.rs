@@ -1,7 +1,7 @@
 //! `nook image rootfs IMAGE`: build (once) and print the path of the image's flattened,
 //! read-only EROFS root filesystem, the disk a microVM boots the image from.
 
-use nook::layers::cache::ensure_rootfs;
+use nook::image::rootfs_cache::ensure_rootfs;
 
 use super::{emit, Context};
 

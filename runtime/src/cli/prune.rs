@@ -6,7 +6,7 @@
 use std::io::BufRead;
 
 use nook::container::gc;
-use nook::layers::cache::prune_rootfs;
+use nook::image::rootfs_cache::prune_rootfs;
 
 use super::format::human_size;
 use super::{emit, in_use, Context};

@@ -1,8 +1,8 @@
 //! `nook rmi [-f] IMAGE...`: untag, and delete images left without tags (and their blobs).
 
 use nook::container::gc;
+use nook::image::rootfs_cache::prune_rootfs;
 use nook::image::Reference;
-use nook::layers::cache::prune_rootfs;
 
 use super::format::human_size;
 use super::{emit, in_use, Context};

@@ -44,7 +44,7 @@ pub enum ContainerError {
     #[error(transparent)]
     Image(#[from] crate::image::StoreError),
     #[error(transparent)]
-    Rootfs(#[from] crate::layers::cache::RootfsCacheError),
+    Rootfs(#[from] crate::image::rootfs_cache::RootfsCacheError),
     #[error("invalid change {change:?}: {reason}")]
     BadChange { change: String, reason: String },
     #[error("cannot read layer {layer}")]

@@ -8,8 +8,10 @@ pub mod digest;
 pub mod gc;
 pub mod import;
 pub mod layer;
+pub mod layer_streams;
 pub mod platform;
 pub mod reference;
+pub mod rootfs_cache;
 pub mod store;
 
 pub use digest::Digest;

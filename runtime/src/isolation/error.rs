@@ -29,9 +29,9 @@ pub enum IsolationError {
     #[error(transparent)]
     Image(Box<crate::image::StoreError>),
     #[error(transparent)]
-    Layers(Box<crate::layers::source::SourceError>),
+    Layers(Box<crate::image::layer_streams::SourceError>),
     #[error(transparent)]
-    Rootfs(Box<crate::layers::cache::RootfsCacheError>),
+    Rootfs(Box<crate::image::rootfs_cache::RootfsCacheError>),
     #[error(transparent)]
     Lock(#[from] crate::util::lock::LockError),
     #[error(transparent)]
@@ -66,5 +66,5 @@ macro_rules! boxed_from {
 }
 
 boxed_from!(Image, crate::image::StoreError);
-boxed_from!(Layers, crate::layers::source::SourceError);
-boxed_from!(Rootfs, crate::layers::cache::RootfsCacheError);
+boxed_from!(Layers, crate::image::layer_streams::SourceError);
+boxed_from!(Rootfs, crate::image::rootfs_cache::RootfsCacheError);

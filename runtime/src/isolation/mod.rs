@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::image::{Image, Store};
 use crate::layers::changes::Change;
-use crate::layers::unpack::LayerStream;
+use crate::layers::Layer;
 
 pub use error::IsolationError;
 /// The process a container runs (its first process, or one started by `exec`): one definition,
@@ -85,8 +85,9 @@ pub struct ImageSource<'a> {
 
 impl ImageSource<'_> {
     /// The image's decompressed layer tars, bottom first, each named by its digest.
-    pub fn layers(&self) -> Result<Vec<LayerStream<'static>>, IsolationError> {
-        crate::layers::source::image_layers(self.store, self.image).map_err(IsolationError::from)
+    pub fn layers(&self) -> Result<Vec<Layer<'static>>, IsolationError> {
+        crate::image::layer_streams::image_layers(self.store, self.image)
+            .map_err(IsolationError::from)
     }
 }
 

@@ -9,18 +9,25 @@
 //! ([`nook_agent::layer::whiteout`]), whose layer writer produces them.
 //!
 //! The rules drive three outputs, each an [`rules::Output`]:
-//! - [`erofs`]: the EROFS image the VM column boots, cached per image by [`cache`];
+//! - [`erofs`]: the EROFS image the VM column boots (cached per image by
+//!   [`crate::image::rootfs_cache`]);
 //! - [`unpack`]: the directory tree the namespace column overlays;
 //! - [`flatten`]: the flattened tar view the VM column's `diff` and `export` read.
 //!
-//! [`source`] opens an image's layers as the decompressed tar streams they all read.
 //! [`changes`] goes the other way: a writable layer back to an OCI layer, through the agent's
 //! layer writer.
 
-pub mod cache;
 pub mod changes;
 pub mod erofs;
 pub mod flatten;
 pub mod rules;
-pub mod source;
 pub mod unpack;
+
+use std::io::Read;
+
+/// One layer as every output reads it: its name for errors (e.g. "sha256:abcd...") and its
+/// decompressed tar stream, read once, front to back.
+pub struct Layer<'a> {
+    pub name: String,
+    pub tar: Box<dyn Read + 'a>,
+}

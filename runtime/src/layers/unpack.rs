@@ -10,12 +10,6 @@ use tar::EntryType;
 use super::rules::path::{display, to_path};
 use super::rules::{self, Existing, Refused};
 
-/// One layer: its name for errors (e.g. "sha256:abcd...") and its decompressed tar stream.
-pub struct LayerStream<'a> {
-    pub name: String,
-    pub tar: Box<dyn Read + 'a>,
-}
-
 /// Removes whatever is at `path`, a whole tree included; nothing there is fine.
 fn remove_any(path: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {

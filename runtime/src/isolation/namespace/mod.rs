@@ -65,7 +65,7 @@ impl Ids {
     /// that owners are the image's. `dst` must not exist; its parent must.
     pub fn unpack(
         &self,
-        layers: Vec<crate::layers::unpack::LayerStream<'_>>,
+        layers: Vec<crate::layers::Layer<'_>>,
         dst: &Path,
     ) -> Result<(), IsolationError> {
         std::fs::create_dir(dst)

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::isolation::{ImageSource, IsolationError};
 use crate::layers::changes::Change;
 use crate::layers::flatten::{self, Stack};
-use crate::layers::unpack::LayerStream;
+use crate::layers::Layer;
 use crate::util::atomic::TempFile;
 
 fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> IsolationError {
@@ -19,7 +19,7 @@ fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> IsolationError {
 /// The image's layers stacked, for the visibility of each path.
 fn lower(image: &ImageSource<'_>) -> Result<Stack, IsolationError> {
     let mut stack = Stack::default();
-    for LayerStream { name, tar } in image.layers()? {
+    for Layer { name, tar } in image.layers()? {
         stack
             .push(tar)
             .map_err(io_err("read layer", Path::new(&name)))?;
@@ -48,7 +48,7 @@ pub fn export(
     let mut builder = tar::Builder::new(io::BufWriter::new(out));
     let layers = image.layers()?;
     let count = layers.len();
-    for (i, LayerStream { name, tar }) in layers.into_iter().enumerate() {
+    for (i, Layer { name, tar }) in layers.into_iter().enumerate() {
         stack
             .write_layer(i, tar, &mut builder)
             .map_err(io_err("export layer", Path::new(&name)))?;

@@ -35,7 +35,7 @@ impl Machine {
         dir: &Path,
         opts: RootfsOptions,
     ) -> Result<Machine, IsolationError> {
-        let erofs = crate::layers::cache::ensure_rootfs(image.store, image.image)?.path;
+        let erofs = crate::image::rootfs_cache::ensure_rootfs(image.store, image.image)?.path;
         Ok(Machine {
             settings: settings.clone(),
             disks: Disks {

@@ -16,20 +16,13 @@ mod ondisk;
 mod tree;
 
 use std::fs::File;
-use std::io::Read;
 
 pub use error::RootfsError;
 
 use ondisk::output::Output;
 use tree::Tree;
 
-/// One layer of an image.
-pub struct Layer<'a> {
-    /// How errors name the layer, e.g. "sha256:abcd...".
-    pub name: String,
-    /// The decompressed tar stream, read once, front to back.
-    pub tar: Box<dyn Read + 'a>,
-}
+pub use super::Layer;
 
 /// What a build produced.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use crate::image::layer::{decompress, Compression, LayerError};
 use crate::image::{Image, Store, StoreError};
-use crate::layers::unpack::LayerStream;
+use crate::layers::Layer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -17,10 +17,7 @@ pub enum SourceError {
 }
 
 /// The decompressed layer tars of `image`, bottom first, each named by its digest.
-pub fn image_layers(
-    store: &Store,
-    image: &Image,
-) -> Result<Vec<LayerStream<'static>>, SourceError> {
+pub fn image_layers(store: &Store, image: &Image) -> Result<Vec<Layer<'static>>, SourceError> {
     let mut out = Vec::new();
     for (desc, digest) in image.manifest.layers().iter().zip(image.layer_digests()?) {
         let layer_err = |source| SourceError::Layer {
@@ -31,7 +28,7 @@ pub fn image_layers(
             Compression::from_media_type(desc.media_type().as_ref()).map_err(layer_err)?;
         let blob = store.open_blob(&digest)?;
         let tar = decompress(std::io::BufReader::new(blob), compression).map_err(layer_err)?;
-        out.push(LayerStream {
+        out.push(Layer {
             name: digest.to_string(),
             tar,
         });
