@@ -75,10 +75,8 @@ fn main() -> ExitCode {
             ExitCode::from(3)
         }
         Err(e) => {
-            eprintln!("nook-vmm: error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            // The whole cause chain on one line, as every nook binary prints it.
+            eprintln!("nook-vmm: error: {e:#}");
             ExitCode::from(1)
         }
     }

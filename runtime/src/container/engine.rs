@@ -201,12 +201,16 @@ impl Engine {
         Ok(container)
     }
 
-    /// Starts a created or exited container (see [`monitor::start`]).
+    /// Starts a created or exited container (see [`monitor::Monitor::start`]).
     pub fn start(&self, id: &str, attach: Attach) -> Result<Option<Exit>, ContainerError> {
         let container = self.containers.load(id)?;
         let backend = self.backend(&container);
-        let remove_all = |p: &Path| self.host.remove_all(p);
-        monitor::start(&self.containers, backend.as_ref(), &remove_all, id, attach)
+        monitor::Monitor {
+            store: &self.containers,
+            backend: backend.as_ref(),
+            host: &self.host,
+        }
+        .start(id, attach)
     }
 
     /// Waits until the container is no longer running, at most `timeout`; true when it stopped.

@@ -43,13 +43,7 @@ pub fn failure_line(
     if !should_log(n) {
         return None;
     }
-    let mut cause = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        cause.push_str(": ");
-        cause.push_str(&e.to_string());
-        source = e.source();
-    }
+    let cause = nook_agent::errors::chain(error);
     let tail = match n {
         n if n == LOG_FIRST => " (further failures are logged at powers of two)".to_string(),
         n if n > LOG_FIRST => format!(" ({n} failures so far)"),
