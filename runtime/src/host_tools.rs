@@ -40,6 +40,16 @@ pub const NEWGIDMAP: Tool = Tool {
     name: "newgidmap",
     package: "uidmap",
 };
+/// The namespace column's user-mode network stack.
+pub const PASTA: Tool = Tool {
+    name: "pasta",
+    package: "passt",
+};
+/// The VM column's user-mode network stack.
+pub const PASST: Tool = Tool {
+    name: "passt",
+    package: "passt",
+};
 /// `nook bench`'s QEMU microvm peer.
 pub const QEMU: Tool = Tool {
     name: "qemu-system-x86_64",

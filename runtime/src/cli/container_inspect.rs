@@ -61,7 +61,17 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "Isolation": cfg.isolation.name(),
             "AutoRemove": cfg.auto_remove,
             "ReadonlyRootfs": cfg.isolation.read_only(),
-            "NetworkMode": "none",
+            "NetworkMode": cfg.launch.network.mode_name(),
+            "PortBindings": port_bindings(cfg),
+            "Dns": cfg.launch.network.dns,
+            "DnsSearch": cfg.launch.network.dns_search,
+            "ExtraHosts": cfg.launch.network.add_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
+        },
+        "NetworkSettings": {
+            "IPAddress": if cfg.launch.network.stack().is_some() { nook::isolation::network::ADDRESS.to_string() } else { String::new() },
+            "IPPrefixLen": if cfg.launch.network.stack().is_some() { nook::isolation::network::PREFIX } else { 0 },
+            "Gateway": if cfg.launch.network.stack().is_some() { nook::isolation::network::GATEWAY.to_string() } else { String::new() },
+            "Ports": port_bindings(cfg),
         },
         "GraphDriver": {
             "Name": "overlay",
@@ -82,4 +92,23 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "WorkingDir": process.cwd,
         },
     })
+}
+
+/// docker's `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
+fn port_bindings(cfg: &nook::container::state::ContainerConfig) -> Value {
+    let mut map = serde_json::Map::new();
+    for m in &cfg.launch.network.ports {
+        let key = format!("{}/{}", m.container_port, m.protocol);
+        let entry = json!({
+            "HostIp": m.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            "HostPort": m.host_port.to_string(),
+        });
+        match map.get_mut(&key) {
+            Some(Value::Array(list)) => list.push(entry),
+            _ => {
+                map.insert(key, Value::Array(vec![entry]));
+            }
+        }
+    }
+    Value::Object(map)
 }

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use nook::config::{Config, IsolationKind};
 use nook::container::engine::CreateOptions;
 use nook::container::log::LogOptions;
+use nook::isolation::network::{self, NetworkSpec};
 use nook::isolation::vm::VmSettings;
 use nook::isolation::Column;
 use nook::paths::ProcessEnv;
@@ -62,6 +63,26 @@ pub struct CreateFlags {
     /// Log driver options: max-size (default 20m, -1: no limit), max-file (default 5)
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opt: Vec<String>,
+    /// Network mode: pasta (default; rootless user-mode networking), pasta:OPTIONS (e.g.
+    /// pasta:--map-gw to reach the host's loopback), none (only lo), host (container isolation
+    /// only)
+    #[arg(long, visible_alias = "net", default_value = "pasta")]
+    pub network: String,
+    /// Publish a container's port(s) to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp]
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to free host ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Add a custom host-to-IP mapping (NAME:IP)
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
     /// Guest kernel (ELF vmlinux) for --isolation=vm; default: $NOOK_KERNEL, else the cached build
     #[arg(long, value_name = "VMLINUX")]
     pub kernel: Option<PathBuf>,
@@ -152,6 +173,33 @@ impl CreateFlags {
             auto_remove: self.rm,
             column,
             log: LogOptions::parse(&self.log_opt)?,
+            network: self.network_spec()?,
+            publish_all: self.publish_all,
+        })
+    }
+}
+
+impl CreateFlags {
+    /// `--network`, `-p`, `--dns`, `--dns-search`, `--add-host`.
+    fn network_spec(&self) -> anyhow::Result<NetworkSpec> {
+        let mut ports = Vec::new();
+        for p in &self.publish {
+            ports.extend(network::parse_publish(p)?);
+        }
+        Ok(NetworkSpec {
+            mode: network::parse_mode(&self.network)?,
+            ports,
+            dns: self
+                .dns
+                .iter()
+                .map(|d| network::parse_dns(d))
+                .collect::<Result<_, _>>()?,
+            dns_search: self.dns_search.clone(),
+            add_hosts: self
+                .add_host
+                .iter()
+                .map(|h| network::parse_add_host(h))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

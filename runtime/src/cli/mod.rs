@@ -41,6 +41,7 @@ mod exec;
 mod export;
 mod kill;
 mod logs;
+mod port;
 mod ps;
 mod ps_filter;
 mod restart;
@@ -91,6 +92,8 @@ pub enum Command {
     Exec(exec::Args),
     /// Block until one or more containers stop, then print their exit codes
     Wait(wait::Args),
+    /// List port mappings of a container
+    Port(port::Args),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(diff::Args),
     /// Create a new image from a container's changes
@@ -212,6 +215,7 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Logs(a) => logs::run(a, ctx),
         Command::Exec(a) => exec::run(a, ctx),
         Command::Wait(a) => wait::run(a, ctx),
+        Command::Port(a) => port::run(a, ctx),
         Command::Diff(a) => diff::run(a, ctx),
         Command::Commit(a) => commit::run(a, ctx),
         Command::Export(a) => export::run(a, ctx),

@@ -71,7 +71,7 @@ fn row_json(c: &Container, status: &Status, no_trunc: bool) -> Value {
         "RunningFor": format!("{} ago", age(c.config.created)),
         "Status": status_text(status),
         "State": status.name(),
-        "Ports": "",
+        "Ports": c.config.launch.network.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
         "Names": c.name(),
         "Isolation": c.config.isolation.name(),
     })

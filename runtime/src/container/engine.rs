@@ -12,6 +12,7 @@ use super::monitor::{self, Attach};
 use super::state::{ContainerConfig, Status};
 use super::store::{Container, ContainerError, ContainerStore};
 use crate::image::Store;
+use crate::isolation::network::{self, NetworkError, NetworkMode, NetworkSpec};
 use crate::isolation::{
     Backend, Column, Exit, Host, ImageSource, LaunchSpec, Notice, Process, ProcessSpec,
     RootfsOptions, Stdio,
@@ -39,6 +40,10 @@ pub struct CreateOptions {
     pub column: Column,
     /// `--log-opt`: the log's rotation.
     pub log: super::log::LogOptions,
+    /// `--network`, `-p`, `--dns`, `--dns-search`, `--add-host`.
+    pub network: NetworkSpec,
+    /// `-P`: publish every port the image exposes on a free host port.
+    pub publish_all: bool,
 }
 
 /// Merges `extra` into `base`: a key set twice keeps the last value, at its first position.
@@ -137,6 +142,20 @@ impl Engine {
         if argv.is_empty() {
             return Err(ContainerError::NoCommand(opts.image.clone()));
         }
+        let mut network = opts.network.clone();
+        if opts.publish_all {
+            for port in config.exposed_ports().iter().flatten() {
+                let spec = match port.split_once('/') {
+                    Some((p, proto)) => format!("{p}/{proto}"),
+                    None => format!("{port}/tcp"),
+                };
+                network.ports.extend(network::parse_publish(&spec)?);
+            }
+        }
+        network.check()?;
+        if matches!(opts.column, Column::Vm(_)) && network.mode == NetworkMode::Host {
+            return Err(NetworkError::HostInVm.into());
+        }
         let cid = id::new_id().map_err(|source| ContainerError::Io {
             what: "read",
             path: "/dev/urandom".into(),
@@ -178,6 +197,7 @@ impl Engine {
                 .hostname
                 .clone()
                 .unwrap_or_else(|| id::short(&cid).to_string()),
+            network,
         };
         let container = self.containers.create(ContainerConfig {
             id: cid,

@@ -172,6 +172,9 @@ impl Monitor<'_> {
             signals.push(libc::SIGWINCH);
             attach::catch(&signals).map_err(os("catch signals"))?;
         }
+        // A published port another program holds fails the start with its name, before any
+        // network stack tries it.
+        config.launch.network.check_ports_free()?;
         let mut workload = backend.start(&config.launch, stdio)?;
         let me = std::process::id() as i32;
         let started_at = Utc::now();

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::log::LogOptions;
 use super::state::ContainerConfig;
 use crate::isolation::namespace::Overlay;
+use crate::isolation::network::NetworkSpec;
 use crate::isolation::vm::{Disks, Machine, VmSettings};
 use crate::isolation::{Isolation, LaunchSpec, ProcessSpec};
 
@@ -41,6 +42,9 @@ struct Launch {
     process: Process,
     rootfs: Rootfs,
     hostname: String,
+    /// Records from before networking existed had only `lo`.
+    #[serde(default)]
+    network: NetworkSpec,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -114,6 +118,7 @@ impl TryFrom<Record> for ContainerConfig {
                     ..ProcessSpec::default()
                 },
                 hostname: r.launch.hostname,
+                network: r.launch.network,
             },
             tty: r.tty,
             open_stdin: r.open_stdin,
@@ -176,6 +181,7 @@ impl From<ContainerConfig> for Record {
                 },
                 rootfs,
                 hostname: c.launch.hostname,
+                network: c.launch.network,
             },
             tty: c.tty,
             open_stdin: c.open_stdin,
@@ -258,6 +264,8 @@ mod tests {
             let written = serde_json::to_value(&c).unwrap();
             let mut old: serde_json::Value = serde_json::from_str(json).unwrap();
             old["log"] = serde_json::to_value(c.log).unwrap();
+            // Written now: the network they had, only `lo`.
+            old["launch"]["network"] = serde_json::json!({"mode": "none"});
             assert_eq!(written, old, "{json}");
             let again: ContainerConfig = serde_json::from_value(written).unwrap();
             assert_eq!(again, c);

@@ -56,6 +56,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
+    Network(#[from] crate::isolation::network::NetworkError),
+    #[error(transparent)]
     Atomic(#[from] AtomicError),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
@@ -375,6 +377,7 @@ mod tests {
                     ..ProcessSpec::default()
                 },
                 hostname: "h".into(),
+                network: Default::default(),
             },
             tty: false,
             open_stdin: false,

@@ -9,6 +9,7 @@
 
 mod error;
 pub mod namespace;
+pub mod network;
 pub mod vm;
 
 use std::fs::File;
@@ -30,6 +31,7 @@ pub use nook_agent::protocol::ProcessSpec;
 pub struct LaunchSpec {
     pub process: ProcessSpec,
     pub hostname: String,
+    pub network: network::NetworkSpec,
 }
 
 /// The column a new container is asked to run in (`--isolation`, with the VM's size).
@@ -142,7 +144,7 @@ impl Isolation {
     /// The backend of the container whose directory is `dir`.
     pub fn backend<'a>(&'a self, host: &'a Host, dir: &Path) -> Box<dyn Backend + 'a> {
         match self {
-            Isolation::Container(overlay) => Box::new(namespace::Backend::new(host, overlay)),
+            Isolation::Container(overlay) => Box::new(namespace::Backend::new(host, dir, overlay)),
             Isolation::Vm(machine) => Box::new(vm::Backend::new(host, dir, machine)),
         }
     }

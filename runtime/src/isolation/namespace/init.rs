@@ -27,6 +27,7 @@ pub fn container_init(
     stdio: &Stdio,
     setgroups: bool,
     filters: &[BpfProgram; 2],
+    network_ready: Option<(&OwnedFd, i32)>,
 ) -> ChildFailure {
     if let Err(e) = become_root(setgroups) {
         return os("cannot become root in the user namespace", e);
@@ -40,6 +41,11 @@ pub fn container_init(
     }
     if let Err(e) = loopback_up() {
         return os("cannot bring the loopback interface up", e);
+    }
+    if let Some((ready, writer)) = network_ready {
+        if let Err(message) = super::net::wait_ready(ready, writer) {
+            return ChildFailure::setup(message);
+        }
     }
     run_process(&spec.process, stdio, setgroups, filters)
 }

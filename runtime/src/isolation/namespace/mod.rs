@@ -7,6 +7,7 @@ pub mod idmap;
 pub mod init;
 mod layer;
 pub mod masks;
+mod net;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
@@ -20,10 +21,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use idmap::IdMap;
-use process::{spawn, wait_pid, ChildFailure};
+use process::{spawn, spawn_with, wait_pid, ChildFailure};
 
 pub use rootfs::Overlay;
 
+use super::network::NetworkMode;
 use super::{
     Exit, Host, ImageSource, IsolationError, LaunchSpec, Notice, Process, ProcessSpec,
     RootfsOptions, Stdio, Workload,
@@ -159,11 +161,17 @@ impl Overlay {
 pub struct Backend<'a> {
     host: &'a Host,
     overlay: &'a Overlay,
+    /// The container's directory.
+    dir: PathBuf,
 }
 
 impl<'a> Backend<'a> {
-    pub fn new(host: &'a Host, overlay: &'a Overlay) -> Self {
-        Backend { host, overlay }
+    pub fn new(host: &'a Host, dir: &Path, overlay: &'a Overlay) -> Self {
+        Backend {
+            host,
+            overlay,
+            dir: dir.to_path_buf(),
+        }
     }
 }
 
@@ -196,14 +204,20 @@ fn chroot(dir: &Path) -> io::Result<()> {
     std::env::set_current_dir("/")
 }
 
-/// A process started by this backend, waited for with waitpid.
+/// A process started by this backend, waited for with waitpid; a container's first process
+/// also owns the pasta serving its network.
 struct Child {
     pid: i32,
+    pasta: Option<std::process::Child>,
 }
 
 impl Process for Child {
     fn wait(&mut self) -> Result<Exit, IsolationError> {
-        wait_pid(self.pid)
+        let exit = wait_pid(self.pid);
+        if let Some(pasta) = self.pasta.take() {
+            net::stop_pasta(pasta);
+        }
+        exit
     }
 }
 
@@ -246,17 +260,51 @@ impl super::Backend for Backend<'_> {
         })?;
         let map = &self.host.ids.map;
         let setgroups = map.setgroups_allowed();
-        let pid = spawn(CONTAINER_NAMESPACES, Some(map), || {
-            Err(init::container_init(
-                spec,
-                self.overlay,
-                &stdio,
-                setgroups,
-                &filters,
-            ))
-        })?;
+        let mut flags = CONTAINER_NAMESPACES;
+        if spec.network.mode == NetworkMode::Host {
+            flags &= !libc::CLONE_NEWNET;
+        }
+        // With a network stack, the container sets itself up while pasta attaches to its
+        // namespace, and runs its workload only once pasta is ready.
+        let (ready_read, ready_write) = match spec.network.stack() {
+            Some(_) => {
+                let (r, w) = process::pipe().map_err(|e| IsolationError::os("create a pipe", e))?;
+                (Some(r), Some(w))
+            }
+            None => (None, None),
+        };
+        let writer = ready_write.as_ref().map(|w| w.as_raw_fd());
+        let ready = ready_read.as_ref().zip(writer);
+        let pid_file = self.dir.join("pasta.pid");
+        net::end_leftover(&pid_file);
+        let mut pasta = None;
+        let pid = spawn_with(
+            flags,
+            Some(map),
+            |pid| match ready_write {
+                Some(w) => Ok(Some((net::launch_pasta(&spec.network, pid, &pid_file)?, w))),
+                None => Ok(None),
+            },
+            |launched| {
+                if let Some((launch, w)) = launched {
+                    pasta = Some(net::wait_pasta(launch)?);
+                    net::signal_ready(w)?;
+                }
+                Ok(())
+            },
+            || {
+                Err(init::container_init(
+                    spec,
+                    self.overlay,
+                    &stdio,
+                    setgroups,
+                    &filters,
+                    ready,
+                ))
+            },
+        )?;
         drop(stdio);
-        Ok(Box::new(Child { pid }))
+        Ok(Box::new(Child { pid, pasta }))
     }
 
     fn exec(
@@ -307,7 +355,7 @@ impl super::Backend for Backend<'_> {
             unsafe { libc::_exit(status) }
         })?;
         drop(stdio);
-        Ok(Box::new(Child { pid }))
+        Ok(Box::new(Child { pid, pasta: None }))
     }
 
     fn create_layer(&self, _auto_remove: bool) -> Result<(), IsolationError> {
@@ -379,7 +427,9 @@ impl super::Backend for Backend<'_> {
         layer::export(self.host, self.overlay, out)
     }
 
-    fn cleanup(&self) {}
+    fn cleanup(&self) {
+        net::end_leftover(&self.dir.join("pasta.pid"));
+    }
 }
 
 /// Closes this process's copies of the container's stdio, so that a reader sees end of file

@@ -48,6 +48,21 @@ pub fn spawn(
     map: Option<&IdMap>,
     child: impl FnOnce() -> Result<(), ChildFailure>,
 ) -> Result<i32, IsolationError> {
+    spawn_with(flags, map, |_| Ok(()), |()| Ok(()), child)
+}
+
+/// [`spawn`] with two calls beside the child: `attach` with its pid once its ids are mapped and
+/// before it runs its part (it can still be reached through /proc: it turns non-dumpable only
+/// then), and `released` with what `attach` returned while the child runs its part (how the
+/// network stack is set up beside the container's own set-up). An error of either ends the
+/// child and is returned.
+pub fn spawn_with<T>(
+    flags: libc::c_int,
+    map: Option<&IdMap>,
+    attach: impl FnOnce(i32) -> Result<T, IsolationError>,
+    released: impl FnOnce(T) -> Result<(), IsolationError>,
+    child: impl FnOnce() -> Result<(), ChildFailure>,
+) -> Result<i32, IsolationError> {
     let (go_read, go_write) = pipe().map_err(|e| IsolationError::os("create a pipe", e))?;
     let (report_read, report_write) = pipe().map_err(|e| IsolationError::os("create a pipe", e))?;
     let clone_flags = (flags | libc::SIGCHLD) as libc::c_ulong;
@@ -104,6 +119,14 @@ pub fn spawn(
             }
         }
     }
+    let attached = match attach(pid) {
+        Ok(a) => a,
+        Err(e) => {
+            drop(go_write);
+            let _ = wait_pid(pid);
+            return Err(e);
+        }
+    };
     // SAFETY: go_write is an open pipe; writing one byte from a valid buffer.
     let n = unsafe { libc::write(go_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
     drop(go_write);
@@ -113,6 +136,13 @@ pub fn spawn(
             "release the container process",
             io::Error::last_os_error(),
         ));
+    }
+    if let Err(e) = released(attached) {
+        // SAFETY: kill takes a pid and a signal number; the child is ours and not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        drop(report_read);
+        let _ = wait_pid(pid);
+        return Err(e);
     }
     if let Some(failure) = read_report(report_read) {
         let _ = wait_pid(pid);
