@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use nook_agent::errors;
 use nook_agent::guest::cmdline::{BootParams, CMDLINE_ENV, DEFAULT_CHANNEL};
 use nook_agent::guest::console::{self, KernelLog};
 use nook_agent::guest::mounts::{self, SysMounts};
@@ -143,7 +144,16 @@ fn boot(
     let files = File::open(rootfs::ETC).context("opening the container files directory")?;
     rootfs::switch_root(&mut sys).context("switching into the container root")?;
     if let Err(e) = net::loopback_up() {
-        log.error(&format!("cannot bring the loopback interface up: {e}"));
+        log.error(&format!(
+            "cannot bring the loopback interface up: {}",
+            errors::chain(&e)
+        ));
+    }
+    // Before the container's first process, which may connect at once. A container asked to
+    // have a network and left without one would fail in confusing ways: this ends the boot.
+    if let Some(netp) = &params.net {
+        net::configure(net::INTERFACE, netp).context("configuring the network")?;
+        log.debug(&format!("{} configured: {netp}", net::INTERFACE));
     }
     let root_ready_ns = boottime_ns();
     log.debug(&format!("root ready at {root_ready_ns} ns"));

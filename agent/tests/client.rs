@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use nook_agent::client::{Client, ClientError};
 use nook_agent::protocol::{
-    encode_frame, BootTimes, ErrorKind, ExitStatus, GuestMessage, ProcessSpec, SYNC,
+    encode_frame, BootTimes, ErrorKind, ExitStatus, GuestMessage, ProcessSpec, PROTOCOL_VERSION,
+    SYNC,
 };
 
 fn peer_sends(frames: &[(u32, GuestMessage)]) -> Client {
@@ -35,10 +36,11 @@ fn ready(version: u32) -> GuestMessage {
 
 #[test]
 fn another_protocol_version_is_refused() {
-    let client = peer_sends(&[(0, ready(2))]);
+    let other = PROTOCOL_VERSION + 1;
+    let client = peer_sends(&[(0, ready(other))]);
     let err = client.wait_ready(Duration::from_secs(5)).unwrap_err();
     assert!(
-        matches!(err, ClientError::Version { got: 2, want: 1 }),
+        matches!(err, ClientError::Version { got, want: PROTOCOL_VERSION } if got == other),
         "{err}"
     );
 }
@@ -64,7 +66,7 @@ fn silence_times_out_and_a_vanished_agent_is_closed() {
     assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
 
     let client = peer_sends(&[
-        (0, ready(1)),
+        (0, ready(PROTOCOL_VERSION)),
         (1, GuestMessage::Stdout(b"partial".to_vec())),
     ]);
     client.wait_ready(Duration::from_secs(5)).unwrap();
@@ -85,7 +87,7 @@ fn silence_times_out_and_a_vanished_agent_is_closed() {
 #[test]
 fn frames_of_other_streams_are_kept_for_later() {
     let client = peer_sends(&[
-        (0, ready(1)),
+        (0, ready(PROTOCOL_VERSION)),
         (2, GuestMessage::Stdout(b"two".to_vec())),
         (1, GuestMessage::Stdout(b"one".to_vec())),
         (
@@ -114,7 +116,7 @@ fn frames_of_other_streams_are_kept_for_later() {
 fn a_channel_without_the_sync_marker_is_an_error() {
     let (host, mut guest) = UnixStream::pair().unwrap();
     guest
-        .write_all(&encode_frame(0, &ready(1)).unwrap())
+        .write_all(&encode_frame(0, &ready(PROTOCOL_VERSION)).unwrap())
         .unwrap();
     drop(guest);
     let client = Client::from_unix(host).unwrap();

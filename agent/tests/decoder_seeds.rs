@@ -19,6 +19,7 @@ fn seeds() -> Vec<Vec<u8>> {
         },
         hostname: "h".into(),
         resolv_conf: String::new(),
+        hosts: "127.0.0.1\tlocalhost\n".into(),
     });
     vec![
         Vec::new(),

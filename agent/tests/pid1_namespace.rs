@@ -181,6 +181,7 @@ impl Guest {
                 },
                 hostname: hostname.into(),
                 resolv_conf: String::new(),
+                hosts: String::new(),
             })
             .unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nook_agent::client::{Client, ProcessResult};
 use nook_agent::protocol::{
     encode_frame, skip_to_sync, BootTimes, ErrorKind, FrameReader, GuestMessage, HostMessage,
-    ProcessSpec, StartSpec,
+    ProcessSpec, StartSpec, PROTOCOL_VERSION,
 };
 use nook_agent::supervisor::{self, Config, NoSetup, Outcome, SupervisorError};
 use nook_agent::testing::{privileged, Needs};
@@ -343,7 +343,10 @@ fn bad_frames_get_error_frames_and_the_agent_goes_on() {
     let ready = reader.read_frame::<GuestMessage>().unwrap().unwrap();
     assert!(matches!(
         ready.message,
-        GuestMessage::Ready { version: 1, .. }
+        GuestMessage::Ready {
+            version: PROTOCOL_VERSION,
+            ..
+        }
     ));
 
     // Unknown kind, then a truncated exec body, then stdin for a stream that has no process.

@@ -12,6 +12,7 @@
 //! | `nook.channel=PATH` | `/dev/hvc0` | the host channel (a virtio console, put in raw mode) |
 //! | `nook.readonly` or `nook.readonly=1` | off | the container's root is read-only once its files are set up (`--read-only`) |
 //! | `nook.debug` or `nook.debug=1` | off | log each boot step to the kernel log (seen on the serial console with `console=ttyS0`) |
+//! | `nook.net=ADDR/PREFIX,GATEWAY,MTU` | none (only `lo`) | configure `eth0` (the virtio-net device): IPv4 address `ADDR` (dotted) with prefix length `PREFIX` (0-32), default route via `GATEWAY`, MTU `MTU` (68-65535), e.g. `nook.net=10.0.2.100/24,10.0.2.2,65520`; IPv6 is left to the kernel's autoconfiguration |
 //!
 //! `DEV` is a name under /dev (`vdb`) or a path (`/dev/vdb`).
 //!
@@ -19,6 +20,7 @@
 //! so that what it boots with and what the agent reads cannot drift apart.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 /// The parsed `nook.*` parameters.
@@ -32,6 +34,83 @@ pub struct BootParams {
     pub debug: bool,
     /// `--read-only`: the container's root is read-only (its writable layer is still shown).
     pub read_only: bool,
+    /// `eth0`'s IPv4 configuration; `None` leaves every interface but `lo` alone.
+    pub net: Option<NetParams>,
+}
+
+/// The IPv4 configuration of the guest's network interface (`nook.net`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetParams {
+    pub address: Ipv4Addr,
+    /// The prefix length, 0 to 32.
+    pub prefix: u8,
+    /// The default route's next hop.
+    pub gateway: Ipv4Addr,
+    /// At least [`MIN_MTU`] (the smallest IPv4 allows).
+    pub mtu: u16,
+}
+
+/// The smallest MTU `nook.net` accepts: IPv4's minimum (RFC 791).
+pub const MIN_MTU: u16 = 68;
+
+impl NetParams {
+    /// The netmask of [`NetParams::prefix`] (`24` is 255.255.255.0).
+    pub fn netmask(&self) -> Ipv4Addr {
+        let bits = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0);
+        Ipv4Addr::from(bits)
+    }
+
+    /// Reads `ADDR/PREFIX,GATEWAY,MTU`.
+    fn parse(value: &str) -> Result<NetParams, CmdlineError> {
+        let bad = |reason| CmdlineError::BadNet {
+            value: value.to_owned(),
+            reason,
+        };
+        let mut fields = value.split(',');
+        let (Some(cidr), Some(gateway), Some(mtu), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad("it needs exactly three comma-separated fields"));
+        };
+        let (address, prefix) = cidr
+            .split_once('/')
+            .ok_or_else(|| bad("the address has no /PREFIX"))?;
+        let address = address
+            .parse::<Ipv4Addr>()
+            .map_err(|_| bad("the address is not a dotted IPv4 address"))?;
+        let prefix = prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= 32 && !prefix.starts_with('+'))
+            .ok_or_else(|| bad("the prefix length is not a number from 0 to 32"))?;
+        let gateway = gateway
+            .parse::<Ipv4Addr>()
+            .map_err(|_| bad("the gateway is not a dotted IPv4 address"))?;
+        let mtu = mtu
+            .parse::<u16>()
+            .ok()
+            .filter(|m| *m >= MIN_MTU && !mtu.starts_with('+'))
+            .ok_or_else(|| bad("the MTU is not a number from 68 to 65535"))?;
+        Ok(NetParams {
+            address,
+            prefix,
+            gateway,
+            mtu,
+        })
+    }
+}
+
+/// `ADDR/PREFIX,GATEWAY,MTU`, what [`BootParams::parse`] reads back.
+impl fmt::Display for NetParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{},{},{}",
+            self.address, self.prefix, self.gateway, self.mtu
+        )
+    }
 }
 
 /// Where the overlay's upper layer lives.
@@ -58,6 +137,8 @@ pub enum CmdlineError {
     BadDebug { value: String },
     #[error("kernel parameter nook.readonly={value} is neither 0 nor 1")]
     BadReadOnly { value: String },
+    #[error("kernel parameter nook.net={value} is not ADDR/PREFIX,GATEWAY,MTU: {reason}")]
+    BadNet { value: String, reason: &'static str },
 }
 
 /// An environment variable whose `nook.*` words are read after the kernel command line's
@@ -77,6 +158,7 @@ impl Default for BootParams {
             channel: DEFAULT_CHANNEL.into(),
             debug: false,
             read_only: false,
+            net: None,
         }
     }
 }
@@ -156,6 +238,9 @@ impl fmt::Display for BootParams {
         if self.read_only {
             f.write_str(" nook.readonly")?;
         }
+        if let Some(net) = &self.net {
+            write!(f, " nook.net={net}")?;
+        }
         Ok(())
     }
 }
@@ -192,6 +277,7 @@ impl BootParams {
                         value: v.to_owned(),
                     })
                 }
+                ("nook.net", Some(v)) => p.net = Some(NetParams::parse(v)?),
                 ("nook.debug", None | Some("1")) => p.debug = true,
                 ("nook.debug", Some("0")) => p.debug = false,
                 ("nook.debug", Some(v)) => {
@@ -229,7 +315,18 @@ mod tests {
         assert_eq!(p.upper_fstype, "xfs");
         assert_eq!(p.channel, PathBuf::from("/dev/hvc1"));
         assert!(p.debug);
+        assert_eq!(p.net, None);
         assert!(BootParams::parse("nook.readonly").unwrap().read_only);
+        let p = BootParams::parse("quiet nook.net=10.0.2.100/24,10.0.2.2,65520").unwrap();
+        assert_eq!(
+            p.net,
+            Some(NetParams {
+                address: Ipv4Addr::new(10, 0, 2, 100),
+                prefix: 24,
+                gateway: Ipv4Addr::new(10, 0, 2, 2),
+                mtu: 65520,
+            })
+        );
         assert!(
             !BootParams::parse("nook.readonly=1 nook.readonly=0")
                 .unwrap()
@@ -267,6 +364,39 @@ mod tests {
             BootParams::default().to_string(),
             "console=ttynull reboot=k panic=-1 rdinit=/init"
         );
+        let net = BootParams {
+            upper: disk(),
+            net: Some(NetParams {
+                address: Ipv4Addr::new(10, 0, 2, 100),
+                prefix: 24,
+                gateway: Ipv4Addr::new(10, 0, 2, 2),
+                mtu: 65520,
+            }),
+            ..BootParams::default()
+        };
+        assert_eq!(
+            net.to_string(),
+            "console=ttynull reboot=k panic=-1 rdinit=/init nook.upper=vdb \
+             nook.net=10.0.2.100/24,10.0.2.2,65520"
+        );
+    }
+
+    #[test]
+    fn netmasks_follow_the_prefix() {
+        let mask = |prefix| {
+            NetParams {
+                address: Ipv4Addr::UNSPECIFIED,
+                prefix,
+                gateway: Ipv4Addr::UNSPECIFIED,
+                mtu: 1500,
+            }
+            .netmask()
+        };
+        assert_eq!(mask(0), Ipv4Addr::new(0, 0, 0, 0));
+        assert_eq!(mask(1), Ipv4Addr::new(128, 0, 0, 0));
+        assert_eq!(mask(24), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(mask(30), Ipv4Addr::new(255, 255, 255, 252));
+        assert_eq!(mask(32), Ipv4Addr::new(255, 255, 255, 255));
     }
 
     #[test]
@@ -279,6 +409,12 @@ mod tests {
             channel: "/dev/hvc1".into(),
             debug: true,
             read_only: true,
+            net: Some(NetParams {
+                address: Ipv4Addr::new(192, 168, 7, 2),
+                prefix: 30,
+                gateway: Ipv4Addr::new(192, 168, 7, 1),
+                mtu: 1500,
+            }),
         };
         let cases = [
             BootParams::default(),
@@ -291,8 +427,18 @@ mod tests {
             BootParams {
                 upper: Upper::Auto,
                 read_only: false,
-                ..every
+                ..every.clone()
             },
+            BootParams {
+                net: Some(NetParams {
+                    address: Ipv4Addr::new(0, 0, 0, 0),
+                    prefix: 0,
+                    gateway: Ipv4Addr::new(255, 255, 255, 255),
+                    mtu: MIN_MTU,
+                }),
+                ..BootParams::default()
+            },
+            BootParams { net: None, ..every },
         ];
         for params in cases {
             let line = params.to_string();
@@ -309,6 +455,25 @@ mod tests {
             ("nook.rootfstype=ext4,ro", "nook.rootfstype=ext4,ro"),
             ("nook.channel=hvc0", "nook.channel=hvc0"),
             ("nook.debug=yes", "nook.debug=yes"),
+            ("nook.net=", "nook.net= is not ADDR/PREFIX,GATEWAY,MTU"),
+            ("nook.net=10.0.2.100/24,10.0.2.2", "three comma-separated"),
+            (
+                "nook.net=10.0.2.100/24,10.0.2.2,1500,x",
+                "three comma-separated",
+            ),
+            ("nook.net=10.0.2.100,10.0.2.2,1500", "no /PREFIX"),
+            ("nook.net=10.0.2/24,10.0.2.2,1500", "the address is not"),
+            ("nook.net=fd00::2/64,10.0.2.2,1500", "the address is not"),
+            ("nook.net=10.0.2.100/33,10.0.2.2,1500", "prefix length"),
+            ("nook.net=10.0.2.100/+8,10.0.2.2,1500", "prefix length"),
+            ("nook.net=10.0.2.100/,10.0.2.2,1500", "prefix length"),
+            (
+                "nook.net=10.0.2.100/24,10.0.2.256,1500",
+                "the gateway is not",
+            ),
+            ("nook.net=10.0.2.100/24,10.0.2.2,67", "MTU"),
+            ("nook.net=10.0.2.100/24,10.0.2.2,65536", "MTU"),
+            ("nook.net=10.0.2.100/24,10.0.2.2,", "MTU"),
         ] {
             let err = BootParams::parse(cmdline).unwrap_err();
             assert!(err.to_string().contains(needle), "{cmdline}: {err}");

@@ -103,7 +103,8 @@ pub fn switch_root(ops: &mut dyn MountOps) -> Result<(), MountError> {
     Ok(())
 }
 
-/// The `/etc/hosts` of a container without networking beyond loopback.
+/// The `/etc/hosts` of a container when the host sends none: the loopback names and the
+/// hostname.
 pub fn hosts_file(hostname: &str) -> String {
     let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if !hostname.is_empty() {
@@ -207,7 +208,14 @@ impl<O: MountOps> ContainerSetup for GuestSetup<O> {
                 .map_err(|e| format!("cannot set the hostname to {}: {e}", spec.hostname))?;
             self.bind_file("hostname", &format!("{}\n", spec.hostname), "/etc/hostname")?;
         }
-        self.bind_file("hosts", &hosts_file(&spec.hostname), "/etc/hosts")?;
+        // Always bind-mounted, like docker's: the image's file names no hostname of this
+        // container, and a file written here never belongs in its writable layer.
+        let hosts = if spec.hosts.is_empty() {
+            hosts_file(&spec.hostname)
+        } else {
+            spec.hosts.clone()
+        };
+        self.bind_file("hosts", &hosts, "/etc/hosts")?;
         if !spec.resolv_conf.is_empty() {
             self.bind_file("resolv.conf", &spec.resolv_conf, "/etc/resolv.conf")?;
         }
@@ -370,6 +378,52 @@ mod tests {
             ]
         );
         assert!(setup.ops.calls.contains(&"touch /etc/hosts".to_owned()));
+    }
+
+    /// The host's /etc/hosts (the container's address and names on its network) replaces the
+    /// loopback-only file, through the same bind mount: it never lands in the writable layer.
+    #[test]
+    fn the_hosts_file_from_the_host_is_bind_mounted() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let record = disk.path().join(RECORD_NAME);
+        let mut setup = GuestSetup {
+            ops: Recorder {
+                existing: vec!["/etc".into()],
+                ..Default::default()
+            },
+            files_dir: dir.path().to_owned(),
+            targets_record: record.clone(),
+            set_hostname: no_hostname,
+            read_only: false,
+        };
+        let hosts = "127.0.0.1\tlocalhost\n10.0.2.100\tbox\n";
+        let spec = StartSpec {
+            hostname: "box".into(),
+            hosts: hosts.into(),
+            ..Default::default()
+        };
+        setup.apply(&spec).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("hosts")).unwrap(), hosts);
+        let d = dir.path().display();
+        let mounts: Vec<&String> = setup
+            .ops
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("mount"))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                &format!("mount {d}/hostname /etc/hostname  [bind]"),
+                &format!("mount {d}/hosts /etc/hosts  [bind]"),
+            ]
+        );
+        // The empty file made to mount onto is the agent's, and recorded as such.
+        assert_eq!(
+            fs::read_to_string(&record).unwrap(),
+            "file etc/hostname\nfile etc/hosts\n"
+        );
     }
 
     fn no_hostname(_: &str) -> io::Result<()> {

@@ -31,6 +31,8 @@ pub struct StartSpec {
     pub hostname: String,
     /// Content for /etc/resolv.conf; empty keeps the image's file.
     pub resolv_conf: String,
+    /// Content for /etc/hosts; empty gives the loopback names and the hostname.
+    pub hosts: String,
 }
 
 /// Guest boot timestamps, for the bench. Offsets are nanoseconds of `CLOCK_BOOTTIME`, which
@@ -210,6 +212,7 @@ impl sealed::Body for HostMessage {
                 encode_process(&s.process, out);
                 out.str(&s.hostname);
                 out.str(&s.resolv_conf);
+                out.str(&s.hosts);
             }
             HostMessage::Exec(p) => encode_process(p, out),
             HostMessage::Stdin(data) => out.raw(data),
@@ -229,6 +232,7 @@ impl sealed::Body for HostMessage {
                 process: decode_process(&mut r)?,
                 hostname: r.str("hostname")?,
                 resolv_conf: r.str("resolv_conf")?,
+                hosts: r.str("hosts")?,
             }),
             K_EXEC => HostMessage::Exec(decode_process(&mut r)?),
             K_STDIN => HostMessage::Stdin(r.rest().to_vec()),

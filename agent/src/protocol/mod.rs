@@ -31,7 +31,8 @@ pub use messages::{
 };
 
 /// The protocol version the guest announces in `Ready`; the host refuses any other.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: `Start` carries the container's /etc/hosts.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

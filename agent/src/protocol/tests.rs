@@ -15,6 +15,14 @@ fn host_samples() -> Vec<HostMessage> {
             process: process.clone(),
             hostname: "box".into(),
             resolv_conf: "nameserver 10.0.2.3\n".into(),
+            hosts: "127.0.0.1\tlocalhost\n10.0.2.100\tbox\n".into(),
+        }),
+        HostMessage::Start(StartSpec {
+            process: ProcessSpec {
+                argv: vec!["true".into()],
+                ..ProcessSpec::default()
+            },
+            ..StartSpec::default()
         }),
         HostMessage::Exec(process),
         HostMessage::Stdin(b"line\n".to_vec()),

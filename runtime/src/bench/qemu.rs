@@ -196,6 +196,7 @@ fn run_once(spec: &BenchSpec, g: &Guest, n: u32) -> Result<RunSample, String> {
                 },
                 hostname: String::new(),
                 resolv_conf: String::new(),
+                hosts: String::new(),
             })
             .map_err(|e| e.to_string())?;
         let result = client

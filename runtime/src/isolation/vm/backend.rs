@@ -106,6 +106,7 @@ impl crate::isolation::Backend for Backend<'_> {
                     process,
                     hostname: spec.hostname.clone(),
                     resolv_conf: String::new(),
+                    hosts: String::new(),
                 })
                 .map_err(VmError::Agent)?;
             let path = self.control_path()?;
