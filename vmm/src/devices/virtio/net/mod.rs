@@ -17,6 +17,8 @@ pub mod config;
 pub mod frame;
 pub mod metrics;
 pub mod rx;
+#[cfg(test)]
+mod tests;
 pub mod tx;
 pub mod worker;
 
