@@ -91,6 +91,17 @@ impl Rig {
         tx: &MockSplitQueue<'_, GuestMemory>,
         mergeable: bool,
     ) -> (Worker, UnixStream) {
+        let irq = Arc::new(Interrupt::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()));
+        self.worker_with(rx, tx, mergeable, irq)
+    }
+
+    fn worker_with(
+        &self,
+        rx: &MockSplitQueue<'_, GuestMemory>,
+        tx: &MockSplitQueue<'_, GuestMemory>,
+        mergeable: bool,
+        interrupt: Arc<Interrupt>,
+    ) -> (Worker, UnixStream) {
         let (vmm_side, host_side) = UnixStream::pair().unwrap();
         vmm_side.set_nonblocking(true).unwrap();
         host_side
@@ -102,7 +113,7 @@ impl Rig {
             queue_of(tx),
             self.mem.clone(),
             vmm_side,
-            Arc::new(Interrupt::new(EventFd::new(libc::EFD_NONBLOCK).unwrap())),
+            interrupt,
             mergeable,
         );
         (worker, host_side)
@@ -502,4 +513,58 @@ fn a_garbage_avail_index_breaks_the_device_not_the_vmm() {
     host.write_all(&framed(&pattern(100, 15))).unwrap();
     w.pump(None);
     assert!(w.is_broken());
+}
+
+#[test]
+fn the_worker_moves_frames_under_the_vmm_seccomp_filter() {
+    use crate::exit::{ExitSignal, StopReason, VmExit};
+    // EPERM instead of a kill: a refused syscall shows up as a failure, not a dead test run.
+    let filter = crate::seccomp::build(seccompiler::SeccompAction::Errno(libc::EPERM as u32));
+    let filter = Arc::new(filter.unwrap());
+    let exit = Arc::new(ExitSignal::new().unwrap());
+    let rig = Rig::new();
+    let (rx, tx) = rig.queues();
+    let irq = Arc::new(Interrupt::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()));
+    let (w, mut host) = rig.worker_with(&rx, &tx, true, irq.clone());
+    let metrics = w.metrics().clone();
+    let rx_evt = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    let tx_evt = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    let tx_kick = tx_evt.try_clone().unwrap();
+    let rx_kick = rx_evt.try_clone().unwrap();
+    let worker_exit = exit.clone();
+    let handle = crate::thread::spawn("net-seccomp", Some(filter), exit.clone(), move || {
+        w.run(rx_evt, tx_evt, &worker_exit)
+    })
+    .unwrap();
+
+    let frame = pattern(1500, 16);
+    rig.mem
+        .write_slice(&frame, GuestAddress(BUF + HDR_LEN as u64))
+        .unwrap();
+    tx.add_desc_chains(&chain(&[(BUF, (HDR_LEN + 1500) as u32, R)], 0), 0)
+        .unwrap();
+    tx_kick.write(1).unwrap();
+    assert_eq!(read_framed(&mut host), frame);
+
+    rig.post_rx(&rx, 0, 1, 4096);
+    rx_kick.write(1).unwrap();
+    host.write_all(&framed(&pattern(700, 17))).unwrap();
+    for _ in 0..500 {
+        if used_idx(&rig.mem, &rx) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(used(&rig.mem, &rx, 0), (0, 712));
+    assert_eq!(rig.read(buf_addr(0) + 12, 700), pattern(700, 17));
+    assert_eq!(metrics.tx_frames(), 1);
+    // The irqfd was written: the guest would have been interrupted.
+    assert!(irq.irqfd().read().unwrap() >= 1);
+
+    exit.stop(StopReason::Exit(VmExit::Reset));
+    handle.join().unwrap();
+    match exit.wait(None) {
+        Some(StopReason::Exit(VmExit::Reset)) => {}
+        other => panic!("the worker failed under the filter: {other:?}"),
+    }
 }
