@@ -287,3 +287,56 @@ fn stop_vcpus(handles: Vec<JoinHandle<()>>) -> bool {
     }
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NetConfig;
+
+    fn config(net: NetConfig) -> VmConfig {
+        VmConfig {
+            kernel: "/nonexistent/vmlinux".into(),
+            initramfs: None,
+            cmdline: String::new(),
+            memory_mib: 128,
+            vcpus: 1,
+            disks: Vec::new(),
+            agent_socket: None,
+            serial: SerialOutput::Off,
+            timeout_ms: None,
+            net: Some(net),
+        }
+    }
+
+    fn net(socket: &std::path::Path, mac: &str, mtu: u16) -> NetConfig {
+        NetConfig {
+            socket: socket.into(),
+            mac: mac.into(),
+            mtu,
+        }
+    }
+
+    #[test]
+    fn bad_mac_or_mtu_is_refused_before_anything_starts() {
+        let sock = std::path::Path::new("/nonexistent/passt.sock");
+        let e = validate(&config(net(sock, "01:00:5e:00:00:01", 1500))).unwrap_err();
+        assert!(matches!(e, VmmError::Mac(_)), "{e:?}");
+        for mtu in [0, MIN_MTU - 1, MAX_MTU + 1] {
+            let e = validate(&config(net(sock, "52:54:00:12:34:56", mtu))).unwrap_err();
+            assert!(matches!(e, VmmError::Config(_)), "{e:?}");
+        }
+        validate(&config(net(sock, "52:54:00:12:34:56", 65520))).unwrap();
+    }
+
+    #[test]
+    fn a_socket_nobody_listens_on_fails_the_start_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("passt.sock");
+        let e = run(&config(net(&sock, "52:54:00:12:34:56", 65520))).unwrap_err();
+        match &e {
+            VmmError::NetSocket { path, .. } => assert_eq!(path, &sock),
+            other => panic!("expected NetSocket, got {other:?}"),
+        }
+        assert!(e.to_string().contains(&sock.display().to_string()), "{e}");
+    }
+}

@@ -57,7 +57,7 @@ impl FrameReader {
     }
 
     /// Looks at the next frame; drops (and reports) frames the guest must never see.
-    pub fn next(&mut self) -> Parsed {
+    pub fn parse(&mut self) -> Parsed {
         if self.skip > 0 {
             let n = self.skip.min(self.end - self.start);
             self.start += n;
@@ -76,7 +76,7 @@ impl FrameReader {
         len.copy_from_slice(&self.buf[self.start..self.start + LEN_BYTES]);
         let len = u32::from_be_bytes(len);
         let n = len as usize;
-        if n > MAX_FRAME || n < ETH_HLEN {
+        if !(ETH_HLEN..=MAX_FRAME).contains(&n) {
             self.start += LEN_BYTES;
             self.skip = n;
             return if n > MAX_FRAME {
@@ -97,13 +97,13 @@ impl FrameReader {
         u32::from_be_bytes(len) as usize
     }
 
-    /// The frame [`Self::next`] returned [`Parsed::Frame`] for.
+    /// The frame [`Self::parse`] returned [`Parsed::Frame`] for.
     pub fn frame(&self) -> &[u8] {
         let at = self.start + LEN_BYTES;
         &self.buf[at..at + self.frame_len()]
     }
 
-    /// Drops the frame [`Self::next`] returned [`Parsed::Frame`] for.
+    /// Drops the frame [`Self::parse`] returned [`Parsed::Frame`] for.
     pub fn consume(&mut self) {
         self.start += LEN_BYTES + self.frame_len();
         if self.start == self.end {
@@ -171,7 +171,7 @@ mod tests {
     fn drain(reader: &mut FrameReader, source: &mut impl Read) -> Vec<Result<Vec<u8>, Parsed>> {
         let mut got = Vec::new();
         loop {
-            match reader.next() {
+            match reader.parse() {
                 Parsed::Frame => {
                     got.push(Ok(reader.frame().to_vec()));
                     reader.consume();

@@ -206,7 +206,7 @@ impl Worker {
         let mut handled = 0;
         let mut delivered = false;
         while handled < RX_BUDGET {
-            match self.reader.next() {
+            match self.reader.parse() {
                 Parsed::Frame => {
                     let frame = self.reader.frame();
                     let outcome = self.rx.deliver(
