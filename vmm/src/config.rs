@@ -35,6 +35,9 @@ pub struct VmConfig {
     /// Kill the VM after this many milliseconds.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// A virtio-net interface backed by passt; no network device when absent.
+    #[serde(default)]
+    pub net: Option<NetConfig>,
 }
 
 impl VmConfig {
@@ -53,6 +56,62 @@ pub struct DiskConfig {
     /// Offer VIRTIO_BLK_F_RO and refuse writes.
     #[serde(default)]
     pub read_only: bool,
+}
+
+/// The MTU passt uses by default (and offers to the guest with VIRTIO_NET_F_MTU).
+pub const DEFAULT_MTU: u16 = 65520;
+/// Largest MTU whose frames (plus the 14-byte Ethernet header) fit the 65535-byte frame bound.
+pub const MAX_MTU: u16 = 65521;
+/// Smallest MTU an IPv4 host must accept.
+pub const MIN_MTU: u16 = 68;
+
+fn default_mtu() -> u16 {
+    DEFAULT_MTU
+}
+
+/// One virtio-net interface whose frames are carried by passt over a Unix stream socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    /// Unix stream socket passt already listens on (`passt -s PATH -1`); the VMM connects to
+    /// it before the guest boots.
+    pub socket: PathBuf,
+    /// The guest's MAC address, `52:54:00:12:34:56` form (a unicast address).
+    pub mac: String,
+    /// The MTU offered to the guest.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+/// A MAC address that is not six colon-separated hex pairs of a unicast, non-zero address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MAC address {0:?}: expected a unicast address like 52:54:00:12:34:56")]
+pub struct InvalidMac(pub String);
+
+impl NetConfig {
+    /// The MAC address as bytes.
+    pub fn mac_address(&self) -> Result<[u8; 6], InvalidMac> {
+        parse_mac(&self.mac)
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (hex, either case); refuses multicast and all-zero addresses,
+/// which no NIC may carry as its own.
+pub fn parse_mac(text: &str) -> Result<[u8; 6], InvalidMac> {
+    let err = || InvalidMac(text.to_string());
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next().ok_or_else(err)?;
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
+    }
+    if parts.next().is_some() || mac[0] & 1 == 1 || mac == [0; 6] {
+        return Err(err());
+    }
+    Ok(mac)
 }
 
 /// Destination of the guest serial console.
@@ -84,6 +143,47 @@ mod tests {
         let again: VmConfig =
             serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
         assert_eq!(again, config);
+    }
+
+    #[test]
+    fn net_defaults_and_round_trip() {
+        let json = r#"{"kernel":"/k","memory_mib":128,"vcpus":1,
+            "net":{"socket":"/run/passt.sock","mac":"52:54:00:12:34:56"}}"#;
+        let config: VmConfig = serde_json::from_str(json).unwrap();
+        let net = config.net.clone().unwrap();
+        assert_eq!(net.mtu, DEFAULT_MTU);
+        assert_eq!(net.socket, PathBuf::from("/run/passt.sock"));
+        assert_eq!(
+            net.mac_address().unwrap(),
+            [0x52, 0x54, 0, 0x12, 0x34, 0x56]
+        );
+        let again: VmConfig =
+            serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
+        let without: VmConfig =
+            serde_json::from_str(r#"{"kernel":"/k","memory_mib":128,"vcpus":1}"#).unwrap();
+        assert_eq!(without.net, None);
+        let unknown = r#"{"kernel":"/k","memory_mib":128,"vcpus":1,
+            "net":{"socket":"/s","mac":"52:54:00:12:34:56","queues":2}}"#;
+        assert!(serde_json::from_str::<VmConfig>(unknown).is_err());
+    }
+
+    #[test]
+    fn mac_addresses_are_validated() {
+        assert_eq!(parse_mac("52:54:00:AB:cd:ef").unwrap()[3], 0xab);
+        for bad in [
+            "",
+            "52:54:00:12:34",
+            "52:54:00:12:34:56:78",
+            "52-54-00-12-34-56",
+            "52:54:00:12:34:5g",
+            "52:54:00:12:34:+5",
+            "052:54:00:12:34:5",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+        ] {
+            assert_eq!(parse_mac(bad), Err(InvalidMac(bad.into())), "{bad}");
+        }
     }
 
     #[test]

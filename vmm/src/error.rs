@@ -38,6 +38,20 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    /// The passt socket of the network interface.
+    #[error(
+        "cannot connect to the passt socket {path} (passt must listen on it before the VM starts)"
+    )]
+    NetSocket {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The network interface's MAC address.
+    #[error(transparent)]
+    Mac(#[from] crate::config::InvalidMac),
     /// The serial output file.
     #[error("cannot open the serial output file {path}")]
     Serial {

@@ -13,11 +13,12 @@ use linux_loader::cmdline::Cmdline;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::x86_64::{cpuid, mptable, msr, regs};
-use crate::config::{SerialOutput, VmConfig};
+use crate::config::{SerialOutput, VmConfig, MAX_MTU, MIN_MTU};
 use crate::devices::legacy::{SerialPort, I8042};
 use crate::devices::virtio::block::io::Disk;
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::console::Console;
+use crate::devices::virtio::net::Net;
 use crate::devices::virtio::wiring::{attach, WiringContext};
 use crate::error::VmmError;
 use crate::exit::{ExitSignal, StopReason, VmExit};
@@ -49,8 +50,19 @@ pub fn validate(config: &VmConfig) -> Result<(), VmmError> {
             memory::MAX_MEMORY_MIB
         )));
     }
+    if let Some(net) = &config.net {
+        net.mac_address()?;
+        if !(MIN_MTU..=MAX_MTU).contains(&net.mtu) {
+            return Err(VmmError::Config(format!(
+                "net.mtu is {}, must be {MIN_MTU}..={MAX_MTU}",
+                net.mtu
+            )));
+        }
+    }
     let slots = (IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize;
-    let devices = config.disks.len() + usize::from(config.agent_socket.is_some());
+    let devices = config.disks.len()
+        + usize::from(config.agent_socket.is_some())
+        + usize::from(config.net.is_some());
     if devices > slots {
         return Err(VmmError::Config(format!(
             "{devices} virtio devices requested, at most {slots} fit"
@@ -104,6 +116,18 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
         ),
         None => None,
     };
+    // passt listens before the VM starts (`passt -s PATH -1`) and serves this one connection.
+    let net = match &config.net {
+        Some(net) => {
+            let stream =
+                UnixStream::connect(&net.socket).map_err(|source| VmmError::NetSocket {
+                    path: net.socket.clone(),
+                    source,
+                })?;
+            Some((stream, net.mac_address()?, net.mtu, net.socket.clone()))
+        }
+        None => None,
+    };
     let serial_out = serial_writer(&config.serial)?;
 
     let mem = memory::create(config.memory_mib)?;
@@ -143,6 +167,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
             .map_err(VmmError::Cmdline)?;
     }
     let mut disk_metrics = Vec::new();
+    let mut net_metrics = None;
     {
         let mut ctx = WiringContext {
             vm: &vm,
@@ -164,6 +189,13 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
             let console = Console::new("agent-console".into(), stream)
                 .map_err(|source| VmmError::AgentSocket { path, source })?;
             attach(&mut ctx, slot, Box::new(console))?;
+            slot += 1;
+        }
+        if let Some((stream, mac, mtu, path)) = net {
+            let net = Net::new("net0".into(), stream, mac, mtu)
+                .map_err(|source| VmmError::NetSocket { path, source })?;
+            net_metrics = Some(net.metrics());
+            attach(&mut ctx, slot, Box::new(net))?;
         }
     }
 
@@ -213,6 +245,18 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
             eprintln!("nook-vmm: {name}: {n} requests failed on the host's disk I/O");
         }
     }
+    if let Some(m) = net_metrics {
+        let faults = m.total_faults();
+        if faults > 0 || m.tx_dropped_closed() > 0 {
+            eprintln!(
+                "nook-vmm: net0: {} frames sent, {} received, {faults} dropped for faults, {} \
+                 dropped after the backend closed",
+                m.tx_frames(),
+                m.rx_frames(),
+                m.tx_dropped_closed()
+            );
+        }
+    }
     if !joined {
         // A vCPU thread still holds the guest memory mapping: never unmap it under its feet.
         std::mem::forget(mem);
@@ -242,4 +286,57 @@ fn stop_vcpus(handles: Vec<JoinHandle<()>>) -> bool {
         }
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NetConfig;
+
+    fn config(net: NetConfig) -> VmConfig {
+        VmConfig {
+            kernel: "/nonexistent/vmlinux".into(),
+            initramfs: None,
+            cmdline: String::new(),
+            memory_mib: 128,
+            vcpus: 1,
+            disks: Vec::new(),
+            agent_socket: None,
+            serial: SerialOutput::Off,
+            timeout_ms: None,
+            net: Some(net),
+        }
+    }
+
+    fn net(socket: &std::path::Path, mac: &str, mtu: u16) -> NetConfig {
+        NetConfig {
+            socket: socket.into(),
+            mac: mac.into(),
+            mtu,
+        }
+    }
+
+    #[test]
+    fn bad_mac_or_mtu_is_refused_before_anything_starts() {
+        let sock = std::path::Path::new("/nonexistent/passt.sock");
+        let e = validate(&config(net(sock, "01:00:5e:00:00:01", 1500))).unwrap_err();
+        assert!(matches!(e, VmmError::Mac(_)), "{e:?}");
+        for mtu in [0, MIN_MTU - 1, MAX_MTU + 1] {
+            let e = validate(&config(net(sock, "52:54:00:12:34:56", mtu))).unwrap_err();
+            assert!(matches!(e, VmmError::Config(_)), "{e:?}");
+        }
+        validate(&config(net(sock, "52:54:00:12:34:56", 65520))).unwrap();
+    }
+
+    #[test]
+    fn a_socket_nobody_listens_on_fails_the_start_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("passt.sock");
+        let e = run(&config(net(&sock, "52:54:00:12:34:56", 65520))).unwrap_err();
+        match &e {
+            VmmError::NetSocket { path, .. } => assert_eq!(path, &sock),
+            other => panic!("expected NetSocket, got {other:?}"),
+        }
+        assert!(e.to_string().contains(&sock.display().to_string()), "{e}");
+    }
 }

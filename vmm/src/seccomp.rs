@@ -39,6 +39,7 @@ const ALLOWED: &[i64] = &[
     libc::SYS_lseek,
     libc::SYS_fsync,
     libc::SYS_fdatasync,
+    // std's UnixStream reads and writes: the agent console and the passt socket of virtio-net.
     libc::SYS_recvfrom,
     libc::SYS_sendto,
     libc::SYS_recvmsg,

@@ -8,6 +8,7 @@
 pub mod block;
 pub mod console;
 pub mod mmio;
+pub mod net;
 pub mod wiring;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

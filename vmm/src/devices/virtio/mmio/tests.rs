@@ -13,6 +13,7 @@ use crate::devices::virtio::block::io::Disk;
 use crate::devices::virtio::block::request::SEG_MAX;
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::console::Console;
+use crate::devices::virtio::net::{Net, FEATURES as NET_FEATURES};
 use crate::devices::virtio::{Interrupt, VirtioDevice};
 use crate::exit::ExitSignal;
 use crate::layout::VIRTIO_MMIO_SIZE;
@@ -108,6 +109,94 @@ fn console_config_reads_as_zeros() {
     let (mut t, _host) = console();
     check_every_read(&mut t, &[0; 12]);
     check_writes_ignored(&mut t, &[0; 12]);
+}
+
+fn net() -> (MmioTransport, UnixStream) {
+    let (vmm_side, host_side) = UnixStream::pair().unwrap();
+    let mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    let net = Net::new("net0".into(), vmm_side, mac, 65520).unwrap();
+    (transport(Box::new(net)), host_side)
+}
+
+#[test]
+fn net_config_reads_at_every_offset() {
+    let (mut t, _host) = net();
+    // mac, status (LINK_UP, le16), max_virtqueue_pairs (le16), mtu (le16); by hand.
+    let mut config = vec![0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    config.extend_from_slice(&1u16.to_le_bytes());
+    config.extend_from_slice(&1u16.to_le_bytes());
+    config.extend_from_slice(&65520u16.to_le_bytes());
+    check_every_read(&mut t, &config);
+    check_writes_ignored(&mut t, &config);
+}
+
+fn reg(t: &mut MmioTransport, offset: u32) -> u32 {
+    let mut data = [0u8; 4];
+    t.read(u64::from(offset), &mut data);
+    u32::from_le_bytes(data)
+}
+
+fn set(t: &mut MmioTransport, offset: u32, value: u32) {
+    t.write(u64::from(offset), &value.to_le_bytes());
+}
+
+/// Offers the driver `features` and returns whether FEATURES_OK stuck.
+fn negotiate(t: &mut MmioTransport, features: u64) -> bool {
+    use virtio_bindings::bindings::virtio_config::*;
+    use virtio_bindings::bindings::virtio_mmio::*;
+    set(t, VIRTIO_MMIO_STATUS, 0);
+    set(t, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    let s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+    set(t, VIRTIO_MMIO_STATUS, s);
+    for sel in 0..2 {
+        set(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, sel);
+        set(
+            t,
+            VIRTIO_MMIO_DRIVER_FEATURES,
+            (features >> (32 * sel)) as u32,
+        );
+    }
+    set(t, VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_FEATURES_OK);
+    reg(t, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK != 0
+}
+
+#[test]
+fn net_offers_exactly_its_features_and_no_offloads() {
+    use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
+    use virtio_bindings::bindings::virtio_mmio::*;
+    use virtio_bindings::bindings::virtio_net::*;
+    let (mut t, _host) = net();
+    assert_eq!(reg(&mut t, VIRTIO_MMIO_DEVICE_ID), 1);
+    let mut offered = 0u64;
+    for sel in 0..2 {
+        set(&mut t, VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
+        offered |= u64::from(reg(&mut t, VIRTIO_MMIO_DEVICE_FEATURES)) << (32 * sel);
+    }
+    let bit = |b: u32| 1u64 << b;
+    let expected = bit(VIRTIO_F_VERSION_1)
+        | bit(VIRTIO_NET_F_MAC)
+        | bit(VIRTIO_NET_F_MTU)
+        | bit(VIRTIO_NET_F_MRG_RXBUF)
+        | bit(VIRTIO_NET_F_STATUS);
+    assert_eq!(offered, expected);
+    assert_eq!(NET_FEATURES, expected);
+    // Offloads are refused, as is a driver without VERSION_1; any subset with it is taken.
+    for refused in [
+        VIRTIO_NET_F_CSUM,
+        VIRTIO_NET_F_GUEST_CSUM,
+        VIRTIO_NET_F_HOST_TSO4,
+        VIRTIO_NET_F_GUEST_TSO4,
+        VIRTIO_NET_F_MQ,
+        VIRTIO_NET_F_CTRL_VQ,
+    ] {
+        assert!(!negotiate(&mut t, expected | bit(refused)), "bit {refused}");
+    }
+    assert!(!negotiate(&mut t, expected & !bit(VIRTIO_F_VERSION_1)));
+    assert!(negotiate(&mut t, expected));
+    assert!(negotiate(
+        &mut t,
+        bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_MAC)
+    ));
 }
 
 #[test]
