@@ -35,6 +35,8 @@ pub enum IsolationError {
     #[error(transparent)]
     Lock(#[from] crate::util::lock::LockError),
     #[error(transparent)]
+    Network(#[from] super::stack::StackError),
+    #[error(transparent)]
     Atomic(#[from] crate::util::atomic::AtomicError),
 }
 

@@ -10,6 +10,7 @@
 mod error;
 pub mod namespace;
 pub mod network;
+pub mod stack;
 pub mod vm;
 
 use std::fs::File;
@@ -32,6 +33,20 @@ pub struct LaunchSpec {
     pub process: ProcessSpec,
     pub hostname: String,
     pub network: network::NetworkSpec,
+}
+
+impl LaunchSpec {
+    /// The container-wide settings both columns apply before the first process runs, in the
+    /// agent protocol's form: the hostname, `/etc/hosts` and `/etc/resolv.conf`.
+    pub fn start_spec(&self) -> nook_agent::protocol::StartSpec {
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        nook_agent::protocol::StartSpec {
+            process: self.process.clone(),
+            hostname: self.hostname.clone(),
+            resolv_conf: self.network.resolv_conf(&host_resolv).unwrap_or_default(),
+            hosts: self.network.hosts_file(&self.hostname),
+        }
+    }
 }
 
 /// The column a new container is asked to run in (`--isolation`, with the VM's size).

@@ -5,11 +5,18 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nook_agent::guest::rootfs::{sethostname, GuestSetup};
+use nook_agent::layer::targets::RECORD_NAME;
+use nook_agent::protocol::StartSpec;
+use nook_agent::supervisor::ContainerSetup;
 use std::path::Path;
 
 use seccompiler::BpfProgram;
 
 use super::process::ChildFailure;
+use super::rooted::Rooted;
 use super::sys::LinuxSys;
 use super::{caps, rootfs, seccomp, user};
 use crate::isolation::{LaunchSpec, ProcessSpec, Stdio};
@@ -20,10 +27,17 @@ fn os(what: &str, e: io::Error) -> ChildFailure {
     ChildFailure::setup(format!("{what}: {e}"))
 }
 
+/// The container's own files, handed to its init: its directory and what goes into them.
+pub struct ContainerFiles {
+    pub dir: PathBuf,
+    pub start: StartSpec,
+}
+
 /// The container's first process, from its fresh namespaces to the workload.
 pub fn container_init(
     spec: &LaunchSpec,
     overlay: &super::Overlay,
+    setup: &ContainerFiles,
     stdio: &Stdio,
     setgroups: bool,
     filters: &[BpfProgram; 2],
@@ -36,7 +50,31 @@ pub fn container_init(
     if let Err(e) = super::sys::Sys::sethostname(&sys, &spec.hostname) {
         return os(&format!("cannot set the hostname {:?}", spec.hostname), e);
     }
-    if let Err(e) = rootfs::setup(&sys, overlay) {
+    if let Err(e) = rootfs::mount(&sys, overlay) {
+        return ChildFailure::setup(crate::errors::chain(&e));
+    }
+    // /etc/hostname, /etc/hosts and /etc/resolv.conf, bound from the container's directory by
+    // the guest agent's own code, the targets resolved inside the new root (the targets it
+    // has to create are recorded beside the writable layer, so that they never show in `diff`
+    // or `commit`).
+    let ops = match Rooted::new(&overlay.merged) {
+        Ok(ops) => ops,
+        Err(e) => return os(&format!("cannot open {}", overlay.merged.display()), e),
+    };
+    let mut files = GuestSetup {
+        ops,
+        files_dir: setup.dir.clone(),
+        targets_record: setup.dir.join(RECORD_NAME),
+        set_hostname: sethostname,
+        read_only: false,
+    };
+    if let Err(message) = files.apply(&setup.start) {
+        return ChildFailure::setup(message);
+    }
+    if let Err(e) = rootfs::switch(&sys, overlay) {
+        return ChildFailure::setup(crate::errors::chain(&e));
+    }
+    if let Err(e) = rootfs::seal(&sys, overlay.read_only) {
         return ChildFailure::setup(crate::errors::chain(&e));
     }
     if let Err(e) = loopback_up() {

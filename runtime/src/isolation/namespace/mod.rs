@@ -9,6 +9,7 @@ mod layer;
 pub mod masks;
 mod net;
 pub mod process;
+pub mod rooted;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sys;
@@ -143,7 +144,9 @@ impl Overlay {
     ) -> Result<Overlay, IsolationError> {
         let tree = tree::ensure_tree(&host.root, &host.ids, image)?;
         Ok(Overlay {
-            lower: vec![tree],
+            // The image, then the container's init layer (docker's): the mount targets of its
+            // own /etc files, so that binding them changes nothing in its writable layer.
+            lower: vec![tree, dir.join("init")],
             upper: dir.join("upper"),
             work: dir.join("work"),
             merged: dir.join("merged"),
@@ -208,15 +211,14 @@ fn chroot(dir: &Path) -> io::Result<()> {
 /// also owns the pasta serving its network.
 struct Child {
     pid: i32,
-    pasta: Option<std::process::Child>,
+    pasta: Option<crate::isolation::stack::Running>,
 }
 
 impl Process for Child {
     fn wait(&mut self) -> Result<Exit, IsolationError> {
         let exit = wait_pid(self.pid);
-        if let Some(pasta) = self.pasta.take() {
-            net::stop_pasta(pasta);
-        }
+        // The container is gone: so is its network.
+        self.pasta = None;
         exit
     }
 }
@@ -276,7 +278,10 @@ impl super::Backend for Backend<'_> {
         let writer = ready_write.as_ref().map(|w| w.as_raw_fd());
         let ready = ready_read.as_ref().zip(writer);
         let pid_file = self.dir.join("pasta.pid");
-        net::end_leftover(&pid_file);
+        let files = init::ContainerFiles {
+            dir: self.dir.clone(),
+            start: spec.start_spec(),
+        };
         let mut pasta = None;
         let pid = spawn_with(
             flags,
@@ -287,7 +292,7 @@ impl super::Backend for Backend<'_> {
             },
             |launched| {
                 if let Some((launch, w)) = launched {
-                    pasta = Some(net::wait_pasta(launch)?);
+                    pasta = Some(crate::isolation::stack::wait_ready(launch)?);
                     net::signal_ready(w)?;
                 }
                 Ok(())
@@ -296,6 +301,7 @@ impl super::Backend for Backend<'_> {
                 Err(init::container_init(
                     spec,
                     self.overlay,
+                    &files,
                     &stdio,
                     setgroups,
                     &filters,
@@ -360,9 +366,20 @@ impl super::Backend for Backend<'_> {
 
     fn create_layer(&self, _auto_remove: bool) -> Result<(), IsolationError> {
         let o = self.overlay;
+        let io = |p: &Path| {
+            let what = format!("create {}", p.display());
+            move |e| IsolationError::os(what, e)
+        };
         for dir in [&o.upper, &o.work, &o.merged] {
-            std::fs::create_dir(dir)
-                .map_err(|e| IsolationError::os(format!("create {}", dir.display()), e))?;
+            std::fs::create_dir(dir).map_err(io(dir))?;
+        }
+        if let Some(init) = o.lower.get(1) {
+            let etc = init.join("etc");
+            std::fs::create_dir_all(&etc).map_err(io(&etc))?;
+            for file in ["hostname", "hosts", "resolv.conf"] {
+                let p = etc.join(file);
+                File::create(&p).map_err(io(&p))?;
+            }
         }
         Ok(())
     }
@@ -373,6 +390,10 @@ impl super::Backend for Backend<'_> {
             return Ok(None);
         }
         let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ESRCH) {
+            // It ended meanwhile (a concurrent `rm -f`): nothing left to signal.
+            return Ok(None);
+        }
         if err.raw_os_error() != Some(libc::EPERM) {
             return Err(IsolationError::os(format!("signal process {init}"), err));
         }
@@ -428,7 +449,7 @@ impl super::Backend for Backend<'_> {
     }
 
     fn cleanup(&self) {
-        net::end_leftover(&self.dir.join("pasta.pid"));
+        crate::isolation::stack::end_leftover(&self.dir.join("pasta.pid"));
     }
 }
 

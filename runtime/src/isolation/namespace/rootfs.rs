@@ -77,9 +77,18 @@ fn escape_overlay_path(path: &Path) -> String {
     out
 }
 
-/// Builds the container's root at `spec.merged` and makes it the process's root.
-/// Runs in the container's init process, in its fresh user and mount namespaces.
+/// Builds the container's root at `spec.merged`, makes it the process's root, and makes it
+/// read-only with `--read-only`. Runs in the container's init process, in its fresh user and
+/// mount namespaces.
 pub fn setup(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
+    mount(sys, spec)?;
+    switch(sys, spec)?;
+    seal(sys, spec.read_only)
+}
+
+/// Mounts the container's root at `spec.merged`, with /proc, /dev, /sys and the masks; the
+/// per-container files are bound into it before [`switch`] and [`seal`].
+pub fn mount(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
     let root = spec.merged.as_path();
     // Nothing we mount may propagate back to the host's mount namespace.
     sys.mount(
@@ -114,6 +123,12 @@ pub fn setup(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
     setup_dev(sys, root)?;
     setup_sys(sys, root)?;
     masks::apply(sys, root)?;
+    Ok(())
+}
+
+/// Makes the root built by [`mount`] the process's root.
+pub fn switch(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
+    let root = spec.merged.as_path();
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
     // only the new root, with no directory needed for the old one.
@@ -124,8 +139,13 @@ pub fn setup(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
         .map_err(at("detach the old root from", root))?;
     sys.chdir(Path::new("/"))
         .map_err(at("enter", Path::new("/")))?;
+    Ok(())
+}
 
-    if spec.read_only {
+/// Makes the root read-only (`--read-only`): the root mount only, so /proc, /dev and the
+/// per-container files bound into it stay as they are.
+pub fn seal(sys: &dyn Sys, read_only: bool) -> Result<(), MountError> {
+    if read_only {
         sys.mount(
             "none",
             Path::new("/"),

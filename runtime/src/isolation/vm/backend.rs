@@ -80,7 +80,8 @@ impl crate::isolation::Backend for Backend<'_> {
             mut child,
             client,
             log_path,
-        } = boot(&self.dir, self.machine)?;
+            passt,
+        } = boot(&self.dir, self.machine, Some(&spec.network))?;
         let end = |child: &mut Child| {
             let _ = child.kill();
             let _ = child.wait();
@@ -104,9 +105,7 @@ impl crate::isolation::Backend for Backend<'_> {
             let (main, frames) = mux
                 .start_main(StartSpec {
                     process,
-                    hostname: spec.hostname.clone(),
-                    resolv_conf: String::new(),
-                    hosts: String::new(),
+                    ..spec.start_spec()
                 })
                 .map_err(VmError::Agent)?;
             let path = self.control_path()?;
@@ -175,6 +174,7 @@ impl crate::isolation::Backend for Backend<'_> {
             control: Some(server),
             raw,
             size_watch,
+            _passt: passt,
         }))
     }
 
@@ -273,7 +273,7 @@ impl crate::isolation::Backend for Backend<'_> {
             }
             .into());
         }
-        let booted = boot(&self.dir, self.machine)?;
+        let booted = boot(&self.dir, self.machine, None)?;
         let result = booted.client.stream_upper(out);
         booted.shut_down();
         result.map_err(VmError::Layer)?;
@@ -299,5 +299,6 @@ impl crate::isolation::Backend for Backend<'_> {
         if let Ok(p) = self.control_path() {
             let _ = std::fs::remove_file(p);
         }
+        crate::isolation::stack::end_leftover(&self.dir.join("passt.pid"));
     }
 }

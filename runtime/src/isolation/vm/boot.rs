@@ -12,11 +12,14 @@ use std::process::{Child, Command, Stdio as ProcStdio};
 use std::time::{Duration, Instant};
 
 use nook_agent::client::Client;
-use nook_agent::guest::cmdline::{BootParams, Upper, AUTO_UPPER_DEVICE};
+use nook_agent::guest::cmdline::{BootParams, NetParams, Upper, AUTO_UPPER_DEVICE};
 
 use super::kernel::find_kernel;
 use super::sockets::{debugging, socket_path};
-use super::{assets, phases, Machine, VmError};
+use super::{assets, phases, sockets, Machine, VmError};
+use crate::host_tools::PASST;
+use crate::isolation::network::{self, NetworkSpec};
+use crate::isolation::stack;
 use crate::paths::{self, Env, ProcessEnv};
 
 /// How long the VMM may take to connect to the agent socket (it does so before booting).
@@ -45,6 +48,8 @@ pub(super) struct Booted {
     pub client: Client,
     /// The VMM's log.
     pub log_path: PathBuf,
+    /// passt, serving the VM's network (ended when dropped).
+    pub passt: Option<stack::Running>,
 }
 
 impl Booted {
@@ -59,9 +64,39 @@ impl Booted {
     }
 }
 
-/// Boots the VM of the container whose directory is `dir` until its agent is ready.
-pub(super) fn boot(dir: &Path, machine: &Machine) -> Result<Booted, VmError> {
+/// The VM's MAC address: locally administered, from the container's id.
+fn mac(id: &str) -> String {
+    let hex: Vec<u8> = (0..4)
+        .map(|i| u8::from_str_radix(id.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0))
+        .collect();
+    format!(
+        "52:54:{:02x}:{:02x}:{:02x}:{:02x}",
+        hex[0], hex[1], hex[2], hex[3]
+    )
+}
+
+/// Boots the VM of the container whose directory is `dir` until its agent is ready; with
+/// `network`, passt serves its virtio-net device.
+pub(super) fn boot(
+    dir: &Path,
+    machine: &Machine,
+    network: Option<&NetworkSpec>,
+) -> Result<Booted, VmError> {
     let env = ProcessEnv;
+    // passt starts first and gets ready while the rest is prepared.
+    let id = container_id(dir);
+    let net = match network.filter(|n| n.stack().is_some()) {
+        Some(spec) => {
+            let socket = sockets::net_path(&env, &id)?;
+            let _ = std::fs::remove_file(&socket);
+            let mut args = spec.stack_args();
+            args.extend(["--one-off".into(), "--socket".into()]);
+            args.push(socket.to_string_lossy().into_owned());
+            let launch = stack::launch(&PASST, &args, &dir.join("passt.pid"), &[])?;
+            Some((launch, socket))
+        }
+        None => None,
+    };
     let cache = paths::cache_dir(&env);
     let kernel = find_kernel(machine.settings.kernel.as_deref(), &env)?;
     let vmm = assets::find_vmm(&env)?;
@@ -91,11 +126,17 @@ pub(super) fn boot(dir: &Path, machine: &Machine) -> Result<Booted, VmError> {
             Upper::Tmpfs
         },
         read_only: machine.disks.read_only,
+        net: net.as_ref().map(|_| NetParams {
+            address: network::ADDRESS,
+            prefix: network::PREFIX,
+            gateway: network::GATEWAY,
+            mtu: network::MTU,
+        }),
         ..BootParams::default()
     }
     .to_string();
 
-    let socket = socket_path(&env, &container_id(dir))?;
+    let socket = socket_path(&env, &id)?;
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(io("listen on", &socket))?;
     let config = nook_vmm::VmConfig {
@@ -112,6 +153,11 @@ pub(super) fn boot(dir: &Path, machine: &Machine) -> Result<Booted, VmError> {
             nook_vmm::SerialOutput::Off
         },
         timeout_ms: None,
+        net: net.as_ref().map(|(_, socket)| nook_vmm::NetConfig {
+            socket: socket.clone(),
+            mac: mac(&id),
+            mtu: network::MTU,
+        }),
     };
     let config_path = dir.join("vm.json");
     let json = serde_json::to_vec_pretty(&config).map_err(|e| VmError::Io {
@@ -148,8 +194,16 @@ pub(super) fn boot(dir: &Path, machine: &Machine) -> Result<Booted, VmError> {
             Ok(())
         });
     }
+    // The VMM connects to passt before it boots the guest.
+    let passt = match net {
+        Some((launch, _)) => Some(stack::wait_ready(launch)?),
+        None => None,
+    };
     phases::mark(phases::Mark::VmmSpawn);
-    let mut child = command.spawn().map_err(io("start the VMM", &vmm))?;
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => return Err(io("start the VMM", &vmm)(e)),
+    };
     let failed = |child: &mut Child, status: std::process::ExitStatus| {
         let _ = child.wait();
         let message = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -187,6 +241,7 @@ pub(super) fn boot(dir: &Path, machine: &Machine) -> Result<Booted, VmError> {
             child,
             client,
             log_path,
+            passt,
         }),
         Err(e) => {
             let _ = child.kill();

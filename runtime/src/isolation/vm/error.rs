@@ -52,6 +52,8 @@ pub enum VmError {
     Layer(#[source] ClientError),
     #[error("the container's control channel failed")]
     Control(#[source] control::ControlError),
+    #[error(transparent)]
+    Network(#[from] crate::isolation::stack::StackError),
     #[error("the container has no writable disk at {}", path.display())]
     NoDisk { path: PathBuf },
 }

@@ -38,3 +38,8 @@ pub(super) fn socket_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
 pub fn control_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
     Ok(socket_dir(env)?.join(format!("{}.ctl", short_id(id))))
 }
+
+/// Where passt listens for the VMM of container `id` (only while the VMM connects).
+pub fn net_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
+    Ok(socket_dir(env)?.join(format!("{}.net", short_id(id))))
+}

@@ -26,6 +26,8 @@ pub(super) struct VmWorkload {
     /// The host terminal's settings, back when the container ends.
     pub(super) raw: Option<terminal::RawMode>,
     pub(super) size_watch: Option<terminal::SizeWatch>,
+    /// passt, serving the VM's network; ends with the workload.
+    pub(super) _passt: Option<crate::isolation::stack::Running>,
 }
 
 impl Workload for VmWorkload {

@@ -1,0 +1,172 @@
+//! The user-mode network stack of a container, the same program in both columns: pasta
+//! attached to a namespace's network, passt serving a VM's virtio-net device over a unix
+//! socket. It runs in the foreground as a child of the container's monitor, which ends it with
+//! the container; it dies with the monitor too (parent-death signal), and a leftover one named
+//! by the container's pid file is ended before the next start.
+
+use std::fs::File;
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::host_tools::Tool;
+
+/// Why a container's network stack could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("cannot give the container a network: {0}")]
+    Failed(String),
+    #[error("cannot {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> StackError {
+    move |source| StackError::Io { what, source }
+}
+
+/// How long the stack may take to get ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A stack starting for one container.
+pub struct Launch {
+    child: Child,
+    pid_file: PathBuf,
+    log_path: PathBuf,
+    program: PathBuf,
+}
+
+fn failed(message: String) -> StackError {
+    StackError::Failed(message)
+}
+
+/// Starts `tool` with `args`, writing its pid to `pid_file` once ready and its messages to the
+/// log beside it (a pipe nobody reads while the container runs could fill and stall it).
+/// `fds` are descriptors of this process to hand over as descriptors 3, 4, ... in order.
+pub fn launch(
+    tool: &Tool,
+    args: &[String],
+    pid_file: &Path,
+    fds: &[RawFd],
+) -> Result<Launch, StackError> {
+    let program = tool.require().map_err(|e| failed(e.to_string()))?;
+    end_leftover(pid_file);
+    let log_path = pid_file.with_extension("log");
+    let log = File::create(&log_path).map_err(io(format!("create {}", log_path.display())))?;
+    let mut command = Command::new(&program);
+    command
+        .args(args)
+        .arg("--foreground")
+        .arg("--pid")
+        .arg(pid_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let fds = fds.to_vec();
+    // SAFETY: fcntl, dup2 and prctl are async-signal-safe; the descriptors stay open in this
+    // process until spawn returns. Each is moved above 10 first, so that placing one at 3, 4,
+    // ... never closes another.
+    unsafe {
+        command.pre_exec(move || {
+            let mut high = [0; 8];
+            for (slot, fd) in high.iter_mut().zip(&fds) {
+                *slot = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+                if *slot < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high.iter().take(fds.len()).enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .map_err(io(format!("start {}", program.display())))?;
+    Ok(Launch {
+        child,
+        pid_file: pid_file.to_path_buf(),
+        log_path,
+        program,
+    })
+}
+
+/// A running stack: ended (and reaped) when dropped, with its container.
+pub struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the stack is ready (it writes its pid file once it is) and returns it.
+pub fn wait_ready(launch: Launch) -> Result<Running, StackError> {
+    let Launch {
+        mut child,
+        pid_file,
+        log_path,
+        program,
+    } = launch;
+    let start = Instant::now();
+    loop {
+        if std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n')) {
+            return Ok(Running(child));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            // Its attempts to log to syslog are not the reason.
+            let message = log
+                .lines()
+                .filter(|l| !(l.starts_with("Failed to send") && l.contains("syslog")))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let hint = if message.contains("/dev/net/tun") {
+                " (it needs /dev/net/tun readable and writable by this user: mode 0666, as \
+                 distributions ship it)"
+            } else {
+                ""
+            };
+            return Err(failed(format!(
+                "{} failed ({status}): {message}{hint}",
+                program.display()
+            )));
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            drop(Running(child));
+            return Err(failed(format!(
+                "{} was not ready within {READY_TIMEOUT:?}",
+                program.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Ends a stack left behind by a monitor that was killed, named by its pid file.
+pub fn end_leftover(pid_file: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.starts_with("pasta") || comm.starts_with("passt") {
+        // SAFETY: kill takes a pid and a signal number.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = std::fs::remove_file(pid_file);
+}
