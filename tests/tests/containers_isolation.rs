@@ -79,16 +79,22 @@ fn the_container_is_confined() {
             "the test user has subordinate ids: {map}"
         );
     }
-    // Namespaces refused by the seccomp profile, network is loopback only, /sys is read-only.
+    // Namespaces refused by the seccomp profile; a network namespace of its own (loopback
+    // only with --network none, plus pasta's eth0 by default); /sys is read-only.
     nook.exits(1, &["run", "--rm", "busybox", "unshare", "-U", "true"]);
-    let net = nook.ok(&["run", "--rm", "busybox", "cat", "/proc/net/dev"]);
-    let ifaces: Vec<&str> = net
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(str::trim)
-        .collect();
-    assert_eq!(ifaces, ["lo"], "{net}");
+    let ifaces = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend(["busybox", "cat", "/proc/net/dev"]);
+        let net = nook.ok(&args);
+        net.lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|s| s.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ifaces(&["--network", "none"]), ["lo"]);
+    assert_eq!(ifaces(&[]), ["lo", "eth0"]);
     nook.exits(1, &["run", "--rm", "busybox", "touch", "/sys/x"]);
     // docker's masked paths are covered wherever this kernel has them, and read as empty.
     let masked = nook.ok(&[

@@ -353,6 +353,16 @@ impl NetworkSpec {
         if !self.maps_gateway() {
             args.push("--no-map-gw".into());
         }
+        // Only what is published: pasta's default would forward every port the container
+        // listens on.
+        for (protocol, flag) in [
+            (Protocol::Tcp, "--tcp-ports"),
+            (Protocol::Udp, "--udp-ports"),
+        ] {
+            if !self.ports.iter().any(|m| m.protocol == protocol) {
+                args.extend([flag.to_string(), "none".to_string()]);
+            }
+        }
         for m in &self.ports {
             let flag = match m.protocol {
                 Protocol::Tcp => "--tcp-ports",
@@ -521,13 +531,21 @@ mod tests {
         spec.ports.extend(parse_publish("5353:53/udp").unwrap());
         let args = spec.stack_args().join(" ");
         assert!(args.contains("--no-map-gw"), "{args}");
+        assert!(!args.contains("none"), "{args}");
         assert!(args.contains("--tcp-ports 127.0.0.1/8080:80"), "{args}");
         assert!(args.contains("--udp-ports 5353:53"), "{args}");
         spec.mode = parse_mode("pasta:--map-gw").unwrap();
         let args = spec.stack_args();
         assert!(!args.iter().any(|a| a.contains("map-gw")), "{args:?}");
+        spec.ports.clear();
+        let args = spec.stack_args().join(" ");
+        assert!(
+            args.contains("--tcp-ports none") && args.contains("--udp-ports none"),
+            "{args}"
+        );
         spec.mode = NetworkMode::None;
         assert!(spec.stack_args().is_empty());
+        spec.ports = parse_publish("8080:80").unwrap();
         assert_eq!(spec.check(), Err(NetworkError::PublishWithout("none")));
     }
 

@@ -28,6 +28,12 @@ pub fn launch_pasta(
     let mut args = spec.stack_args();
     args.extend(
         [
+            // Nothing of the host's is forwarded into the container (pasta's default binds, in
+            // the container, every port the host listens on: its loopback services).
+            "--tcp-ns",
+            "none",
+            "--udp-ns",
+            "none",
             "--config-net",
             "--userns",
             "/proc/self/fd/3",
