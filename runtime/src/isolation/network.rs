@@ -13,12 +13,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
 use serde::{Deserialize, Serialize};
 
-/// The container's IPv4 address, prefix, gateway and DNS forwarder (slirp's, which passt and
-/// QEMU users know).
-pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
-pub const PREFIX: u8 = 24;
-pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-pub const DNS_FORWARD: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// The container's IPv4 address, prefix, gateway and DNS forwarder: podman's default bridge
+/// network, rarely a real network nearby (10.0.2.0/24, slirp's, often is: QEMU user networking
+/// puts hosts there).
+pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
+pub const PREFIX: u8 = 16;
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
+pub const DNS_FORWARD: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 3);
 /// pasta's and passt's default MTU.
 pub const MTU: u16 = 65520;
 
@@ -562,12 +563,12 @@ mod tests {
         };
         let hosts = spec.hosts_file("web");
         assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
-        assert!(hosts.contains("10.9.9.9\tdb\n") && hosts.contains("10.0.2.2\tgw\n"));
-        assert!(hosts.contains("10.0.2.100\tweb\n"));
-        assert!(hosts.contains("10.0.2.2\thost.containers.internal"));
+        assert!(hosts.contains("10.9.9.9\tdb\n") && hosts.contains("10.88.0.1\tgw\n"));
+        assert!(hosts.contains("10.88.0.2\tweb\n"));
+        assert!(hosts.contains("10.88.0.1\thost.containers.internal"));
         assert_eq!(
             spec.resolv_conf("").unwrap(),
-            "search example.com\nnameserver 10.0.2.3\n"
+            "search example.com\nnameserver 10.88.0.3\n"
         );
         let none = NetworkSpec::default();
         assert_eq!(none.resolv_conf("nameserver 1.1.1.1\n"), None);
