@@ -18,5 +18,6 @@ tests/vm/vmm-agent.sh
 tests/vm/run-vm.sh
 tests/vm/containers-vm.sh
 tests/vm/security-vm.sh
+tests/vm/network-vm.sh
 tests/vm/bench.sh
 tests/vm/tour.sh

@@ -28,7 +28,8 @@ if [ "${1:-}" = "--inner" ]; then
     runc spec --rootless --bundle "$work/bundle"
     sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"true"/' "$work/bundle/config.json"
     grep -q '"true"' "$work/bundle/config.json" || { echo "cannot set the bundle's command" >&2; exit 1; }
-    run_nook() { "$nook" run --rm busybox true; }
+    # No network, like runc's rootless spec (tests/bench/network.sh measures the default one).
+    run_nook() { "$nook" run --rm --network none busybox true; }
     n=0
     run_runc() { n=$((n + 1)); runc --root "$work/runc-state" run --bundle "$work/bundle" "bench-$$-$n"; }
     # Warm-up: the image tree is unpacked on first use; caches settle.

@@ -15,10 +15,20 @@ use crate::isolation::vm::DEFAULT_MEMORY_MIB;
 
 fn command(spec: &BenchSpec, target: Target, phases_file: &Path) -> Command {
     let mut cmd = Command::new(&spec.nook);
-    cmd.args(["run", "--rm", "--isolation", target.name(), &spec.image])
-        .args(&spec.cmd)
-        .env(PHASES_FILE_ENV, phases_file)
-        .env_remove("NOOK_ISOLATION");
+    // No network: its peers (runc, crun, QEMU) start none either; tests/bench/network.sh
+    // measures what the default network adds.
+    cmd.args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--isolation",
+        target.name(),
+    ])
+    .arg(&spec.image)
+    .args(&spec.cmd)
+    .env(PHASES_FILE_ENV, phases_file)
+    .env_remove("NOOK_ISOLATION");
     cmd
 }
 

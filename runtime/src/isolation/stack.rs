@@ -114,6 +114,15 @@ impl Drop for Running {
 
 /// Waits until the stack is ready (it writes its pid file once it is) and returns it.
 pub fn wait_ready(launch: Launch) -> Result<Running, StackError> {
+    wait_ready_or(launch, &mut || false)
+}
+
+/// [`wait_ready`], or returns it earlier once `enough` says so (the container saw its
+/// interface configured: pasta's remaining start-up, its socket pools, goes on meanwhile).
+pub fn wait_ready_or(
+    launch: Launch,
+    enough: &mut dyn FnMut() -> bool,
+) -> Result<Running, StackError> {
     let Launch {
         mut child,
         pid_file,
@@ -122,7 +131,7 @@ pub fn wait_ready(launch: Launch) -> Result<Running, StackError> {
     } = launch;
     let start = Instant::now();
     loop {
-        if std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n')) {
+        if std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n')) || enough() {
             return Ok(Running(child));
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -136,6 +145,9 @@ pub fn wait_ready(launch: Launch) -> Result<Running, StackError> {
             let hint = if message.contains("/dev/net/tun") {
                 " (it needs /dev/net/tun readable and writable by this user: mode 0666, as \
                  distributions ship it)"
+            } else if message.contains("External interface not usable") {
+                " (this host has no network with a default route for it to use: \
+                 --network none runs the container without one)"
             } else {
                 ""
             };

@@ -41,7 +41,7 @@ pub fn container_init(
     stdio: &Stdio,
     setgroups: bool,
     filters: &[BpfProgram; 2],
-    network_ready: Option<(&OwnedFd, i32)>,
+    network: Option<super::net::ChildEnds>,
 ) -> ChildFailure {
     if let Err(e) = become_root(setgroups) {
         return os("cannot become root in the user namespace", e);
@@ -80,8 +80,8 @@ pub fn container_init(
     if let Err(e) = loopback_up() {
         return os("cannot bring the loopback interface up", e);
     }
-    if let Some((ready, writer)) = network_ready {
-        if let Err(message) = super::net::wait_ready(ready, writer) {
+    if let Some(ends) = network {
+        if let Err(message) = super::net::wait_configured(ends) {
             return ChildFailure::setup(message);
         }
     }

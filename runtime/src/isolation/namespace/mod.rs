@@ -267,16 +267,12 @@ impl super::Backend for Backend<'_> {
             flags &= !libc::CLONE_NEWNET;
         }
         // With a network stack, the container sets itself up while pasta attaches to its
-        // namespace, and runs its workload only once pasta is ready.
-        let (ready_read, ready_write) = match spec.network.stack() {
-            Some(_) => {
-                let (r, w) = process::pipe().map_err(|e| IsolationError::os("create a pipe", e))?;
-                (Some(r), Some(w))
-            }
-            None => (None, None),
+        // namespace, and runs its workload once its interface is configured.
+        let sync = match spec.network.stack() {
+            Some(_) => Some(net::Sync::new()?),
+            None => None,
         };
-        let writer = ready_write.as_ref().map(|w| w.as_raw_fd());
-        let ready = ready_read.as_ref().zip(writer);
+        let ends = sync.as_ref().map(net::Sync::child_ends);
         let pid_file = self.dir.join("pasta.pid");
         let files = init::ContainerFiles {
             dir: self.dir.clone(),
@@ -286,14 +282,16 @@ impl super::Backend for Backend<'_> {
         let pid = spawn_with(
             flags,
             Some(map),
-            |pid| match ready_write {
-                Some(w) => Ok(Some((net::launch_pasta(&spec.network, pid, &pid_file)?, w))),
+            |pid| match sync {
+                Some(sync) => Ok(Some((
+                    net::launch_pasta(&spec.network, pid, &pid_file)?,
+                    sync,
+                ))),
                 None => Ok(None),
             },
             |launched| {
-                if let Some((launch, w)) = launched {
-                    pasta = Some(crate::isolation::stack::wait_ready(launch)?);
-                    net::signal_ready(w)?;
+                if let Some((launch, sync)) = launched {
+                    pasta = Some(sync.wait(launch, !spec.network.ports.is_empty())?);
                 }
                 Ok(())
             },
@@ -305,7 +303,7 @@ impl super::Backend for Backend<'_> {
                     &stdio,
                     setgroups,
                     &filters,
-                    ready,
+                    ends,
                 ))
             },
         )?;
