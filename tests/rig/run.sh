@@ -155,8 +155,8 @@ fi
 # Modules L1 needs, and the order to load them in: each .ko's own `depends=` (the .deb ships no
 # modules.dep) decides, so a kernel update that adds a dependency still loads.
 # 9pnet_virtio is the transport 9p asks for at mount time (no depends= link to it); overlay is
-# for the namespace column of commands run there.
-wanted=(virtio_pci 9pnet_virtio 9p kvm-amd overlay)
+# for the namespace column of commands run there; dummy gives L1 a stand-in outside route (below).
+wanted=(virtio_pci 9pnet_virtio 9p kvm-amd overlay dummy)
 declare -A ko_path=()
 while IFS= read -r f; do
     n=${f##*/}
@@ -272,6 +272,12 @@ done </rw
 cp /results/cmd.sh /newroot/.nook-rig/cmd.sh
 [ -c /dev/kvm ] || fail "/dev/kvm is missing after loading kvm-amd (does the L1 CPU have svm?)"
 ip link set lo up 2>/dev/null
+# L1 has no network device. User-mode network stacks (passt for a VM's virtio-net, pasta for a
+# namespace) take the host's route as the outside and refuse to start without one: a dummy
+# interface on TEST-NET-1 gives them one; traffic of the tests stays on 127.0.0.1.
+ip link add nook-out0 type dummy || fail "cannot add the stand-in outside interface"
+ip addr add 192.0.2.1/24 dev nook-out0 && ip link set nook-out0 up &&
+    ip route add default via 192.0.2.254 || fail "cannot give L1 its stand-in default route"
 stage "running"
 # Make the new root the namespace's root (switch_root's way: move it over /, then chroot into
 # it), not a chroot below the initramfs: the kernel refuses new user namespaces to a chrooted
