@@ -12,7 +12,7 @@ use super::monitor::{self, Attach};
 use super::state::{ContainerConfig, Status};
 use super::store::{Container, ContainerError, ContainerStore};
 use crate::image::Store;
-use crate::isolation::network::{self, NetworkError, NetworkMode, NetworkSpec};
+use crate::isolation::network::{self, NetworkSpec};
 use crate::isolation::{
     Backend, Column, Exit, Host, ImageSource, LaunchSpec, Notice, Process, ProcessSpec,
     RootfsOptions, Stdio,
@@ -152,10 +152,7 @@ impl Engine {
                 network.ports.extend(network::parse_publish(&spec)?);
             }
         }
-        network.check()?;
-        if matches!(opts.column, Column::Vm(_)) && network.mode == NetworkMode::Host {
-            return Err(NetworkError::HostInVm.into());
-        }
+        opts.column.check_network(&network)?;
         let cid = id::new_id().map_err(|source| ContainerError::Io {
             what: "read",
             path: "/dev/urandom".into(),

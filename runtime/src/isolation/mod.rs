@@ -126,6 +126,15 @@ impl Column {
         }
     }
 
+    /// Refuses what this column cannot give a container's network: the host's network
+    /// namespace is the namespace column's alone.
+    pub fn check_network(&self, spec: &network::NetworkSpec) -> Result<(), network::NetworkError> {
+        match (self, &spec.mode) {
+            (Column::Vm(_), network::NetworkMode::Host) => Err(network::NetworkError::HostInVm),
+            _ => spec.check(),
+        }
+    }
+
     /// Prepares a new container's root filesystem in `dir` (its directory, which exists): the
     /// image's unpacked tree and an empty writable layer for namespaces, the image's EROFS disk
     /// and an empty ext4 disk for a VM. Returns what the record keeps.
