@@ -59,6 +59,12 @@ pub fn launch(
     let log_path = pid_file.with_extension("log");
     let log = File::create(&log_path).map_err(io(format!("create {}", log_path.display())))?;
     let mut command = Command::new(&program);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // As root, passt and pasta switch to `nobody` before they write their pid file and
+        // socket, which then cannot reach the caller's directories: they stay root, as asked.
+        command.args(["--runas", "0"]);
+    }
     command
         .args(args)
         .arg("--foreground")
