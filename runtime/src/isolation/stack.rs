@@ -30,6 +30,21 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> StackError {
     move |source| StackError::Io { what, source }
 }
 
+/// Where the stack of the container whose directory is `container_dir` writes its pid (its log
+/// goes beside it): this user's runtime directory. The stack drops its capabilities, so as root
+/// it could not write into a store root another user owns.
+pub fn pid_file(container_dir: &Path) -> Result<PathBuf, StackError> {
+    use std::os::unix::fs::PermissionsExt;
+    let id = container_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = crate::paths::runtime_dir(&crate::paths::ProcessEnv).join("net");
+    std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    Ok(dir.join(format!("{}.pid", crate::util::short_id(&id))))
+}
+
 /// How long the stack may take to get ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -273,7 +273,7 @@ impl super::Backend for Backend<'_> {
             None => None,
         };
         let ends = sync.as_ref().map(net::Sync::child_ends);
-        let pid_file = self.dir.join("pasta.pid");
+        let pid_file = crate::isolation::stack::pid_file(&self.dir)?;
         let files = init::ContainerFiles {
             dir: self.dir.clone(),
             start: spec.start_spec(),
@@ -447,7 +447,9 @@ impl super::Backend for Backend<'_> {
     }
 
     fn cleanup(&self) {
-        crate::isolation::stack::end_leftover(&self.dir.join("pasta.pid"));
+        if let Ok(pid_file) = crate::isolation::stack::pid_file(&self.dir) {
+            crate::isolation::stack::end_leftover(&pid_file);
+        }
     }
 }
 

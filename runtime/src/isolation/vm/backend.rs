@@ -299,6 +299,8 @@ impl crate::isolation::Backend for Backend<'_> {
         if let Ok(p) = self.control_path() {
             let _ = std::fs::remove_file(p);
         }
-        crate::isolation::stack::end_leftover(&self.dir.join("passt.pid"));
+        if let Ok(pid_file) = crate::isolation::stack::pid_file(&self.dir) {
+            crate::isolation::stack::end_leftover(&pid_file);
+        }
     }
 }

@@ -92,7 +92,7 @@ pub(super) fn boot(
             let mut args = spec.stack_args();
             args.extend(["--one-off".into(), "--socket".into()]);
             args.push(socket.to_string_lossy().into_owned());
-            let launch = stack::launch(&PASST, &args, &dir.join("passt.pid"), &[])?;
+            let launch = stack::launch(&PASST, &args, &stack::pid_file(dir)?, &[])?;
             Some((launch, socket))
         }
         None => None,
