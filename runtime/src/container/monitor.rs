@@ -6,7 +6,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
 
 use chrono::Utc;
 
@@ -132,17 +131,22 @@ impl Monitor<'_> {
         lock: FileLock,
         attached: bool,
     ) -> Result<Exit, ContainerError> {
-        let (store, remove_all) = (self.store, |p: &Path| self.host.remove_all(p));
+        let store = self.store;
         let result = self.supervise(container, ready, lock, attached);
         if result.is_err() && container.config.auto_remove {
             let id = container.id();
             if let Ok(_lock) = store.lock(id) {
                 if store.dir(id).exists() {
-                    let _ = store.remove(id, remove_all);
+                    let _ = self.remove(id);
                 }
             }
         }
         result
+    }
+
+    /// Removes the container `id` (`--rm`), files of its ids included.
+    fn remove(&self, id: &str) -> Result<(), ContainerError> {
+        self.store.remove(id, |p| self.host.remove_all(p))
     }
 
     fn supervise(
@@ -153,7 +157,6 @@ impl Monitor<'_> {
         attached: bool,
     ) -> Result<Exit, ContainerError> {
         let (store, backend) = (self.store, self.backend);
-        let remove_all = |p: &Path| self.host.remove_all(p);
         let id = container.id();
         let config = &container.config;
         let log_path = store.log_path(id);
@@ -254,7 +257,7 @@ impl Monitor<'_> {
         );
         if config.auto_remove {
             // The record goes with the container, written or not; removing frees the disk.
-            if let Err(e) = store.remove(id, remove_all) {
+            if let Err(e) = self.remove(id) {
                 warn(
                     attached,
                     &format!(

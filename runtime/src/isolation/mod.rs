@@ -49,6 +49,13 @@ impl LaunchSpec {
     }
 }
 
+/// The id of the container whose directory is `dir` (the directory's name).
+pub fn container_id(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// The column a new container is asked to run in (`--isolation`, with the VM's size).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Column {

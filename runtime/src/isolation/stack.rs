@@ -35,10 +35,7 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> StackError {
 /// it could not write into a store root another user owns.
 pub fn pid_file(container_dir: &Path) -> Result<PathBuf, StackError> {
     use std::os::unix::fs::PermissionsExt;
-    let id = container_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let id = crate::isolation::container_id(container_dir);
     let dir = crate::paths::runtime_dir(&crate::paths::ProcessEnv).join("net");
     std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
     let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
@@ -56,10 +53,6 @@ pub struct Launch {
     program: PathBuf,
 }
 
-fn failed(message: String) -> StackError {
-    StackError::Failed(message)
-}
-
 /// Starts `tool` with `args`, writing its pid to `pid_file` once ready and its messages to the
 /// log beside it (a pipe nobody reads while the container runs could fill and stall it).
 /// `fds` are descriptors of this process to hand over as descriptors 3, 4, ... in order.
@@ -69,7 +62,9 @@ pub fn launch(
     pid_file: &Path,
     fds: &[RawFd],
 ) -> Result<Launch, StackError> {
-    let program = tool.require().map_err(|e| failed(e.to_string()))?;
+    let program = tool
+        .require()
+        .map_err(|e| StackError::Failed(e.to_string()))?;
     end_leftover(pid_file);
     let log_path = pid_file.with_extension("log");
     let log = File::create(&log_path).map_err(io(format!("create {}", log_path.display())))?;
@@ -172,14 +167,14 @@ pub fn wait_ready_or(
             } else {
                 ""
             };
-            return Err(failed(format!(
+            return Err(StackError::Failed(format!(
                 "{} failed ({status}): {message}{hint}",
                 program.display()
             )));
         }
         if start.elapsed() > READY_TIMEOUT {
             drop(Running(child));
-            return Err(failed(format!(
+            return Err(StackError::Failed(format!(
                 "{} was not ready within {READY_TIMEOUT:?}",
                 program.display()
             )));

@@ -87,23 +87,16 @@ pub fn diff(host: &Host, overlay: &Overlay) -> Result<Vec<Change>, IsolationErro
 }
 
 /// Writes the container's whole filesystem (image and writable layer) as a tar to `out`.
-pub fn export(host: &Host, overlay: &Overlay, out: File) -> Result<(), IsolationError> {
+pub fn export(host: &Host, id: &str, overlay: &Overlay, out: File) -> Result<(), IsolationError> {
     let view = Overlay {
         // The writable layer over the image, read-only: whiteouts hide what the container
         // deleted.
         lower: vec![overlay.image_tree().to_path_buf(), overlay.upper.clone()],
         upper: PathBuf::new(),
         work: PathBuf::new(),
-        merged: host.tmp_dir().join(format!(
-            "export-{}-{}",
-            overlay
-                .upper
-                .parent()
-                .and_then(|d| d.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id()
-        )),
+        merged: host
+            .tmp_dir()
+            .join(format!("export-{id}-{}", std::process::id())),
         read_only: true,
     };
     let mount = view.merged.clone();

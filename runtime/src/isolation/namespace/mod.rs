@@ -443,7 +443,12 @@ impl super::Backend for Backend<'_> {
         _running: bool,
         out: File,
     ) -> Result<(), IsolationError> {
-        layer::export(self.host, self.overlay, out)
+        layer::export(
+            self.host,
+            &super::container_id(&self.dir),
+            self.overlay,
+            out,
+        )
     }
 
     fn cleanup(&self) {

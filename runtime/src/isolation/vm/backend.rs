@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use nook_agent::protocol::StartSpec;
 
-use super::boot::{boot, container_id, io, Booted};
+use super::boot::{boot, io, Booted};
 use super::control::{self, server::ControlServer};
 use super::mux::{self, Mux};
 use super::workload::{ExecWorkload, VmWorkload};
 use super::{layer, phases, Machine, VmError};
+use crate::isolation::container_id;
 use crate::isolation::Backend as _;
 use crate::isolation::{
     Host, ImageSource, IsolationError, LaunchSpec, Notice, Process, ProcessSpec, Stdio, Workload,

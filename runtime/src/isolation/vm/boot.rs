@@ -19,7 +19,7 @@ use super::sockets::{debugging, socket_path};
 use super::{assets, phases, sockets, Machine, VmError};
 use crate::host_tools::PASST;
 use crate::isolation::network::{self, NetworkSpec};
-use crate::isolation::stack;
+use crate::isolation::{container_id, stack};
 use crate::paths::{self, Env, ProcessEnv};
 
 /// How long the VMM may take to connect to the agent socket (it does so before booting).
@@ -29,13 +29,6 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the VMM may take to exit once the agent reported the exit (it syncs and resets).
 pub(super) const RESET_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The container's id: its directory's name.
-pub(super) fn container_id(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
 
 pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VmError {
     let path = path.to_path_buf();
