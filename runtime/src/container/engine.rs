@@ -195,6 +195,7 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| id::short(&cid).to_string()),
             network,
+            mounts: Vec::new(),
         };
         let container = self.containers.create(ContainerConfig {
             id: cid,

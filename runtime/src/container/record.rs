@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::log::LogOptions;
 use super::state::ContainerConfig;
+use crate::isolation::mounts::MountSpec;
 use crate::isolation::namespace::Overlay;
 use crate::isolation::network::NetworkSpec;
 use crate::isolation::vm::{Disks, Machine, VmSettings};
@@ -45,6 +46,9 @@ struct Launch {
     /// Records from before networking existed had only `lo`.
     #[serde(default)]
     network: NetworkSpec,
+    /// Records from before volumes existed had none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<MountSpec>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -119,6 +123,7 @@ impl TryFrom<Record> for ContainerConfig {
                 },
                 hostname: r.launch.hostname,
                 network: r.launch.network,
+                mounts: r.launch.mounts,
             },
             tty: r.tty,
             open_stdin: r.open_stdin,
@@ -182,6 +187,7 @@ impl From<ContainerConfig> for Record {
                 rootfs,
                 hostname: c.launch.hostname,
                 network: c.launch.network,
+                mounts: c.launch.mounts,
             },
             tty: c.tty,
             open_stdin: c.open_stdin,

@@ -378,6 +378,7 @@ mod tests {
                 },
                 hostname: "h".into(),
                 network: Default::default(),
+                mounts: Vec::new(),
             },
             tty: false,
             open_stdin: false,

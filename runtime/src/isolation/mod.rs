@@ -8,6 +8,7 @@
 //! the CLI) no code asks which column a container runs in.
 
 mod error;
+pub mod mounts;
 pub mod namespace;
 pub mod network;
 pub mod stack;
@@ -33,6 +34,8 @@ pub struct LaunchSpec {
     pub process: ProcessSpec,
     pub hostname: String,
     pub network: network::NetworkSpec,
+    /// Volumes, bind mounts and tmpfs mounts, in order.
+    pub mounts: Vec<mounts::MountSpec>,
 }
 
 impl LaunchSpec {
