@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn memory_map_skips_ebda_and_gap() {
-        let mem = crate::memory::create(128).unwrap();
+        let mem = crate::memory::create(128, crate::memory::Backing::Private).unwrap();
         assert_eq!(
             memory_map(&mem),
             vec![(0, EBDA_START), (HIMEM_START, (128 << 20) - HIMEM_START)]
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn start_info_and_initramfs_land_where_announced() {
-        let mem = crate::memory::create(64).unwrap();
+        let mem = crate::memory::create(64, crate::memory::Backing::Private).unwrap();
         let mut initrd = tempfile::NamedTempFile::new().unwrap();
         initrd.write_all(&[0xab; 5000]).unwrap();
         let (addr, size) = load_initramfs(&mem, initrd.path(), 2 << 20).unwrap();
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn oversized_initramfs_and_bad_kernels_are_named() {
-        let mem = crate::memory::create(16).unwrap();
+        let mem = crate::memory::create(16, crate::memory::Backing::Private).unwrap();
         let big = tempfile::NamedTempFile::new().unwrap();
         big.as_file().set_len(15 << 20).unwrap();
         let err = load_initramfs(&mem, big.path(), 8 << 20).unwrap_err();

@@ -38,6 +38,22 @@ pub struct VmConfig {
     /// A virtio-net interface backed by passt; no network device when absent.
     #[serde(default)]
     pub net: Option<NetConfig>,
+    /// Shared directories: one virtio-fs device each, served by a virtiofsd. With any, guest
+    /// RAM is mapped from memfds the backends map too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fs: Vec<FsConfig>,
+}
+
+/// One shared directory: a virtio-fs device the guest mounts by `tag`, whose requests the
+/// virtiofsd listening on `socket` serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsConfig {
+    /// The vhost-user socket virtiofsd listens on (`virtiofsd --socket-path`); the VMM connects
+    /// to it before the guest boots.
+    pub socket: PathBuf,
+    /// The name the guest mounts (`mount -t virtiofs TAG DIR`), at most 36 bytes.
+    pub tag: String,
 }
 
 impl VmConfig {
@@ -184,6 +200,21 @@ mod tests {
         ] {
             assert_eq!(parse_mac(bad), Err(InvalidMac(bad.into())), "{bad}");
         }
+    }
+
+    #[test]
+    fn fs_defaults_to_none_and_round_trips() {
+        let without: VmConfig =
+            serde_json::from_str(r#"{"kernel":"/k","memory_mib":128,"vcpus":1}"#).unwrap();
+        assert!(without.fs.is_empty());
+        assert!(!serde_json::to_string(&without).unwrap().contains(r#""fs""#));
+        let json = r#"{"kernel":"/k","memory_mib":128,"vcpus":1,
+            "fs":[{"socket":"/run/fs0.sock","tag":"nook0"}]}"#;
+        let config: VmConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(config.fs[0].tag, "nook0");
+        let again: VmConfig =
+            serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
     }
 
     #[test]

@@ -49,6 +49,12 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    /// A shared directory's virtio-fs device or its virtiofsd.
+    #[error(transparent)]
+    Fs(#[from] crate::devices::virtio::fs::FsError),
+    /// A virtio-fs tag.
+    #[error(transparent)]
+    Tag(#[from] crate::devices::virtio::fs::config::InvalidTag),
     /// The network interface's MAC address.
     #[error(transparent)]
     Mac(#[from] crate::config::InvalidMac),

@@ -28,7 +28,7 @@ pub mod thread;
 #[cfg(test)]
 mod tiny_guests;
 
-pub use config::{DiskConfig, NetConfig, SerialOutput, VmConfig};
+pub use config::{DiskConfig, FsConfig, NetConfig, SerialOutput, VmConfig};
 pub use error::VmmError;
 pub use exit::VmExit;
 

@@ -18,6 +18,8 @@ use crate::devices::legacy::{SerialPort, I8042};
 use crate::devices::virtio::block::io::Disk;
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::console::Console;
+use crate::devices::virtio::fs::config::check_tag;
+use crate::devices::virtio::fs::Fs;
 use crate::devices::virtio::net::Net;
 use crate::devices::virtio::wiring::{attach, WiringContext};
 use crate::error::VmmError;
@@ -59,10 +61,20 @@ pub fn validate(config: &VmConfig) -> Result<(), VmmError> {
             )));
         }
     }
+    for (i, fs) in config.fs.iter().enumerate() {
+        check_tag(&fs.tag)?;
+        if config.fs[..i].iter().any(|other| other.tag == fs.tag) {
+            return Err(VmmError::Config(format!(
+                "virtio-fs tag {:?} is used twice",
+                fs.tag
+            )));
+        }
+    }
     let slots = (IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize;
     let devices = config.disks.len()
         + usize::from(config.agent_socket.is_some())
-        + usize::from(config.net.is_some());
+        + usize::from(config.net.is_some())
+        + config.fs.len();
     if devices > slots {
         return Err(VmmError::Config(format!(
             "{devices} virtio devices requested, at most {slots} fit"
@@ -128,9 +140,23 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
         }
         None => None,
     };
+    // virtiofsd listens before the VM starts; owner and features are settled now, outside
+    // the seccomp filter, and the rings when the driver is ready.
+    let shared = config
+        .fs
+        .iter()
+        .enumerate()
+        .map(|(i, fs)| Fs::connect(format!("fs{i}"), &fs.tag, &fs.socket))
+        .collect::<Result<Vec<_>, _>>()?;
     let serial_out = serial_writer(&config.serial)?;
 
-    let mem = memory::create(config.memory_mib)?;
+    // A vhost-user backend maps guest memory itself: it must come from descriptors.
+    let backing = if shared.is_empty() {
+        memory::Backing::Private
+    } else {
+        memory::Backing::Shared
+    };
+    let mem = memory::create(config.memory_mib, backing)?;
     let vm = Vm::new()?;
     vm.map_memory(&mem)?;
     vm.create_irqchip()?;
@@ -196,6 +222,11 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
                 .map_err(|source| VmmError::NetSocket { path, source })?;
             net_metrics = Some(net.metrics());
             attach(&mut ctx, slot, Box::new(net))?;
+            slot += 1;
+        }
+        for fs in shared {
+            attach(&mut ctx, slot, Box::new(fs))?;
+            slot += 1;
         }
     }
 
@@ -305,6 +336,7 @@ mod tests {
             serial: SerialOutput::Off,
             timeout_ms: None,
             net: Some(net),
+            fs: Vec::new(),
         }
     }
 

@@ -267,6 +267,7 @@ fn run_pvh_guest(vcpus: u8) -> Option<VmExit> {
         serial: crate::SerialOutput::Off,
         timeout_ms: Some(10_000),
         net: None,
+        fs: Vec::new(),
     };
     // machine::run skips the host check on purpose: 32-bit protected-mode code runs on any KVM.
     Some(crate::machine::run(&config).expect("the VM runs"))

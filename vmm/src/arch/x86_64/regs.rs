@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn gdt_lands_in_guest_memory() {
-        let mem = crate::memory::create(16).unwrap();
+        let mem = crate::memory::create(16, crate::memory::Backing::Private).unwrap();
         write_gdt(&mem).unwrap();
         let code: u64 = mem.read_obj(GuestAddress(BOOT_GDT_START + 8)).unwrap();
         assert_eq!(code, BOOT_GDT[1]);

@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod console;
+pub mod fs;
 pub mod mmio;
 pub mod net;
 pub mod wiring;
@@ -40,6 +41,8 @@ pub const INT_CONFIG: u32 = virtio_mmio::VIRTIO_MMIO_INT_CONFIG;
 #[derive(Debug)]
 pub struct Interrupt {
     status: AtomicU32,
+    /// Bits that always read as set (see [`Interrupt::hold`]).
+    held: AtomicU32,
     broken: AtomicBool,
     irqfd: EventFd,
 }
@@ -49,6 +52,7 @@ impl Interrupt {
     pub fn new(irqfd: EventFd) -> Self {
         Self {
             status: AtomicU32::new(0),
+            held: AtomicU32::new(0),
             broken: AtomicBool::new(false),
             irqfd,
         }
@@ -74,9 +78,17 @@ impl Interrupt {
         let _ = self.irqfd.write(1);
     }
 
+    /// Makes `bits` read as set from now on, whatever the driver acknowledges. For a device
+    /// whose used rings are written by another process (vhost-user): that process signals the
+    /// irqfd directly and cannot set the status register, so the register must always say
+    /// "used ring updated" for the driver to look at its queues on every interrupt.
+    pub fn hold(&self, bits: u32) {
+        self.held.fetch_or(bits, Ordering::SeqCst);
+    }
+
     /// The status register.
     pub fn status(&self) -> u32 {
-        self.status.load(Ordering::SeqCst)
+        self.status.load(Ordering::SeqCst) | self.held.load(Ordering::SeqCst)
     }
 
     /// Clears the bits the driver acknowledged.
@@ -130,6 +142,9 @@ pub enum ActivateError {
     /// The worker thread could not start.
     #[error(transparent)]
     Spawn(#[from] crate::thread::SpawnError),
+    /// A vhost-user backend refused or failed the start of its rings.
+    #[error(transparent)]
+    Fs(#[from] fs::FsError),
     /// An fd could not be duplicated or registered.
     #[error("{device}: {what}")]
     Io {
@@ -218,5 +233,8 @@ mod tests {
         irq.ack(INT_VRING);
         assert_eq!(irq.status(), INT_CONFIG);
         assert_eq!(irq.irqfd().read().unwrap(), 2);
+        irq.hold(INT_VRING);
+        irq.ack(u32::MAX);
+        assert_eq!(irq.status(), INT_VRING);
     }
 }
