@@ -119,12 +119,28 @@ pub fn launch(
 }
 
 /// A running stack: ended (and reaped) when dropped, with its container.
-pub struct Running(Child);
+pub struct Running(Option<Child>);
+
+impl Running {
+    /// Ends the stack without waiting for its exit, which takes pasta tens of milliseconds
+    /// (the kernel tears its tap device down, and the container's network namespace with it, as
+    /// it closes its descriptors): a thread reaps it, or init does once this process is gone.
+    /// Only for a stack that publishes no port: a published port is free only once the stack
+    /// has exited, and a stopped container's ports must be (dropping it waits).
+    pub fn end_in_background(mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            std::thread::spawn(move || child.wait());
+        }
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -148,7 +164,7 @@ pub fn wait_ready_or(
     let start = Instant::now();
     loop {
         if std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n')) || enough() {
-            return Ok(Running(child));
+            return Ok(Running(Some(child)));
         }
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -173,7 +189,7 @@ pub fn wait_ready_or(
             )));
         }
         if start.elapsed() > READY_TIMEOUT {
-            drop(Running(child));
+            drop(Running(Some(child)));
             return Err(StackError::Failed(format!(
                 "{} was not ready within {READY_TIMEOUT:?}",
                 program.display()

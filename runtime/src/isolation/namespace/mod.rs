@@ -212,13 +212,21 @@ fn chroot(dir: &Path) -> io::Result<()> {
 struct Child {
     pid: i32,
     pasta: Option<crate::isolation::stack::Running>,
+    /// Whether pasta publishes ports, which must be free once the container has stopped.
+    published: bool,
 }
 
 impl Process for Child {
     fn wait(&mut self) -> Result<Exit, IsolationError> {
         let exit = wait_pid(self.pid);
         // The container is gone: so is its network.
-        self.pasta = None;
+        if let Some(pasta) = self.pasta.take() {
+            if self.published {
+                drop(pasta);
+            } else {
+                pasta.end_in_background();
+            }
+        }
         exit
     }
 }
@@ -308,7 +316,11 @@ impl super::Backend for Backend<'_> {
             },
         )?;
         drop(stdio);
-        Ok(Box::new(Child { pid, pasta }))
+        Ok(Box::new(Child {
+            pid,
+            pasta,
+            published: !spec.network.ports.is_empty(),
+        }))
     }
 
     fn exec(
@@ -359,7 +371,11 @@ impl super::Backend for Backend<'_> {
             unsafe { libc::_exit(status) }
         })?;
         drop(stdio);
-        Ok(Box::new(Child { pid, pasta: None }))
+        Ok(Box::new(Child {
+            pid,
+            pasta: None,
+            published: false,
+        }))
     }
 
     fn create_layer(&self, _auto_remove: bool) -> Result<(), IsolationError> {
