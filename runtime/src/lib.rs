@@ -18,3 +18,4 @@ pub mod registry;
 pub mod sealed_exe;
 pub mod terminal;
 pub mod util;
+pub mod volume;

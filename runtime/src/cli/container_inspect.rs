@@ -73,6 +73,7 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "Gateway": if cfg.launch.network.stack().is_some() { nook::isolation::network::GATEWAY.to_string() } else { String::new() },
             "Ports": port_bindings(cfg),
         },
+        "Mounts": mounts(cfg),
         "GraphDriver": {
             "Name": "overlay",
             "Data": {
@@ -92,6 +93,39 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "WorkingDir": process.cwd,
         },
     })
+}
+
+/// docker's `Mounts`: one object a volume, bind or tmpfs mount.
+fn mounts(cfg: &nook::container::state::ContainerConfig) -> Value {
+    use nook::isolation::mounts::MountSpec;
+    let rows: Vec<Value> = cfg
+        .launch
+        .mounts
+        .iter()
+        .map(|m| {
+            let mode = if m.readonly() { "ro" } else { "" };
+            match m {
+                MountSpec::Bind {
+                    source,
+                    target,
+                    volume: Some(name),
+                    ..
+                } => json!({
+                    "Type": "volume", "Name": name, "Source": source, "Destination": target,
+                    "Driver": "local", "Mode": mode, "RW": !m.readonly(), "Propagation": "",
+                }),
+                MountSpec::Bind { source, target, .. } => json!({
+                    "Type": "bind", "Source": source, "Destination": target,
+                    "Mode": mode, "RW": !m.readonly(), "Propagation": "rprivate",
+                }),
+                MountSpec::Tmpfs { target, .. } => json!({
+                    "Type": "tmpfs", "Source": "", "Destination": target,
+                    "Mode": mode, "RW": !m.readonly(), "Propagation": "",
+                }),
+            }
+        })
+        .collect();
+    Value::Array(rows)
 }
 
 /// docker's `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use nook::config::{Config, IsolationKind};
 use nook::container::engine::CreateOptions;
 use nook::container::log::LogOptions;
+use nook::container::mount_args::{self, MountRequest};
 use nook::isolation::network::{self, NetworkSpec};
 use nook::isolation::vm::VmSettings;
 use nook::isolation::Column;
@@ -83,6 +84,20 @@ pub struct CreateFlags {
     /// Add a custom host-to-IP mapping (NAME:IP)
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_host: Vec<String>,
+    /// Bind mount a volume: SRC:DST[:ro|rw] (SRC an absolute host path, or a volume name
+    /// created on first use) or DST (a new anonymous volume)
+    #[arg(short = 'v', long = "volume", value_name = "[SRC:]DST[:OPTS]")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount: type=bind|volume|tmpfs,source=...,target=...[,readonly]
+    /// [,tmpfs-size=...][,tmpfs-mode=...]
+    #[arg(long, value_name = "SPEC")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs directory: DST[:size=...,mode=...,ro]
+    #[arg(long, value_name = "DST[:OPTS]")]
+    pub tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s): CONTAINER[:ro|rw]
+    #[arg(long = "volumes-from", value_name = "CONTAINER")]
+    pub volumes_from: Vec<String>,
     /// Guest kernel (ELF vmlinux) for --isolation=vm; default: $NOOK_KERNEL, else the cached build
     #[arg(long, value_name = "VMLINUX")]
     pub kernel: Option<PathBuf>,
@@ -175,11 +190,32 @@ impl CreateFlags {
             log: LogOptions::parse(&self.log_opt)?,
             network: self.network_spec()?,
             publish_all: self.publish_all,
+            mounts: self.mount_requests()?,
+            volumes_from: self
+                .volumes_from
+                .iter()
+                .map(|v| mount_args::parse_volumes_from(v))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
 
 impl CreateFlags {
+    /// `-v`, `--mount` and `--tmpfs`, in that order (clap keeps each flag's own order).
+    fn mount_requests(&self) -> anyhow::Result<Vec<MountRequest>> {
+        let mut out = Vec::new();
+        for v in &self.volume {
+            out.push(mount_args::parse_volume(v)?);
+        }
+        for m in &self.mount {
+            out.push(mount_args::parse_mount(m)?);
+        }
+        for t in &self.tmpfs {
+            out.push(mount_args::parse_tmpfs(t)?);
+        }
+        Ok(out)
+    }
+
     /// `--network`, `-p`, `--dns`, `--dns-search`, `--add-host`.
     fn network_spec(&self) -> anyhow::Result<NetworkSpec> {
         let mut ports = Vec::new();

@@ -31,6 +31,7 @@ mod save;
 pub mod status;
 mod tag;
 pub mod version;
+mod volume;
 
 // Container verbs.
 mod commit;
@@ -119,6 +120,9 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::Command),
     /// Download an image from a registry
     Pull(pull::Args),
     /// Upload an image to a registry
@@ -230,6 +234,7 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Prune(a)) => prune::run(a, ctx),
         Command::Image(ImageCommand::Rootfs(a)) => image_rootfs::run(a, ctx),
         Command::Image(ImageCommand::Default(a)) => image_default::run(a, ctx),
+        Command::Volume(c) => volume::run(c, ctx),
         Command::Pull(a) => pull::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),
         Command::Login(a) => login::run(a, ctx),

@@ -1,4 +1,5 @@
-//! `nook rm [-f] CONTAINER...`: delete containers and their writable layers.
+//! `nook rm [-f] [-v] CONTAINER...`: delete containers and their writable layers (and with
+//! `-v` the anonymous volumes only they used).
 
 use super::{emit, for_each_container, Context};
 
@@ -7,6 +8,9 @@ pub struct Args {
     /// Force the removal of a running container (uses SIGKILL)
     #[arg(short, long)]
     force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    volumes: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -17,7 +21,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         &engine,
         &args.containers,
         "remove",
-        |c| engine.remove(c, args.force),
+        |c| engine.remove(c, args.force, args.volumes),
         |name, ()| emit(&format!("{name}\n")),
     )
 }

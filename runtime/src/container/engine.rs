@@ -9,14 +9,18 @@ use chrono::Utc;
 use super::id;
 use super::lifecycle;
 use super::monitor::{self, Attach};
+use super::mount_args::{MountRequest, VolumesFrom};
 use super::state::{ContainerConfig, Status};
 use super::store::{Container, ContainerError, ContainerStore};
+use super::volumes;
 use crate::image::Store;
 use crate::isolation::network::{self, NetworkSpec};
 use crate::isolation::{
     Backend, Column, Exit, Host, ImageSource, LaunchSpec, Notice, Process, ProcessSpec,
     RootfsOptions, Stdio,
 };
+use crate::util::lock::LockMode;
+use crate::volume::VolumeStore;
 
 /// What `create` and `run` take from the command line.
 #[derive(Clone, Debug)]
@@ -44,6 +48,10 @@ pub struct CreateOptions {
     pub network: NetworkSpec,
     /// `-P`: publish every port the image exposes on a free host port.
     pub publish_all: bool,
+    /// `-v`, `--mount`, `--tmpfs`, in order.
+    pub mounts: Vec<MountRequest>,
+    /// `--volumes-from`.
+    pub volumes_from: Vec<VolumesFrom>,
 }
 
 /// Merges `extra` into `base`: a key set twice keeps the last value, at its first position.
@@ -153,16 +161,49 @@ impl Engine {
             }
         }
         opts.column.check_network(&network)?;
+        let image_volumes: Vec<String> = config.volumes().clone().unwrap_or_default();
+        opts.column.check_mounts(&opts.mounts)?;
+        opts.column.check_mounts(&opts.volumes_from)?;
+        opts.column.check_mounts(&image_volumes)?;
+        // Held until the record names the volumes: `volume rm` cannot take one meanwhile.
+        let volume_store = VolumeStore::new(&self.root);
+        let _volumes_lock = volume_store.lock(LockMode::Shared)?;
+        let (mounts, made) = volumes::resolve(
+            &volume_store,
+            &self.containers,
+            &opts.volumes_from,
+            &opts.mounts,
+            &image_volumes,
+        )?;
+        let created = self.create_with_mounts(opts, &store, &image, &config, argv, network, mounts);
+        if created.is_err() {
+            for name in &made {
+                let _ = volume_store.remove(name, |p| self.host.remove_all(p));
+            }
+        }
+        created
+    }
+
+    /// The rest of [`Engine::create`], once the mounts are resolved.
+    #[allow(clippy::too_many_arguments)]
+    fn create_with_mounts(
+        &self,
+        opts: &CreateOptions,
+        store: &Store,
+        image: &crate::image::Image,
+        config: &oci_spec::image::Config,
+        argv: Vec<String>,
+        network: NetworkSpec,
+        mounts: Vec<crate::isolation::mounts::MountSpec>,
+    ) -> Result<Container, ContainerError> {
+        let none = Vec::new();
         let cid = id::new_id().map_err(|source| ContainerError::Io {
             what: "read",
             path: "/dev/urandom".into(),
             source,
         })?;
         let dir = self.containers.dir(&cid);
-        let source = ImageSource {
-            store: &store,
-            image: &image,
-        };
+        let source = ImageSource { store, image };
         let isolation = opts.column.prepare(
             &self.host,
             &source,
@@ -195,7 +236,7 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| id::short(&cid).to_string()),
             network,
-            mounts: Vec::new(),
+            mounts,
         };
         let container = self.containers.create(ContainerConfig {
             id: cid,
@@ -305,8 +346,14 @@ impl Engine {
         self.signal(container, signal)
     }
 
-    /// docker rm: deletes the container and its writable layer (`force` kills it first).
-    pub fn remove(&self, container: &Container, force: bool) -> Result<(), ContainerError> {
+    /// docker rm: deletes the container and its writable layer (`force` kills it first), and
+    /// with `volumes` (`rm -v`) the anonymous volumes only it used.
+    pub fn remove(
+        &self,
+        container: &Container,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), ContainerError> {
         let status = container.status();
         lifecycle::can_remove(container.name(), &status, force)?;
         if status.is_running() {
@@ -326,6 +373,9 @@ impl Engine {
             };
         }
         let _lock = lock?;
+        if volumes {
+            volumes::remove_anonymous(&self.root, &self.containers, &self.host, container)?;
+        }
         self.containers
             .remove(container.id(), |p| self.host.remove_all(p))
     }

@@ -144,9 +144,14 @@ impl Monitor<'_> {
         result
     }
 
-    /// Removes the container `id` (`--rm`), files of its ids included.
+    /// Removes the container `id` (`--rm`), files of its ids included, and the anonymous
+    /// volumes only it used (docker's `--rm`).
     fn remove(&self, id: &str) -> Result<(), ContainerError> {
-        self.store.remove(id, |p| self.host.remove_all(p))
+        let volumes = self.store.load(id).and_then(|c| {
+            super::volumes::remove_anonymous(self.store.root(), self.store, self.host, &c)
+        });
+        self.store.remove(id, |p| self.host.remove_all(p))?;
+        volumes
     }
 
     fn supervise(

@@ -58,6 +58,14 @@ pub enum ContainerError {
     #[error(transparent)]
     Network(#[from] crate::isolation::network::NetworkError),
     #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
+    #[error(transparent)]
+    MountArg(#[from] super::mount_args::MountArgError),
+    #[error(transparent)]
+    Mounts(#[from] super::volumes::ResolveError),
+    #[error(transparent)]
+    MountColumn(#[from] crate::isolation::mounts::MountError),
+    #[error(transparent)]
     Atomic(#[from] AtomicError),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),

@@ -7,6 +7,7 @@
 //! gives the backend of an existing one. Above this module (the engine, the monitor, `commit`,
 //! the CLI) no code asks which column a container runs in.
 
+pub mod copy;
 mod error;
 pub mod mounts;
 pub mod namespace;
@@ -142,6 +143,16 @@ impl Column {
         match (self, &spec.mode) {
             (Column::Vm(_), network::NetworkMode::Host) => Err(network::NetworkError::HostInVm),
             _ => spec.check(),
+        }
+    }
+
+    /// Refuses mounts this column cannot apply yet: a VM gets host directories through
+    /// virtio-fs, which it does not have yet. `mounts` is what the container asks for, in any
+    /// form (requests from the flags, or resolved mounts).
+    pub fn check_mounts<T>(&self, mounts: &[T]) -> Result<(), mounts::MountError> {
+        match self {
+            Column::Vm(_) if !mounts.is_empty() => Err(mounts::MountError::VmNeedsVirtioFs),
+            _ => Ok(()),
         }
     }
 

@@ -71,6 +71,10 @@ pub fn container_init(
     if let Err(message) = files.apply(&setup.start) {
         return ChildFailure::setup(message);
     }
+    // Volumes, bind mounts and tmpfs mounts, over the root and the files above.
+    if let Err(message) = super::binds::apply(&mut files.ops, &spec.mounts, &files.targets_record) {
+        return ChildFailure::setup(message);
+    }
     if let Err(e) = rootfs::switch(&sys, overlay) {
         return ChildFailure::setup(crate::errors::chain(&e));
     }

@@ -2,6 +2,7 @@
 //! network namespaces, overlayfs over the image's unpacked tree, pivot_root, docker's default
 //! capabilities, no_new_privs and a default seccomp profile.
 
+pub mod binds;
 pub mod caps;
 pub mod idmap;
 pub mod init;
