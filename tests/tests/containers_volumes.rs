@@ -1,7 +1,7 @@
 //! Volumes, bind mounts, tmpfs mounts and `nook cp` in the namespace column, as an
 //! unprivileged user: data that outlives a container, host directories shared both ways,
 //! read-only mounts the container cannot write, bad specifications refused before anything is
-//! made.
+//! made, and copies that a hostile container's symlinks cannot turn onto the host's files.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -398,4 +398,312 @@ fn a_full_volume_gives_enospc_and_nothing_else_breaks() {
             != 0
     );
     let _ = std::fs::metadata(small.path()).unwrap().uid();
+}
+
+/// A host tree of every kind `cp` keeps: a 100 MiB file, a symlink, a hard link, modes and a
+/// sub-directory.
+fn make_tree(dir: &Path) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+    let mut big = std::fs::File::create(dir.join("big")).unwrap();
+    let mut block = vec![0u8; 1 << 20];
+    for i in 0..100u32 {
+        for (j, b) in block.iter_mut().enumerate() {
+            *b = (i as usize * 31 + j * 7) as u8;
+        }
+        big.write_all(&block).unwrap();
+    }
+    std::fs::write(dir.join("sub/script"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("sub/script"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    std::fs::write(dir.join("sub/deeper/secret"), "s").unwrap();
+    std::fs::set_permissions(
+        dir.join("sub/deeper/secret"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.join("sub/deeper"),
+        std::fs::Permissions::from_mode(0o711),
+    )
+    .unwrap();
+    std::fs::hard_link(dir.join("sub/script"), dir.join("hardlink")).unwrap();
+    std::os::unix::fs::symlink("sub/script", dir.join("symlink")).unwrap();
+}
+
+/// Every entry below `dir`: its path, type, mode, contents or link target, and which entries
+/// share an inode.
+fn describe_tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inodes: Vec<(u64, String)> = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let mode = m.mode() & 0o7777;
+            if m.file_type().is_symlink() {
+                out.push(format!(
+                    "{rel} link {}",
+                    std::fs::read_link(&p).unwrap().display()
+                ));
+            } else if m.is_dir() {
+                out.push(format!("{rel} dir {mode:o}"));
+                stack.push(p);
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                let sum = nook_tests::sha256(&data);
+                let first = match inodes.iter().find(|(i, _)| *i == m.ino()) {
+                    Some((_, f)) => f.clone(),
+                    None => {
+                        inodes.push((m.ino(), rel.clone()));
+                        rel.clone()
+                    }
+                };
+                out.push(format!(
+                    "{rel} file {mode:o} {} {sum} inode-of {first}",
+                    data.len()
+                ));
+            }
+        }
+    }
+    out.sort();
+    // The first path of a linked pair depends on the walk's order: name them by the sorted
+    // order instead.
+    out
+}
+
+#[test]
+fn cp_round_trips_a_tree_both_ways_running_and_stopped() {
+    let nook = Rootless::new();
+    nook.default_image();
+    let tree = host_dir(&nook, "tree");
+    make_tree(&tree);
+    if let Some(user) = nook.user() {
+        nook_tests::tool("chown", &["-R", user, tree.to_str().unwrap()]);
+    }
+    let want = describe_tree(&tree);
+    assert!(
+        want.iter().any(|l| l.starts_with("big file 644 104857600")),
+        "{want:?}"
+    );
+
+    nook.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "600"]);
+    // Into the running container: a directory that does not exist takes the tree's contents.
+    nook.ok(&["cp", tree.to_str().unwrap(), "box:/copied"]);
+    let inside = nook.ok(&["exec", "box", "sh", "-c",
+        "stat -c '%a %u' /copied/sub/script && readlink /copied/symlink && md5sum /copied/big | cut -c1-32"]);
+    let md5 = nook_tests::tool(
+        "sh",
+        &["-c", &format!("md5sum {}/big | cut -c1-32", tree.display())],
+    );
+    assert_eq!(
+        inside,
+        format!("750 0\nsub/script\n{md5}"),
+        "copies belong to the container's root"
+    );
+
+    // Out of the running container, into an existing directory: the tree keeps its name.
+    let out = host_dir(&nook, "out-running");
+    nook.ok(&["cp", "box:/copied", out.to_str().unwrap()]);
+    assert_eq!(describe_tree(&out.join("copied")), want, "byte-identical");
+
+    // Out of the stopped container, contents only (`/.`), and back into it while stopped.
+    nook.ok(&["stop", "-t", "0", "box"]);
+    let stopped = host_dir(&nook, "out-stopped");
+    nook.ok(&["cp", "box:/copied/.", stopped.to_str().unwrap()]);
+    assert_eq!(describe_tree(&stopped), want);
+    nook.ok(&["cp", tree.join("sub").to_str().unwrap(), "box:/again"]);
+    let back = host_dir(&nook, "back");
+    nook.ok(&["cp", "box:/again/script", back.join("s").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(back.join("s")).unwrap(),
+        b"#!/bin/sh\necho hi\n"
+    );
+    assert_eq!(
+        std::fs::metadata(back.join("s")).unwrap().mode() & 0o777,
+        0o750
+    );
+
+    // A tar stream out and in.
+    let tar = nook.cmd(&["cp", "box:/copied/sub", "-"]).output().unwrap();
+    assert!(
+        tar.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
+    let mut names: Vec<String> = tar::Archive::new(&tar.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["sub", "sub/deeper", "sub/deeper/secret", "sub/script"]
+    );
+    let mut child = nook
+        .cmd(&["cp", "-", "box:/tmp"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar.stdout).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    nook.ok(&["start", "box"]);
+    assert_eq!(
+        nook.ok(&["exec", "box", "cat", "/tmp/sub/script"]),
+        "#!/bin/sh\necho hi\n"
+    );
+    // Owners: -a keeps the container's, the default gives them to the user.
+    nook.ok(&["exec", "box", "chown", "1234:1234", "/tmp/sub/script"]);
+    let plain = host_dir(&nook, "plain");
+    nook.ok(&["cp", "box:/tmp/sub/script", plain.to_str().unwrap()]);
+    let me = std::fs::metadata(&plain).unwrap().uid();
+    assert_eq!(std::fs::metadata(plain.join("script")).unwrap().uid(), me);
+    let archived = host_dir(&nook, "archived");
+    nook.ok(&[
+        "cp",
+        "-a",
+        "box:/tmp/sub/script",
+        archived.to_str().unwrap(),
+    ]);
+    assert_ne!(
+        std::fs::metadata(archived.join("script")).unwrap().uid(),
+        me
+    );
+    // cp went into the container's files, so diff shows it (and only that).
+    let diff = nook.ok(&["diff", "box"]);
+    assert!(
+        diff.contains("A /copied/big") && diff.contains("A /again/script"),
+        "{diff}"
+    );
+    nook.ok(&["rm", "-f", "box"]);
+}
+
+#[test]
+fn cp_never_follows_a_containers_symlinks_onto_the_host() {
+    let nook = Rootless::new();
+    nook.default_image();
+    let outside = host_dir(&nook, "outside");
+    std::fs::write(outside.join("secret"), "host secret\n").unwrap();
+    let victim = host_dir(&nook, "victim");
+    let out_rel = outside.strip_prefix("/").unwrap().display().to_string();
+    // Links to the host's `/`, climbing links, and a parent directory that is such a link.
+    nook.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "evil",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "mkdir -p /{out_rel} && echo decoy > /{out_rel}/secret && \
+         ln -s / /root-link && ln -s ../../../../../../../.. /up && ln -s {} /abs-dir && \
+         ln -s {}/secret /abs-file && sleep 600",
+            outside.display(),
+            outside.display()
+        ),
+    ]);
+    let host_out = victim.join("got");
+    let try_read = |src: &str, follow: bool| {
+        let mut args = vec!["cp"];
+        if follow {
+            args.push("-L");
+        }
+        args.extend([src, host_out.to_str().unwrap()]);
+        let _ = nook.run(&args);
+        let read = std::fs::read_to_string(&host_out).unwrap_or_default();
+        let _ = std::fs::remove_file(&host_out);
+        read
+    };
+    for state in ["running", "stopped"] {
+        for (src, follow) in [
+            (format!("evil:/up/{out_rel}/secret"), false),
+            (format!("evil:/root-link/{out_rel}/secret"), false),
+            ("evil:/abs-dir/secret".to_string(), false),
+            ("evil:/abs-file".to_string(), true),
+        ] {
+            let read = try_read(&src, follow);
+            assert!(
+                !read.contains("host secret"),
+                "{state}: {src} read a host file"
+            );
+            assert_eq!(
+                read, "decoy\n",
+                "{state}: {src} resolves inside the container"
+            );
+        }
+        // Without -L, a link is copied as the link it is.
+        nook.ok(&["cp", "evil:/abs-file", host_out.to_str().unwrap()]);
+        assert!(std::fs::symlink_metadata(&host_out)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        std::fs::remove_file(&host_out).unwrap();
+
+        // Writes through the same links stay inside the container.
+        let file = victim.join("payload");
+        std::fs::write(&file, "payload\n").unwrap();
+        for dst in [
+            "evil:/abs-dir/planted".to_string(),
+            format!("evil:/up/{out_rel}/planted"),
+            format!("evil:/root-link/{out_rel}/"),
+        ] {
+            let _ = nook.run(&["cp", file.to_str().unwrap(), &dst]);
+        }
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(8);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, "planted-by-tar", &b"payload\n"[..])
+            .unwrap();
+        let tar = tar.into_inner().unwrap();
+        let _ = nook
+            .cmd(&["cp", "-", "evil:/abs-dir"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                std::io::Write::write_all(c.stdin.as_mut().unwrap(), &tar)?;
+                drop(c.stdin.take());
+                c.wait()
+            });
+        let mut left: Vec<String> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["secret"],
+            "{state}: nothing was written outside the container"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("secret")).unwrap(),
+            "host secret\n"
+        );
+        if state == "running" {
+            nook.ok(&["stop", "-t", "0", "evil"]);
+        }
+    }
+    // What the links led to was made inside the container's own root.
+    let inside = victim.join("inside");
+    nook.ok(&["cp", &format!("evil:/{out_rel}"), inside.to_str().unwrap()]);
+    for (name, want) in [
+        ("planted", "payload\n"),
+        ("planted-by-tar", "payload\n"),
+        ("secret", "decoy\n"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(inside.join(name)).unwrap(),
+            want,
+            "{name}"
+        );
+    }
+    nook.ok(&["rm", "-f", "evil"]);
 }

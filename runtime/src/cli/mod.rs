@@ -36,6 +36,7 @@ mod volume;
 // Container verbs.
 mod commit;
 mod container_inspect;
+mod cp;
 mod create;
 mod diff;
 mod exec;
@@ -95,6 +96,8 @@ pub enum Command {
     Wait(wait::Args),
     /// List port mappings of a container
     Port(port::Args),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::Args),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(diff::Args),
     /// Create a new image from a container's changes
@@ -220,6 +223,7 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Exec(a) => exec::run(a, ctx),
         Command::Wait(a) => wait::run(a, ctx),
         Command::Port(a) => port::run(a, ctx),
+        Command::Cp(a) => cp::run(a, ctx),
         Command::Diff(a) => diff::run(a, ctx),
         Command::Commit(a) => commit::run(a, ctx),
         Command::Export(a) => export::run(a, ctx),

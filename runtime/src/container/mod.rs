@@ -2,6 +2,7 @@
 //! monitor process that supervises each running one.
 
 pub mod attach;
+pub mod cp;
 pub mod engine;
 pub mod gc;
 pub mod id;

@@ -227,6 +227,36 @@ impl Isolation {
         }
     }
 
+    /// `nook cp` for the container whose directory is `dir`, with the mounts it was created
+    /// with; `running` is its host pid while it runs (the caller holds the container's lock
+    /// otherwise, so that it does not start meanwhile).
+    pub fn copy(
+        &self,
+        host: &Host,
+        dir: &Path,
+        mounts: &[mounts::MountSpec],
+        running: Option<i32>,
+        op: &CopyOp,
+    ) -> Result<(), IsolationError> {
+        match self {
+            Isolation::Container(overlay) => namespace::cp::copy(
+                host,
+                overlay,
+                mounts,
+                &dir.join(nook_agent::layer::targets::RECORD_NAME),
+                running,
+                op,
+            ),
+            Isolation::Vm(_) => Err(IsolationError::Start {
+                code: 125,
+                message:
+                    "nook cp is not yet for --isolation=vm: use `nook exec CONTAINER tar -c PATH` \
+                          (or `tar -x` with -i) meanwhile"
+                        .into(),
+            }),
+        }
+    }
+
     /// The image's read-only part (its unpacked tree, or its EROFS disk): `prune` keeps it
     /// while the container exists.
     pub fn image_path(&self) -> &Path {
@@ -235,6 +265,26 @@ impl Isolation {
             Isolation::Vm(m) => &m.disks.image,
         }
     }
+}
+
+/// What `nook cp` copies: paths inside the container are absolute and resolved inside its
+/// root; a host side of none is a tar stream (stdout or stdin).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CopyOp {
+    FromContainer {
+        src: String,
+        dst: Option<PathBuf>,
+        /// `-L`: follow a symlink at `src`.
+        follow: bool,
+        /// `-a`: keep the owners (else the copies belong to whoever writes them).
+        archive: bool,
+    },
+    ToContainer {
+        src: Option<PathBuf>,
+        dst: String,
+        follow: bool,
+        archive: bool,
+    },
 }
 
 /// The three standard streams handed to a container process: pipes, or a pty nook made, never

@@ -4,6 +4,7 @@
 
 pub mod binds;
 pub mod caps;
+pub mod cp;
 pub mod idmap;
 pub mod init;
 mod layer;
