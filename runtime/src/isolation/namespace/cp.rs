@@ -90,7 +90,14 @@ pub fn copy(
                 .map_err(|e| format!("cannot mount the container's root: {e}"))?;
                 let mut ops = Rooted::new(&overlay.merged)
                     .map_err(|e| format!("cannot open the container's root: {e}"))?;
-                super::binds::apply(&mut ops, mounts, record)?;
+                // Volumes and bind mounts only: a tmpfs would take the copy and lose it; docker
+                // writes there into the container's own layer.
+                let binds: Vec<MountSpec> = mounts
+                    .iter()
+                    .filter(|m| matches!(m, MountSpec::Bind { .. }))
+                    .cloned()
+                    .collect();
+                super::binds::apply(&mut ops, &binds, record)?;
                 let root = File::open(&overlay.merged)
                     .map_err(|e| format!("cannot open the container's root: {e}"))?;
                 run(root.into(), op)
