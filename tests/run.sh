@@ -19,5 +19,6 @@ tests/vm/run-vm.sh
 tests/vm/containers-vm.sh
 tests/vm/security-vm.sh
 tests/vm/network-vm.sh
+tests/vm/volumes-vm.sh
 tests/vm/bench.sh
 tests/vm/tour.sh

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 install_packages
 prepare_host
+install_virtiofsd >/dev/null
 # Builds (release binaries, the static agent, the guest kernel: cached) and installs.
 ./install.sh --prefix "$HOME/.local"
 nook=$HOME/.local/bin/nook

@@ -20,6 +20,12 @@ fn seeds() -> Vec<Vec<u8>> {
         hostname: "h".into(),
         resolv_conf: String::new(),
         hosts: "127.0.0.1\tlocalhost\n".into(),
+        mounts: vec![nook_agent::protocol::GuestMount::Tmpfs {
+            target: "/tmp".into(),
+            size: Some(1 << 20),
+            mode: None,
+            readonly: false,
+        }],
     });
     vec![
         Vec::new(),

@@ -182,6 +182,7 @@ impl Guest {
                 hostname: hostname.into(),
                 resolv_conf: String::new(),
                 hosts: String::new(),
+                mounts: Vec::new(),
             })
             .unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());

@@ -50,6 +50,12 @@ pub const PASST: Tool = Tool {
     name: "passt",
     package: "passt",
 };
+/// The VM column's virtio-fs backend (not packaged by Debian 12: tests/setup.sh builds it with
+/// `cargo install`, see `isolation::vm::virtiofsd::find`).
+pub const VIRTIOFSD: Tool = Tool {
+    name: "virtiofsd",
+    package: "",
+};
 /// `nook bench`'s QEMU microvm peer.
 pub const QEMU: Tool = Tool {
     name: "qemu-system-x86_64",

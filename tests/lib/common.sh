@@ -7,7 +7,13 @@ NOOK_APT_PACKAGES=(
     flex bison bc libelf-dev libssl-dev linux-source-6.1
     qemu-system-x86 skopeo umoci debootstrap runc hyperfine time crun
     docker-registry apache2-utils openssl passt
+    libseccomp-dev libcap-ng-dev
 )
+
+# The Rust virtiofsd (the VM column's virtio-fs backend): Debian 12 has no package, so it is
+# built from crates.io at this pinned release into the cache, once per version. nook finds it
+# there (runtime/src/isolation/vm/virtiofsd.rs holds the same version).
+NOOK_VIRTIOFSD_VERSION=1.14.0
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -38,6 +44,19 @@ install_packages() {
 # Where slow artifacts are cached, keyed by their inputs.
 nook_cache_dir() {
     echo "${XDG_CACHE_HOME:-$HOME/.cache}/nook"
+}
+
+# Builds the pinned virtiofsd into the cache when missing (its build dependencies come with
+# install_packages); prints its path.
+install_virtiofsd() {
+    local root bin
+    root=$(nook_cache_dir)/virtiofsd-$NOOK_VIRTIOFSD_VERSION
+    bin=$root/bin/virtiofsd
+    if [ ! -x "$bin" ]; then
+        echo "nook: building virtiofsd $NOOK_VIRTIOFSD_VERSION into $root (a few minutes)" >&2
+        cargo install --quiet --locked --version "$NOOK_VIRTIOFSD_VERSION" --root "$root" virtiofsd >&2
+    fi
+    echo "$bin"
 }
 
 # Prints one change made to the machine.

@@ -63,6 +63,7 @@ fn run_case(dir: &Path, vmm: &Path, vcpus: u8, memory_mib: u32) -> Result<(), St
         hostname: "nook-test".into(),
         resolv_conf: String::new(),
         hosts: String::new(),
+        mounts: Vec::new(),
     };
     let stream_id = client
         .start(spec)

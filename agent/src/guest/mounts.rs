@@ -33,6 +33,45 @@ pub trait MountOps {
     fn touch(&mut self, path: &Path) -> io::Result<bool>;
     /// Whether something exists at `path` (a device node, a mount target's parent directory).
     fn exists(&mut self, path: &Path) -> bool;
+    /// Makes the directory `path` (and its missing parents) inside the current root, resolving
+    /// every symlink on the way as if the root were `/` and refusing /proc's magic links, and
+    /// returns what to mount on: the directory so found, held open until the mount is made.
+    /// Only the guest's mounts need it; other implementations refuse.
+    fn dir_in_root(&mut self, _path: &Path) -> io::Result<MountPoint> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// A directory found by [`MountOps::dir_in_root`]: a path naming exactly it (through its open
+/// descriptor), valid as long as this value lives.
+pub struct MountPoint {
+    pub path: PathBuf,
+    _fd: Option<std::os::fd::OwnedFd>,
+}
+
+/// `openat2(root, path, O_PATH | O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
+fn open_in_root(root: &std::os::fd::OwnedFd, path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c_path = cstr(path)?;
+    // SAFETY: open_how is plain integers; zero is valid for every field.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: the path is NUL-terminated and `how` is a valid open_how; both outlive the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c_path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nothing else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +248,36 @@ impl MountOps for SysMounts {
     fn exists(&mut self, path: &Path) -> bool {
         path.exists()
     }
+
+    fn dir_in_root(&mut self, path: &Path) -> io::Result<MountPoint> {
+        use std::os::fd::AsRawFd;
+        let root: std::os::fd::OwnedFd = std::fs::File::open("/")?.into();
+        let mut dir = open_in_root(&root, Path::new("/"))?;
+        let mut sofar = PathBuf::from("/");
+        for part in path.components() {
+            let std::path::Component::Normal(name) = part else {
+                continue;
+            };
+            sofar.push(name);
+            dir = match open_in_root(&root, &sofar) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    let c_name = CString::new(name.as_bytes())?;
+                    // SAFETY: a NUL-terminated name in a directory we hold open.
+                    let ret = unsafe { libc::mkdirat(dir.as_raw_fd(), c_name.as_ptr(), 0o755) };
+                    if ret != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    open_in_root(&root, &sofar)?
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(MountPoint {
+            path: PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())),
+            _fd: Some(dir),
+        })
+    }
 }
 
 /// Records every call as a line, for tests; fails the calls whose target is in `fail`; only
@@ -287,6 +356,14 @@ impl MountOps for Recorder {
 
     fn exists(&mut self, path: &Path) -> bool {
         self.existing.iter().any(|p| p == path)
+    }
+
+    fn dir_in_root(&mut self, path: &Path) -> io::Result<MountPoint> {
+        self.calls.push(format!("mkdir-in-root {}", path.display()));
+        Ok(MountPoint {
+            path: path.to_owned(),
+            _fd: None,
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::cmdline::{BootParams, Upper, AUTO_UPPER_DEVICE};
 use super::mounts::{self, MountError, MountOps, BIND, MOVE, NODEV, NOSUID, RDONLY, REMOUNT};
 use crate::layer::targets::{MountTargets, TargetKind};
-use crate::protocol::StartSpec;
+use crate::protocol::{GuestMount, StartSpec};
 use crate::supervisor::ContainerSetup;
 
 /// Where things are mounted in the initramfs before the switch.
@@ -180,6 +180,54 @@ impl<O: MountOps> GuestSetup<O> {
         .map_err(|e| crate::errors::chain(&e))
     }
 
+    /// Mounts one of the container's file systems at its target, a directory made in the
+    /// writable layer when missing (and recorded, so the layer leaves it out). The target is
+    /// resolved inside the container's root: no symlink leads the mount out of it.
+    fn mount_fs(&mut self, m: &GuestMount) -> Result<(), String> {
+        let target = Path::new(m.target());
+        if !target.is_absolute() {
+            return Err(format!("mount target {} is not absolute", target.display()));
+        }
+        let missing: Vec<&Path> = target
+            .ancestors()
+            .filter(|dir| dir.parent().is_some())
+            .take_while(|dir| !self.ops.exists(dir))
+            .collect();
+        let point = self
+            .ops
+            .dir_in_root(target)
+            .map_err(|e| format!("cannot create the mount point {}: {e}", target.display()))?;
+        let created: Vec<(&Path, TargetKind)> = missing
+            .into_iter()
+            .rev()
+            .map(|dir| (dir, TargetKind::Dir))
+            .collect();
+        self.record(&created)?;
+        let (source, fstype, mut flags, data) = match m {
+            GuestMount::Virtiofs { tag, .. } => (tag.clone(), "virtiofs", 0, String::new()),
+            GuestMount::Tmpfs { size, mode, .. } => {
+                let mut data = format!("mode={:o}", mode.unwrap_or(0o1777));
+                if let Some(size) = size {
+                    data.push_str(&format!(",size={size}"));
+                }
+                ("tmpfs".to_owned(), "tmpfs", NOSUID | NODEV, data)
+            }
+        };
+        let readonly = match m {
+            GuestMount::Virtiofs { readonly, .. } | GuestMount::Tmpfs { readonly, .. } => *readonly,
+        };
+        if readonly {
+            flags |= RDONLY;
+        }
+        mounts::mount(&mut self.ops, &source, &point.path, fstype, flags, &data).map_err(|e| {
+            format!(
+                "cannot mount at {}: {}",
+                target.display(),
+                crate::errors::chain(&e)
+            )
+        })
+    }
+
     /// Adds what this agent created to the record of its mount targets. What existed already
     /// (from the image, or made on an earlier start of this disk and recorded then) is not
     /// added: the record keeps only the agent's own.
@@ -218,6 +266,10 @@ impl<O: MountOps> ContainerSetup for GuestSetup<O> {
         self.bind_file("hosts", &hosts, "/etc/hosts")?;
         if !spec.resolv_conf.is_empty() {
             self.bind_file("resolv.conf", &spec.resolv_conf, "/etc/resolv.conf")?;
+        }
+        // Before the root turns read-only: missing mount points are made in the writable layer.
+        for m in &spec.mounts {
+            self.mount_fs(m)?;
         }
         if self.read_only {
             // The root mount only: /proc, /sys, /dev and the files above stay as they are, and
@@ -511,5 +563,87 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(paths, ["etc", "etc/motd"]);
+    }
+
+    /// The container's mounts come after its /etc files and before the root turns read-only;
+    /// read-only ones are mounted read-only; missing mount points are made and recorded.
+    #[test]
+    fn volumes_and_tmpfs_are_mounted_in_order_before_the_read_only_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let record = disk.path().join(RECORD_NAME);
+        let mut setup = GuestSetup {
+            ops: Recorder {
+                existing: vec!["/etc".into(), "/srv".into()],
+                ..Default::default()
+            },
+            files_dir: dir.path().to_owned(),
+            targets_record: record.clone(),
+            set_hostname: no_hostname,
+            read_only: true,
+        };
+        let spec = StartSpec {
+            mounts: vec![
+                GuestMount::Virtiofs {
+                    tag: "nook0".into(),
+                    target: "/srv/data".into(),
+                    readonly: false,
+                },
+                GuestMount::Virtiofs {
+                    tag: "nook1".into(),
+                    target: "/ro".into(),
+                    readonly: true,
+                },
+                GuestMount::Tmpfs {
+                    target: "/scratch".into(),
+                    size: Some(16 << 20),
+                    mode: Some(0o700),
+                    readonly: false,
+                },
+            ],
+            ..Default::default()
+        };
+        setup.apply(&spec).unwrap();
+        let mounts: Vec<&str> = setup
+            .ops
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("mount") && !c.contains("/etc/"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                "mount nook0 /srv/data virtiofs []",
+                "mount nook1 /ro virtiofs [ro]",
+                "mount tmpfs /scratch tmpfs [nosuid,nodev] mode=700,size=16777216",
+                "mount  /  [ro,bind,remount]",
+            ]
+        );
+        let targets = MountTargets::load(&record).unwrap();
+        for made in ["srv/data", "ro", "scratch"] {
+            assert_eq!(
+                targets.kind_of(Path::new(made)),
+                Some(TargetKind::Dir),
+                "{made} not recorded"
+            );
+        }
+        assert_eq!(
+            targets.kind_of(Path::new("srv")),
+            None,
+            "/srv was the image's"
+        );
+
+        // A relative target is refused, nothing mounted.
+        let spec = StartSpec {
+            mounts: vec![GuestMount::Tmpfs {
+                target: "scratch".into(),
+                size: None,
+                mode: None,
+                readonly: false,
+            }],
+            ..Default::default()
+        };
+        assert!(setup.apply(&spec).unwrap_err().contains("not absolute"));
     }
 }

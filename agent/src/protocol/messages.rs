@@ -33,6 +33,115 @@ pub struct StartSpec {
     pub resolv_conf: String,
     /// Content for /etc/hosts; empty gives the loopback names and the hostname.
     pub hosts: String,
+    /// File systems mounted in the container's root before the process starts, in order.
+    pub mounts: Vec<GuestMount>,
+}
+
+/// A file system the agent mounts at `target` inside the container's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestMount {
+    /// A host directory shared by the VMM's virtio-fs device called `tag`.
+    Virtiofs {
+        tag: String,
+        target: String,
+        readonly: bool,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        target: String,
+        /// In bytes; none: the kernel's default (half the guest's RAM).
+        size: Option<u64>,
+        /// Permission bits of its root; none: 1777.
+        mode: Option<u32>,
+        readonly: bool,
+    },
+}
+
+impl GuestMount {
+    /// The absolute path inside the container.
+    pub fn target(&self) -> &str {
+        match self {
+            GuestMount::Virtiofs { target, .. } | GuestMount::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
+const MOUNT_VIRTIOFS: u8 = 1;
+const MOUNT_TMPFS: u8 = 2;
+
+fn encode_mounts(mounts: &[GuestMount], out: &mut BodyWriter) {
+    out.u32(u32::try_from(mounts.len()).unwrap_or(u32::MAX));
+    for m in mounts {
+        match m {
+            GuestMount::Virtiofs {
+                tag,
+                target,
+                readonly,
+            } => {
+                out.u8(MOUNT_VIRTIOFS);
+                out.str(tag);
+                out.str(target);
+                out.bool(*readonly);
+            }
+            GuestMount::Tmpfs {
+                target,
+                size,
+                mode,
+                readonly,
+            } => {
+                out.u8(MOUNT_TMPFS);
+                out.str(target);
+                out.bool(size.is_some());
+                out.u64(size.unwrap_or(0));
+                out.bool(mode.is_some());
+                out.u32(mode.unwrap_or(0));
+                out.bool(*readonly);
+            }
+        }
+    }
+}
+
+fn decode_mounts(r: &mut BodyReader<'_>) -> Result<Vec<GuestMount>, DecodeError> {
+    let n = r.u32("mount count")?;
+    let mut mounts = Vec::new();
+    for _ in 0..n {
+        // Each mount takes at least a kind byte and a length: a hostile count runs out of body
+        // long before it could make this allocate much.
+        let mount = match r.u8("mount kind")? {
+            MOUNT_VIRTIOFS => GuestMount::Virtiofs {
+                tag: r.str("mount tag")?,
+                target: r.str("mount target")?,
+                readonly: r.bool("mount readonly")?,
+            },
+            MOUNT_TMPFS => {
+                let target = r.str("mount target")?;
+                let has_size = r.bool("tmpfs size present")?;
+                let size = r.u64("tmpfs size")?;
+                let has_mode = r.bool("tmpfs mode present")?;
+                let mode = r.u32("tmpfs mode")?;
+                if mode > 0o7777 {
+                    return Err(DecodeError::InvalidValue {
+                        field: "tmpfs mode",
+                        value: u64::from(mode),
+                    });
+                }
+                GuestMount::Tmpfs {
+                    target,
+                    size: has_size.then_some(size),
+                    mode: has_mode.then_some(mode),
+                    readonly: r.bool("mount readonly")?,
+                }
+            }
+            other => {
+                return Err(DecodeError::InvalidValue {
+                    field: "mount kind",
+                    value: u64::from(other),
+                })
+            }
+        };
+        mounts.push(mount);
+    }
+    Ok(mounts)
 }
 
 /// Guest boot timestamps, for the bench. Offsets are nanoseconds of `CLOCK_BOOTTIME`, which
@@ -213,6 +322,7 @@ impl sealed::Body for HostMessage {
                 out.str(&s.hostname);
                 out.str(&s.resolv_conf);
                 out.str(&s.hosts);
+                encode_mounts(&s.mounts, out);
             }
             HostMessage::Exec(p) => encode_process(p, out),
             HostMessage::Stdin(data) => out.raw(data),
@@ -233,6 +343,7 @@ impl sealed::Body for HostMessage {
                 hostname: r.str("hostname")?,
                 resolv_conf: r.str("resolv_conf")?,
                 hosts: r.str("hosts")?,
+                mounts: decode_mounts(&mut r)?,
             }),
             K_EXEC => HostMessage::Exec(decode_process(&mut r)?),
             K_STDIN => HostMessage::Stdin(r.rest().to_vec()),

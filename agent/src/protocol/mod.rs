@@ -27,12 +27,14 @@ pub use frame::{
     ReadError, WriteError, HEADER_LEN,
 };
 pub use messages::{
-    BootTimes, ErrorKind, ExitStatus, GuestMessage, HostMessage, Message, ProcessSpec, StartSpec,
+    BootTimes, ErrorKind, ExitStatus, GuestMessage, GuestMount, HostMessage, Message, ProcessSpec,
+    StartSpec,
 };
 
 /// The protocol version the guest announces in `Ready`; the host refuses any other.
 /// 2: `Start` carries the container's /etc/hosts.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: `Start` carries the container's mounts (virtio-fs tags and tmpfs).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

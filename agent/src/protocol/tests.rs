@@ -16,6 +16,25 @@ fn host_samples() -> Vec<HostMessage> {
             hostname: "box".into(),
             resolv_conf: "nameserver 10.0.2.3\n".into(),
             hosts: "127.0.0.1\tlocalhost\n10.0.2.100\tbox\n".into(),
+            mounts: vec![
+                GuestMount::Virtiofs {
+                    tag: "nook0".into(),
+                    target: "/data".into(),
+                    readonly: true,
+                },
+                GuestMount::Tmpfs {
+                    target: "/scratch".into(),
+                    size: Some(64 << 20),
+                    mode: Some(0o700),
+                    readonly: false,
+                },
+                GuestMount::Tmpfs {
+                    target: "/run".into(),
+                    size: None,
+                    mode: None,
+                    readonly: true,
+                },
+            ],
         }),
         HostMessage::Start(StartSpec {
             process: ProcessSpec {

@@ -197,6 +197,7 @@ fn run_once(spec: &BenchSpec, g: &Guest, n: u32) -> Result<RunSample, String> {
                 hostname: String::new(),
                 resolv_conf: String::new(),
                 hosts: String::new(),
+                mounts: Vec::new(),
             })
             .map_err(|e| e.to_string())?;
         let result = client

@@ -49,6 +49,8 @@ impl LaunchSpec {
             hostname: self.hostname.clone(),
             resolv_conf: self.network.resolv_conf(&host_resolv).unwrap_or_default(),
             hosts: self.network.hosts_file(&self.hostname),
+            // Each column makes its own: the VM column's name virtio-fs tags.
+            mounts: Vec::new(),
         }
     }
 }

@@ -82,7 +82,9 @@ impl crate::isolation::Backend for Backend<'_> {
             client,
             log_path,
             passt,
-        } = boot(&self.dir, self.machine, Some(&spec.network))?;
+            shares,
+            guest_mounts,
+        } = boot(&self.dir, self.machine, Some(&spec.network), &spec.mounts)?;
         let end = |child: &mut Child| {
             let _ = child.kill();
             let _ = child.wait();
@@ -106,6 +108,7 @@ impl crate::isolation::Backend for Backend<'_> {
             let (main, frames) = mux
                 .start_main(StartSpec {
                     process,
+                    mounts: guest_mounts,
                     ..spec.start_spec()
                 })
                 .map_err(VmError::Agent)?;
@@ -176,6 +179,7 @@ impl crate::isolation::Backend for Backend<'_> {
             raw,
             size_watch,
             _passt: passt,
+            _shares: shares,
         }))
     }
 
@@ -274,7 +278,7 @@ impl crate::isolation::Backend for Backend<'_> {
             }
             .into());
         }
-        let booted = boot(&self.dir, self.machine, None)?;
+        let booted = boot(&self.dir, self.machine, None, &[])?;
         let result = booted.client.stream_upper(out);
         booted.shut_down();
         result.map_err(VmError::Layer)?;

@@ -16,8 +16,9 @@ use nook_agent::guest::cmdline::{BootParams, NetParams, Upper, AUTO_UPPER_DEVICE
 
 use super::kernel::find_kernel;
 use super::sockets::{debugging, socket_path};
-use super::{assets, phases, sockets, Machine, VmError};
+use super::{assets, phases, shares, sockets, virtiofsd, Machine, VmError};
 use crate::host_tools::PASST;
+use crate::isolation::mounts::MountSpec;
 use crate::isolation::network::{self, NetworkSpec};
 use crate::isolation::{container_id, stack};
 use crate::paths::{self, Env, ProcessEnv};
@@ -43,6 +44,10 @@ pub(super) struct Booted {
     pub log_path: PathBuf,
     /// passt, serving the VM's network (ended when dropped).
     pub passt: Option<stack::Running>,
+    /// The virtiofsd of each shared directory (ended when dropped).
+    pub shares: Vec<virtiofsd::Running>,
+    /// What the agent mounts in the container's root at `Start`.
+    pub guest_mounts: Vec<nook_agent::protocol::GuestMount>,
 }
 
 impl Booted {
@@ -69,11 +74,13 @@ fn mac(id: &str) -> String {
 }
 
 /// Boots the VM of the container whose directory is `dir` until its agent is ready; with
-/// `network`, passt serves its virtio-net device.
+/// `network`, passt serves its virtio-net device; each host directory in `mounts` is shared
+/// through its own virtio-fs device and virtiofsd.
 pub(super) fn boot(
     dir: &Path,
     machine: &Machine,
     network: Option<&NetworkSpec>,
+    mounts: &[MountSpec],
 ) -> Result<Booted, VmError> {
     let env = ProcessEnv;
     // passt starts first and gets ready while the rest is prepared.
@@ -90,6 +97,22 @@ pub(super) fn boot(
         }
         None => None,
     };
+    // Every virtiofsd starts now too, and gets ready while the rest is prepared.
+    let plan = shares::plan(mounts)?;
+    let mut fs_launches = Vec::new();
+    let mut fs = Vec::new();
+    if !plan.shares.is_empty() {
+        let program = virtiofsd::find(&env)?;
+        for (i, share) in plan.shares.iter().enumerate() {
+            let socket = sockets::fs_path(&env, &id, i)?;
+            let log = dir.join(format!("virtiofsd-{}.log", share.tag));
+            fs_launches.push(virtiofsd::launch(&program, share, &socket, &log)?);
+            fs.push(nook_vmm::FsConfig {
+                socket,
+                tag: share.tag.clone(),
+            });
+        }
+    }
     let cache = paths::cache_dir(&env);
     let kernel = find_kernel(machine.settings.kernel.as_deref(), &env)?;
     let vmm = assets::find_vmm(&env)?;
@@ -151,6 +174,7 @@ pub(super) fn boot(
             mac: mac(&id),
             mtu: network::MTU,
         }),
+        fs,
     };
     let config_path = dir.join("vm.json");
     let json = serde_json::to_vec_pretty(&config).map_err(|e| VmError::Io {
@@ -192,6 +216,10 @@ pub(super) fn boot(
         Some((launch, _)) => Some(stack::wait_ready(launch)?),
         None => None,
     };
+    let shares = fs_launches
+        .into_iter()
+        .map(virtiofsd::wait_ready)
+        .collect::<Result<Vec<_>, _>>()?;
     phases::mark(phases::Mark::VmmSpawn);
     let mut child = match command.spawn() {
         Ok(c) => c,
@@ -235,6 +263,8 @@ pub(super) fn boot(
             client,
             log_path,
             passt,
+            shares,
+            guest_mounts: plan.guest,
         }),
         Err(e) => {
             let _ = child.kill();

@@ -56,4 +56,8 @@ pub enum VmError {
     Network(#[from] crate::isolation::stack::StackError),
     #[error("the container has no writable disk at {}", path.display())]
     NoDisk { path: PathBuf },
+    #[error("cannot share {} at {target} with a VM: only directories can be shared (virtio-fs), not single files", path.display())]
+    ShareNotDir { path: PathBuf, target: String },
+    #[error("virtiofsd for {} failed: {message}", socket.display())]
+    Virtiofsd { socket: PathBuf, message: String },
 }

@@ -7,6 +7,8 @@
 //! - [`settings`]: the VM's size from docker's flags; [`machine`]: what the record keeps;
 //! - [`assets`], [`kernel`], [`initramfs`], [`disk`]: what a boot needs on the host;
 //! - [`boot`]: the VMM process until the agent is ready; [`sockets`]: where its sockets go;
+//! - [`shares`]: the container's mounts as virtio-fs shares and the agent's mount list;
+//!   [`virtiofsd`]: one backend process per shared directory;
 //! - [`backend`]: the [`crate::isolation::Backend`] of a VM container; [`workload`]: the
 //!   processes it hands back; [`mux`] and [`control`]: the agent channel, shared by the
 //!   monitor with `exec`, `kill` and `commit` through the control socket; [`layer`]: `diff`
@@ -25,7 +27,9 @@ pub mod machine;
 pub mod mux;
 pub mod phases;
 pub mod settings;
+pub mod shares;
 mod sockets;
+pub mod virtiofsd;
 mod workload;
 
 pub use backend::Backend;

@@ -43,3 +43,9 @@ pub fn control_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
 pub fn net_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
     Ok(socket_dir(env)?.join(format!("{}.net", short_id(id))))
 }
+
+/// Where the virtiofsd of shared directory `index` of container `id` listens (only while the
+/// VMM connects).
+pub fn fs_path(env: &dyn Env, id: &str, index: usize) -> Result<PathBuf, VmError> {
+    Ok(socket_dir(env)?.join(format!("{}.fs{index}", short_id(id))))
+}

@@ -28,6 +28,8 @@ pub(super) struct VmWorkload {
     pub(super) size_watch: Option<terminal::SizeWatch>,
     /// passt, serving the VM's network; ends with the workload.
     pub(super) _passt: Option<crate::isolation::stack::Running>,
+    /// The virtiofsd of each shared directory; end with the workload.
+    pub(super) _shares: Vec<super::virtiofsd::Running>,
 }
 
 impl Workload for VmWorkload {

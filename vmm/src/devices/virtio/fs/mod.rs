@@ -136,10 +136,7 @@ impl Fs {
     /// any thread is confined, so that the connection is made outside the seccomp filter.
     pub fn connect(name: String, tag: &str, socket: &Path) -> Result<Self, FsError> {
         let config = FsConfigSpace::new(tag, (NUM_QUEUES - 1) as u32)?;
-        let stream = UnixStream::connect(socket).map_err(|source| FsError::Connect {
-            path: socket.to_path_buf(),
-            source,
-        })?;
+        let stream = connect(socket)?;
         let watched = stream.try_clone().map_err(|source| FsError::Socket {
             path: socket.to_path_buf(),
             source,
@@ -159,6 +156,27 @@ impl Fs {
     /// The tag the guest mounts.
     pub fn tag(&self) -> &str {
         &self.tag
+    }
+}
+
+/// Connects to `socket`, retrying briefly while it refuses: virtiofsd's socket file exists a
+/// moment before it listens on it.
+fn connect(socket: &Path) -> Result<UnixStream, FsError> {
+    let mut tries = 0;
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(source) => {
+                return Err(FsError::Connect {
+                    path: socket.to_path_buf(),
+                    source,
+                })
+            }
+        }
     }
 }
 

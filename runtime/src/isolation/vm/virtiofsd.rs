@@ -1,0 +1,184 @@
+//! virtiofsd, the vhost-user backend of a VM's shared directory: one process per directory,
+//! started before the VMM (which connects to its socket), a child of the container's monitor
+//! that dies with it (parent-death signal), and ended with the VM: it exits when the VMM's
+//! connection closes, and is killed when dropped.
+//!
+//! Rootless: virtiofsd's `--sandbox namespace` puts it in new user, mount, pid and net
+//! namespaces and makes the shared directory its root, so no symlink in the directory leads
+//! out of it. As a normal user, `--uid-map=:0:UID:1:` (and the same for the gid) maps the user
+//! to root in that namespace: the guest's root creates files owned by the user on the host, as
+//! a rootless container's root does in the namespace column.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::shares::Share;
+use super::VmError;
+use crate::host_tools::VIRTIOFSD;
+use crate::paths::{self, Env};
+
+/// The virtiofsd release tests/setup.sh installs (`cargo install virtiofsd --version`), in the
+/// cache directory nook looks in after PATH.
+pub const VERSION: &str = "1.14.0";
+
+/// How long virtiofsd may take to listen on its socket.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where virtiofsd is: `NOOK_VIRTIOFSD`, then PATH and the system directories, then the
+/// cache's pinned build.
+pub fn find(env: &dyn Env) -> Result<PathBuf, VmError> {
+    if let Some(path) = env.var("NOOK_VIRTIOFSD") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some(path) = VIRTIOFSD.find() {
+        return Ok(path);
+    }
+    let cached = paths::cache_dir(env)
+        .join(format!("virtiofsd-{VERSION}"))
+        .join("bin/virtiofsd");
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    Err(VmError::Missing {
+        what: "virtiofsd (needed to share host directories with a VM)",
+        path: cached,
+        hint: "tests/setup.sh builds it with cargo install, or put one on PATH",
+    })
+}
+
+/// The arguments for sharing `share` on `socket`, as user `uid`:`gid`.
+pub fn args(share: &Share, socket: &Path, uid: u32, gid: u32) -> Vec<String> {
+    let mut args = vec![
+        format!("--socket-path={}", socket.display()),
+        format!("--shared-dir={}", share.source.display()),
+        "--sandbox=namespace".to_owned(),
+        "--log-level=error".to_owned(),
+    ];
+    if uid != 0 {
+        args.push(format!("--uid-map=:0:{uid}:1:"));
+        args.push(format!("--gid-map=:0:{gid}:1:"));
+    }
+    if share.readonly {
+        args.push("--readonly".to_owned());
+    }
+    args
+}
+
+/// A virtiofsd starting (killed when dropped before it is ready, as when the boot fails
+/// meanwhile).
+pub struct Launch {
+    child: Running,
+    socket: PathBuf,
+    log_path: PathBuf,
+}
+
+/// A running virtiofsd: killed (and reaped) when dropped, with its VM.
+pub struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `program` serving `share` on `socket`; its messages go to `log_path`.
+pub fn launch(
+    program: &Path,
+    share: &Share,
+    socket: &Path,
+    log_path: &Path,
+) -> Result<Launch, VmError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| VmError::Io { what, path, source }
+    };
+    let _ = std::fs::remove_file(socket);
+    let log = File::create(log_path).map_err(io("create", log_path))?;
+    // SAFETY: getuid and getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut command = Command::new(program);
+    command
+        .args(args(share, socket, uid, gid))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(io("start", program))?;
+    Ok(Launch {
+        child: Running(child),
+        socket: socket.to_path_buf(),
+        log_path: log_path.to_path_buf(),
+    })
+}
+
+/// Waits until virtiofsd listens (its socket exists) and returns it; its own message when it
+/// exits first.
+pub fn wait_ready(launch: Launch) -> Result<Running, VmError> {
+    let Launch {
+        mut child,
+        socket,
+        log_path,
+    } = launch;
+    let start = Instant::now();
+    loop {
+        if socket.exists() {
+            return Ok(child);
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(VmError::Virtiofsd {
+                socket,
+                message: format!("it exited ({status}): {}", log.trim()),
+            });
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            drop(child);
+            return Err(VmError::Virtiofsd {
+                socket,
+                message: format!("it did not listen within {READY_TIMEOUT:?}"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rootless_maps_the_user_to_root_and_readonly_is_passed_on() {
+        let share = Share {
+            tag: "nook0".into(),
+            source: "/srv/data".into(),
+            readonly: true,
+        };
+        let args = args(&share, Path::new("/run/fs0.sock"), 1002, 1003);
+        assert!(args.contains(&"--uid-map=:0:1002:1:".to_owned()));
+        assert!(args.contains(&"--gid-map=:0:1003:1:".to_owned()));
+        assert!(args.contains(&"--readonly".to_owned()));
+        assert!(args.contains(&"--sandbox=namespace".to_owned()));
+        let root = super::args(
+            &Share {
+                readonly: false,
+                ..share
+            },
+            Path::new("/s"),
+            0,
+            0,
+        );
+        assert!(!root.iter().any(|a| a.contains("map") || a == "--readonly"));
+    }
+}

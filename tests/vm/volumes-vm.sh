@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Shared directories in a VM (virtio-fs), run by an unprivileged user inside the nested KVM rig
+# (natively on a VT-x/AMD-V host): virtiofsd started by the runtime's code in its own user
+# namespace, nook-vmm's vhost-user-fs devices, nook's kernel and the agent's mounts. See
+# tests/tests/vmm_fs_boot.rs for what it shows: a bind-mounted directory both ways, a read-only
+# share refusing writes, a tmpfs of the size asked, a volume seen by the next VM, and a VM
+# stopped with a clear error when its virtiofsd dies.
+#
+# As root the user `nooktest` is created (as the other tests/vm scripts do); otherwise the calling
+# user runs the VMs. Environment: NOOK_KERNEL (default: guest-kernel/build.sh), NOOK_VIRTIOFSD
+# (default: the pinned build tests/setup.sh installs).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tests/lib/common.sh
+. tests/vm/lib.sh
+
+# Sockets and shared directories on the rig's own /tmp: the work directory is a 9p export.
+in_rig() {
+    local base=/tmp/nook-volumes-vm
+    rm -rf "$base"
+    mkdir -p "$base"
+    cp -r "$WORK"/bin "$WORK"/image.erofs "$WORK"/upper.ext4 "$WORK"/agent.cpio "$base/"
+    cp "$base/bin/vmlinux" "$base/vmlinux"
+    chown -R "$TEST_USER" "$base"
+    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
+    chmod 660 /dev/kvm
+    runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$base" \
+        NOOK_VMM_FS_DIR="$base" NOOK_VMM_BIN="$base/bin/nook-vmm" \
+        NOOK_VIRTIOFSD="$base/bin/virtiofsd" RUST_BACKTRACE=1 \
+        "$base/bin/vmm_fs_boot" --exact shared_directories_in_a_vm --nocapture --test-threads 1
+}
+
+if [ "${1:-}" = --in-rig ]; then
+    in_rig
+    exit 0
+fi
+
+for tool in mkfs.erofs mkfs.ext4 busybox runuser; do
+    command -v "$tool" >/dev/null || vm_die "'$tool' is missing; run tests/setup.sh"
+done
+virtiofsd=${NOOK_VIRTIOFSD:-$(install_virtiofsd)}
+[ -x "$virtiofsd" ] || vm_die "virtiofsd $virtiofsd is not an executable"
+vm_user_work volumes-vm
+cp "$virtiofsd" "$WORK/bin/virtiofsd"
+cargo run -q -p nook --example mkinitramfs -- "$WORK/bin/nook-agent" "$WORK/agent.cpio" >/dev/null
+test_bin=$(cargo test -p nook-tests --test vmm_fs_boot --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*vmm_fs_boot[^"]*\)".*/\1/p' | tail -n1)
+[ -x "$test_bin" ] || vm_die "could not build the vmm_fs_boot test"
+cp "$test_bin" "$WORK/bin/vmm_fs_boot"
+
+# The image: a static busybox with the applets the test's scripts use.
+mkdir -p "$WORK/image/bin" "$WORK/image/etc" "$WORK/image/tmp"
+cp "$(command -v busybox)" "$WORK/image/bin/busybox"
+for applet in sh echo cat ls sleep touch grep df awk stat cut tr; do
+    ln -s busybox "$WORK/image/bin/$applet"
+done
+echo "root:x:0:0:root:/root:/bin/sh" >"$WORK/image/etc/passwd"
+echo "root:x:0:" >"$WORK/image/etc/group"
+mkfs.erofs --quiet "$WORK/image.erofs" "$WORK/image" >/dev/null
+truncate -s 64M "$WORK/upper.ext4"
+mkfs.ext4 -q -F "$WORK/upper.ext4"
+chown -R "$TEST_USER" "$WORK"
+chmod -R a+rX "$WORK"
+
+tests/rig/run.sh --rw "$WORK" --timeout 1800 -- "$PWD/tests/vm/volumes-vm.sh" --in-rig
+echo "volumes-vm: ok"
