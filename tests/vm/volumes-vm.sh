@@ -28,6 +28,37 @@ in_rig() {
         NOOK_VMM_FS_DIR="$base" NOOK_VMM_BIN="$base/bin/nook-vmm" \
         NOOK_VIRTIOFSD="$base/bin/virtiofsd" RUST_BACKTRACE=1 \
         "$base/bin/vmm_fs_boot" --exact shared_directories_in_a_vm --nocapture --test-threads 1
+    cli "$base"
+}
+
+# The same through nook's flags, as the unprivileged user.
+cli() {
+    local top=$1 base=$1/cli out
+    mkdir -p "$base/run" "$base/host"
+    chown -R "$TEST_USER" "$base"
+    nook() {
+        runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
+            HOME="$base" NOOK_ROOT="$base/root" XDG_RUNTIME_DIR="$base/run" \
+            XDG_CACHE_HOME="$base/cache" NOOK_KERNEL="$top/bin/vmlinux" \
+            NOOK_AGENT="$top/bin/nook-agent" NOOK_VIRTIOFSD="$top/bin/virtiofsd" NOOK_ISOLATION=vm \
+            timeout -k 10 600 "$top/bin/nook" "$@"
+    }
+    nook image default >/dev/null
+    runuser -u "$TEST_USER" -- sh -c "echo from the host >'$base/host/in'"
+    out=$(nook run --rm -v "$base/host:/data" busybox sh -c 'cat /data/in; echo from the vm >/data/out')
+    [ "$out" = "from the host" ] || vm_die "nook -v: read '$out'"
+    [ "$(cat "$base/host/out")" = "from the vm" ] || vm_die "nook -v: the host does not see the container's file"
+    out=$(nook run --rm -v "$base/host:/data:ro" busybox sh -c 'echo x >/data/in; cat /data/in' 2>&1) || true
+    grep -q "Read-only file system" <<<"$out" || vm_die "nook -v :ro: '$out'"
+    [ "$(cat "$base/host/in")" = "from the host" ] || vm_die "nook -v :ro: the host file changed"
+    nook run --rm -v keep:/v busybox sh -c 'echo kept >/v/f' >/dev/null
+    out=$(nook run --rm -v keep:/v busybox cat /v/f)
+    [ "$out" = kept ] || vm_die "nook -v NAME: the next container read '$out'"
+    out=$(nook run --rm --tmpfs /t:size=8m,mode=700 busybox sh -c 'df -k /t | awk "NR==2 {print \$2}"; stat -c %a /t')
+    [ "$out" = "8192
+700" ] || vm_die "nook --tmpfs: '$out'"
+    [ -z "$(pgrep -u "$TEST_USER" virtiofsd || true)" ] || vm_die "virtiofsd left behind"
+    echo "volumes-vm: nook -v DIR, -v DIR:ro, -v NAME across containers, --tmpfs: ok" >&2
 }
 
 if [ "${1:-}" = --in-rig ]; then

@@ -162,9 +162,6 @@ impl Engine {
         }
         opts.column.check_network(&network)?;
         let image_volumes: Vec<String> = config.volumes().clone().unwrap_or_default();
-        opts.column.check_mounts(&opts.mounts)?;
-        opts.column.check_mounts(&opts.volumes_from)?;
-        opts.column.check_mounts(&image_volumes)?;
         // Held until the record names the volumes: `volume rm` cannot take one meanwhile.
         let volume_store = VolumeStore::new(&self.root);
         let _volumes_lock = volume_store.lock(LockMode::Shared)?;

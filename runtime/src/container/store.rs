@@ -64,8 +64,6 @@ pub enum ContainerError {
     #[error(transparent)]
     Mounts(#[from] super::volumes::ResolveError),
     #[error(transparent)]
-    MountColumn(#[from] crate::isolation::mounts::MountError),
-    #[error(transparent)]
     Atomic(#[from] AtomicError),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),

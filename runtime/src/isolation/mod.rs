@@ -148,16 +148,6 @@ impl Column {
         }
     }
 
-    /// Refuses mounts this column cannot apply yet: a VM gets host directories through
-    /// virtio-fs, which it does not have yet. `mounts` is what the container asks for, in any
-    /// form (requests from the flags, or resolved mounts).
-    pub fn check_mounts<T>(&self, mounts: &[T]) -> Result<(), mounts::MountError> {
-        match self {
-            Column::Vm(_) if !mounts.is_empty() => Err(mounts::MountError::VmNeedsVirtioFs),
-            _ => Ok(()),
-        }
-    }
-
     /// Prepares a new container's root filesystem in `dir` (its directory, which exists): the
     /// image's unpacked tree and an empty writable layer for namespaces, the image's EROFS disk
     /// and an empty ext4 disk for a VM. Returns what the record keeps.

@@ -34,13 +34,6 @@ pub enum MountSpec {
     },
 }
 
-/// A mount list a column cannot give a container.
-#[derive(Debug, thiserror::Error)]
-pub enum MountError {
-    #[error("volumes in the VM column need virtio-fs (not available yet): use --isolation=container for -v, --mount, --tmpfs, --volumes-from or an image with VOLUME")]
-    VmNeedsVirtioFs,
-}
-
 impl MountSpec {
     /// The absolute path inside the container.
     pub fn target(&self) -> &str {
