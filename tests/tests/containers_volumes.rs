@@ -317,10 +317,6 @@ fn hostile_targets_and_bad_specifications_change_nothing() {
             "Duplicate mount point",
         ),
         (vec!["--volumes-from", "nobody"], "No such container"),
-        (
-            vec!["--isolation=vm", "-v", "ok:/x"],
-            "volumes in the VM column need virtio-fs",
-        ),
     ] {
         let mut full = vec!["create"];
         full.extend(args.iter());
