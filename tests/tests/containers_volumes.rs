@@ -606,6 +606,20 @@ fn cp_never_follows_a_containers_symlinks_onto_the_host() {
             outside.display()
         ),
     ]);
+    // `run -d` returns once the shell runs, not once it has made its links.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while nook
+        .run(&["exec", "evil", "test", "-L", "/abs-file"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never made its links"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let host_out = victim.join("got");
     let try_read = |src: &str, follow: bool| {
         let mut args = vec!["cp"];
