@@ -45,9 +45,10 @@ pub fn pid_file(container_dir: &Path) -> Result<PathBuf, StackError> {
 /// How long the stack may take to get ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A stack starting for one container.
+/// A stack starting for one container: ended (and reaped) when dropped before it is ready, as
+/// when the container's start fails meanwhile.
 pub struct Launch {
-    child: Child,
+    child: Running,
     pid_file: PathBuf,
     log_path: PathBuf,
     program: PathBuf,
@@ -111,7 +112,7 @@ pub fn launch(
         .spawn()
         .map_err(io(format!("start {}", program.display())))?;
     Ok(Launch {
-        child,
+        child: Running(Some(child)),
         pid_file: pid_file.to_path_buf(),
         log_path,
         program,
@@ -164,9 +165,10 @@ pub fn wait_ready_or(
     let start = Instant::now();
     loop {
         if std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n')) || enough() {
-            return Ok(Running(Some(child)));
+            return Ok(child);
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        let exited = child.0.as_mut().map(|c| c.try_wait());
+        if let Some(Ok(Some(status))) = exited {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             // Its attempts to log to syslog are not the reason.
             let message = log
@@ -189,7 +191,7 @@ pub fn wait_ready_or(
             )));
         }
         if start.elapsed() > READY_TIMEOUT {
-            drop(Running(Some(child)));
+            drop(child);
             return Err(StackError::Failed(format!(
                 "{} was not ready within {READY_TIMEOUT:?}",
                 program.display()
@@ -213,4 +215,25 @@ pub fn end_leftover(pid_file: &Path) {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     let _ = std::fs::remove_file(pid_file);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_launch_dropped_before_it_is_ready_ends_its_stack() {
+        let child = Command::new("sleep").arg("600").spawn().unwrap();
+        let pid = child.id();
+        let launch = Launch {
+            child: Running(Some(child)),
+            pid_file: PathBuf::from("/nonexistent/stack.pid"),
+            log_path: PathBuf::from("/nonexistent/stack.log"),
+            program: PathBuf::from("sleep"),
+        };
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        drop(launch);
+        // Killed and reaped: not even a zombie is left.
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
 }
