@@ -157,9 +157,11 @@ impl RxQueue {
     }
 
     /// Turns the driver's kicks on or off; when turning them on, returns whether buffers are
-    /// already waiting (posted before the driver could see the change).
+    /// already waiting (posted before the driver could see the change). Turning them on is
+    /// always written: with VIRTIO_RING_F_EVENT_IDX it moves the avail event to the driver's
+    /// current index, which a stale value would leave behind.
     pub fn set_kicks(&mut self, mem: &GuestMemory, on: bool) -> Result<bool, Broken> {
-        if on == self.kicks {
+        if !on && !self.kicks {
             return Ok(false);
         }
         let more = if on {

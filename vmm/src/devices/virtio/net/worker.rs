@@ -142,26 +142,49 @@ impl Worker {
 
     /// Takes transmit chains while the outbound buffer has room. Returns (chains used, whether
     /// the driver should be interrupted).
+    ///
+    /// Kicks are off while the ring is being drained and back on once it is empty (with
+    /// VIRTIO_RING_F_EVENT_IDX, re-arming the avail event at the driver's index), then the ring
+    /// is looked at once more for what the driver posted in between. A ring left full because
+    /// the socket is behind needs no kick: the socket's readiness brings the worker back.
     pub fn process_tx(&mut self) -> Result<(usize, bool), Broken> {
         let mut used = Vec::new();
-        {
-            let mut iter = self.txq.iter(&self.mem).map_err(|_| Broken)?;
-            while self.out.len() - self.out_pos < OUT_LIMIT {
-                let Some(chain) = iter.next() else { break };
-                used.push(chain.head_index());
-                if self.host_closed {
-                    self.metrics.dropped_closed();
-                    continue;
-                }
-                match append_frame(&self.mem, chain, &mut self.out) {
-                    Ok(len) => self.metrics.sent(len),
-                    Err(e) => {
-                        let line = self.metrics.count(&self.label, e.fault(), &e.to_string());
-                        if let Some(line) = line {
-                            eprintln!("{line}");
+        self.txq
+            .disable_notification(&self.mem)
+            .map_err(|_| Broken)?;
+        loop {
+            let mut room = true;
+            {
+                let mut iter = self.txq.iter(&self.mem).map_err(|_| Broken)?;
+                loop {
+                    if self.out.len() - self.out_pos >= OUT_LIMIT {
+                        room = false;
+                        break;
+                    }
+                    let Some(chain) = iter.next() else { break };
+                    used.push(chain.head_index());
+                    if self.host_closed {
+                        self.metrics.dropped_closed();
+                        continue;
+                    }
+                    match append_frame(&self.mem, chain, &mut self.out) {
+                        Ok(len) => self.metrics.sent(len),
+                        Err(e) => {
+                            let line = self.metrics.count(&self.label, e.fault(), &e.to_string());
+                            if let Some(line) = line {
+                                eprintln!("{line}");
+                            }
                         }
                     }
                 }
+            }
+            if !room
+                || !self
+                    .txq
+                    .enable_notification(&self.mem)
+                    .map_err(|_| Broken)?
+            {
+                break;
             }
         }
         for head in &used {
