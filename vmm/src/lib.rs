@@ -37,5 +37,15 @@ pub use exit::VmExit;
 pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
     machine::validate(config)?;
     host::check()?;
-    machine::run(config)
+    machine::run(config, machine::Caller::Free)
+}
+
+/// [`run`] for the `nook-vmm` process: once the VM is built the calling thread, which then
+/// only starts the vCPUs, waits and tears down, goes under the same seccomp filter as every
+/// other VMM thread, for good (a guest that took over one thread must not find an unfiltered
+/// one). A library caller that goes on afterwards wants [`run`].
+pub fn run_confined(config: &VmConfig) -> Result<VmExit, VmmError> {
+    machine::validate(config)?;
+    host::check()?;
+    machine::run(config, machine::Caller::Confined)
 }

@@ -23,7 +23,7 @@ use crate::devices::virtio::fs::Fs;
 use crate::devices::virtio::net::Net;
 use crate::devices::virtio::wiring::{attach, WiringContext};
 use crate::error::VmmError;
-use crate::exit::{ExitSignal, StopReason, VmExit};
+use crate::exit::{ExitSignal, StopReason, ThreadError, VmExit};
 use crate::kvm::vcpu::{install_kick_handler, kick, Buses, Vcpu};
 use crate::kvm::vm::Vm;
 use crate::layout::{
@@ -105,8 +105,17 @@ fn disk_name(index: usize) -> String {
     format!("vd{}", (b'a' + (index % 26) as u8) as char)
 }
 
+/// Whether the calling thread goes under the seccomp filter once the VM is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// It stays as it was (tests, and any caller that goes on after the VM).
+    Free,
+    /// It is filtered like every VMM thread (the `nook-vmm` process).
+    Confined,
+}
+
 /// Builds the VM described by `config` and runs it to the end.
-pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
+pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
     validate(config)?;
     let filter = seccomp::from_env()?;
     let exit = Arc::new(ExitSignal::new()?);
@@ -261,6 +270,17 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmmError> {
             move || vcpu.run(&buses, &vcpu_exit),
         )?);
     }
+    // From here on the main thread only waits and tears down: it runs under the same filter
+    // as every other thread. Not before the vCPUs start: a process's first pthread_create
+    // installs glibc's own signal handlers (rt_sigaction), which the filter refuses.
+    if let (Some(filter), Caller::Confined) = (&filter, caller) {
+        if let Err(source) = seccompiler::apply_filter(filter) {
+            exit.stop(StopReason::Failed(Arc::new(ThreadError::Seccomp {
+                name: "main".into(),
+                source,
+            })));
+        }
+    }
 
     let reason = match exit.wait(config.timeout()) {
         Some(reason) => reason,
@@ -364,7 +384,11 @@ mod tests {
     fn a_socket_nobody_listens_on_fails_the_start_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("passt.sock");
-        let e = run(&config(net(&sock, "52:54:00:12:34:56", 65520))).unwrap_err();
+        let e = run(
+            &config(net(&sock, "52:54:00:12:34:56", 65520)),
+            Caller::Free,
+        )
+        .unwrap_err();
         match &e {
             VmmError::NetSocket { path, .. } => assert_eq!(path, &sock),
             other => panic!("expected NetSocket, got {other:?}"),

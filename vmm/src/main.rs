@@ -63,7 +63,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = no_new_privs()
         .and_then(|()| read_config(&args))
-        .and_then(|config| nook_vmm::run(&config).context("the VM did not run to completion"));
+        .and_then(|config| {
+            nook_vmm::run_confined(&config).context("the VM did not run to completion")
+        });
     match result {
         Ok(VmExit::Reset) => ExitCode::SUCCESS,
         Ok(VmExit::Timeout) => {

@@ -242,16 +242,25 @@ fn pvh_elf() -> Vec<u8> {
 }
 
 fn run_pvh_guest(vcpus: u8) -> Option<VmExit> {
+    let dir = tempfile::tempdir().unwrap();
+    run_pvh_guest_as(vcpus, dir.path(), crate::machine::Caller::Free)
+}
+
+/// The PVH guest with its files in `dir`.
+fn run_pvh_guest_as(
+    vcpus: u8,
+    dir: &std::path::Path,
+    caller: crate::machine::Caller,
+) -> Option<VmExit> {
     if !std::path::Path::new("/dev/kvm").exists() {
         eprintln!("!!!! SKIPPED: /dev/kvm is absent, the PVH tiny-guest test did NOT run !!!!");
         return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let kernel = dir.path().join("vmlinux");
+    let kernel = dir.join("vmlinux");
     std::fs::write(&kernel, pvh_elf()).unwrap();
-    let initrd = dir.path().join("initrd");
+    let initrd = dir.join("initrd");
     std::fs::write(&initrd, [0x42u8; 4096]).unwrap();
-    let disk = dir.path().join("disk");
+    let disk = dir.join("disk");
     std::fs::write(&disk, [0u8; 8192]).unwrap();
     let config = crate::VmConfig {
         kernel,
@@ -270,7 +279,52 @@ fn run_pvh_guest(vcpus: u8) -> Option<VmExit> {
         fs: Vec::new(),
     };
     // machine::run skips the host check on purpose: 32-bit protected-mode code runs on any KVM.
-    Some(crate::machine::run(&config).expect("the VM runs"))
+    Some(crate::machine::run(&config, caller).expect("the VM runs"))
+}
+
+/// Set in the environment of the child process [`the_confined_main_thread_runs_a_vm_to_its_end`]
+/// starts: the directory for the guest's files, which the parent removes (the child, filtered,
+/// could not).
+const CONFINED_CHILD: &str = "NOOK_VMM_TEST_CONFINED_CHILD";
+
+/// The child's half: a VM run with the calling thread under the filter (`nook-vmm`'s way),
+/// which then stays filtered until the process exits.
+#[test]
+#[ignore = "run by the_confined_main_thread_runs_a_vm_to_its_end in a process of its own"]
+fn confined_child() {
+    let Some(dir) = std::env::var_os(CONFINED_CHILD) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    if let Some(exit) = run_pvh_guest_as(2, &dir, crate::machine::Caller::Confined) {
+        assert_eq!(exit, VmExit::Reset);
+    }
+}
+
+#[test]
+fn the_confined_main_thread_runs_a_vm_to_its_end() {
+    use std::os::unix::process::ExitStatusExt;
+    // The filter cannot be taken off a thread: the run happens in a process of its own, which
+    // the filter kills (SIGSYS) if the waiting and the teardown need a call it does not allow.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tiny_guests::confined_child",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(CONFINED_CHILD, dir.path())
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.signal(), None, "{log}");
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("1 passed"), "{log}");
 }
 
 #[test]

@@ -174,6 +174,7 @@ fn net_offers_exactly_its_features_and_no_offloads() {
     }
     let bit = |b: u32| 1u64 << b;
     let expected = bit(VIRTIO_F_VERSION_1)
+        | bit(virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX)
         | bit(VIRTIO_NET_F_MAC)
         | bit(VIRTIO_NET_F_MTU)
         | bit(VIRTIO_NET_F_MRG_RXBUF)
