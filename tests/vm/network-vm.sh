@@ -8,8 +8,8 @@
 # - the host's loopback is closed to a VM by default; `--network pasta:--map-gw` reaches a server
 #   on it by the name host.containers.internal and by an `--add-host` name; `--network none`
 #   has only `lo`; `--network host` is refused with exit 125.
-# Not shown here: UDP from a VM to the host's loopback (a DNS query to the gateway with
-# --map-gw) did not arrive with Debian 12's passt; the namespace column's test shows UDP.
+# - UDP both ways: with --map-gw, busybox nslookup in the VM asks a DNS server the test runs on
+#   the host's loopback and prints the address it answers.
 #
 # As root the user `nooktest` is created (as the other tests/vm scripts do); otherwise the calling
 # user runs nook. Environment: NOOK_KERNEL (default: guest-kernel/build.sh).
@@ -53,6 +53,32 @@ fetch() {
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# dns_server PORT READY: answers every A query on 127.0.0.1:PORT with 192.0.2.7 (and every
+# other query with no record) for two minutes; creates the file READY once it listens.
+dns_server() {
+    python3 - "$1" "$2" <<'PY'
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(1)
+open(sys.argv[2], "w").close()
+end = time.time() + 120
+while time.time() < end:
+    try:
+        q, peer = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    if len(q) < 17:
+        continue
+    qtype = struct.unpack(">H", q[-4:-2])[0]
+    answers = b""
+    if qtype == 1:
+        answers = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 7])
+    head = q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, 1 if answers else 0, 0, 0)
+    s.sendto(head + q[12:] + answers, peer)
+PY
 }
 
 passts() {
@@ -122,6 +148,23 @@ in_rig() {
     out=$(nook run --rm --network pasta:--map-gw --add-host db.internal:10.88.0.1 busybox \
         wget -qO- "http://db.internal:$hp/") || die "--add-host: unreachable"
     [ "$out" = "host answer" ] || die "--add-host: got '$out'"
+    log "UDP: a DNS query from the VM and its answer"
+    local up dns_pid
+    up=$(free_port)
+    dns_server "$up" "$BASE/dns.ready" &
+    dns_pid=$!
+    # Python starts slowly under the rig's emulation: the server must listen before the query.
+    for _ in $(seq 600); do
+        [ -e "$BASE/dns.ready" ] && break
+        sleep 0.1
+    done
+    [ -e "$BASE/dns.ready" ] || die "UDP: the test's DNS server never started"
+    # UDP may lose a datagram: the query is asked again, as resolvers do.
+    out=$(nook run --rm --network pasta:--map-gw busybox sh -c \
+        "for i in 1 2 3; do nslookup -timeout=2 example.test 10.88.0.1:$up && exit 0; done; exit 1" \
+        2>&1) || true
+    kill "$dns_pid" 2>/dev/null || true
+    grep -q "192.0.2.7" <<<"$out" || die "UDP: no answer from the host's DNS server: $out"
     log "--network none and host"
     out=$(nook run --rm --network none busybox sh -c 'ls /sys/class/net | tr "\n" " "')
     [ "$out" = "lo " ] || die "--network none: interfaces '$out'"
