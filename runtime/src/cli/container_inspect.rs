@@ -30,6 +30,7 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
         } => (0, *code, *started_at, Some(*finished_at)),
     };
     let process = &cfg.launch.process;
+    let security = &cfg.launch.security;
     json!({
         "Id": cfg.id,
         "Created": time(Some(cfg.created)),
@@ -66,6 +67,10 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "Dns": cfg.launch.network.dns,
             "DnsSearch": cfg.launch.network.dns_search,
             "ExtraHosts": cfg.launch.network.add_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
+            "CapAdd": or_null(&security.cap_add),
+            "CapDrop": or_null(&security.cap_drop),
+            "SecurityOpt": or_null(&security.security_opt()),
+            "Privileged": security.privileged,
         },
         "NetworkSettings": {
             "IPAddress": if cfg.launch.network.stack().is_some() { nook::isolation::network::ADDRESS.to_string() } else { String::new() },
@@ -93,6 +98,15 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "WorkingDir": process.cwd,
         },
     })
+}
+
+/// docker's empty lists in `HostConfig`: null.
+fn or_null(list: &[String]) -> Value {
+    if list.is_empty() {
+        Value::Null
+    } else {
+        json!(list)
+    }
 }
 
 /// docker's `Mounts`: one object a volume, bind or tmpfs mount.

@@ -9,6 +9,7 @@ use nook::container::engine::CreateOptions;
 use nook::container::log::LogOptions;
 use nook::container::mount_args::{self, MountRequest};
 use nook::isolation::network::{self, NetworkSpec};
+use nook::isolation::security::{Seccomp, SecurityOptions};
 use nook::isolation::vm::VmSettings;
 use nook::isolation::Column;
 use nook::paths::ProcessEnv;
@@ -98,6 +99,20 @@ pub struct CreateFlags {
     /// Mount volumes from the specified container(s): CONTAINER[:ro|rw]
     #[arg(long = "volumes-from", value_name = "CONTAINER")]
     pub volumes_from: Vec<String>,
+    /// Add Linux capabilities (docker's names, with or without CAP_; ALL for every one)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (docker's names, with or without CAP_; ALL for every one)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Security options: no-new-privileges[=true|false], seccomp=PROFILE.json (docker's
+    /// format) or seccomp=unconfined
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Give the container every capability of its user namespace, no seccomp filter and
+    /// nothing of /proc or /sys masked (still rootless: it is root of its user namespace only)
+    #[arg(long)]
+    pub privileged: bool,
     /// Guest kernel (ELF vmlinux) for --isolation=vm; default: $NOOK_KERNEL, else the cached build
     #[arg(long, value_name = "VMLINUX")]
     pub kernel: Option<PathBuf>,
@@ -173,6 +188,7 @@ impl CreateFlags {
                 "invalid isolation {other:?}: use \"container\" (namespaces) or \"vm\" (microVM)"
             ),
         };
+        let security = self.security_options(&column)?;
         Ok(CreateOptions {
             image: self.image.clone(),
             name: self.name.clone(),
@@ -196,11 +212,40 @@ impl CreateFlags {
                 .iter()
                 .map(|v| mount_args::parse_volumes_from(v))
                 .collect::<Result<_, _>>()?,
+            security,
         })
     }
 }
 
 impl CreateFlags {
+    /// `--cap-add`, `--cap-drop`, `--security-opt` and `--privileged`, checked as a start
+    /// will apply them: a bad profile fails here, naming its file.
+    fn security_options(&self, column: &Column) -> anyhow::Result<SecurityOptions> {
+        let security = SecurityOptions::from_flags(
+            &self.cap_add,
+            &self.cap_drop,
+            &self.security_opt,
+            self.privileged,
+        )?;
+        column.check_security(&security)?;
+        let ignored = security.check()?;
+        if let (Seccomp::Profile { file, .. }, false) = (&security.seccomp, ignored.is_empty()) {
+            // As docker (libseccomp, through runc) does, so that one profile serves every
+            // architecture and kernel; but not silently.
+            const SHOWN: usize = 8;
+            let mut names = ignored[..ignored.len().min(SHOWN)].join(", ");
+            if ignored.len() > SHOWN {
+                names.push_str(&format!(" and {} more", ignored.len() - SHOWN));
+            }
+            eprintln!(
+                "nook: warning: seccomp profile {}: syscalls unknown on x86_64, ignored as \
+                 docker ignores them: {names}",
+                file.display(),
+            );
+        }
+        Ok(security)
+    }
+
     /// `-v`, `--mount` and `--tmpfs`, in that order (clap keeps each flag's own order).
     fn mount_requests(&self) -> anyhow::Result<Vec<MountRequest>> {
         let mut out = Vec::new();

@@ -52,6 +52,8 @@ pub struct CreateOptions {
     pub mounts: Vec<MountRequest>,
     /// `--volumes-from`.
     pub volumes_from: Vec<VolumesFrom>,
+    /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
+    pub security: crate::isolation::security::SecurityOptions,
 }
 
 /// Merges `extra` into `base`: a key set twice keeps the last value, at its first position.
@@ -124,10 +126,11 @@ impl Engine {
 
     /// The isolation backend of `container`.
     pub fn backend<'a>(&'a self, container: &'a Container) -> Box<dyn Backend + 'a> {
-        container
-            .config
-            .isolation
-            .backend(&self.host, &self.containers.dir(container.id()))
+        container.config.isolation.backend(
+            &self.host,
+            &self.containers.dir(container.id()),
+            &container.config.launch.security,
+        )
     }
 
     /// Deletes `path` and everything under it, including what containers wrote.
@@ -161,6 +164,7 @@ impl Engine {
             }
         }
         opts.column.check_network(&network)?;
+        opts.column.check_security(&opts.security)?;
         let image_volumes: Vec<String> = config.volumes().clone().unwrap_or_default();
         // Held until the record names the volumes: `volume rm` cannot take one meanwhile.
         let volume_store = VolumeStore::new(&self.root);
@@ -234,6 +238,7 @@ impl Engine {
                 .unwrap_or_else(|| id::short(&cid).to_string()),
             network,
             mounts,
+            security: opts.security.clone(),
         };
         let container = self.containers.create(ContainerConfig {
             id: cid,
@@ -260,6 +265,12 @@ impl Engine {
     /// Starts a created or exited container (see [`monitor::Monitor::start`]).
     pub fn start(&self, id: &str, attach: Attach) -> Result<Option<Exit>, ContainerError> {
         let container = self.containers.load(id)?;
+        // A record is checked as `create` checked its flags: a VM does not take them yet.
+        if container.config.isolation.vm_settings().is_some()
+            && !container.config.launch.security.is_default()
+        {
+            return Err(crate::isolation::security::SecurityError::NotInVm.into());
+        }
         let backend = self.backend(&container);
         monitor::Monitor {
             store: &self.containers,

@@ -15,6 +15,7 @@ use super::state::ContainerConfig;
 use crate::isolation::mounts::MountSpec;
 use crate::isolation::namespace::Overlay;
 use crate::isolation::network::NetworkSpec;
+use crate::isolation::security::SecurityOptions;
 use crate::isolation::vm::{Disks, Machine, VmSettings};
 use crate::isolation::{Isolation, LaunchSpec, ProcessSpec};
 
@@ -49,6 +50,9 @@ struct Launch {
     /// Records from before volumes existed had none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     mounts: Vec<MountSpec>,
+    /// Records from before the security options had docker's defaults.
+    #[serde(default, skip_serializing_if = "SecurityOptions::is_default")]
+    security: SecurityOptions,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -124,6 +128,7 @@ impl TryFrom<Record> for ContainerConfig {
                 hostname: r.launch.hostname,
                 network: r.launch.network,
                 mounts: r.launch.mounts,
+                security: r.launch.security,
             },
             tty: r.tty,
             open_stdin: r.open_stdin,
@@ -188,6 +193,7 @@ impl From<ContainerConfig> for Record {
                 hostname: c.launch.hostname,
                 network: c.launch.network,
                 mounts: c.launch.mounts,
+                security: c.launch.security,
             },
             tty: c.tty,
             open_stdin: c.open_stdin,
@@ -276,6 +282,24 @@ mod tests {
             let again: ContainerConfig = serde_json::from_value(written).unwrap();
             assert_eq!(again, c);
         }
+    }
+
+    #[test]
+    fn security_options_are_kept_and_reloaded() {
+        let mut c: ContainerConfig = serde_json::from_str(NAMESPACE_RECORD).unwrap();
+        assert!(c.launch.security.is_default());
+        c.launch.security = SecurityOptions {
+            cap_drop: vec!["ALL".into()],
+            no_new_privileges: Some(false),
+            ..SecurityOptions::default()
+        };
+        let written = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            written["launch"]["security"],
+            serde_json::json!({"cap_drop": ["ALL"], "no_new_privileges": false})
+        );
+        let again: ContainerConfig = serde_json::from_value(written).unwrap();
+        assert_eq!(again, c);
     }
 
     #[test]

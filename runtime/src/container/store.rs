@@ -69,6 +69,8 @@ pub enum ContainerError {
     Lifecycle(#[from] LifecycleError),
     #[error(transparent)]
     Isolation(#[from] IsolationError),
+    #[error(transparent)]
+    Security(#[from] crate::isolation::security::SecurityError),
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ContainerError {
@@ -385,6 +387,7 @@ mod tests {
                 hostname: "h".into(),
                 network: Default::default(),
                 mounts: Vec::new(),
+                security: Default::default(),
             },
             tty: false,
             open_stdin: false,

@@ -12,7 +12,10 @@ mod error;
 pub mod mounts;
 pub mod namespace;
 pub mod network;
+pub mod seccomp_profile;
+pub mod security;
 pub mod stack;
+mod syscalls;
 pub mod vm;
 
 use std::fs::File;
@@ -37,6 +40,8 @@ pub struct LaunchSpec {
     pub network: network::NetworkSpec,
     /// Volumes, bind mounts and tmpfs mounts, in order.
     pub mounts: Vec<mounts::MountSpec>,
+    /// Capabilities, no_new_privs and seccomp: for the first process and every `exec`.
+    pub security: security::SecurityOptions,
 }
 
 impl LaunchSpec {
@@ -148,6 +153,18 @@ impl Column {
         }
     }
 
+    /// Refuses security options this column cannot apply yet: the VM column's agent does not
+    /// apply them inside the guest.
+    pub fn check_security(
+        &self,
+        opts: &security::SecurityOptions,
+    ) -> Result<(), security::SecurityError> {
+        match self {
+            Column::Vm(_) if !opts.is_default() => Err(security::SecurityError::NotInVm),
+            _ => Ok(()),
+        }
+    }
+
     /// Prepares a new container's root filesystem in `dir` (its directory, which exists): the
     /// image's unpacked tree and an empty writable layer for namespaces, the image's EROFS disk
     /// and an empty ext4 disk for a VM. Returns what the record keeps.
@@ -178,10 +195,18 @@ impl Isolation {
         }
     }
 
-    /// The backend of the container whose directory is `dir`.
-    pub fn backend<'a>(&'a self, host: &'a Host, dir: &Path) -> Box<dyn Backend + 'a> {
+    /// The backend of the container whose directory is `dir`, which runs its processes with
+    /// `security`.
+    pub fn backend<'a>(
+        &'a self,
+        host: &'a Host,
+        dir: &Path,
+        security: &'a security::SecurityOptions,
+    ) -> Box<dyn Backend + 'a> {
         match self {
-            Isolation::Container(overlay) => Box::new(namespace::Backend::new(host, dir, overlay)),
+            Isolation::Container(overlay) => {
+                Box::new(namespace::Backend::new(host, dir, overlay, security))
+            }
             Isolation::Vm(machine) => Box::new(vm::Backend::new(host, dir, machine)),
         }
     }

@@ -1,30 +1,9 @@
-//! Capabilities: docker's default set is kept, every other capability is dropped from the
-//! bounding, effective, permitted, inheritable and ambient sets before the workload runs.
+//! Capabilities: the container's set (docker's default set, changed by `--cap-add`,
+//! `--cap-drop` and `--privileged`, see [`crate::isolation::security`]) is kept, every other
+//! capability is dropped from the bounding, effective, permitted, inheritable and ambient sets
+//! before the workload runs.
 
 use std::io;
-
-/// Docker's default capabilities (moby `oci/caps/defaults.go`), by number.
-pub const DEFAULT: [(u32, &str); 14] = [
-    (0, "CAP_CHOWN"),
-    (1, "CAP_DAC_OVERRIDE"),
-    (3, "CAP_FOWNER"),
-    (4, "CAP_FSETID"),
-    (5, "CAP_KILL"),
-    (6, "CAP_SETGID"),
-    (7, "CAP_SETUID"),
-    (8, "CAP_SETPCAP"),
-    (10, "CAP_NET_BIND_SERVICE"),
-    (13, "CAP_NET_RAW"),
-    (18, "CAP_SYS_CHROOT"),
-    (27, "CAP_MKNOD"),
-    (29, "CAP_AUDIT_WRITE"),
-    (31, "CAP_SETFCAP"),
-];
-
-/// The default set as the two 32-bit words capset takes.
-pub fn default_mask() -> u64 {
-    DEFAULT.iter().fold(0, |m, (n, _)| m | 1 << n)
-}
 
 /// Capabilities to drop from the bounding set: all known to the kernel but not kept.
 pub fn to_drop(last_cap: u32, keep: u64) -> Vec<u32> {
@@ -33,17 +12,18 @@ pub fn to_drop(last_cap: u32, keep: u64) -> Vec<u32> {
         .collect()
 }
 
-fn last_cap() -> u32 {
+/// The highest capability number this kernel knows.
+pub fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40)
 }
 
-/// Drops every capability outside the default set from the bounding set and clears the ambient
-/// set. Needs CAP_SETPCAP, so it runs before the switch to the workload's user.
-pub fn drop_bounding() -> io::Result<()> {
-    for cap in to_drop(last_cap(), default_mask()) {
+/// Drops every capability outside `keep` from the bounding set and clears the ambient set.
+/// Needs CAP_SETPCAP, so it runs before the switch to the workload's user.
+pub fn drop_bounding(keep: u64) -> io::Result<()> {
+    for cap in to_drop(last_cap(), keep) {
         // SAFETY: PR_CAPBSET_DROP takes a capability number; no pointers.
         let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         // EINVAL: a capability this kernel does not know; nothing to drop.
@@ -83,7 +63,17 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Sets the effective, permitted and inheritable sets to `mask`.
+/// Every capability a kernel whose last is `last_cap` knows, as a mask.
+pub fn known(last_cap: u32) -> u64 {
+    if last_cap >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last_cap + 1)) - 1
+    }
+}
+
+/// Sets the effective, permitted and inheritable sets to `mask`, which names only capabilities
+/// the kernel knows (capset refuses others).
 pub fn set(mask: u64) -> io::Result<()> {
     let mut header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
@@ -114,6 +104,7 @@ pub fn set(mask: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isolation::security::default_caps as default_mask;
 
     #[test]
     fn the_default_set_is_dockers() {
@@ -131,5 +122,8 @@ mod tests {
         assert_eq!(drop.len(), 41 - 14);
         assert!(drop.contains(&21) && drop.contains(&40) && !drop.contains(&0));
         assert!(!drop.contains(&41));
+        assert!(to_drop(40, known(40)).is_empty());
+        assert_eq!(known(40).count_ones(), 41);
+        assert_eq!(known(63), u64::MAX);
     }
 }

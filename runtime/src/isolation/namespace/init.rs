@@ -13,8 +13,7 @@ use nook_agent::protocol::StartSpec;
 use nook_agent::supervisor::ContainerSetup;
 use std::path::Path;
 
-use seccompiler::BpfProgram;
-
+use super::confine::Confinement;
 use super::process::ChildFailure;
 use super::rooted::Rooted;
 use super::sys::LinuxSys;
@@ -40,7 +39,7 @@ pub fn container_init(
     setup: &ContainerFiles,
     stdio: &Stdio,
     setgroups: bool,
-    filters: &[BpfProgram; 2],
+    confinement: &Confinement,
     network: Option<super::net::ChildEnds>,
 ) -> ChildFailure {
     if let Err(e) = become_root(setgroups) {
@@ -50,7 +49,7 @@ pub fn container_init(
     if let Err(e) = super::sys::Sys::sethostname(&sys, &spec.hostname) {
         return os(&format!("cannot set the hostname {:?}", spec.hostname), e);
     }
-    if let Err(e) = rootfs::mount(&sys, overlay) {
+    if let Err(e) = rootfs::mount(&sys, overlay, confinement.masks) {
         return ChildFailure::setup(crate::errors::chain(&e));
     }
     // /etc/hostname, /etc/hosts and /etc/resolv.conf, bound from the container's directory by
@@ -89,7 +88,7 @@ pub fn container_init(
             return ChildFailure::setup(message);
         }
     }
-    run_process(&spec.process, stdio, setgroups, filters)
+    run_process(&spec.process, stdio, setgroups, confinement)
 }
 
 fn become_root(setgroups: bool) -> io::Result<()> {
@@ -148,7 +147,7 @@ pub fn run_process(
     process: &ProcessSpec,
     stdio: &Stdio,
     setgroups: bool,
-    filters: &[BpfProgram; 2],
+    confinement: &Confinement,
 ) -> ChildFailure {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let ids = match user::resolve(&process.user).and_then(|ids| {
@@ -225,18 +224,31 @@ pub fn run_process(
         Err(f) => return f,
     };
 
-    if let Err(e) = caps::drop_bounding() {
+    if let Err(e) = caps::drop_bounding(confinement.caps) {
         return os("cannot drop capabilities", e);
     }
-    if let Err(e) = switch_user(&ids, setgroups) {
+    let install = || {
+        seccomp::apply(&confinement.filters)
+            .map_err(|e| ChildFailure::setup(format!("cannot install the seccomp profile: {e}")))
+    };
+    // Without no_new_privs, only a process holding CAP_SYS_ADMIN may install a filter: this
+    // one, still root of the container, before it switches user (runc's order).
+    if !confinement.no_new_privs {
+        if let Err(failure) = install() {
+            return failure;
+        }
+    }
+    if let Err(e) = switch_user(&ids, setgroups, confinement.caps) {
         return os(&format!("cannot switch to user {:?}", process.user), e);
     }
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-        return os("cannot set no_new_privs", io::Error::last_os_error());
-    }
-    if let Err(e) = seccomp::apply(filters) {
-        return ChildFailure::setup(format!("cannot install the seccomp profile: {e}"));
+    if confinement.no_new_privs {
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+            return os("cannot set no_new_privs", io::Error::last_os_error());
+        }
+        if let Err(failure) = install() {
+            return failure;
+        }
     }
     // The container dies with its monitor (a monitor killed with SIGKILL cannot clean up).
     // Set last: a change of credentials clears it.
@@ -341,7 +353,7 @@ fn own_session(terminal: bool) -> Result<(), ChildFailure> {
     Ok(())
 }
 
-fn switch_user(ids: &user::Ids, setgroups: bool) -> io::Result<()> {
+fn switch_user(ids: &user::Ids, setgroups: bool, caps: u64) -> io::Result<()> {
     // SAFETY: id-setting calls; the group list pointer and length describe `ids.groups`.
     unsafe {
         if setgroups && libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) < 0 {
@@ -355,7 +367,7 @@ fn switch_user(ids: &user::Ids, setgroups: bool) -> io::Result<()> {
         }
     }
     if ids.uid == 0 {
-        caps::set(caps::default_mask())?;
+        caps::set(caps)?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod binds;
 pub mod caps;
+pub mod confine;
 pub mod cp;
 pub mod idmap;
 pub mod init;
@@ -29,6 +30,7 @@ use process::{spawn, spawn_with, wait_pid, ChildFailure};
 pub use rootfs::Overlay;
 
 use super::network::NetworkMode;
+use super::security::SecurityOptions;
 use super::{
     Exit, Host, ImageSource, IsolationError, LaunchSpec, Notice, Process, ProcessSpec,
     RootfsOptions, Stdio, Workload,
@@ -168,14 +170,22 @@ pub struct Backend<'a> {
     overlay: &'a Overlay,
     /// The container's directory.
     dir: PathBuf,
+    /// Its processes' capabilities, no_new_privs and seccomp filter (`exec` gets them too).
+    security: &'a SecurityOptions,
 }
 
 impl<'a> Backend<'a> {
-    pub fn new(host: &'a Host, dir: &Path, overlay: &'a Overlay) -> Self {
+    pub fn new(
+        host: &'a Host,
+        dir: &Path,
+        overlay: &'a Overlay,
+        security: &'a SecurityOptions,
+    ) -> Self {
         Backend {
             host,
             overlay,
             dir: dir.to_path_buf(),
+            security,
         }
     }
 }
@@ -266,10 +276,7 @@ fn join(namespaces: &[(File, libc::c_int)]) -> Result<(), ChildFailure> {
 
 impl super::Backend for Backend<'_> {
     fn start(&self, spec: &LaunchSpec, stdio: Stdio) -> Result<Box<dyn Workload>, IsolationError> {
-        let filters = seccomp::default_filters().map_err(|e| IsolationError::Start {
-            code: 125,
-            message: format!("cannot build the seccomp profile: {e}"),
-        })?;
+        let confinement = confine::Confinement::of(&spec.security)?;
         let map = &self.host.ids.map;
         let setgroups = map.setgroups_allowed();
         let mut flags = CONTAINER_NAMESPACES;
@@ -312,7 +319,7 @@ impl super::Backend for Backend<'_> {
                     &files,
                     &stdio,
                     setgroups,
-                    &filters,
+                    &confinement,
                     ends,
                 ))
             },
@@ -331,10 +338,7 @@ impl super::Backend for Backend<'_> {
         process: &ProcessSpec,
         stdio: Stdio,
     ) -> Result<Box<dyn Process>, IsolationError> {
-        let filters = seccomp::default_filters().map_err(|e| IsolationError::Start {
-            code: 125,
-            message: format!("cannot build the seccomp profile: {e}"),
-        })?;
+        let confinement = confine::Confinement::of(self.security)?;
         let namespaces = open_namespaces(init)?;
         let setgroups = self.host.ids.map.setgroups_allowed();
         // Joining a pid namespace only affects children, so the joiner forks the process that
@@ -353,7 +357,7 @@ impl super::Backend for Backend<'_> {
             }
             if child == 0 {
                 drop(report_read);
-                let failure = init::run_process(process, &stdio, setgroups, &filters);
+                let failure = init::run_process(process, &stdio, setgroups, &confinement);
                 process::fail_child(&report_write, &failure);
             }
             drop(report_write);

@@ -81,14 +81,15 @@ fn escape_overlay_path(path: &Path) -> String {
 /// read-only with `--read-only`. Runs in the container's init process, in its fresh user and
 /// mount namespaces.
 pub fn setup(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
-    mount(sys, spec)?;
+    mount(sys, spec, true)?;
     switch(sys, spec)?;
     seal(sys, spec.read_only)
 }
 
-/// Mounts the container's root at `spec.merged`, with /proc, /dev, /sys and the masks; the
-/// per-container files are bound into it before [`switch`] and [`seal`].
-pub fn mount(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
+/// Mounts the container's root at `spec.merged`, with /proc, /dev, /sys and, unless `masks` is
+/// false (`--privileged`), the masks; the per-container files are bound into it before
+/// [`switch`] and [`seal`].
+pub fn mount(sys: &dyn Sys, spec: &Overlay, masks: bool) -> Result<(), MountError> {
     let root = spec.merged.as_path();
     // Nothing we mount may propagate back to the host's mount namespace.
     sys.mount(
@@ -122,7 +123,9 @@ pub fn mount(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
 
     setup_dev(sys, root)?;
     setup_sys(sys, root)?;
-    masks::apply(sys, root)?;
+    if masks {
+        masks::apply(sys, root)?;
+    }
     Ok(())
 }
 

@@ -151,10 +151,32 @@ pub fn default_filters() -> Result<[BpfProgram; 2], seccompiler::Error> {
     Ok([deny, clone3])
 }
 
-/// Installs the default profile. no_new_privs must be set first.
-pub fn apply(filters: &[BpfProgram; 2]) -> Result<(), seccompiler::Error> {
+/// Installs `filters` in order. Needs no_new_privs, or CAP_SYS_ADMIN in the process's user
+/// namespace. Unlike `seccompiler::apply_filter`, it leaves no_new_privs as it is: whether it is
+/// set is the container's choice (`--security-opt no-new-privileges=false`).
+pub fn apply(filters: &[BpfProgram]) -> std::io::Result<()> {
     for filter in filters {
-        seccompiler::apply_filter(filter)?;
+        let len = u16::try_from(filter.len()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seccomp filter too long")
+        })?;
+        // seccompiler's sock_filter is the kernel's `struct sock_filter`, as libc's is.
+        let prog = libc::sock_fprog {
+            len,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: prog points at `len` valid instructions, alive for the call; the kernel
+        // copies them.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if ret < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -162,6 +184,18 @@ pub fn apply(filters: &[BpfProgram; 2]) -> Result<(), seccompiler::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seccompilers_instructions_are_the_kernels() {
+        assert_eq!(
+            std::mem::size_of::<seccompiler::sock_filter>(),
+            std::mem::size_of::<libc::sock_filter>()
+        );
+        assert_eq!(
+            std::mem::align_of::<seccompiler::sock_filter>(),
+            std::mem::align_of::<libc::sock_filter>()
+        );
+    }
 
     #[test]
     fn the_profile_compiles_and_covers_the_dangerous_calls() {
