@@ -66,7 +66,15 @@ mod tests {
         ] {
             let s = String::from_utf8(script(shell)).unwrap();
             assert!(s.contains(marker), "{marker} missing");
-            for verb in ["run", "image", "completion", "version"] {
+            for verb in [
+                "run",
+                "image",
+                "completion",
+                "version",
+                "top",
+                "system",
+                "df",
+            ] {
                 assert!(s.contains(verb), "{verb} missing from the {marker} script");
             }
         }
@@ -79,7 +87,14 @@ mod tests {
             dir: dir.path().to_path_buf(),
         })
         .unwrap();
-        for page in ["nook.1", "nook-run.1", "nook-image.1", "nook-version.1"] {
+        for page in [
+            "nook.1",
+            "nook-run.1",
+            "nook-image.1",
+            "nook-version.1",
+            "nook-top.1",
+            "nook-system.1",
+        ] {
             let text = std::fs::read_to_string(dir.path().join(page))
                 .unwrap_or_else(|e| panic!("{page}: {e}"));
             assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");

@@ -29,6 +29,7 @@ mod push;
 mod rmi;
 mod save;
 pub mod status;
+mod system;
 mod tag;
 pub mod version;
 mod volume;
@@ -51,6 +52,7 @@ mod rm;
 mod run;
 mod start;
 mod stop;
+mod top;
 mod wait;
 
 /// A rootless container runtime: Linux namespaces or one KVM microVM per container.
@@ -94,6 +96,8 @@ pub enum Command {
     Exec(exec::Args),
     /// Block until one or more containers stop, then print their exit codes
     Wait(wait::Args),
+    /// Display the running processes of a container
+    Top(top::Args),
     /// List port mappings of a container
     Port(port::Args),
     /// Copy files/folders between a container and the local filesystem
@@ -126,6 +130,9 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::Command),
+    /// Manage nook: disk usage
+    #[command(subcommand)]
+    System(system::Command),
     /// Download an image from a registry
     Pull(pull::Args),
     /// Upload an image to a registry
@@ -222,6 +229,7 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Logs(a) => logs::run(a, ctx),
         Command::Exec(a) => exec::run(a, ctx),
         Command::Wait(a) => wait::run(a, ctx),
+        Command::Top(a) => top::run(a, ctx),
         Command::Port(a) => port::run(a, ctx),
         Command::Cp(a) => cp::run(a, ctx),
         Command::Diff(a) => diff::run(a, ctx),
@@ -239,6 +247,7 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Rootfs(a)) => image_rootfs::run(a, ctx),
         Command::Image(ImageCommand::Default(a)) => image_default::run(a, ctx),
         Command::Volume(c) => volume::run(c, ctx),
+        Command::System(c) => system::run(c, ctx),
         Command::Pull(a) => pull::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),
         Command::Login(a) => login::run(a, ctx),

@@ -274,6 +274,21 @@ impl Isolation {
         }
     }
 
+    /// The host pids of the processes of the running container whose first process (or VMM)
+    /// is `host_pid` (`nook top`).
+    pub fn processes(&self, host_pid: i32) -> Result<Vec<i32>, IsolationError> {
+        match self {
+            Isolation::Container(_) => namespace::procs::processes(host_pid),
+            Isolation::Vm(_) => Err(IsolationError::Start {
+                code: 125,
+                message: "nook top shows a container's processes as the host sees them; a VM's \
+                          run in its guest kernel, where the host sees only the VMM: use \
+                          `nook exec CONTAINER ps` for the guest's view"
+                    .into(),
+            }),
+        }
+    }
+
     /// The image's read-only part (its unpacked tree, or its EROFS disk): `prune` keeps it
     /// while the container exists.
     pub fn image_path(&self) -> &Path {

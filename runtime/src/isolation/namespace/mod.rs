@@ -12,6 +12,7 @@ mod layer;
 pub mod masks;
 mod net;
 pub mod process;
+pub mod procs;
 pub mod rooted;
 pub mod rootfs;
 pub mod seccomp;
