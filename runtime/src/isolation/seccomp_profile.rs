@@ -37,7 +37,7 @@ use super::syscalls::SYSCALLS;
 /// What is wrong with a profile.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("not a docker seccomp profile: {0}")]
+    #[error("not a docker seccomp profile")]
     Json(#[from] serde_json::Error),
     #[error("unknown architecture {0:?} (expected SCMP_ARCH_X86_64 and the like)")]
     Architecture(String),
@@ -59,7 +59,7 @@ pub enum ProfileError {
     Listener(&'static str),
     #[error("flags {0:?} are not supported")]
     Flags(Vec<String>),
-    #[error("cannot compile it: {0}")]
+    #[error("cannot compile it")]
     Compile(#[from] seccompiler::BackendError),
 }
 
@@ -545,7 +545,7 @@ mod tests {
 
     #[test]
     fn bad_profiles_say_what_is_wrong() {
-        let err = |text: &str| compile(text).err().map(|e| e.to_string()).unwrap();
+        let err = |text: &str| crate::errors::chain(&compile(text).err().unwrap());
         assert!(err("{").contains("not a docker seccomp profile"));
         let e = err(r#"{"defaultAction": "SCMP_ACT_MAYBE"}"#);
         assert!(e.contains("unknown variant `SCMP_ACT_MAYBE`"), "{e}");
