@@ -63,7 +63,8 @@ wait_for() {
     return 1
 }
 
-median() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# median FILE: of the numbers in FILE, one a line (the mean of the middle two for an even count).
+median() { sort -n "$1" | awk '{a[NR]=$1} END {print NR % 2 ? a[(NR+1)/2] : int((a[NR/2] + a[NR/2+1]) / 2)}'; }
 
 # io_script write|read: the guest's I/O in /data, each phase timed by busybox's `time`, which
 # prints `nook-bench PHASE SECONDS` on stderr.
