@@ -23,6 +23,7 @@ pub mod layout;
 pub mod machine;
 pub mod memory;
 pub mod seccomp;
+pub mod snapshot;
 pub mod thread;
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub enum Backing {
 ///
 /// The mapping is never unmapped: vm-memory does not own a region it did not map itself, and a
 /// VMM process runs one VM, whose memory lives until the process ends.
-fn map_aligned(size: usize, file: Option<&File>) -> io::Result<*mut u8> {
+fn map_aligned(size: usize, file: Option<(&File, u64, libc::c_int)>) -> io::Result<*mut u8> {
     let reserve = size
         .checked_add(HUGE_PAGE)
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
@@ -97,17 +97,17 @@ fn map_aligned(size: usize, file: Option<&File>) -> io::Result<*mut u8> {
             libc::munmap((aligned + size) as *mut libc::c_void, tail);
         }
     }
-    if let Some(file) = file {
+    if let Some((file, offset, sharing)) = file {
         // SAFETY: replaces exactly the kept range of the reservation made above, which nothing
-        // refers to yet, with a shared mapping of `file` (at least `size` bytes long).
+        // refers to yet, with a mapping of `file` (at least `offset + size` bytes long).
         let shared = unsafe {
             libc::mmap(
                 aligned as *mut libc::c_void,
                 size,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                sharing | libc::MAP_FIXED | libc::MAP_NORESERVE,
                 file.as_raw_fd(),
-                0,
+                offset as libc::off_t,
             )
         };
         if shared == libc::MAP_FAILED {
@@ -142,7 +142,7 @@ fn region(base: GuestAddress, size: usize, backing: Backing) -> io::Result<Guest
         Backing::Private => None,
         Backing::Shared => Some(memfd(base, size)?),
     };
-    let ptr = map_aligned(size, file.as_ref())?;
+    let ptr = map_aligned(size, file.as_ref().map(|f| (f, 0, libc::MAP_SHARED)))?;
     let mut builder =
         MmapRegionBuilder::new(size).with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE);
     builder = match file {
@@ -185,6 +185,35 @@ pub fn create(mib: u32, backing: Backing) -> Result<GuestMemory, MemoryError> {
         .map(|(base, size)| region(base, size, backing))
         .collect::<io::Result<Vec<_>>>()
         .map_err(map)?;
+    GuestMemoryMmap::from_regions(regions).map_err(|e| map(io::Error::other(e.to_string())))
+}
+
+/// Maps guest memory of `mib` MiB from a snapshot's memory file, private: every page reads
+/// as the file has it until the guest writes it, and the guest's writes stay in this process
+/// (the page cache holds one copy for every VM mapping the same file).
+pub fn from_snapshot(mib: u32, file: &File) -> Result<GuestMemory, MemoryError> {
+    if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib) {
+        return Err(MemoryError::Size { mib });
+    }
+    let map = |source| MemoryError::Map { mib, source };
+    let mut offset = 0u64;
+    let mut regions = Vec::new();
+    for (base, size) in ram_ranges(mib) {
+        let ptr = map_aligned(size, Some((file, offset, libc::MAP_PRIVATE))).map_err(map)?;
+        let builder = MmapRegionBuilder::new(size)
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE);
+        // SAFETY: `ptr` starts a live mapping of exactly `size` bytes, made above and never
+        // unmapped.
+        let mapping = unsafe { builder.with_raw_mmap_pointer(ptr) }
+            .build()
+            .map_err(|e| map(io::Error::other(e.to_string())))?;
+        regions.push(
+            GuestRegionMmap::new(mapping, base)
+                .ok_or_else(|| map(io::Error::other("guest region overflows")))?,
+        );
+        offset += size as u64;
+    }
     GuestMemoryMmap::from_regions(regions).map_err(|e| map(io::Error::other(e.to_string())))
 }
 

@@ -156,6 +156,23 @@ impl Vcpu {
         Ok(())
     }
 
+    /// Lets KVM finish what the last exit left pending (the data of a port or MMIO read is
+    /// only taken in on the next entry) without running guest code, so that the state read
+    /// next is whole: `KVM_RUN` with `immediate_exit` set returns before entering the guest.
+    pub fn settle(&mut self) -> Result<(), VcpuError> {
+        self.fd.set_kvm_immediate_exit(1);
+        let result = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match result {
+            Err(e) if e.errno() == libc::EINTR => Ok(()),
+            Ok(()) => Ok(()),
+            Err(source) => Err(VcpuError::Run {
+                id: self.id,
+                source,
+            }),
+        }
+    }
+
     fn internal_error(&mut self) -> VcpuError {
         let run = self.fd.get_kvm_run();
         // SAFETY: KVM filled the `internal` member of the union for KVM_EXIT_INTERNAL_ERROR.

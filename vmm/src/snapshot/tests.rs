@@ -1,0 +1,253 @@
+//! A real-mode guest counting in a register is stopped mid-run, snapshotted, and resumed in a
+//! second VM built only from the snapshot: it counts on from where it was. Damaged snapshots
+//! are refused before KVM sees them. Runs on this machine's /dev/kvm (PVM included).
+
+use std::os::unix::thread::JoinHandleExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vm_memory::{Bytes, GuestAddress};
+
+use super::file::{self, Snapshot};
+use super::vcpu::{msrs_to_save, VcpuState};
+use super::vm::VmState;
+use super::SnapshotError;
+use crate::bus::BusDevice;
+use crate::exit::{ExitSignal, StopReason, VmExit};
+use crate::kvm::vcpu::{install_kick_handler, kick, Buses, Vcpu};
+use crate::kvm::vm::Vm;
+use crate::memory::{self, Backing, GuestMemory};
+
+const CODE: u64 = 0x1000;
+const COUNTER: u64 = 0x3000;
+const MIB: u32 = 16;
+
+/// `ebx` counts up for ever; each round stores it at COUNTER and reads port 0x500 (so that
+/// a stop often lands on a pending port read, which `Vcpu::settle` must complete).
+const COUNTING: &[u8] = &[
+    0x66, 0x31, 0xdb, // xor ebx, ebx
+    0x66, 0x43, // loop: inc ebx
+    0x66, 0x89, 0x1e, 0x00, 0x30, // mov [0x3000], ebx
+    0xba, 0x00, 0x05, // mov dx, 0x500
+    0xec, // in al, dx
+    0xeb, 0xf3, // jmp loop
+];
+
+struct Port;
+impl BusDevice for Port {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0x5a);
+    }
+    fn write(&mut self, _offset: u64, _data: &[u8]) {}
+}
+
+fn have_kvm() -> bool {
+    let ok = Path::new("/dev/kvm").exists();
+    if !ok {
+        eprintln!("!!!! SKIPPED: /dev/kvm is absent, the snapshot KVM tests did NOT run !!!!");
+    }
+    ok
+}
+
+/// A VM with the irqchip and one vCPU (not yet set up).
+fn machine(mem: &GuestMemory) -> (Vm, Vcpu) {
+    let vm = Vm::new().expect("create VM");
+    vm.map_memory(mem).unwrap();
+    vm.create_irqchip().unwrap();
+    let vcpu = Vcpu::new(&vm, 0).unwrap();
+    (vm, vcpu)
+}
+
+/// Runs `vcpu` on a thread for `time`, then stops it and hands it back, settled.
+fn run_for(mut vcpu: Vcpu, time: Duration) -> Vcpu {
+    install_kick_handler().unwrap();
+    let exit = Arc::new(ExitSignal::new().unwrap());
+    let mut buses = Buses::default();
+    buses
+        .pio
+        .insert(Arc::new(Mutex::new(Port)), 0x500, 1)
+        .unwrap();
+    let vcpu_exit = exit.clone();
+    let handle = std::thread::spawn(move || {
+        vcpu.run(&buses, &vcpu_exit).expect("vCPU run");
+        vcpu
+    });
+    std::thread::sleep(time);
+    exit.stop(StopReason::Exit(VmExit::Timeout));
+    for _ in 0..500 {
+        if handle.is_finished() {
+            break;
+        }
+        kick(handle.as_pthread_t());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut vcpu = handle.join().expect("the vCPU thread");
+    vcpu.settle().unwrap();
+    vcpu
+}
+
+fn counter(mem: &GuestMemory) -> u32 {
+    mem.read_obj(GuestAddress(COUNTER)).unwrap()
+}
+
+/// Boots the counting guest, runs it a little and writes its snapshot into `dir`; returns the
+/// count at the snapshot.
+fn snapshot_of_a_counting_guest(dir: &Path) -> u32 {
+    let mem = memory::create(MIB, Backing::Private).unwrap();
+    mem.write_slice(COUNTING, GuestAddress(CODE)).unwrap();
+    let (vm, vcpu) = machine(&mem);
+    let mut sregs = vcpu.fd().get_sregs().unwrap();
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    vcpu.fd().set_sregs(&sregs).unwrap();
+    let mut regs = vcpu.fd().get_regs().unwrap();
+    regs.rip = CODE;
+    regs.rflags = 2;
+    vcpu.fd().set_regs(&regs).unwrap();
+
+    let vcpu = run_for(vcpu, Duration::from_millis(100));
+    let count = counter(&mem);
+    assert!(count > 0, "the guest did not run");
+    let msrs = msrs_to_save(vm.kvm()).unwrap();
+    let mut snap = Snapshot {
+        vmm_version: env!("CARGO_PKG_VERSION").into(),
+        memory_mib: MIB,
+        vm: VmState::capture(vm.fd()).unwrap(),
+        vcpus: vec![VcpuState::capture(vcpu.fd(), 0, &msrs).unwrap()],
+        memory_file: Default::default(),
+    };
+    file::write(dir, &mut snap, &mem).unwrap();
+    count
+}
+
+#[test]
+fn a_restored_guest_goes_on_from_where_it_was_snapshotted() {
+    if !have_kvm() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("snap");
+    let count = snapshot_of_a_counting_guest(&dir);
+
+    let (snap, mem_file) = file::read(&dir).unwrap();
+    let mem = memory::from_snapshot(snap.memory_mib, &mem_file).unwrap();
+    assert_eq!(counter(&mem), count, "memory comes back as it was");
+    let (vm, vcpu) = machine(&mem);
+    snap.vm.restore(vm.fd()).unwrap();
+    snap.vcpus[0].restore(vcpu.fd()).unwrap();
+    let ebx = vcpu.fd().get_regs().unwrap().rbx as u32;
+    assert!(
+        ebx == count || ebx == count + 1,
+        "ebx {ebx} vs count {count}"
+    );
+
+    let vcpu = run_for(vcpu, Duration::from_millis(100));
+    let after = counter(&mem);
+    assert!(
+        after > count + 1,
+        "the restored guest did not count on: {count} -> {after}"
+    );
+    let _ = vcpu;
+    // The guest's writes stayed in this process: the file still holds the snapshot's count.
+    use std::os::unix::fs::FileExt;
+    let mut word = [0u8; 4];
+    mem_file.read_exact_at(&mut word, COUNTER).unwrap();
+    assert_eq!(u32::from_le_bytes(word), count);
+}
+
+/// The state file's bytes with `edit` applied, written back in place.
+fn edit_state(dir: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.join(file::STATE);
+    let mut raw = std::fs::read(&path).unwrap();
+    edit(&mut raw);
+    std::fs::write(&path, raw).unwrap();
+}
+
+fn refused(dir: &Path) -> String {
+    match file::read(dir) {
+        Err(e @ SnapshotError::Invalid { .. }) => e.to_string(),
+        Err(other) => panic!("expected Invalid, got {other:?}"),
+        Ok(_) => panic!("a damaged snapshot was accepted"),
+    }
+}
+
+/// Re-encodes the state with `change` applied and a valid checksum: what a snapshot of
+/// another machine shape looks like.
+fn reencode(dir: &Path, change: impl FnOnce(&mut Snapshot)) {
+    let path = dir.join(file::STATE);
+    let raw = std::fs::read(&path).unwrap();
+    let mut snap = file::decode(&path, &raw).unwrap();
+    change(&mut snap);
+    let payload = serde_json::to_vec(&snap).unwrap();
+    let mut out = raw[..16].to_vec();
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    use sha2::Digest;
+    out.extend_from_slice(&sha2::Sha256::digest(&payload));
+    out.extend_from_slice(&payload);
+    std::fs::write(&path, out).unwrap();
+}
+
+#[test]
+fn damaged_or_foreign_snapshots_are_refused_before_kvm_sees_them() {
+    if !have_kvm() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let fresh = |name: &str| {
+        let dir = top.path().join(name);
+        snapshot_of_a_counting_guest(&dir);
+        file::read(&dir).expect("a fresh snapshot is accepted");
+        dir
+    };
+
+    let dir = fresh("truncated");
+    edit_state(&dir, |raw| raw.truncate(raw.len() - 10));
+    assert!(refused(&dir).contains("truncated"), "{}", refused(&dir));
+
+    let dir = fresh("flipped");
+    edit_state(&dir, |raw| {
+        let n = raw.len();
+        raw[n - 2] ^= 1;
+    });
+    assert!(refused(&dir).contains("checksum"), "{}", refused(&dir));
+
+    let dir = fresh("magic");
+    edit_state(&dir, |raw| raw[0] = b'X');
+    assert!(refused(&dir).contains("magic"), "{}", refused(&dir));
+
+    let dir = fresh("version");
+    edit_state(&dir, |raw| raw[8] = 99);
+    assert!(refused(&dir).contains("version 99"), "{}", refused(&dir));
+
+    let dir = fresh("empty");
+    edit_state(&dir, Vec::clear);
+    assert!(refused(&dir).contains("shorter than its header"));
+
+    // The memory file rewritten with the same bytes still counts as changed.
+    let dir = fresh("memory");
+    let mem = dir.join(file::MEMORY);
+    std::thread::sleep(Duration::from_millis(5));
+    std::fs::write(&mem, std::fs::read(&mem).unwrap()).unwrap();
+    assert!(refused(&dir).contains("changed since"), "{}", refused(&dir));
+
+    let dir = fresh("size");
+    reencode(&dir, |s| s.memory_mib = 32);
+    let why = refused(&dir);
+    assert!(
+        why.contains("changed since") || why.contains("32 MiB"),
+        "{why}"
+    );
+
+    let dir = fresh("other-vmm");
+    reencode(&dir, |s| s.vmm_version = "0.0.0-other".into());
+    assert!(refused(&dir).contains("0.0.0-other"), "{}", refused(&dir));
+
+    let dir = fresh("vcpus");
+    reencode(&dir, |s| s.vcpus[0].id = 3);
+    assert!(refused(&dir).contains("vCPUs"), "{}", refused(&dir));
+
+    let dir = fresh("missing");
+    std::fs::remove_file(dir.join(file::MEMORY)).unwrap();
+    assert!(matches!(file::read(&dir), Err(SnapshotError::Io { .. })));
+}
