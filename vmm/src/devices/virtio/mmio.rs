@@ -17,7 +17,10 @@ use virtio_bindings::bindings::virtio_mmio::*;
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{Activation, Interrupt, VirtioDevice, F_VERSION_1, INT_CONFIG};
+use serde::{Deserialize, Serialize};
+
+use super::park::{Parking, QueueSnapshot};
+use super::{Activation, Interrupt, VirtioDevice, F_VERSION_1, INT_CONFIG, INT_VRING};
 use crate::bus::BusDevice;
 use crate::exit::ExitSignal;
 use crate::memory::GuestMemory;
@@ -49,6 +52,43 @@ pub struct MmioTransport {
     status: u32,
     config_generation: u32,
     activated: bool,
+    parking: Arc<Parking>,
+}
+
+/// A transport and its device as a snapshot keeps them: the registers the driver wrote, the
+/// interrupt status and the queues (where the worker left them, once activated).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmioState {
+    /// The virtio device id: a restore checks it is the same kind of device.
+    pub device_type: u32,
+    pub device_features_sel: u32,
+    pub driver_features_sel: u32,
+    pub driver_features: u64,
+    pub queue_sel: u32,
+    pub status: u32,
+    pub config_generation: u32,
+    pub activated: bool,
+    pub interrupt_status: u32,
+    pub queues: Vec<QueueSnapshot>,
+}
+
+/// Why a transport's state cannot be taken or set back.
+#[derive(Debug, thiserror::Error)]
+pub enum MmioStateError {
+    /// The device cannot be snapshotted (its rings are served by another process).
+    #[error("{0}: this device cannot be snapshotted")]
+    Unsupported(String),
+    /// The worker did not leave its queues (it had not ended).
+    #[error("{0}: its worker did not park its queues")]
+    NotParked(String),
+    /// The state is of another device, or its queues do not fit.
+    #[error("{device}: {why}")]
+    Mismatch {
+        /// Device name.
+        device: String,
+        /// What differs.
+        why: String,
+    },
 }
 
 /// Errors while building a transport.
@@ -109,7 +149,114 @@ impl MmioTransport {
             status: 0,
             config_generation: 0,
             activated: false,
+            parking: Arc::new(Parking::default()),
         })
+    }
+
+    /// The state of the transport and its queues, once the VM stopped (an activated device's
+    /// worker has then parked its queues).
+    pub fn snapshot(&self) -> Result<MmioState, MmioStateError> {
+        let name = || self.device.name().to_string();
+        if !self.device.can_snapshot() {
+            return Err(MmioStateError::Unsupported(name()));
+        }
+        let queues = if self.activated {
+            self.parking
+                .take()
+                .ok_or_else(|| MmioStateError::NotParked(name()))?
+        } else {
+            self.queues.iter().map(QueueSnapshot::of).collect()
+        };
+        Ok(MmioState {
+            device_type: self.device.device_type(),
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            driver_features: self.driver_features,
+            queue_sel: self.queue_sel,
+            status: self.status,
+            config_generation: self.config_generation,
+            activated: self.activated,
+            interrupt_status: self.interrupt.status(),
+            queues,
+        })
+    }
+
+    /// Sets `state` back into this fresh transport: an activated device is activated again
+    /// with its queues where they were, and the driver is interrupted for anything that
+    /// happened meanwhile. The device's configuration is this VM's (a disk may have another
+    /// size): the driver is told it changed.
+    pub fn restore(&mut self, state: &MmioState) -> Result<(), MmioStateError> {
+        let name = self.device.name().to_string();
+        let mismatch = |why: String| MmioStateError::Mismatch {
+            device: name.clone(),
+            why,
+        };
+        if self.activated || self.status != 0 {
+            return Err(mismatch("the transport is already in use".into()));
+        }
+        if !self.device.can_snapshot() {
+            return Err(MmioStateError::Unsupported(self.device.name().to_string()));
+        }
+        if state.device_type != self.device.device_type() {
+            return Err(mismatch(format!(
+                "the snapshot has device type {} here, this VM has {}",
+                state.device_type,
+                self.device.device_type()
+            )));
+        }
+        let maxes: Vec<u16> = state.queues.iter().map(|q| q.max_size).collect();
+        if maxes != self.device.queue_max_sizes() {
+            return Err(mismatch(format!(
+                "queue sizes {maxes:?}, the device has {:?}",
+                self.device.queue_max_sizes()
+            )));
+        }
+        if state.driver_features & !self.device.features() != 0 {
+            return Err(mismatch(format!(
+                "the driver accepted features {:#x} this device does not offer",
+                state.driver_features & !self.device.features()
+            )));
+        }
+        let mut queues = Vec::with_capacity(state.queues.len());
+        for (i, q) in state.queues.iter().enumerate() {
+            let queue = q
+                .to_queue()
+                .map_err(|e| mismatch(format!("queue {i}: {e}")))?;
+            if state.activated && !(queue.ready() && queue.is_valid(&self.mem)) {
+                return Err(mismatch(format!("queue {i} does not fit guest memory")));
+            }
+            queues.push(queue);
+        }
+        self.queues = queues;
+        self.device_features_sel = state.device_features_sel;
+        self.driver_features_sel = state.driver_features_sel;
+        self.driver_features = state.driver_features;
+        self.queue_sel = state.queue_sel;
+        self.status = state.status;
+        self.config_generation = state.config_generation;
+        if state.activated {
+            self.activate();
+            if !self.activated {
+                return Err(mismatch("it could not be activated again".into()));
+            }
+            // Whatever the driver posted while the snapshot was taken gets looked at.
+            for event in &self.queue_events {
+                let _ = event.write(1);
+            }
+            self.config_changed();
+        }
+        let pending = state.interrupt_status & (INT_VRING | INT_CONFIG);
+        if pending != 0 {
+            self.interrupt.trigger(pending);
+        }
+        Ok(())
+    }
+
+    /// Tells the driver the device's configuration changed (a disk of another size after a
+    /// restore): the generation moves and a configuration interrupt is raised.
+    pub fn config_changed(&mut self) {
+        self.config_generation = self.config_generation.wrapping_add(1);
+        self.interrupt.trigger(INT_CONFIG);
     }
 
     /// The queue notification eventfds, for KVM ioeventfd registration.
@@ -224,6 +371,7 @@ impl MmioTransport {
                     interrupt: self.interrupt.clone(),
                     exit: self.exit.clone(),
                     filter: self.filter.clone(),
+                    parking: self.parking.clone(),
                 })
             });
         match result {
@@ -367,3 +515,6 @@ impl BusDevice for MmioTransport {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod state_tests;

@@ -10,6 +10,7 @@ pub mod console;
 pub mod fs;
 pub mod mmio;
 pub mod net;
+pub mod park;
 pub mod wiring;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -118,6 +119,8 @@ pub struct Activation {
     pub exit: Arc<ExitSignal>,
     /// Seccomp filter for the device's thread.
     pub filter: Option<Arc<BpfProgram>>,
+    /// Where the device's worker leaves its queues when the VM stops.
+    pub parking: Arc<park::Parking>,
 }
 
 /// Errors of activation.
@@ -194,6 +197,12 @@ pub trait VirtioDevice: Send {
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     /// Starts serving the queues.
     fn activate(&mut self, activation: Activation) -> Result<(), ActivateError>;
+    /// Whether the device's state can be snapshotted: its worker parks its queues when the VM
+    /// stops, and the rest of its state is its configuration. A device whose rings another
+    /// process serves (vhost-user) says no.
+    fn can_snapshot(&self) -> bool {
+        true
+    }
 }
 
 /// Copies `config[offset..]` into `data`, zero-filling what lies past the end (a hostile or

@@ -23,6 +23,7 @@ use self::config::BlockConfig;
 use self::io::{write_status, Disk, S_IOERR};
 use self::metrics::DiskMetrics;
 use self::request::{parse, SEG_MAX};
+use super::park::QueueSnapshot;
 use super::{
     feature, ActivateError, Activation, Interrupt, VirtioDevice, WorkerError, F_VERSION_1,
     INT_VRING,
@@ -107,8 +108,12 @@ impl VirtioDevice for Block {
             interrupt: a.interrupt,
         };
         let exit = a.exit.clone();
+        let parking = a.parking;
+        let mut worker = worker;
         thread::spawn(&self.name, a.filter, a.exit, move || {
-            worker.run(event, &exit)
+            let result = worker.run(event, &exit);
+            parking.park(vec![QueueSnapshot::of(&worker.queue)]);
+            result
         })?;
         Ok(())
     }
@@ -131,7 +136,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, event: EventFd, exit: &ExitSignal) -> Result<(), WorkerError> {
+    fn run(&mut self, event: EventFd, exit: &ExitSignal) -> Result<(), WorkerError> {
         let epoll = Epoll::new().map_err(WorkerError::EpollCreate)?;
         for (fd, token) in [
             (std::os::fd::AsRawFd::as_raw_fd(&event), 0),

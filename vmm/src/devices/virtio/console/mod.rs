@@ -99,8 +99,11 @@ impl VirtioDevice for Console {
         // Before the guest runs again: the driver fills the receive queue right after DRIVER_OK.
         channel.quiet_rx();
         let exit = a.exit.clone();
+        let parking = a.parking;
         thread::spawn(&self.name, a.filter, a.exit, move || {
-            channel.run(rx_evt, tx_evt, &exit)
+            let result = channel.run(rx_evt, tx_evt, &exit);
+            parking.park(channel.queue_snapshots());
+            result
         })?;
         Ok(())
     }

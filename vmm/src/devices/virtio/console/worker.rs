@@ -295,9 +295,15 @@ impl Channel {
         set
     }
 
+    /// Where the receive and transmit queues stand.
+    pub fn queue_snapshots(&self) -> Vec<crate::devices::virtio::park::QueueSnapshot> {
+        use crate::devices::virtio::park::QueueSnapshot;
+        vec![QueueSnapshot::of(&self.rxq), QueueSnapshot::of(&self.txq)]
+    }
+
     /// Serves the channel until the VM stops.
     pub fn run(
-        mut self,
+        &mut self,
         rx_evt: EventFd,
         tx_evt: EventFd,
         exit: &ExitSignal,

@@ -196,6 +196,9 @@ impl VirtioDevice for Fs {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         super::read_config_bytes(self.config.as_slice(), offset, data);
     }
+    fn can_snapshot(&self) -> bool {
+        false
+    }
     fn activate(&mut self, a: Activation) -> Result<(), ActivateError> {
         let device = "virtio-fs";
         if a.queues.len() != NUM_QUEUES || a.queue_events.len() != NUM_QUEUES {

@@ -224,6 +224,7 @@ fn activation(backing: Backing, acked: u64) -> (Activation, Arc<Interrupt>, Arc<
         interrupt: interrupt.clone(),
         exit: exit.clone(),
         filter: None,
+        parking: Default::default(),
     };
     (a, interrupt, exit)
 }

@@ -136,8 +136,12 @@ impl VirtioDevice for Net {
         )
         .with_metrics(self.metrics.clone());
         let exit = a.exit.clone();
+        let parking = a.parking;
+        let mut worker = worker;
         thread::spawn(&self.name, a.filter, a.exit, move || {
-            worker.run(rx_evt, tx_evt, &exit)
+            let result = worker.run(rx_evt, tx_evt, &exit);
+            parking.park(worker.queue_snapshots());
+            result
         })?;
         Ok(())
     }

@@ -54,6 +54,14 @@ impl RxQueue {
         }
     }
 
+    /// The queue's state with the held buffers given back: they were taken off the ring and
+    /// not written, so a restored device takes them again.
+    pub fn snapshot(&self) -> crate::devices::virtio::park::QueueSnapshot {
+        let mut snap = crate::devices::virtio::park::QueueSnapshot::of(&self.queue);
+        snap.next_avail = snap.next_avail.wrapping_sub(self.held.len() as u16);
+        snap
+    }
+
     /// Buffers taken off the ring and not yet used.
     pub fn held(&self) -> usize {
         self.held.len()

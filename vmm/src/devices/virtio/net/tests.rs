@@ -561,7 +561,7 @@ fn the_worker_moves_frames_under_the_vmm_seccomp_filter() {
     let rig = Rig::new();
     let (rx, tx) = rig.queues();
     let irq = Arc::new(Interrupt::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()));
-    let (w, mut host) = rig.worker_with(&rx, &tx, true, irq.clone());
+    let (mut w, mut host) = rig.worker_with(&rx, &tx, true, irq.clone());
     let metrics = w.metrics().clone();
     let rx_evt = EventFd::new(libc::EFD_NONBLOCK).unwrap();
     let tx_evt = EventFd::new(libc::EFD_NONBLOCK).unwrap();

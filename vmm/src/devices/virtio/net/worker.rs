@@ -336,9 +336,16 @@ impl Worker {
         set
     }
 
+    /// Where the receive and transmit queues stand. Receive buffers taken off the ring but not
+    /// yet filled count as not taken: a restored device takes them again.
+    pub fn queue_snapshots(&self) -> Vec<crate::devices::virtio::park::QueueSnapshot> {
+        use crate::devices::virtio::park::QueueSnapshot;
+        vec![self.rx.snapshot(), QueueSnapshot::of(&self.txq)]
+    }
+
     /// Serves the device until the VM stops.
     pub fn run(
-        mut self,
+        &mut self,
         rx_evt: EventFd,
         tx_evt: EventFd,
         exit: &ExitSignal,
