@@ -42,6 +42,15 @@ pub struct VmConfig {
     /// RAM is mapped from memfds the backends map too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fs: Vec<FsConfig>,
+    /// An empty directory: when the guest rings the snapshot doorbell, the VM stops and its
+    /// snapshot is written there (`state` and `memory`), and the VMM ends with
+    /// [`crate::VmExit::Snapshotted`]. The caller moves the directory into place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_to: Option<PathBuf>,
+    /// A snapshot directory to resume instead of booting the kernel: memory, vCPUs and devices
+    /// come back as they were, the devices' backends (disks, sockets) are this config's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<PathBuf>,
 }
 
 /// One shared directory: a virtio-fs device the guest mounts by `tag`, whose requests the

@@ -85,6 +85,9 @@ pub enum VmmError {
     /// The seccomp filter.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    /// A snapshot could not be written or restored.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// A thread could not start.
     #[error(transparent)]
     Spawn(#[from] crate::thread::SpawnError),

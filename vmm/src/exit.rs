@@ -47,6 +47,8 @@ pub enum VmExit {
     Halted,
     /// The host-side timeout expired and the VM was killed.
     Timeout,
+    /// The guest asked for a snapshot through the doorbell, and it was written.
+    Snapshotted,
 }
 
 /// An internal stop request: a normal exit or a failure that ends the VM.

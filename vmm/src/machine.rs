@@ -30,6 +30,9 @@ use crate::layout::{
     CMDLINE_MAX_SIZE, I8042_PORT, I8042_PORT_LEN, IRQ_MAX, SERIAL_IRQ, SERIAL_PORT,
     SERIAL_PORT_LEN, VIRTIO_IRQ_BASE,
 };
+use crate::snapshot::doorbell::{self, Doorbell};
+use crate::snapshot::take::{self, Destination};
+use crate::snapshot::{restore, vcpu as vcpu_state};
 use crate::{boot, memory, seccomp, thread};
 
 /// How long stopping vCPU threads may take before the VMM gives up on joining them.
@@ -69,6 +72,13 @@ pub fn validate(config: &VmConfig) -> Result<(), VmmError> {
                 fs.tag
             )));
         }
+    }
+    if (config.snapshot_to.is_some() || config.restore_from.is_some()) && !config.fs.is_empty() {
+        return Err(VmmError::Config(
+            "a VM with shared directories cannot be snapshotted or restored: virtiofsd serves \
+             their rings"
+                .into(),
+        ));
     }
     let slots = (IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize;
     let devices = config.disks.len()
@@ -118,8 +128,22 @@ pub enum Caller {
 pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
     validate(config)?;
     let filter = seccomp::from_env()?;
+    // The main thread reads the VM's state at the end when it writes a snapshot.
+    let main_filter = match config.snapshot_to {
+        Some(_) => seccomp::from_env_with(seccomp::Extra::Snapshot)?,
+        None => filter.clone(),
+    };
     let exit = Arc::new(ExitSignal::new()?);
     install_kick_handler()?;
+    let restoring = match &config.restore_from {
+        Some(dir) => Some(restore::open(dir, config)?),
+        None => None,
+    };
+    let destination = config
+        .snapshot_to
+        .as_deref()
+        .map(Destination::open)
+        .transpose()?;
 
     // Everything the VM uses is opened before any guest code runs.
     let disks = config
@@ -165,10 +189,17 @@ pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
     } else {
         memory::Backing::Shared
     };
-    let mem = memory::create(config.memory_mib, backing)?;
+    let mem = match &restoring {
+        Some((_, file)) => memory::from_snapshot(config.memory_mib, file)?,
+        None => memory::create(config.memory_mib, backing)?,
+    };
     let vm = Vm::new()?;
     vm.map_memory(&mem)?;
     vm.create_irqchip()?;
+    let msrs = match destination {
+        Some(_) => vcpu_state::msrs_to_save(vm.kvm())?,
+        None => Vec::new(),
+    };
 
     let mut buses = Buses::default();
     buses
@@ -179,6 +210,18 @@ pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
             u64::from(I8042_PORT_LEN),
         )
         .map_err(|e| VmmError::Config(format!("i8042: {e}")))?;
+    buses
+        .pio
+        .insert(
+            Arc::new(Mutex::new(Doorbell::new(
+                exit.clone(),
+                destination.is_some(),
+                restoring.is_some(),
+            ))),
+            u64::from(doorbell::PORT),
+            1,
+        )
+        .map_err(|e| VmmError::Config(format!("snapshot doorbell: {e}")))?;
     if let Some(out) = serial_out {
         let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmmError::EventFd {
             what: "serial irq",
@@ -201,6 +244,7 @@ pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
             .insert_str(config.cmdline.trim())
             .map_err(VmmError::Cmdline)?;
     }
+    let mut transports = Vec::new();
     let mut disk_metrics = Vec::new();
     let mut net_metrics = None;
     {
@@ -216,64 +260,58 @@ pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
         for (i, disk) in disks.into_iter().enumerate() {
             let block = Block::new(disk_name(i), disk);
             disk_metrics.push((disk_name(i), block.metrics()));
-            attach(&mut ctx, slot, Box::new(block))?;
+            transports.push(attach(&mut ctx, slot, Box::new(block))?);
             slot += 1;
         }
         if let Some(stream) = agent {
             let path = config.agent_socket.clone().unwrap_or_default();
             let console = Console::new("agent-console".into(), stream)
                 .map_err(|source| VmmError::AgentSocket { path, source })?;
-            attach(&mut ctx, slot, Box::new(console))?;
+            transports.push(attach(&mut ctx, slot, Box::new(console))?);
             slot += 1;
         }
         if let Some((stream, mac, mtu, path)) = net {
             let net = Net::new("net0".into(), stream, mac, mtu)
                 .map_err(|source| VmmError::NetSocket { path, source })?;
             net_metrics = Some(net.metrics());
-            attach(&mut ctx, slot, Box::new(net))?;
+            transports.push(attach(&mut ctx, slot, Box::new(net))?);
             slot += 1;
         }
         for fs in shared {
-            attach(&mut ctx, slot, Box::new(fs))?;
+            transports.push(attach(&mut ctx, slot, Box::new(fs))?);
             slot += 1;
         }
     }
 
-    let boot = boot::load(&mem, &config.kernel, config.initramfs.as_deref(), &cmdline)?;
-    regs::write_gdt(&mem)?;
-    mptable::setup(&mem, config.vcpus)?;
-
-    let supported = cpuid::supported(vm.kvm())?;
-    let tsc_deadline = vm.kvm().check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
-    let mut vcpus = Vec::new();
-    for id in 0..config.vcpus {
-        let vcpu = Vcpu::new(&vm, id)?;
-        cpuid::setup(vcpu.fd(), &supported, id, config.vcpus, tsc_deadline)?;
-        msr::setup(vcpu.fd(), id)?;
-        regs::setup_fpu(vcpu.fd(), id)?;
-        regs::setup_lint(vcpu.fd(), id)?;
-        if id == 0 {
-            regs::setup_pvh_entry(vcpu.fd(), id, boot.entry)?;
-        }
-        vcpus.push(vcpu);
-    }
+    let vcpus = match (&restoring, &config.restore_from) {
+        (Some((snap, _)), Some(dir)) => restore::machine(dir, snap, &vm, &transports)?,
+        _ => boot_vcpus(config, &vm, &mem, &cmdline)?,
+    };
 
     let mut handles: Vec<JoinHandle<()>> = Vec::new();
+    let mut parked: Vec<Arc<Mutex<Option<Vcpu>>>> = Vec::new();
     for mut vcpu in vcpus {
         let buses = buses.clone();
         let vcpu_exit = exit.clone();
         let name = format!("vcpu{}", vcpu.id());
+        let slot = Arc::new(Mutex::new(None));
+        parked.push(slot.clone());
         handles.push(thread::spawn(
             &name,
             filter.clone(),
             exit.clone(),
-            move || vcpu.run(&buses, &vcpu_exit),
+            move || {
+                let result = vcpu.run(&buses, &vcpu_exit);
+                // Handed back for a snapshot.
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(vcpu);
+                result
+            },
         )?);
     }
     // From here on the main thread only waits and tears down: it runs under the same filter
     // as every other thread. Not before the vCPUs start: a process's first pthread_create
     // installs glibc's own signal handlers (rt_sigaction), which the filter refuses.
-    if let (Some(filter), Caller::Confined) = (&filter, caller) {
+    if let (Some(filter), Caller::Confined) = (&main_filter, caller) {
         if let Err(source) = seccompiler::apply_filter(filter) {
             exit.stop(StopReason::Failed(Arc::new(ThreadError::Seccomp {
                 name: "main".into(),
@@ -290,6 +328,28 @@ pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
         }
     };
     let joined = stop_vcpus(handles);
+    if let (StopReason::Exit(VmExit::Snapshotted), Some(dest)) = (&reason, &destination) {
+        let vcpus: Vec<Vcpu> = parked
+            .iter()
+            .filter_map(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take())
+            .collect();
+        if !joined || vcpus.len() != usize::from(config.vcpus) {
+            return Err(VmmError::Config(
+                "a vCPU did not stop for the snapshot: none was written".into(),
+            ));
+        }
+        take::take(
+            dest,
+            take::Parts {
+                vm: &vm,
+                vcpus,
+                transports: &transports,
+                mem: &mem,
+                memory_mib: config.memory_mib,
+                msrs: &msrs,
+            },
+        )?;
+    }
     for (name, metrics) in &disk_metrics {
         let n = metrics.io_errors();
         if n > 0 {
@@ -317,6 +377,34 @@ pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
         StopReason::Exit(exit) => Ok(exit),
         StopReason::Failed(error) => Err(VmmError::Failed(error)),
     }
+}
+
+/// Loads the kernel and its boot data and sets every vCPU up for the PVH entry.
+fn boot_vcpus(
+    config: &VmConfig,
+    vm: &Vm,
+    mem: &memory::GuestMemory,
+    cmdline: &Cmdline,
+) -> Result<Vec<Vcpu>, VmmError> {
+    let boot = boot::load(mem, &config.kernel, config.initramfs.as_deref(), cmdline)?;
+    regs::write_gdt(mem)?;
+    mptable::setup(mem, config.vcpus)?;
+
+    let supported = cpuid::supported(vm.kvm())?;
+    let tsc_deadline = vm.kvm().check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
+    let mut vcpus = Vec::new();
+    for id in 0..config.vcpus {
+        let vcpu = Vcpu::new(vm, id)?;
+        cpuid::setup(vcpu.fd(), &supported, id, config.vcpus, tsc_deadline)?;
+        msr::setup(vcpu.fd(), id)?;
+        regs::setup_fpu(vcpu.fd(), id)?;
+        regs::setup_lint(vcpu.fd(), id)?;
+        if id == 0 {
+            regs::setup_pvh_entry(vcpu.fd(), id, boot.entry)?;
+        }
+        vcpus.push(vcpu);
+    }
+    Ok(vcpus)
 }
 
 /// Kicks vCPU threads out of KVM_RUN until they end; returns whether all were joined.
@@ -357,6 +445,8 @@ mod tests {
             timeout_ms: None,
             net: Some(net),
             fs: Vec::new(),
+            snapshot_to: None,
+            restore_from: None,
         }
     }
 

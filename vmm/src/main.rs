@@ -72,6 +72,7 @@ fn main() -> ExitCode {
             eprintln!("nook-vmm: the VM was killed after its timeout");
             ExitCode::from(2)
         }
+        Ok(VmExit::Snapshotted) => ExitCode::SUCCESS,
         Ok(VmExit::Halted) => {
             eprintln!("nook-vmm: the guest halted without resetting the VM");
             ExitCode::from(3)

@@ -83,30 +83,111 @@ const ALLOWED: &[i64] = &[
     libc::SYS_exit_group,
 ];
 
+mod kvm_get {
+    #![allow(non_snake_case)]
+    use kvm_bindings::*;
+    use vmm_sys_util::{ioctl_ior_nr, ioctl_iowr_nr};
+    const KVMIO: u32 = 0xAE;
+    ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
+    ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
+    ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
+    ioctl_ior_nr!(KVM_GET_LAPIC, KVMIO, 0x8e, kvm_lapic_state);
+    ioctl_iowr_nr!(KVM_GET_CPUID2, KVMIO, 0x91, kvm_cpuid2);
+    ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_mp_state);
+    ioctl_ior_nr!(KVM_GET_VCPU_EVENTS, KVMIO, 0x9f, kvm_vcpu_events);
+    ioctl_ior_nr!(KVM_GET_DEBUGREGS, KVMIO, 0xa1, kvm_debugregs);
+    ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_xsave);
+    ioctl_ior_nr!(KVM_GET_XCRS, KVMIO, 0xa6, kvm_xcrs);
+    ioctl_iowr_nr!(KVM_GET_IRQCHIP, KVMIO, 0x62, kvm_irqchip);
+    ioctl_ior_nr!(KVM_GET_CLOCK, KVMIO, 0x7c, kvm_clock_data);
+    ioctl_ior_nr!(KVM_GET_PIT2, KVMIO, 0x9f, kvm_pit_state2);
+
+    /// Every KVM_GET_* a snapshot makes.
+    pub fn all() -> Vec<u64> {
+        [
+            KVM_GET_REGS(),
+            KVM_GET_SREGS(),
+            KVM_GET_MSRS(),
+            KVM_GET_LAPIC(),
+            KVM_GET_CPUID2(),
+            KVM_GET_MP_STATE(),
+            KVM_GET_VCPU_EVENTS(),
+            KVM_GET_DEBUGREGS(),
+            KVM_GET_XSAVE(),
+            KVM_GET_XCRS(),
+            KVM_GET_IRQCHIP(),
+            KVM_GET_CLOCK(),
+            KVM_GET_PIT2(),
+        ]
+        .to_vec()
+    }
+}
+
+/// What a thread may do besides [`ALLOWED`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extra {
+    /// Nothing: device and vCPU threads.
+    None,
+    /// The main thread of a VMM told to write a snapshot: after the VM stopped it reads the
+    /// vCPUs' and the VM's state (KVM_GET_* ioctls) and writes files it opened before the guest
+    /// ran (fstat, ftruncate). Still no open, no exec, no socket.
+    Snapshot,
+}
+
 /// Builds the filter for `action` on mismatch.
 pub fn build(mismatch: SeccompAction) -> Result<BpfProgram, SeccompError> {
+    build_with(mismatch, Extra::None)
+}
+
+/// [`build`] with the calls of `extra` allowed too.
+pub fn build_with(mismatch: SeccompAction, extra: Extra) -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         ALLOWED.iter().map(|nr| (*nr, Vec::new())).collect();
-    let kvm_run = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, KVM_RUN)
-        .map_err(SeccompError::Build)?;
-    rules.insert(
-        libc::SYS_ioctl,
-        vec![SeccompRule::new(vec![kvm_run]).map_err(SeccompError::Build)?],
-    );
+    let mut ioctls = vec![KVM_RUN];
+    if extra == Extra::Snapshot {
+        ioctls.extend(kvm_get::all());
+        for nr in [
+            libc::SYS_fstat,
+            libc::SYS_newfstatat,
+            libc::SYS_statx,
+            libc::SYS_ftruncate,
+        ] {
+            rules.insert(nr, Vec::new());
+        }
+    }
+    let mut ioctl_rules = Vec::new();
+    for request in ioctls {
+        let cond = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
+            .map_err(SeccompError::Build)?;
+        ioctl_rules.push(SeccompRule::new(vec![cond]).map_err(SeccompError::Build)?);
+    }
+    rules.insert(libc::SYS_ioctl, ioctl_rules);
     let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)?;
     Ok(filter.try_into()?)
 }
 
-/// The filter as configured by the environment (None when turned off).
-pub fn from_env() -> Result<Option<Arc<BpfProgram>>, SeccompError> {
+/// The action on a mismatch as configured by the environment (None when turned off).
+fn action_from_env() -> Result<Option<SeccompAction>, SeccompError> {
     let mode = std::env::var(MODE_ENV).unwrap_or_else(|_| "kill".into());
-    let action = match mode.as_str() {
+    Ok(Some(match mode.as_str() {
         "kill" => SeccompAction::KillProcess,
         "log" => SeccompAction::Log,
         "off" => return Ok(None),
         other => return Err(SeccompError::Mode(other.into())),
-    };
-    Ok(Some(Arc::new(build(action)?)))
+    }))
+}
+
+/// The filter as configured by the environment (None when turned off).
+pub fn from_env() -> Result<Option<Arc<BpfProgram>>, SeccompError> {
+    from_env_with(Extra::None)
+}
+
+/// [`from_env`] with the calls of `extra` allowed too.
+pub fn from_env_with(extra: Extra) -> Result<Option<Arc<BpfProgram>>, SeccompError> {
+    match action_from_env()? {
+        Some(action) => Ok(Some(Arc::new(build_with(action, extra)?))),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

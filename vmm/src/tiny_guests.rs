@@ -191,15 +191,19 @@ fn a_spinning_vcpu_is_kicked_out_of_kvm_run() {
 /// A minimal ELF "kernel" with a PVH note whose 32-bit entry checks the start info magic in
 /// %ebx and then pulses the i8042 reset (or halts forever if the magic is wrong).
 fn pvh_elf() -> Vec<u8> {
-    const ENTRY: u64 = 0x10_0000;
-    let code: &[u8] = &[
+    pvh_elf_with(&[
         0x81, 0x3b, 0x78, 0xc5, 0x6e, 0x33, // cmp dword [ebx], XEN_HVM_START_MAGIC_VALUE
         0x75, 0x05, // jne fail
         0xb0, 0xfe, // mov al, 0xfe
         0xe6, 0x64, // out 0x64, al
         0xf4, // hlt
         0xf4, // fail: hlt
-    ];
+    ])
+}
+
+/// A minimal PVH ELF "kernel" whose 32-bit entry runs `code` at 1 MiB.
+pub(crate) fn pvh_elf_with(code: &[u8]) -> Vec<u8> {
+    const ENTRY: u64 = 0x10_0000;
     let mut elf = vec![0u8; 0x1000];
     elf[0..4].copy_from_slice(b"\x7fELF");
     elf[4] = 2; // 64-bit
@@ -277,6 +281,8 @@ fn run_pvh_guest_as(
         timeout_ms: Some(10_000),
         net: None,
         fs: Vec::new(),
+        snapshot_to: None,
+        restore_from: None,
     };
     // machine::run skips the host check on purpose: 32-bit protected-mode code runs on any KVM.
     Some(crate::machine::run(&config, caller).expect("the VM runs"))

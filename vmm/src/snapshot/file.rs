@@ -10,7 +10,7 @@
 //! that a restore does not pay for hashing the guest's RAM.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,7 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 use super::vcpu::VcpuState;
 use super::vm::VmState;
 use super::SnapshotError;
+use crate::devices::virtio::mmio::MmioState;
 use crate::memory::{ram_ranges, GuestMemory};
 
 /// The state file's first bytes.
@@ -48,6 +49,9 @@ pub struct Snapshot {
     pub vm: VmState,
     /// One state per vCPU, by index.
     pub vcpus: Vec<VcpuState>,
+    /// Each virtio transport with its device, by slot.
+    #[serde(default)]
+    pub devices: Vec<MmioState>,
     /// The memory file as written, filled in by [`write`].
     pub memory_file: FileIdentity,
 }
@@ -87,13 +91,8 @@ fn invalid(path: &Path, why: impl Into<String>) -> SnapshotError {
     }
 }
 
-/// Writes guest memory into `path`, leaving holes where a page is all zeros.
-fn write_memory(path: &Path, mem: &GuestMemory) -> Result<(), SnapshotError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io(path, "create"))?;
+/// Writes guest memory into `file` (at `path`), leaving holes where a page is all zeros.
+fn write_memory(path: &Path, file: &File, mem: &GuestMemory) -> Result<(), SnapshotError> {
     let mut offset = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     for region in mem.iter() {
@@ -120,6 +119,44 @@ fn write_memory(path: &Path, mem: &GuestMemory) -> Result<(), SnapshotError> {
     file.sync_all().map_err(io(path, "sync"))
 }
 
+/// Creates a snapshot file that must not exist yet.
+pub fn create(path: &Path) -> Result<File, SnapshotError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io(path, "create"))
+}
+
+/// Writes `snap` (filling in its memory file's identity) into `state` and `mem` into
+/// `memory`, files of the directory `dir` opened with [`create`]; only calls on the open
+/// descriptors are made (the VMM writes them under its seccomp filter).
+pub fn write_files(
+    dir: &Path,
+    state: &File,
+    memory: &File,
+    snap: &mut Snapshot,
+    mem: &GuestMemory,
+) -> Result<(), SnapshotError> {
+    let memory_path = dir.join(MEMORY);
+    write_memory(&memory_path, memory, mem)?;
+    let meta = memory.metadata().map_err(io(&memory_path, "stat"))?;
+    snap.memory_file = FileIdentity::of(&meta);
+    let payload = serde_json::to_vec(&*snap).map_err(|e| invalid(dir, format!("encode: {e}")))?;
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(&payload));
+    out.extend_from_slice(&payload);
+    let state_path = dir.join(STATE);
+    state
+        .write_all_at(&out, 0)
+        .map_err(io(&state_path, "write"))?;
+    state.sync_all().map_err(io(&state_path, "sync"))
+}
+
 /// Writes `snap` (filling in its memory file's identity) and `mem` as a new snapshot directory `dir` (which must not exist): written
 /// beside it under a temporary name and renamed into place, so that `dir` is whole or absent.
 pub fn write(dir: &Path, snap: &mut Snapshot, mem: &GuestMemory) -> Result<(), SnapshotError> {
@@ -132,23 +169,9 @@ pub fn write(dir: &Path, snap: &mut Snapshot, mem: &GuestMemory) -> Result<(), S
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io(&tmp, "create"))?;
     let result = (|| {
-        let memory = tmp.join(MEMORY);
-        write_memory(&memory, mem)?;
-        let meta = std::fs::metadata(&memory).map_err(io(&memory, "stat"))?;
-        snap.memory_file = FileIdentity::of(&meta);
-        let payload =
-            serde_json::to_vec(&*snap).map_err(|e| invalid(dir, format!("encode: {e}")))?;
-        let mut out = Vec::with_capacity(HEADER + payload.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&Sha256::digest(&payload));
-        out.extend_from_slice(&payload);
-        let state = tmp.join(STATE);
-        let mut f = File::create(&state).map_err(io(&state, "create"))?;
-        f.write_all(&out).map_err(io(&state, "write"))?;
-        f.sync_all().map_err(io(&state, "sync"))?;
+        let state = create(&tmp.join(STATE))?;
+        let memory = create(&tmp.join(MEMORY))?;
+        write_files(&tmp, &state, &memory, snap, mem)?;
         std::fs::rename(&tmp, dir).map_err(io(dir, "rename into place"))
     })();
     if result.is_err() {

@@ -124,9 +124,11 @@ impl VcpuState {
     pub fn restore(&self, fd: &VcpuFd) -> Result<(), SnapshotError> {
         let id = self.id;
         let what = || format!("vCPU {id}");
-        let cpuid = CpuId::from_entries(&self.cpuid).map_err(|_| SnapshotError::Invalid {
-            path: Default::default(),
-            why: format!("vCPU {id}: {} CPUID entries", self.cpuid.len()),
+        // More entries than KVM takes: refused as KVM would refuse them.
+        let cpuid = CpuId::from_entries(&self.cpuid).map_err(|_| SnapshotError::Kvm {
+            what: format!("vCPU {id}: {} CPUID entries", self.cpuid.len()),
+            call: "KVM_SET_CPUID2",
+            source: kvm_ioctls::Error::new(libc::E2BIG),
         })?;
         fd.set_cpuid2(&cpuid)
             .map_err(kvm(what(), "KVM_SET_CPUID2"))?;

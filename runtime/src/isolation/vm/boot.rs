@@ -175,6 +175,8 @@ pub(super) fn boot(
             mtu: network::MTU,
         }),
         fs,
+        snapshot_to: None,
+        restore_from: None,
     };
     let config_path = dir.join("vm.json");
     let json = serde_json::to_vec_pretty(&config).map_err(|e| VmError::Io {
