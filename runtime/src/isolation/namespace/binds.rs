@@ -103,7 +103,12 @@ fn apply_one(ops: &mut Rooted, m: &MountSpec, record: &Path) -> Result<(), Strin
 
 /// Makes `target` (a directory, or an empty file for a file's bind mount) where it is missing,
 /// its missing parents too, and records what was made.
-fn make_target(ops: &mut Rooted, target: &Path, dir: bool, record: &Path) -> Result<(), String> {
+pub(super) fn make_target(
+    ops: &mut Rooted,
+    target: &Path,
+    dir: bool,
+    record: &Path,
+) -> Result<(), String> {
     if ops.exists(target) {
         return Ok(());
     }
@@ -192,6 +197,16 @@ fn copy_up(ops: &Rooted, data: &Path, target: &Path) -> Result<(), String> {
 /// Makes the mount at `target` read-only, keeping the flags a user namespace locks (`nosuid`,
 /// `nodev`, `noexec`, the atime ones): a remount that drops one is refused with EPERM.
 fn remount_read_only(ops: &Rooted, target: &Path) -> Result<(), String> {
+    remount_with(ops, target, libc::MS_RDONLY).map_err(|e| format!("cannot make it read-only: {e}"))
+}
+
+/// Remounts the bind mount at `target` with `flags` (`MS_RDONLY`, `MS_NOSUID`, ...) added to
+/// the ones a user namespace locks.
+pub(super) fn remount_with(
+    ops: &Rooted,
+    target: &Path,
+    flags: libc::c_ulong,
+) -> Result<(), String> {
     // Opened again: the descriptor from before the bind names the directory under the mount.
     let at = ops
         .open(target, libc::O_PATH, 0)
@@ -205,7 +220,7 @@ fn remount_read_only(ops: &Rooted, target: &Path) -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
-    let mut flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+    let mut flags = libc::MS_REMOUNT | libc::MS_BIND | flags;
     for (st_flag, ms_flag) in [
         (libc::ST_NOSUID, libc::MS_NOSUID),
         (libc::ST_NODEV, libc::MS_NODEV),
@@ -218,11 +233,13 @@ fn remount_read_only(ops: &Rooted, target: &Path) -> Result<(), String> {
             flags |= ms_flag;
         }
     }
-    if st.f_flag & (libc::ST_NOATIME | libc::ST_RELATIME) == 0 {
+    if st.f_flag & (libc::ST_NOATIME | libc::ST_RELATIME) == 0
+        && flags & (libc::MS_NOATIME | libc::MS_RELATIME) == 0
+    {
         // Without an atime flag a remount means relatime, a change of a locked flag.
         flags |= libc::MS_STRICTATIME;
     }
     SysMounts
         .mount("none", &fd_path(&at), "", flags, "")
-        .map_err(|e| format!("cannot make it read-only: {e}"))
+        .map_err(|e| e.to_string())
 }

@@ -148,7 +148,15 @@ impl IdMap {
     /// Whether the container may call setgroups (the kernel denies it when an unprivileged
     /// process wrote the gid map itself).
     pub fn setgroups_allowed(&self) -> bool {
-        self.helpers || self.uids.first().is_some_and(|r| r.count == u32::MAX)
+        // SAFETY: geteuid has no preconditions.
+        self.setgroups_allowed_as(unsafe { libc::geteuid() } == 0)
+    }
+
+    /// [`IdMap::setgroups_allowed`] for a writer that is root or not: root (of the host, or of
+    /// the user namespace an OCI runtime's caller runs it in) writes any map without denying
+    /// setgroups.
+    pub fn setgroups_allowed_as(&self, root: bool) -> bool {
+        self.helpers || root || self.uids.first().is_some_and(|r| r.count == u32::MAX)
     }
 
     /// A short key naming this mapping: directories unpacked under one mapping have owners that
@@ -264,7 +272,7 @@ mod tests {
             assert!(!map.helpers);
             assert_eq!(map.uids.len(), 1);
             assert_eq!(map.uids[0].count, 1);
-            assert!(!map.setgroups_allowed());
+            assert!(!map.setgroups_allowed_as(false));
         }
     }
 

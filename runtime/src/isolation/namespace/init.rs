@@ -91,7 +91,7 @@ pub fn container_init(
     run_process(&spec.process, stdio, setgroups, confinement)
 }
 
-fn become_root(setgroups: bool) -> io::Result<()> {
+pub(super) fn become_root(setgroups: bool) -> io::Result<()> {
     // SAFETY: plain id-setting calls with no pointers (setgroups with an empty list).
     unsafe {
         if setgroups && libc::setgroups(0, std::ptr::null()) < 0 {
@@ -105,7 +105,7 @@ fn become_root(setgroups: bool) -> io::Result<()> {
 }
 
 /// The new network namespace has only `lo`, and it starts down.
-fn loopback_up() -> io::Result<()> {
+pub(super) fn loopback_up() -> io::Result<()> {
     // SAFETY: a plain socket call; the descriptor is closed below.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if sock < 0 {
@@ -141,6 +141,41 @@ fn cstrings<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<CString>
         .collect()
 }
 
+/// What an OCI bundle asks of the common tail beyond nook's own process spec; the default is
+/// what `nook run` and `nook exec` do.
+pub struct Tail<'a> {
+    /// The user's ids as given (an OCI process's uid, gid and additional gids, with the home
+    /// directory from the container's passwd); none: `process.user` resolved by name.
+    pub ids: Option<user::Ids>,
+    /// The environment exactly as given, plus `HOME` when absent (runc's rule); else docker's
+    /// defaults are added.
+    pub exact_env: bool,
+    /// Resource limits set before the workload runs: (resource, soft, hard).
+    pub rlimits: &'a [(u32, u64, u64)],
+    pub umask: Option<u32>,
+    /// Descriptors from 3 on that the workload inherits (`--preserve-fds`).
+    pub keep_fds: u32,
+    /// Whether the workload dies with its parent (nook's monitor): not when the caller of an
+    /// OCI runtime, whose process the parent is, exits right away.
+    pub die_with_parent: bool,
+    /// Called last before `execve`: an OCI container waits there for `start`.
+    pub gate: Option<&'a dyn Fn() -> Result<(), ChildFailure>>,
+}
+
+impl Default for Tail<'_> {
+    fn default() -> Self {
+        Tail {
+            ids: None,
+            exact_env: false,
+            rlimits: &[],
+            umask: None,
+            keep_fds: 0,
+            die_with_parent: true,
+            gate: None,
+        }
+    }
+}
+
 /// The common tail: from a process inside the container's namespaces (as root, with the
 /// container's filesystem as its root) to the workload. Returns only on failure.
 pub fn run_process(
@@ -149,8 +184,31 @@ pub fn run_process(
     setgroups: bool,
     confinement: &Confinement,
 ) -> ChildFailure {
+    run_process_with(process, stdio, setgroups, confinement, &Tail::default())
+}
+
+/// [`run_process`] with what an OCI bundle adds.
+pub fn run_process_with(
+    process: &ProcessSpec,
+    stdio: &Stdio,
+    setgroups: bool,
+    confinement: &Confinement,
+    tail: &Tail<'_>,
+) -> ChildFailure {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let ids = match user::resolve(&process.user).and_then(|ids| {
+    let resolved = match &tail.ids {
+        Some(ids) if ids.home.is_empty() => {
+            // HOME comes from the container's passwd entry of the uid, `/` without one.
+            let home = user::resolve(&ids.uid.to_string()).map_or_else(|_| "/".into(), |r| r.home);
+            Ok(user::Ids {
+                home,
+                ..ids.clone()
+            })
+        }
+        Some(ids) => Ok(ids.clone()),
+        None => user::resolve(&process.user),
+    };
+    let ids = match resolved.and_then(|ids| {
         let map = |p| read(&format!("/proc/self/{p}"));
         user::check_mapped(&ids, &map("uid_map"), &map("gid_map")).map(|()| ids)
     }) {
@@ -166,7 +224,7 @@ pub fn run_process(
         return os(&format!("cannot enter the working directory {cwd}"), e);
     }
     let console = match (&stdio.console, process.terminal) {
-        (Some(socket), true) => match container_pty(socket, &stdio.stdin, &ids) {
+        (Some(socket), true) => match container_pty(socket, &stdio.stdin, &ids, process) {
             Ok(follower) => Some(follower),
             Err(failure) => return failure,
         },
@@ -185,19 +243,27 @@ pub fn run_process(
             );
         }
     }
-    if let Err(failure) = own_session(process.terminal) {
+    if let Err(failure) = own_session(process.terminal, tail.keep_fds) {
         return failure;
     }
     // The hostname is the container's: set by its first process, joined by `exec`.
     let hostname = process_env::kernel_hostname();
-    let env = process_env::build(
-        &process.env,
-        process_env::Defaults {
-            home: &ids.home,
-            hostname: &hostname,
-            terminal: process.terminal,
-        },
-    );
+    let env = if tail.exact_env {
+        let mut env = process.env.clone();
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", ids.home));
+        }
+        env
+    } else {
+        process_env::build(
+            &process.env,
+            process_env::Defaults {
+                home: &ids.home,
+                hostname: &hostname,
+                terminal: process.terminal,
+            },
+        )
+    };
     let path_var = process_env::search_path(&env).to_string();
     let argv = match cstrings(process.argv.iter().map(String::as_str)) {
         Ok(a) if !a.is_empty() => a,
@@ -224,6 +290,23 @@ pub fn run_process(
         Err(f) => return f,
     };
 
+    for &(resource, soft, hard) in tail.rlimits {
+        let limit = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads the valid struct.
+        if unsafe { libc::setrlimit(resource, &limit) } < 0 {
+            return os(
+                &format!("cannot set resource limit {resource} to {soft}:{hard}"),
+                io::Error::last_os_error(),
+            );
+        }
+    }
+    if let Some(mask) = tail.umask {
+        // SAFETY: umask takes a mode and cannot fail.
+        unsafe { libc::umask(mask) };
+    }
     if let Err(e) = caps::drop_bounding(confinement.caps) {
         return os("cannot drop capabilities", e);
     }
@@ -250,18 +333,25 @@ pub fn run_process(
             return failure;
         }
     }
+    if let Some(gate) = tail.gate {
+        if let Err(failure) = gate() {
+            return failure;
+        }
+    }
     // The container dies with its monitor (a monitor killed with SIGKILL cannot clean up).
     // Set last: a change of credentials clears it.
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
+    if tail.die_with_parent {
+        // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
+    }
     exec_first(&candidates, &argv, &envp, &process.argv[0])
 }
 
@@ -273,6 +363,7 @@ fn container_pty(
     socket: &OwnedFd,
     sized_like: &OwnedFd,
     ids: &user::Ids,
+    process: &ProcessSpec,
 ) -> Result<OwnedFd, ChildFailure> {
     let fail = |what: &str| os(what, io::Error::last_os_error());
     // SAFETY: open of a NUL-terminated path; the result, when valid, is ours alone.
@@ -307,7 +398,9 @@ fn container_pty(
     }
     // SAFETY: a fresh descriptor owned by nobody else.
     let follower = unsafe { OwnedFd::from_raw_fd(follower) };
-    if let Some(size) = terminal::size(sized_like.as_fd()) {
+    if process.rows > 0 && process.cols > 0 {
+        let _ = terminal::set_size(follower.as_fd(), (process.rows, process.cols));
+    } else if let Some(size) = terminal::size(sized_like.as_fd()) {
         let _ = terminal::set_size(follower.as_fd(), size);
     }
     // Best effort, as the process already holds it open: its own user may reopen it by name.
@@ -322,7 +415,7 @@ fn container_pty(
 /// controlling terminal (`/dev/tty` and `TIOCSTI` would reach the user's shell through it);
 /// with a terminal, its stdin (a pty of its own) becomes its controlling terminal. No
 /// descriptor beyond the standard three survives `execve`: the caller's others stay out.
-fn own_session(terminal: bool) -> Result<(), ChildFailure> {
+fn own_session(terminal: bool, keep_fds: u32) -> Result<(), ChildFailure> {
     // SAFETY: setsid has no preconditions; this child is never a process group leader.
     if unsafe { libc::setsid() } < 0 {
         return Err(os("cannot start a new session", io::Error::last_os_error()));
@@ -339,7 +432,7 @@ fn own_session(terminal: bool) -> Result<(), ChildFailure> {
     let marked = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            3u32.saturating_add(keep_fds),
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )

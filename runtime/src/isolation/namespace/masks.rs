@@ -37,7 +37,19 @@ const RO: libc::c_ulong = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | l
 /// Applies both lists under `root` (the new root, before pivot_root). A path this kernel does
 /// not have is skipped: there is nothing to hide.
 pub fn apply(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
-    for rel in MASKED {
+    apply_lists(sys, root, &MASKED, &READ_ONLY)
+}
+
+/// Masks `masked` and makes `read_only` read-only under `root`: paths relative to it (an OCI
+/// bundle's `maskedPaths` and `readonlyPaths` without their leading `/`).
+pub fn apply_lists<S: AsRef<str>>(
+    sys: &dyn Sys,
+    root: &Path,
+    masked: &[S],
+    read_only: &[S],
+) -> Result<(), MountError> {
+    for rel in masked {
+        let rel = rel.as_ref().trim_start_matches('/');
         let path = root.join(rel);
         // A file is covered by the host's /dev/null, a directory by an empty read-only tmpfs;
         // which one it is shows in the bind's error, so no stat of /proc is needed.
@@ -56,8 +68,8 @@ pub fn apply(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
             })?,
         }
     }
-    for rel in READ_ONLY {
-        let path = root.join(rel);
+    for rel in read_only {
+        let path = root.join(rel.as_ref().trim_start_matches('/'));
         let bound = sys.mount(
             &path.to_string_lossy(),
             &path,

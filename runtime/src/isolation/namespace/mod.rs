@@ -3,6 +3,7 @@
 //! capabilities, no_new_privs and a default seccomp profile.
 
 pub mod binds;
+pub mod bundle;
 pub mod caps;
 pub mod confine;
 pub mod cp;
@@ -406,37 +407,7 @@ impl super::Backend for Backend<'_> {
     }
 
     fn signal(&self, init: i32, signal: i32) -> Result<Notice, IsolationError> {
-        // SAFETY: kill takes a pid and a signal number.
-        if unsafe { libc::kill(init, signal) } == 0 {
-            return Ok(None);
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ESRCH) {
-            // It ended meanwhile (a concurrent `rm -f`): nothing left to signal.
-            return Ok(None);
-        }
-        if err.raw_os_error() != Some(libc::EPERM) {
-            return Err(IsolationError::os(format!("signal process {init}"), err));
-        }
-        // A workload running as a non-root container user has a subordinate host uid: only
-        // from inside the container's user namespace may we signal it.
-        let userns = open_namespaces(init)?
-            .into_iter()
-            .take(1)
-            .collect::<Vec<_>>();
-        let pid = spawn(0, None, || {
-            join(&userns)?;
-            // SAFETY: as above.
-            if unsafe { libc::kill(init, signal) } < 0 {
-                return Err(ChildFailure::setup(format!(
-                    "cannot signal process {init}: {}",
-                    io::Error::last_os_error()
-                )));
-            }
-            Ok(())
-        })?;
-        wait_pid(pid)?;
-        Ok(None)
+        send_signal(init, signal).map(|()| None)
     }
 
     fn force_stop(&self, _init: i32) -> Result<Notice, IsolationError> {
@@ -479,6 +450,43 @@ impl super::Backend for Backend<'_> {
             crate::isolation::stack::end_leftover(&pid_file);
         }
     }
+}
+
+/// Sends `signal` to process `init`, the first process of a container, from inside the
+/// container's user namespace when the host's uid may not (a workload running as a non-root
+/// container user has a subordinate host uid). A process that ended meanwhile is no error.
+pub fn send_signal(init: i32, signal: i32) -> Result<(), IsolationError> {
+    // SAFETY: kill takes a pid and a signal number.
+    if unsafe { libc::kill(init, signal) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        // It ended meanwhile (a concurrent `rm -f`): nothing left to signal.
+        return Ok(());
+    }
+    if err.raw_os_error() != Some(libc::EPERM) {
+        return Err(IsolationError::os(format!("signal process {init}"), err));
+    }
+    // A workload running as a non-root container user has a subordinate host uid: only
+    // from inside the container's user namespace may we signal it.
+    let userns = open_namespaces(init)?
+        .into_iter()
+        .take(1)
+        .collect::<Vec<_>>();
+    let pid = spawn(0, None, || {
+        join(&userns)?;
+        // SAFETY: as above.
+        if unsafe { libc::kill(init, signal) } < 0 {
+            return Err(ChildFailure::setup(format!(
+                "cannot signal process {init}: {}",
+                io::Error::last_os_error()
+            )));
+        }
+        Ok(())
+    })?;
+    wait_pid(pid)?;
+    Ok(())
 }
 
 /// Closes this process's copies of the container's stdio, so that a reader sees end of file

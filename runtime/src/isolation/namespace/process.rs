@@ -11,12 +11,54 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 pub use crate::util::fd::pipe;
 pub use crate::util::report::{fail_child, read_report, ChildFailure};
 
 use super::idmap::IdMap;
 use crate::isolation::{Exit, IsolationError};
+
+/// In a child of [`spawn_with`]: the descriptor of its report pipe, and whether
+/// [`detach_report`] let the parent go. Each child has its own copy (fork semantics).
+static CHILD_REPORT: AtomicI32 = AtomicI32::new(-1);
+static REPORT_DETACHED: AtomicBool = AtomicBool::new(false);
+
+/// In a child of [`spawn_with`]: lets the parent return now, as if the workload ran, while the
+/// child goes on (an OCI container's init waiting for `start`). The report pipe is pointed at
+/// /dev/null, so that its number is not reused; a later failure goes to the child's standard
+/// error instead, where the OCI runtime's caller reads it.
+pub fn detach_report() -> io::Result<()> {
+    let report = CHILD_REPORT.load(Ordering::Relaxed);
+    if report < 0 {
+        return Ok(());
+    }
+    // SAFETY: open of a NUL-terminated path; the descriptor is closed below.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if null < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are open; dup3 replaces the report pipe's end with /dev/null.
+    let ret = unsafe { libc::dup3(null, report, libc::O_CLOEXEC) };
+    let err = io::Error::last_os_error();
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(null) };
+    if ret < 0 {
+        return Err(err);
+    }
+    REPORT_DETACHED.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Ends a child whose parent no longer reads its report: the sentence goes to its stderr.
+fn fail_detached(failure: &ChildFailure) -> ! {
+    let line = format!("nook: {}\n", failure.message);
+    // SAFETY: one write of a valid buffer to fd 2, then _exit without the parent's handlers.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::_exit(failure.code)
+    }
+}
 
 /// Waits for process `pid` to end.
 pub fn wait_pid(pid: i32) -> Result<Exit, IsolationError> {
@@ -101,9 +143,11 @@ pub fn spawn_with<T>(
                 )),
             );
         }
+        CHILD_REPORT.store(report_write.as_raw_fd(), Ordering::Relaxed);
         match child() {
             // SAFETY: as above.
             Ok(()) => unsafe { libc::_exit(0) },
+            Err(failure) if REPORT_DETACHED.load(Ordering::Relaxed) => fail_detached(&failure),
             Err(failure) => fail_child(&report_write, &failure),
         }
     }

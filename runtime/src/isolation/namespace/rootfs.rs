@@ -131,8 +131,11 @@ pub fn mount(sys: &dyn Sys, spec: &Overlay, masks: bool) -> Result<(), MountErro
 
 /// Makes the root built by [`mount`] the process's root.
 pub fn switch(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
-    let root = spec.merged.as_path();
+    switch_to(sys, &spec.merged)
+}
 
+/// Makes the directory `root` (a mount point) the process's root.
+pub fn switch_to(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
     // only the new root, with no directory needed for the old one.
     sys.chdir(root).map_err(at("enter", root))?;
@@ -143,6 +146,27 @@ pub fn switch(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
     sys.chdir(Path::new("/"))
         .map_err(at("enter", Path::new("/")))?;
     Ok(())
+}
+
+/// Makes a directory given as the container's root (an OCI bundle's `root.path`) a mount point
+/// of its own, after making every mount private, so that it can be pivoted into.
+pub fn bind_root(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
+    sys.mount(
+        "none",
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(at("make private", Path::new("/")))?;
+    sys.mount(
+        &root.to_string_lossy(),
+        root,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(at("bind-mount the root", root))
 }
 
 /// Makes the root read-only (`--read-only`): the root mount only, so /proc, /dev and the
@@ -172,13 +196,7 @@ fn setup_dev(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
         Some("mode=755,size=65536k"),
     )
     .map_err(at("mount tmpfs on", &dev))?;
-    for name in DEVICES {
-        let node = dev.join(name);
-        let host = Path::new("/dev").join(name);
-        sys.touch(&node).map_err(at("create", &node))?;
-        sys.mount(&host.to_string_lossy(), &node, None, libc::MS_BIND, None)
-            .map_err(at("bind-mount the host device on", &node))?;
-    }
+    bind_devices(sys, &dev, &DEVICES)?;
     // A devpts instance of the container's own: the host's would let the container open the
     // user's other terminals (they belong to the uid its root maps to). A pty handed in by the
     // caller keeps working as a terminal through its open descriptor. Where a kernel refuses a
@@ -207,15 +225,30 @@ fn setup_dev(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
         Some("mode=1777,size=65536k"),
     )
     .map_err(at("mount tmpfs on", &shm))?;
-    for (target, link) in [
-        ("pts/ptmx", "ptmx"),
-        ("/proc/self/fd", "fd"),
-        ("/proc/self/fd/0", "stdin"),
-        ("/proc/self/fd/1", "stdout"),
-        ("/proc/self/fd/2", "stderr"),
-    ] {
+    for (target, link) in DEV_LINKS {
         let link = dev.join(link);
         sys.symlink(target, &link).map_err(at("create", &link))?;
+    }
+    Ok(())
+}
+
+/// The links every /dev has: (target, name).
+pub const DEV_LINKS: [(&str, &str); 5] = [
+    ("pts/ptmx", "ptmx"),
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+];
+
+/// Binds the host's device nodes `names` (under /dev) onto empty files in `dev`.
+pub fn bind_devices(sys: &dyn Sys, dev: &Path, names: &[&str]) -> Result<(), MountError> {
+    for name in names {
+        let node = dev.join(name);
+        let host = Path::new("/dev").join(name);
+        sys.touch(&node).map_err(at("create", &node))?;
+        sys.mount(&host.to_string_lossy(), &node, None, libc::MS_BIND, None)
+            .map_err(at("bind-mount the host device on", &node))?;
     }
     Ok(())
 }
@@ -223,6 +256,13 @@ fn setup_dev(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
 fn setup_sys(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
     let path = root.join("sys");
     sys.mkdir_all(&path).map_err(at("create", &path))?;
+    mount_sysfs(sys, &path)
+}
+
+/// A read-only sysfs at `path` (a directory), or a read-only bind of the host's /sys where
+/// the kernel refuses a new one.
+pub fn mount_sysfs(sys: &dyn Sys, path: &Path) -> Result<(), MountError> {
+    let path = path.to_path_buf();
     let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     // sysfs may be mounted by the owner of the network namespace, which the container is. Where
     // a kernel refuses, a read-only recursive bind of the host's /sys is the fallback.
