@@ -13,6 +13,7 @@ pub mod host_tools;
 pub mod image;
 pub mod isolation;
 pub mod layers;
+pub mod oci;
 pub mod paths;
 pub mod registry;
 pub mod sealed_exe;

@@ -1,0 +1,272 @@
+//! `create`, `start` and `run`: a container's first process made and left waiting on the
+//! container's fifo, then let go.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::cli::CreateArgs;
+use super::config::{self, Bundle};
+use super::error::OciError;
+use super::hooks::{self, Point};
+use super::state::{self, Container, Record, Root, Status};
+use super::Context;
+use crate::isolation::namespace::bundle;
+use crate::isolation::namespace::process::wait_pid;
+
+/// The annotation that asks for an isolation column.
+pub const ISOLATION_ANNOTATION: &str = "org.nook.isolation";
+
+/// Refuses what asks for the VM column, which the OCI front end does not offer yet.
+fn check_column(spec: &oci_spec::runtime::Spec) -> Result<(), OciError> {
+    let wants_vm = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ISOLATION_ANNOTATION))
+        .is_some_and(|v| v == "vm");
+    let called_vm = std::env::args()
+        .next()
+        .is_some_and(|a| a.ends_with("nook-runtime-vm"));
+    if wants_vm || called_vm {
+        return Err(OciError::Unsupported {
+            what: "the VM column".into(),
+            why: "nook-runtime runs containers in namespaces only so far",
+        });
+    }
+    Ok(())
+}
+
+fn owner() -> String {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Creates container `args.id` from its bundle; returns it, its first process waiting.
+pub fn create(ctx: &Context, args: &CreateArgs) -> Result<Container, OciError> {
+    Root::check_id(&args.id)?;
+    let bundle = Bundle::load(&args.bundle)?;
+    check_column(&bundle.spec)?;
+    std::fs::create_dir_all(&ctx.root.dir).map_err(|e| {
+        OciError::io(
+            format!("create the state directory {}", ctx.root.dir.display()),
+            e,
+        )
+    })?;
+    let dir = ctx.root.container_dir(&args.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(OciError::Exists(args.id.clone()))
+        }
+        Err(e) => return Err(OciError::io(format!("create {}", dir.display()), e)),
+    }
+    let made = create_in(ctx, args, &bundle, &dir);
+    if made.is_err() {
+        // No state is left behind by a create that failed.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    made
+}
+
+fn mkfifo(path: &Path) -> Result<OwnedFd, OciError> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| OciError::Spec("NUL byte in the state path".into()))?;
+    // Writable by the container's user whoever that is (runc's mode): only the container's
+    // first process opens it for writing, through the descriptor it inherits.
+    // SAFETY: mkfifo and open of a NUL-terminated path; the descriptor, when valid, is ours.
+    let fd = unsafe {
+        if libc::mkfifo(c.as_ptr(), 0o622) < 0 || libc::chmod(c.as_ptr(), 0o622) < 0 {
+            return Err(OciError::io(
+                format!("create {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC)
+    };
+    if fd < 0 {
+        return Err(OciError::io(
+            format!("open {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn create_in(
+    ctx: &Context,
+    args: &CreateArgs,
+    bundle: &Bundle,
+    dir: &Path,
+) -> Result<Container, OciError> {
+    let spec = config::translate(bundle, dir, &ctx.log)?;
+    if args.no_pivot {
+        ctx.log
+            .debug("--no-pivot: the root is entered with pivot_root all the same");
+    }
+    super::write_atomic(&dir.join("config.json"), bundle.text.as_bytes())?;
+    let fifo = mkfifo(&dir.join("exec.fifo"))?;
+    let stdio = super::stdio(spec.process.spec.terminal, args.console_socket.as_deref())?;
+    let annotations: BTreeMap<String, String> = bundle
+        .spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut container = Container {
+        dir: dir.to_path_buf(),
+        record: Record {
+            id: args.id.clone(),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            pid: 0,
+            start_time: 0,
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            owner: owner(),
+            annotations,
+        },
+    };
+    let hooks = bundle.spec.hooks().as_ref();
+    let pid = {
+        let for_hooks = &container;
+        bundle::create(&spec, stdio, &fifo, args.preserve_fds, |pid| {
+            let mut doc = for_hooks.state_json(Status::Creating);
+            doc["pid"] = pid.into();
+            let doc = doc.to_string();
+            for point in [Point::CreateRuntime, Point::Prestart] {
+                hooks::run(hooks, point, &doc).map_err(|e| {
+                    crate::isolation::IsolationError::Start {
+                        code: 1,
+                        message: e.to_string(),
+                    }
+                })?;
+            }
+            Ok(())
+        })?
+    };
+    let kept = (|| {
+        container.record.pid = pid;
+        container.record.start_time = state::start_time(pid).ok_or_else(|| {
+            OciError::Spec("the container's first process ended while it was created".into())
+        })?;
+        container.save()?;
+        if let Some(pid_file) = &args.pid_file {
+            super::write_atomic(pid_file, pid.to_string().as_bytes())?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = kept {
+        // SAFETY: kill takes a pid and a signal number; the process is the one just made.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        return Err(e);
+    }
+    Ok(container)
+}
+
+/// Lets the created container's first process run: opens the fifo it waits on and reads the
+/// byte it writes, unless it ends meanwhile.
+fn release(container: &Container) -> Result<(), OciError> {
+    let path = container.fifo();
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| OciError::Spec("NUL byte in the state path".into()))?;
+    // Non-blocking, so that a first process that died does not leave `start` waiting for a
+    // writer that never comes.
+    // SAFETY: open of a NUL-terminated path; the descriptor, when valid, is ours.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(OciError::io(
+            format!("open {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if ready > 0 {
+            let mut byte = [0u8; 1];
+            // SAFETY: reads at most one byte into the valid buffer.
+            let n = unsafe { libc::read(fd.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+            if n == 1 {
+                break;
+            }
+        }
+        if container.status() == Status::Stopped {
+            return Err(OciError::BadState {
+                action: "start",
+                status: "stopped",
+            });
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// `start`.
+pub fn start(ctx: &Context, id: &str) -> Result<(), OciError> {
+    let container = ctx.root.load(id)?;
+    match container.status() {
+        Status::Created => {}
+        status => {
+            return Err(OciError::BadState {
+                action: "start",
+                status: status.name(),
+            })
+        }
+    }
+    release(&container)?;
+    poststart(ctx, &container);
+    Ok(())
+}
+
+fn poststart(ctx: &Context, container: &Container) {
+    let Ok(config) = container.config() else {
+        return;
+    };
+    let doc = container.state_json(Status::Running).to_string();
+    if let Err(e) = hooks::run(config.hooks().as_ref(), Point::Poststart, &doc) {
+        ctx.log.warn(&crate::errors::chain(&e));
+    }
+}
+
+/// `run`: create, start, and unless `detach` wait for the first process and delete the
+/// container (unless `keep`); the status is the process's.
+pub fn run(ctx: &Context, args: &CreateArgs, detach: bool, keep: bool) -> Result<i32, OciError> {
+    let container = create(ctx, args)?;
+    if let Err(e) = release(&container) {
+        let _ = super::ops::delete(ctx, &args.id, true);
+        return Err(e);
+    }
+    poststart(ctx, &container);
+    if detach {
+        return Ok(0);
+    }
+    let exit = wait_pid(container.record.pid)?;
+    if !keep {
+        super::ops::delete(ctx, &args.id, true)?;
+    }
+    Ok(exit.status())
+}
