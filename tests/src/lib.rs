@@ -44,6 +44,37 @@ pub fn nook_bin() -> PathBuf {
     .clone()
 }
 
+/// The `nook-runtime` binary under test (the OCI runtime): `$NOOK_RUNTIME_BIN` if set, else a
+/// debug build made now, beside `nook`.
+pub fn nook_runtime_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("NOOK_RUNTIME_BIN").filter(|b| !b.is_empty()) {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "NOOK_RUNTIME_BIN={} does not exist",
+                bin.display()
+            );
+            return bin;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "nook", "--bin", "nook-runtime"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cannot run cargo to build nook-runtime");
+        assert!(status.success(), "building nook-runtime failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        let bin = target.join("debug/nook-runtime");
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+    .clone()
+}
+
 /// Fails the test loudly when a tool it needs is missing (tests never pass silently).
 pub fn require_tool(name: &str) {
     let found = Command::new("sh")

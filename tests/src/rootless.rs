@@ -126,6 +126,14 @@ impl Rootless {
         bin
     }
 
+    /// A copy of the program `src`, named `name`, where the user can run it (beside nook).
+    pub fn install(&self, src: &Path, name: &str) -> PathBuf {
+        let bin = self.base.path().join(name);
+        std::fs::copy(src, &bin).expect("cannot copy a program");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    }
+
     /// The store root (`NOOK_ROOT`).
     pub fn root(&self) -> PathBuf {
         self.base.path().join("root")
