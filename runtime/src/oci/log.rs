@@ -1,6 +1,6 @@
-//! The runtime's log, as runc writes it: `--log FILE` (stderr without one), `--log-format
-//! text|json`; an error goes to stderr as a bare sentence and into the log too, where podman
-//! (through conmon) and containerd read the last `"level":"error"` line back.
+//! The runtime's log, as runc writes it: `--log FILE` (stderr with `--debug` without one),
+//! `--log-format text|json`; an error goes to stderr as a bare sentence and into the log too,
+//! where podman (through conmon) and containerd read the last `"level":"error"` line back.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -82,7 +82,9 @@ impl Log {
                 let mut f: &File = f;
                 let _ = writeln!(f, "{line}");
             }
-            None if level != Level::Error => eprintln!("{line}"),
+            // Without a log file, stderr is often the container's own (conmon gives the
+            // runtime the container's stdio): only --debug puts more than errors there.
+            None if self.debug && level != Level::Error => eprintln!("{line}"),
             // An error reaches stderr once, as a sentence (below).
             None => {}
         }

@@ -68,21 +68,31 @@ fn parse_stat(stat: &str) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
+/// Whether this process runs in a user namespace other than the host's (whose map is the
+/// identity of every id).
+fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        .unwrap_or(false)
+}
+
 /// The state directory (`--root`).
 pub struct Root {
     pub dir: PathBuf,
 }
 
 impl Root {
-    /// `--root`, else runc's defaults with nook's name: /run/nook-runtime as root,
-    /// `$XDG_RUNTIME_DIR/nook-runtime` for a user.
+    /// `--root`, else runc's defaults with nook's name: /run/nook-runtime for the host's root,
+    /// `$XDG_RUNTIME_DIR/nook-runtime` for a user, also when it is root of a user namespace
+    /// (rootless podman runs its runtime so).
     pub fn new(dir: Option<&Path>) -> Root {
         let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| {
             // SAFETY: geteuid has no preconditions.
             let uid = unsafe { libc::geteuid() };
+            let host_root = uid == 0 && !in_user_namespace();
             match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-                Some(run) if uid != 0 => PathBuf::from(run).join("nook-runtime"),
-                _ if uid != 0 => std::env::temp_dir().join(format!("nook-runtime-{uid}")),
+                Some(run) if !host_root => PathBuf::from(run).join("nook-runtime"),
+                _ if !host_root => std::env::temp_dir().join(format!("nook-runtime-{uid}")),
                 _ => PathBuf::from("/run/nook-runtime"),
             }
         });
