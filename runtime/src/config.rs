@@ -4,6 +4,8 @@
 //! ```toml
 //! # Run every container in a microVM unless --isolation says otherwise.
 //! isolation = "vm"
+//! # Where container cgroups go (a directory delegated to this user): limits hold there.
+//! cgroup_parent = "/sys/fs/cgroup/nook-alice"
 //! ```
 
 use std::io;
@@ -20,6 +22,10 @@ use crate::paths::{self, Env};
 pub struct Config {
     /// The default `--isolation`: `container` or `vm`.
     pub isolation: Option<IsolationKind>,
+    /// A cgroup v2 directory delegated to the user (absolute, or relative to /sys/fs/cgroup),
+    /// where the namespace column makes each container's cgroup; without it, the user's
+    /// systemd manager's transient scopes, when it runs.
+    pub cgroup_parent: Option<PathBuf>,
 }
 
 /// The two isolation columns.
@@ -81,10 +87,17 @@ mod tests {
         assert_eq!(
             Config::parse("# comment\nisolation = \"vm\"\n").unwrap(),
             Config {
-                isolation: Some(IsolationKind::Vm)
+                isolation: Some(IsolationKind::Vm),
+                cgroup_parent: None,
             }
         );
         assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert_eq!(
+            Config::parse("cgroup_parent = \"nook-user\"\n")
+                .unwrap()
+                .cgroup_parent,
+            Some(PathBuf::from("nook-user"))
+        );
     }
 
     #[test]

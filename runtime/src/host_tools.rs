@@ -56,6 +56,11 @@ pub const VIRTIOFSD: Tool = Tool {
     name: "virtiofsd",
     package: "",
 };
+/// Asks the user's systemd manager for a container's cgroup (a transient scope).
+pub const BUSCTL: Tool = Tool {
+    name: "busctl",
+    package: "systemd",
+};
 /// `nook bench`'s QEMU microvm peer.
 pub const QEMU: Tool = Tool {
     name: "qemu-system-x86_64",

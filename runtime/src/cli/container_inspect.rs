@@ -31,6 +31,7 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
     };
     let process = &cfg.launch.process;
     let security = &cfg.launch.security;
+    let limits = &cfg.launch.limits;
     json!({
         "Id": cfg.id,
         "Created": time(Some(cfg.created)),
@@ -41,7 +42,7 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "Running": status.is_running(),
             "Paused": false,
             "Restarting": false,
-            "OOMKilled": false,
+            "OOMKilled": matches!(status, Status::Exited { oom_killed: true, .. }),
             "Dead": false,
             "Pid": pid,
             "ExitCode": exit_code,
@@ -71,6 +72,12 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "CapDrop": or_null(&security.cap_drop),
             "SecurityOpt": or_null(&security.security_opt()),
             "Privileged": security.privileged,
+            "Memory": limits.memory.unwrap_or(0),
+            "MemorySwap": limits.memory_swap.unwrap_or(0),
+            "NanoCpus": limits.nano_cpus.unwrap_or(0),
+            "CpuShares": limits.cpu_shares.unwrap_or(0),
+            "CpusetCpus": limits.cpuset_cpus.clone().unwrap_or_default(),
+            "PidsLimit": limits.pids_limit.filter(|p| *p > 0),
         },
         "NetworkSettings": {
             "IPAddress": if cfg.launch.network.stack().is_some() { nook::isolation::network::ADDRESS.to_string() } else { String::new() },

@@ -8,6 +8,7 @@ use nook::config::{Config, IsolationKind};
 use nook::container::engine::CreateOptions;
 use nook::container::log::LogOptions;
 use nook::container::mount_args::{self, MountRequest};
+use nook::isolation::limits::{self, delegation::Delegation, Limits};
 use nook::isolation::network::{self, NetworkSpec};
 use nook::isolation::security::{Seccomp, SecurityOptions};
 use nook::isolation::vm::VmSettings;
@@ -56,12 +57,26 @@ pub struct CreateFlags {
     /// $NOOK_ISOLATION, else `isolation` in config.toml, else container
     #[arg(long, env = "NOOK_ISOLATION")]
     pub isolation: Option<String>,
-    /// Memory limit: the VM's size with --isolation=vm (not enforced with --isolation=container)
-    #[arg(short, long)]
+    /// Memory limit (e.g. 512m, 1g): a cgroup limit with --isolation=container (where a
+    /// delegated cgroup v2 exists, see `nook info`), the VM's size with --isolation=vm
+    #[arg(short, long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    /// Number of CPUs: the VM's vCPUs with --isolation=vm (not enforced with --isolation=container)
-    #[arg(long)]
+    /// Memory plus swap limit (-1: unlimited swap; default: twice --memory)
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE")]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs: a CPU quota with --isolation=container, the VM's vCPUs with
+    /// --isolation=vm
+    #[arg(long, allow_hyphen_values = true)]
     pub cpus: Option<f64>,
+    /// CPU shares (relative weight, default 1024)
+    #[arg(short = 'c', long, allow_hyphen_values = true, value_name = "SHARES")]
+    pub cpu_shares: Option<String>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long, value_name = "CPUS")]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (0 or -1 for unlimited)
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    pub pids_limit: Option<String>,
     /// Log driver options: max-size (default 20m, -1: no limit), max-file (default 5)
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opt: Vec<String>,
@@ -126,10 +141,8 @@ pub struct CreateFlags {
 impl CreateFlags {
     /// Checks the flags and turns them into the engine's options.
     pub fn options(&self) -> anyhow::Result<CreateOptions> {
-        let memory = self.memory.as_deref().map(parse_memory).transpose()?;
-        if let Some(m) = memory.filter(|m| (1..MIN_MEMORY).contains(m)) {
-            anyhow::bail!("invalid --memory {m} bytes: Minimum memory limit allowed is 6MB");
-        }
+        let limits = self.limits()?;
+        let memory = limits.memory;
         let isolation = match &self.isolation {
             Some(i) => i.clone(),
             None => match Config::load(&ProcessEnv)?.isolation {
@@ -162,18 +175,22 @@ impl CreateFlags {
                     self.kernel.is_none(),
                     "--kernel applies only to --isolation=vm"
                 );
-                if memory.is_some() || self.cpus.is_some() {
-                    // Like docker and podman on a host without delegated cgroups: say so
-                    // rather than pretend the limit holds.
-                    eprintln!(
-                        "nook: warning: --memory and --cpus are not enforced with \
-                         --isolation=container (rootless, no delegated cgroup v2); \
-                         use --isolation=vm to bound them"
-                    );
-                }
+                check_delegation(&limits)?;
                 Column::Container
             }
             "vm" => {
+                let guest_side: Vec<_> = Limits {
+                    memory: None,
+                    nano_cpus: None,
+                    ..limits.clone()
+                }
+                .flag_names();
+                anyhow::ensure!(
+                    guest_side.is_empty(),
+                    "{} not yet applied with --isolation=vm: the VM column takes --memory and \
+                     --cpus (the VM's size) only",
+                    guest_side.join(", ")
+                );
                 let mut vm = VmSettings::from_flags(memory, self.cpus)?;
                 // Absolute: the container may be started later, from another directory.
                 vm.kernel = self
@@ -213,8 +230,77 @@ impl CreateFlags {
                 .map(|v| mount_args::parse_volumes_from(v))
                 .collect::<Result<_, _>>()?,
             security,
+            limits,
         })
     }
+
+    /// The limit flags, in docker's units, checked together.
+    fn limits(&self) -> anyhow::Result<Limits> {
+        let limits = Limits {
+            memory: self
+                .memory
+                .as_deref()
+                .map(|m| limits::parse_size("--memory", m))
+                .transpose()?,
+            memory_swap: self
+                .memory_swap
+                .as_deref()
+                .map(limits::parse_swap)
+                .transpose()?,
+            nano_cpus: self.cpus.map(|c| (c * 1e9).round() as u64),
+            cpu_shares: self
+                .cpu_shares
+                .as_deref()
+                .map(|s| {
+                    s.trim().parse::<u64>().map_err(|_| {
+                        anyhow::anyhow!("invalid --cpu-shares {s:?}: expected a number")
+                    })
+                })
+                .transpose()?,
+            cpuset_cpus: self
+                .cpuset_cpus
+                .as_deref()
+                .map(limits::parse_cpuset)
+                .transpose()?,
+            pids_limit: self
+                .pids_limit
+                .as_deref()
+                .map(limits::parse_pids)
+                .transpose()?,
+        };
+        limits.check()?;
+        Ok(limits)
+    }
+}
+
+/// The namespace column's limits need a delegated cgroup v2: without one they are not
+/// enforced, and the user is told why (as docker and podman warn); with one, a limit whose
+/// controller is not delegated is refused, naming it.
+fn check_delegation(limits: &Limits) -> anyhow::Result<()> {
+    if limits.is_default() {
+        return Ok(());
+    }
+    match Delegation::detect(&ProcessEnv) {
+        Err(why) => eprintln!(
+            "nook: warning: {} not enforced with --isolation=container: {why}; see `nook info`, \
+             docs/limits.md, or use --isolation=vm to bound memory and CPUs",
+            limits.flag_names().join(", ")
+        ),
+        Ok(d) if d.controllers.is_empty() => {}
+        Ok(d) => {
+            for f in limits.cgroup_files(None) {
+                anyhow::ensure!(
+                    d.controllers.iter().any(|c| c == f.controller),
+                    "cannot apply {}: the {} controller is not delegated ({}); available: {}",
+                    f.file,
+                    f.controller,
+                    d.describe(),
+                    d.controllers.join(" ")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 impl CreateFlags {
@@ -285,9 +371,6 @@ impl CreateFlags {
     }
 }
 
-/// docker's smallest memory limit, 6 MiB.
-const MIN_MEMORY: u64 = 6 << 20;
-
 /// docker's `--cpus` range: 0.01 to the host's CPU count (a VM: to its 255 vCPUs).
 fn check_cpus(cpus: f64, vm: bool) -> anyhow::Result<()> {
     let (max, why) = if vm {
@@ -301,26 +384,6 @@ fn check_cpus(cpus: f64, vm: bool) -> anyhow::Result<()> {
         "invalid --cpus {cpus}: Range of CPUs is from 0.01 to {max}.00, {why}"
     );
     Ok(())
-}
-
-/// docker's memory sizes: a number with an optional b, k, m or g suffix.
-pub fn parse_memory(s: &str) -> anyhow::Result<u64> {
-    let lower = s.to_ascii_lowercase();
-    let (digits, unit) = match lower.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => lower.split_at(i),
-        None => (lower.as_str(), ""),
-    };
-    let n: u64 = digits
-        .parse()
-        .with_context(|| format!("invalid --memory {s:?}: expected a size like 512m or 1g"))?;
-    let mult = match unit.trim_end_matches('b') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        _ => anyhow::bail!("invalid --memory {s:?}: expected a size like 512m or 1g"),
-    };
-    Ok(n * mult)
 }
 
 #[derive(clap::Args)]
@@ -339,15 +402,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn memory_sizes() {
-        assert_eq!(parse_memory("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_memory("1G").unwrap(), 1 << 30);
-        assert_eq!(parse_memory("100").unwrap(), 100);
-        assert!(parse_memory("lots").is_err());
-        assert!(parse_memory("5x").is_err());
-    }
 
     #[test]
     fn cpus_follow_dockers_range() {

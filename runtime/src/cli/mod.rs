@@ -51,8 +51,10 @@ mod restart;
 mod rm;
 mod run;
 mod start;
+mod stats;
 mod stop;
 mod top;
+mod update;
 mod wait;
 
 /// A rootless container runtime: Linux namespaces or one KVM microVM per container.
@@ -98,6 +100,10 @@ pub enum Command {
     Wait(wait::Args),
     /// Display the running processes of a container
     Top(top::Args),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::Args),
+    /// Update configuration (resource limits) of one or more containers
+    Update(update::Args),
     /// List port mappings of a container
     Port(port::Args),
     /// Copy files/folders between a container and the local filesystem
@@ -230,6 +236,8 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Exec(a) => exec::run(a, ctx),
         Command::Wait(a) => wait::run(a, ctx),
         Command::Top(a) => top::run(a, ctx),
+        Command::Stats(a) => stats::run(a, ctx),
+        Command::Update(a) => update::run(a, ctx),
         Command::Port(a) => port::run(a, ctx),
         Command::Cp(a) => cp::run(a, ctx),
         Command::Diff(a) => diff::run(a, ctx),

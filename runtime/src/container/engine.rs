@@ -54,6 +54,8 @@ pub struct CreateOptions {
     pub volumes_from: Vec<VolumesFrom>,
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
     pub security: crate::isolation::security::SecurityOptions,
+    /// `--memory`, `--memory-swap`, `--cpus`, `--cpu-shares`, `--cpuset-cpus`, `--pids-limit`.
+    pub limits: crate::isolation::limits::Limits,
 }
 
 /// Merges `extra` into `base`: a key set twice keeps the last value, at its first position.
@@ -239,6 +241,7 @@ impl Engine {
             network,
             mounts,
             security: opts.security.clone(),
+            limits: opts.limits.clone(),
         };
         let container = self.containers.create(ContainerConfig {
             id: cid,
@@ -400,6 +403,29 @@ impl Engine {
             Err(ContainerError::NotFound(_)) => Ok(0),
             Err(e) => Err(e),
         }
+    }
+
+    /// docker update: merges `change` into the container's limits, applies them to it when it
+    /// runs (its cgroup), and records them for its next starts.
+    pub fn update(
+        &self,
+        container: &Container,
+        change: &crate::isolation::limits::Limits,
+    ) -> Result<(), ContainerError> {
+        let _lock = self.containers.lock(container.id())?;
+        let mut container = self.containers.load(container.id())?;
+        let new = container.config.launch.limits.updated_with(change);
+        let status = container.status();
+        let running = match &status {
+            Status::Running { cgroup, .. } => Some(cgroup.as_deref()),
+            _ => None,
+        };
+        container
+            .config
+            .isolation
+            .update_limits(&new, change, running)?;
+        container.config.launch.limits = new;
+        self.containers.save_config(&container.config)
     }
 
     /// Starts `process` in the running container; the caller relays its stdio and waits.

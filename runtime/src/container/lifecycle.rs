@@ -79,12 +79,14 @@ mod tests {
                 init: p,
                 monitor: p,
                 started_at: Utc::now(),
+                cgroup: None,
             },
             Status::Exited {
                 code: 0,
                 started_at: None,
                 finished_at: Utc::now(),
                 monitor_lost: false,
+                oom_killed: false,
             },
         ]
     }

@@ -186,6 +186,7 @@ impl Monitor<'_> {
         let mut workload = backend.start(&config.launch, stdio)?;
         let me = std::process::id() as i32;
         let started_at = Utc::now();
+        let cgroup = workload.cgroup().map(std::path::Path::to_path_buf);
         let running = match (
             ProcessId::of(workload.host_pid(), &ProcFs),
             ProcessId::of(me, &ProcFs),
@@ -194,6 +195,7 @@ impl Monitor<'_> {
                 init,
                 monitor,
                 started_at,
+                cgroup,
             },
             // The workload already ended; its exit is recorded below.
             _ => Status::Running {
@@ -206,6 +208,7 @@ impl Monitor<'_> {
                     start_time: 0,
                 }),
                 started_at,
+                cgroup,
             },
         };
         if let Err(e) = store.save_status(id, &running, !config.auto_remove) {
@@ -257,6 +260,7 @@ impl Monitor<'_> {
                 started_at: Some(started_at),
                 finished_at: Utc::now(),
                 monitor_lost: false,
+                oom_killed: workload.oom_killed(),
             },
             !config.auto_remove,
         );

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::log::LogOptions;
 use super::state::ContainerConfig;
+use crate::isolation::limits::Limits;
 use crate::isolation::mounts::MountSpec;
 use crate::isolation::namespace::Overlay;
 use crate::isolation::network::NetworkSpec;
@@ -53,6 +54,9 @@ struct Launch {
     /// Records from before the security options had docker's defaults.
     #[serde(default, skip_serializing_if = "SecurityOptions::is_default")]
     security: SecurityOptions,
+    /// Records from before the limits had none.
+    #[serde(default, skip_serializing_if = "Limits::is_default")]
+    limits: Limits,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -129,6 +133,7 @@ impl TryFrom<Record> for ContainerConfig {
                 network: r.launch.network,
                 mounts: r.launch.mounts,
                 security: r.launch.security,
+                limits: r.launch.limits,
             },
             tty: r.tty,
             open_stdin: r.open_stdin,
@@ -194,6 +199,7 @@ impl From<ContainerConfig> for Record {
                 network: c.launch.network,
                 mounts: c.launch.mounts,
                 security: c.launch.security,
+                limits: c.launch.limits,
             },
             tty: c.tty,
             open_stdin: c.open_stdin,

@@ -51,6 +51,10 @@ pub enum Status {
         /// The monitor holding its stdio and waiting for its exit.
         monitor: ProcessId,
         started_at: DateTime<Utc>,
+        /// The container's own cgroup, when limits could be given one (see
+        /// `isolation::limits`); `stats` and `update` work on it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup: Option<std::path::PathBuf>,
     },
     Exited {
         code: i32,
@@ -59,6 +63,9 @@ pub enum Status {
         /// Set when the monitor died without recording the exit (nook observed it gone).
         #[serde(default)]
         monitor_lost: bool,
+        /// The kernel's OOM killer ended one of its processes (its memory limit was reached).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        oom_killed: bool,
     },
 }
 
@@ -122,6 +129,7 @@ impl Status {
                 started_at: Some(*started_at),
                 finished_at: now,
                 monitor_lost: true,
+                oom_killed: false,
             },
             other => other.clone(),
         }
@@ -164,6 +172,7 @@ mod tests {
                 start_time: 499,
             },
             started_at: Utc::now(),
+            cgroup: None,
         }
     }
 

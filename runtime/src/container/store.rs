@@ -176,6 +176,15 @@ impl ContainerStore {
         })
     }
 
+    /// Replaces the container's configuration (`update`); the caller holds its lock.
+    pub fn save_config(&self, config: &ContainerConfig) -> Result<(), ContainerError> {
+        self.write_json(
+            &self.dir(&config.id).join("config.json"),
+            config,
+            !config.auto_remove,
+        )
+    }
+
     fn write_records(&self, dir: &Path, config: &ContainerConfig) -> Result<(), ContainerError> {
         let durable = !config.auto_remove;
         self.write_json(&dir.join("config.json"), config, durable)?;
@@ -388,6 +397,7 @@ mod tests {
                 network: Default::default(),
                 mounts: Vec::new(),
                 security: Default::default(),
+                limits: Default::default(),
             },
             tty: false,
             open_stdin: false,
@@ -438,6 +448,7 @@ mod tests {
                 start_time: 13,
             },
             started_at: Utc::now(),
+            cgroup: None,
         };
         // Longer than the record it replaces, then shorter: both parse.
         let longer = serde_json::to_vec_pretty(&running).unwrap();
@@ -448,6 +459,7 @@ mod tests {
             started_at: None,
             finished_at: Utc::now(),
             monitor_lost: false,
+            oom_killed: false,
         };
         overwrite_in_place(&path, &serde_json::to_vec(&exited).unwrap(), false).unwrap();
         assert_eq!(store.load(a.id()).unwrap().recorded, exited);
@@ -507,6 +519,7 @@ mod tests {
             started_at: None,
             finished_at: Utc::now(),
             monitor_lost: false,
+            oom_killed: false,
         };
         store.save_status(a.id(), &exited, true).unwrap();
         assert_eq!(store.load(a.id()).unwrap().status(), exited);

@@ -37,6 +37,10 @@ pub enum IsolationError {
     #[error(transparent)]
     Network(#[from] super::stack::StackError),
     #[error(transparent)]
+    Limits(#[from] super::limits::LimitsError),
+    #[error(transparent)]
+    Cgroup(#[from] super::limits::cgroup::CgroupError),
+    #[error(transparent)]
     Atomic(#[from] crate::util::atomic::AtomicError),
 }
 

@@ -9,6 +9,7 @@
 
 pub mod copy;
 mod error;
+pub mod limits;
 pub mod mounts;
 pub mod namespace;
 pub mod network;
@@ -42,6 +43,8 @@ pub struct LaunchSpec {
     pub mounts: Vec<mounts::MountSpec>,
     /// Capabilities, no_new_privs and seccomp: for the first process and every `exec`.
     pub security: security::SecurityOptions,
+    /// Memory, CPU and process limits (a cgroup in the namespace column).
+    pub limits: limits::Limits,
 }
 
 impl LaunchSpec {
@@ -289,6 +292,88 @@ impl Isolation {
         }
     }
 
+    /// Changes the limits of a container from `old` to `new` (`change` is what `update` was
+    /// given); `running` holds the cgroup of a running container, if it has one. A stopped
+    /// container takes them at its next start.
+    pub fn update_limits(
+        &mut self,
+        new: &limits::Limits,
+        change: &limits::Limits,
+        running: Option<Option<&Path>>,
+    ) -> Result<(), IsolationError> {
+        new.check()?;
+        let refuse = |message: String| Err(IsolationError::Start { code: 125, message });
+        match self {
+            Isolation::Container(_) => match running {
+                Some(Some(cgroup)) => {
+                    limits::cgroup::Cgroup::at(cgroup)
+                        .write_all(&new.cgroup_files(Some(change)))?;
+                    Ok(())
+                }
+                Some(None) => refuse(format!(
+                    "the container runs without a cgroup of its own, so its limits cannot \
+                     change: {}",
+                    match limits::delegation::Delegation::detect(&crate::paths::ProcessEnv) {
+                        Err(why) => why.to_string(),
+                        Ok(_) => "it was started before a delegated cgroup was set up".into(),
+                    }
+                )),
+                None => Ok(()),
+            },
+            Isolation::Vm(machine) => {
+                let guest_side = limits::Limits {
+                    memory: None,
+                    nano_cpus: None,
+                    ..change.clone()
+                };
+                if !guest_side.is_default() {
+                    return refuse(format!(
+                        "{} cannot be changed for --isolation=vm: the VM column takes --memory \
+                         and --cpus only",
+                        guest_side.flag_names().join(", ")
+                    ));
+                }
+                if running.is_some() {
+                    return refuse(
+                        "a running VM's memory and vCPUs are fixed at boot: stop the \
+                         container, update it, and start it again"
+                            .into(),
+                    );
+                }
+                let kernel = machine.settings.kernel.clone();
+                machine.settings =
+                    vm::VmSettings::from_flags(new.memory, new.nano_cpus.map(|n| n as f64 / 1e9))?;
+                machine.settings.kernel = kernel;
+                Ok(())
+            }
+        }
+    }
+
+    /// What the running container whose first process (or VMM) is `host_pid` consumes;
+    /// `cgroup` is its own cgroup, if it has one.
+    pub fn sample(
+        &self,
+        host_pid: i32,
+        cgroup: Option<&Path>,
+    ) -> Result<limits::stats::Sample, IsolationError> {
+        match (self, cgroup) {
+            (_, Some(cg)) if cg.exists() => Ok(limits::stats::from_cgroup(
+                &limits::cgroup::Cgroup::at(cg),
+                host_pid,
+            )),
+            (Isolation::Container(_), _) => Ok(limits::stats::from_procs(
+                &namespace::procs::processes(host_pid)?,
+                host_pid,
+            )),
+            // The host's view: the VMM process, its memory against the VM's size.
+            (Isolation::Vm(m), _) => {
+                let mut s = limits::stats::from_procs(&[host_pid], 0);
+                s.memory_limit = u64::from(m.settings.memory_mib) << 20;
+                Ok(s)
+            }
+        }
+    }
+
     /// The image's read-only part (its unpacked tree, or its EROFS disk): `prune` keeps it
     /// while the container exists.
     pub fn image_path(&self) -> &Path {
@@ -361,6 +446,17 @@ pub trait Process {
 /// [`Backend::force_stop`] take it back.
 pub trait Workload: Process {
     fn host_pid(&self) -> i32;
+
+    /// The cgroup holding the container's processes, when it has its own.
+    fn cgroup(&self) -> Option<&Path> {
+        None
+    }
+
+    /// Whether the kernel's OOM killer ended one of its processes (known once
+    /// [`Process::wait`] returned).
+    fn oom_killed(&self) -> bool {
+        false
+    }
 }
 
 /// What [`Backend::signal`] did: delivered as asked, or with a notice the user should read.

@@ -31,6 +31,7 @@ use process::{spawn, spawn_with, wait_pid, ChildFailure};
 
 pub use rootfs::Overlay;
 
+use super::limits::{self, cgroup::Cgroup, delegation::Delegation};
 use super::network::NetworkMode;
 use super::security::SecurityOptions;
 use super::{
@@ -228,11 +229,18 @@ struct Child {
     pasta: Option<crate::isolation::stack::Running>,
     /// Whether pasta publishes ports, which must be free once the container has stopped.
     published: bool,
+    /// A container's own cgroup, removed when its first process ends.
+    cgroup: Option<Cgroup>,
+    oom_killed: bool,
 }
 
 impl Process for Child {
     fn wait(&mut self) -> Result<Exit, IsolationError> {
         let exit = wait_pid(self.pid);
+        if let Some(cgroup) = self.cgroup.take() {
+            self.oom_killed = cgroup.oom_kills() > 0;
+            cgroup.remove();
+        }
         // The container is gone: so is its network.
         if let Some(pasta) = self.pasta.take() {
             if self.published {
@@ -248,6 +256,14 @@ impl Process for Child {
 impl Workload for Child {
     fn host_pid(&self) -> i32 {
         self.pid
+    }
+
+    fn cgroup(&self) -> Option<&Path> {
+        self.cgroup.as_ref().map(Cgroup::path)
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.oom_killed
     }
 }
 
@@ -298,15 +314,22 @@ impl super::Backend for Backend<'_> {
             start: spec.start_spec(),
         };
         let mut pasta = None;
-        let pid = spawn_with(
+        let delegation = Delegation::detect(&crate::paths::ProcessEnv);
+        let id = super::container_id(&self.dir);
+        let mut cgroup = None;
+        let started = spawn_with(
             flags,
             Some(map),
-            |pid| match sync {
-                Some(sync) => Ok(Some((
-                    net::launch_pasta(&spec.network, pid, &pid_file)?,
-                    sync,
-                ))),
-                None => Ok(None),
+            |pid| {
+                // Before the container runs anything of its own: its limits hold from the start.
+                cgroup = limits::place(&delegation, &id, pid, &spec.limits)?;
+                match sync {
+                    Some(sync) => Ok(Some((
+                        net::launch_pasta(&spec.network, pid, &pid_file)?,
+                        sync,
+                    ))),
+                    None => Ok(None),
+                }
             },
             |launched| {
                 if let Some((launch, sync)) = launched {
@@ -325,12 +348,23 @@ impl super::Backend for Backend<'_> {
                     ends,
                 ))
             },
-        )?;
+        );
+        let pid = match started {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some(c) = &cgroup {
+                    c.remove();
+                }
+                return Err(e);
+            }
+        };
         drop(stdio);
         Ok(Box::new(Child {
             pid,
             pasta,
             published: !spec.network.ports.is_empty(),
+            cgroup,
+            oom_killed: false,
         }))
     }
 
@@ -343,46 +377,60 @@ impl super::Backend for Backend<'_> {
         let confinement = confine::Confinement::of(self.security)?;
         let namespaces = open_namespaces(init)?;
         let setgroups = self.host.ids.map.setgroups_allowed();
+        // In the container's cgroup, under its limits, like its other processes.
+        let cgroup = Cgroup::of_process(init);
+        let enter = |pid| match &cgroup {
+            Some(c) => c.add(pid).map_err(IsolationError::from),
+            None => Ok(()),
+        };
         // Joining a pid namespace only affects children, so the joiner forks the process that
         // runs the command and passes its status on.
-        let pid = spawn(0, None, || {
-            join(&namespaces)?;
-            let (report_read, report_write) = process::pipe()
-                .map_err(|e| ChildFailure::setup(format!("cannot create a pipe: {e}")))?;
-            // SAFETY: fork of a single-threaded process; the child only continues below.
-            let child = unsafe { libc::fork() };
-            if child < 0 {
-                return Err(ChildFailure::setup(format!(
-                    "cannot fork into the container: {}",
-                    io::Error::last_os_error()
-                )));
-            }
-            if child == 0 {
-                drop(report_read);
-                let failure = init::run_process(process, &stdio, setgroups, &confinement);
-                process::fail_child(&report_write, &failure);
-            }
-            drop(report_write);
-            drop_stdio(&stdio);
-            if let Some(failure) = process::read_report(report_read) {
-                let _ = wait_pid(child);
-                return Err(failure);
-            }
-            // Running: let `spawn` return now (it waits for its report pipe to close) so that
-            // the caller relays the process's stdio while it runs. Nothing here is needed any
-            // more but the child's pid.
-            // SAFETY: close_range takes descriptor numbers and flags; this process only waits
-            // and _exits from here on.
-            unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
-            let status = wait_pid(child).map(Exit::status).unwrap_or(125);
-            // SAFETY: ends this intermediate process with the command's status.
-            unsafe { libc::_exit(status) }
-        })?;
+        let pid = spawn_with(
+            0,
+            None,
+            enter,
+            |()| Ok(()),
+            || {
+                join(&namespaces)?;
+                let (report_read, report_write) = process::pipe()
+                    .map_err(|e| ChildFailure::setup(format!("cannot create a pipe: {e}")))?;
+                // SAFETY: fork of a single-threaded process; the child only continues below.
+                let child = unsafe { libc::fork() };
+                if child < 0 {
+                    return Err(ChildFailure::setup(format!(
+                        "cannot fork into the container: {}",
+                        io::Error::last_os_error()
+                    )));
+                }
+                if child == 0 {
+                    drop(report_read);
+                    let failure = init::run_process(process, &stdio, setgroups, &confinement);
+                    process::fail_child(&report_write, &failure);
+                }
+                drop(report_write);
+                drop_stdio(&stdio);
+                if let Some(failure) = process::read_report(report_read) {
+                    let _ = wait_pid(child);
+                    return Err(failure);
+                }
+                // Running: let `spawn` return now (it waits for its report pipe to close) so that
+                // the caller relays the process's stdio while it runs. Nothing here is needed any
+                // more but the child's pid.
+                // SAFETY: close_range takes descriptor numbers and flags; this process only waits
+                // and _exits from here on.
+                unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+                let status = wait_pid(child).map(Exit::status).unwrap_or(125);
+                // SAFETY: ends this intermediate process with the command's status.
+                unsafe { libc::_exit(status) }
+            },
+        )?;
         drop(stdio);
         Ok(Box::new(Child {
             pid,
             pasta: None,
             published: false,
+            cgroup: None,
+            oom_killed: false,
         }))
     }
 
