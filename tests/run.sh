@@ -20,5 +20,6 @@ tests/vm/containers-vm.sh
 tests/vm/security-vm.sh
 tests/vm/network-vm.sh
 tests/vm/volumes-vm.sh
+tests/vm/limits.sh
 tests/vm/bench.sh
 tests/vm/tour.sh
