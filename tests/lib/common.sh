@@ -6,7 +6,7 @@ NOOK_APT_PACKAGES=(
     e2fsprogs erofs-utils busybox-static cpio zstd gzip tar acl uidmap
     flex bison bc libelf-dev libssl-dev linux-source-6.1
     qemu-system-x86 skopeo umoci debootstrap runc hyperfine time crun
-    podman conmon slirp4netns
+    podman conmon slirp4netns containerd
     docker-registry apache2-utils openssl passt
     libseccomp-dev libcap-ng-dev
 )

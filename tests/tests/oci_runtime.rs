@@ -163,9 +163,19 @@ impl Oci {
 
     fn left(&self) -> Vec<String> {
         std::fs::read_dir(self.state())
-            .unwrap()
+            .into_iter()
+            .flatten()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
+    }
+}
+
+impl Drop for Oci {
+    /// A test that failed half way leaves no container behind.
+    fn drop(&mut self) {
+        for id in self.left() {
+            let _ = self.run(&["delete", "--force", &id]);
+        }
     }
 }
 
