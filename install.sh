@@ -2,6 +2,8 @@
 # Install nook for the current user, so that `nook run ...` works from any directory without a
 # checkout:
 #   <prefix>/bin/nook                          the CLI
+#   <prefix>/bin/nook-runtime                  the OCI runtime (runc's command line, for podman
+#                                              and containerd: docs/kubernetes.md)
 #   <prefix>/lib/nook/nook-vmm                 the microVM monitor
 #   <prefix>/lib/nook/nook-agent               the static guest agent (PID 1 of every VM)
 #   <prefix>/lib/nook/vmlinux                  the guest kernel
@@ -22,14 +24,14 @@ while [ $# -gt 0 ]; do
     case $1 in
     --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
     --prefix=*) prefix=${1#--prefix=}; shift ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown argument '$1' (usage: install.sh [--prefix DIR])" >&2; exit 2 ;;
     esac
 done
 mkdir -p "$prefix"
 prefix=$(cd "$prefix" && pwd)
 
-cargo build --release --locked -p nook --bin nook -p nook-vmm --bin nook-vmm >&2
+cargo build --release --locked -p nook --bin nook --bin nook-runtime -p nook-vmm --bin nook-vmm >&2
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 agent=$(agent/build-static.sh | tail -n1)
 kernel=$(guest-kernel/build.sh | tail -n1)
@@ -42,6 +44,7 @@ put() { # put MODE SRC DEST: an atomic replace, so a running nook never sees hal
     say "$3"
 }
 put 0755 "$target/release/nook" "$prefix/bin/nook"
+put 0755 "$target/release/nook-runtime" "$prefix/bin/nook-runtime"
 put 0755 "$target/release/nook-vmm" "$prefix/lib/nook/nook-vmm"
 put 0755 "$agent" "$prefix/lib/nook/nook-agent"
 put 0644 "$kernel" "$prefix/lib/nook/vmlinux"
