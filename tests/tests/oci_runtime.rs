@@ -543,3 +543,54 @@ fn version_features_and_spec() {
         .unwrap()
         .contains("--systemd-cgroup is not honoured"));
 }
+
+#[test]
+fn a_terminal_goes_to_the_console_socket() {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let oci = Oci::new();
+    let bundle = oci.bundle("tty", |c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 24, "width": 100});
+        c["process"]["args"] = args(&["sh", "-c", "echo tty=$(tty) size=$(stty size)"]);
+    });
+    let path = oci.user.root().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Without a console socket, a terminal cannot be given: runc's error.
+    let e = oci.fails(&["run", "--bundle", bundle.to_str().unwrap(), "no-socket"]);
+    assert!(e.contains("--console-socket"), "{e}");
+    let run = oci
+        .cmd(&[
+            "run",
+            "--console-socket",
+            path.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "tty",
+        ])
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let began = Instant::now();
+    let leader = loop {
+        if let Some(fd) = nook::terminal::recv_fd(stream.as_fd()).unwrap() {
+            break fd;
+        }
+        assert!(began.elapsed() < Duration::from_secs(20), "no pty came");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut leader = File::from(leader);
+    let mut seen = Vec::new();
+    // The follower's last holder ends with the container: then the leader reads EIO.
+    let mut buf = [0u8; 256];
+    while let Ok(n) = leader.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&seen).trim(), "tty=/dev/pts/0 size=24 100");
+}
