@@ -392,14 +392,24 @@ fn hooks_get_the_state_on_stdin() {
                "args": ["sh", "-c", format!("cat > {}/{name}.json", dir.display())]})
     };
     let bundle = oci.bundle("hooks", |c| {
-        c["process"]["args"] = args(&["true"]);
+        // The workload sees what the startContainer hook, run in its root, wrote before it.
+        c["process"]["args"] = args(&[
+            "sh",
+            "-c",
+            "test -s /hooks/startContainer.json && echo found",
+        ]);
         c["hooks"] = json!({
             "createRuntime": [hook("createRuntime")],
             "prestart": [hook("prestart")],
+            "createContainer": [hook("createContainer")],
+            "startContainer": [{"path": "/bin/sh",
+                                "args": ["sh", "-c", "cat > /hooks/startContainer.json"]}],
             "poststart": [hook("poststart")],
             "poststop": [hook("poststop")],
         });
         c["annotations"] = json!({"org.example": "yes"});
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/hooks", "type": "bind", "source": dir, "options": ["rbind"]}));
     });
     let out = oci.user.root().join("hooks.out");
     assert!(oci.create(&bundle, "h", &out, &[]).status.success());
@@ -409,7 +419,7 @@ fn hooks_get_the_state_on_stdin() {
         serde_json::from_str(&text).unwrap()
     };
     let state = oci.state_of("h");
-    for name in ["createRuntime", "prestart"] {
+    for name in ["createRuntime", "prestart", "createContainer"] {
         let s = read(name);
         assert_eq!(s["status"], "creating", "{name}");
         assert_eq!(s["pid"], state["pid"], "{name}");
@@ -417,11 +427,19 @@ fn hooks_get_the_state_on_stdin() {
         assert_eq!(s["annotations"]["org.example"], "yes");
     }
     assert!(!dir.join("poststart.json").exists());
+    assert!(!dir.join("startContainer.json").exists());
     oci.ok(&["start", "h"]);
     assert_eq!(read("poststart")["status"], "running");
     wait_for("the container to stop", || {
         oci.state_of("h")["status"] == "stopped"
     });
+    let started = read("startContainer");
+    assert_eq!(started["pid"], state["pid"]);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "found\n",
+        "the workload found the hook's file"
+    );
     assert!(!dir.join("poststop.json").exists());
     oci.ok(&["delete", "h"]);
     assert_eq!(read("poststop")["status"], "stopped");

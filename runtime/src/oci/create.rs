@@ -141,7 +141,23 @@ fn create_in(
     let hooks = bundle.spec.hooks().as_ref();
     let pid = {
         let for_hooks = &container;
-        bundle::create(&spec, stdio, &fifo, args.preserve_fds, |pid| {
+        let doc = |pid: i32, status: Status| {
+            let mut doc = for_hooks.state_json(status);
+            doc["pid"] = pid.into();
+            doc.to_string()
+        };
+        let in_container = |point: Point, status: Status| {
+            move |pid: i32| {
+                hooks::run(hooks, point, &doc(pid, status)).map_err(|e| crate::errors::chain(&e))
+            }
+        };
+        let before_pivot = in_container(Point::CreateContainer, Status::Creating);
+        let before_exec = in_container(Point::StartContainer, Status::Created);
+        let inside = bundle::Inside {
+            before_pivot: &before_pivot,
+            before_exec: &before_exec,
+        };
+        bundle::create(&spec, stdio, &fifo, args.preserve_fds, &inside, |pid| {
             let mut doc = for_hooks.state_json(Status::Creating);
             doc["pid"] = pid.into();
             let doc = doc.to_string();

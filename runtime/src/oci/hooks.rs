@@ -1,6 +1,9 @@
-//! The spec's hooks: each runs as a host process with the container's state on its stdin,
-//! its own args and env, and a timeout; a failing prestart, createRuntime or poststop hook
-//! fails the operation, a failing poststart hook is a warning (as the spec says).
+//! The spec's hooks: each runs with the container's state on its stdin, its own args and
+//! env, and a timeout; createRuntime, prestart, poststart and poststop hooks as host
+//! processes, createContainer hooks from the container's first process in its namespaces
+//! before pivot_root, startContainer hooks from it in its root just before the workload. A
+//! failing hook fails the operation, but for poststart and poststop hooks, whose failure is a
+//! warning (as the spec says).
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -16,6 +19,8 @@ use super::error::OciError;
 pub enum Point {
     Prestart,
     CreateRuntime,
+    CreateContainer,
+    StartContainer,
     Poststart,
     Poststop,
 }
@@ -25,6 +30,8 @@ impl Point {
         match self {
             Point::Prestart => "prestart",
             Point::CreateRuntime => "createRuntime",
+            Point::CreateContainer => "createContainer",
+            Point::StartContainer => "startContainer",
             Point::Poststart => "poststart",
             Point::Poststop => "poststop",
         }
@@ -35,6 +42,8 @@ impl Point {
         let list = match self {
             Point::Prestart => hooks.prestart(),
             Point::CreateRuntime => hooks.create_runtime(),
+            Point::CreateContainer => hooks.create_container(),
+            Point::StartContainer => hooks.start_container(),
             Point::Poststart => hooks.poststart(),
             Point::Poststop => hooks.poststop(),
         };

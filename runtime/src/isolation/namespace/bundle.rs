@@ -84,6 +84,14 @@ pub struct BundleSpec {
     pub targets_record: PathBuf,
 }
 
+/// What the OCI front end runs inside the container's first process, given its pid as the
+/// host sees it: once the root's mounts are made and before pivot_root (the createContainer
+/// hooks), and once `start` let it go, just before `execve` (the startContainer hooks).
+pub struct Inside<'a> {
+    pub before_pivot: &'a dyn Fn(i32) -> Result<(), String>,
+    pub before_exec: &'a dyn Fn(i32) -> Result<(), String>,
+}
+
 /// Creates the container: its namespaces, mounts and root, and its first process waiting
 /// before `execve` until `fifo` (a FIFO, opened `O_PATH` by the caller) is opened for reading
 /// (`start`). `created` runs with the first process's pid once its namespaces exist and before
@@ -93,6 +101,7 @@ pub fn create(
     stdio: Stdio,
     fifo: &OwnedFd,
     keep_fds: u32,
+    inside: &Inside<'_>,
     created: impl FnOnce(i32) -> Result<(), IsolationError>,
 ) -> Result<i32, IsolationError> {
     // Joining happens here, in the caller, which the first process is cloned from: a pid
@@ -109,7 +118,11 @@ pub fn create(
         map,
         created,
         |()| Ok(()),
-        || Err(first_process(spec, &stdio, fifo, keep_fds, setgroups)),
+        || {
+            Err(first_process(
+                spec, &stdio, fifo, keep_fds, inside, setgroups,
+            ))
+        },
     )?;
     drop(stdio);
     Ok(pid)
@@ -127,8 +140,14 @@ fn first_process(
     stdio: &Stdio,
     fifo: &OwnedFd,
     keep_fds: u32,
+    inside: &Inside<'_>,
     setgroups: bool,
 ) -> ChildFailure {
+    // The host's /proc is still this process's: it names the pid the host sees.
+    let host_pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<i32>().ok())
+        .unwrap_or(0);
     if let Err(e) = init::become_root(setgroups) {
         return setup_failure(format!("cannot become root in the user namespace: {e}"));
     }
@@ -138,7 +157,7 @@ fn first_process(
             return setup_failure(format!("cannot set the hostname {name:?}: {e}"));
         }
     }
-    if let Err(message) = build_root(&sys, spec) {
+    if let Err(message) = build_root(&sys, spec, || (inside.before_pivot)(host_pid)) {
         return setup_failure(message);
     }
     if spec.namespaces.new & libc::CLONE_NEWNET != 0 {
@@ -147,7 +166,10 @@ fn first_process(
         }
     }
     let fifo_fd = fifo.as_raw_fd();
-    let gate = move || wait_for_start(fifo_fd);
+    let gate = move || {
+        wait_for_start(fifo_fd)?;
+        (inside.before_exec)(host_pid).map_err(setup_failure)
+    };
     let tail = Tail {
         ids: Some(spec.process.user.clone()),
         exact_env: true,
@@ -191,7 +213,11 @@ fn wait_for_start(fifo: i32) -> Result<(), ChildFailure> {
 
 /// The container's root: the bundle's directory, its mounts, devices and masks, then
 /// pivot_root into it.
-fn build_root(sys: &dyn Sys, spec: &BundleSpec) -> Result<(), String> {
+fn build_root(
+    sys: &dyn Sys,
+    spec: &BundleSpec,
+    before_pivot: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
     let chain = |e: super::sys::MountError| crate::errors::chain(&e);
     rootfs::bind_root(sys, &spec.rootfs).map_err(chain)?;
     let mut ops = Rooted::new(&spec.rootfs)
@@ -202,6 +228,7 @@ fn build_root(sys: &dyn Sys, spec: &BundleSpec) -> Result<(), String> {
     }
     devices(sys, &ops, spec)?;
     masks::apply_lists(sys, &spec.rootfs, &spec.masked, &spec.readonly_paths).map_err(chain)?;
+    before_pivot()?;
     rootfs::switch_to(sys, &spec.rootfs).map_err(chain)?;
     rootfs::seal(sys, spec.readonly).map_err(chain)
 }
