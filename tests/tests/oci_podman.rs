@@ -93,6 +93,13 @@ impl Podman {
     }
 }
 
+impl Drop for Podman {
+    /// Ends the pause process rootless podman leaves holding its user namespace.
+    fn drop(&mut self) {
+        let _ = self.run(&["system", "migrate"]);
+    }
+}
+
 #[test]
 fn podman_runs_containers_on_nook_runtime() {
     let podman = Podman::new();
