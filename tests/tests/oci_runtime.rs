@@ -612,3 +612,50 @@ fn a_terminal_goes_to_the_console_socket() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&seen).trim(), "tty=/dev/pts/0 size=24 100");
 }
+
+#[test]
+fn preserved_descriptors_reach_the_workload() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let oci = Oci::new();
+    let bundle = oci.bundle("fds", |c| {
+        c["process"]["args"] = args(&["sh", "-c", "echo through fd 3 >&3; ls /proc/self/fd"]);
+    });
+    let target = oci.user.root().join("fd3");
+    oci.write(&target, "");
+    let file = File::options().append(true).open(&target).unwrap();
+    let raw = file.as_raw_fd();
+    let mut cmd = oci.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "fds",
+    ]);
+    // SAFETY: descriptor calls in the child before exec: fd 3 becomes the file, open across
+    // exec (a dup2 onto itself would leave it close-on-exec).
+    unsafe {
+        cmd.pre_exec(move || {
+            let ret = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if ret < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "through fd 3\n");
+    // The workload holds its three streams and fd 3 (and ls's own directory), nothing of
+    // nook-runtime's.
+    let fds: Vec<String> = text(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(fds, ["0", "1", "2", "3", "4"], "{fds:?}");
+}
