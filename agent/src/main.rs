@@ -15,7 +15,7 @@ use nook_agent::errors;
 use nook_agent::guest::cmdline::{BootParams, CMDLINE_ENV, DEFAULT_CHANNEL};
 use nook_agent::guest::console::{self, KernelLog};
 use nook_agent::guest::mounts::{self, SysMounts};
-use nook_agent::guest::{net, power, rootfs};
+use nook_agent::guest::{net, power, rootfs, warm};
 use nook_agent::layer::targets;
 use nook_agent::protocol::{BootTimes, ErrorKind, FrameWriter, GuestMessage, SYNC};
 use nook_agent::supervisor::{self, boottime_ns, realtime_ns, Config, Outcome};
@@ -97,8 +97,8 @@ fn tell_host(channel: &Path, message: &str) {
 }
 
 fn boot(
-    agent_start_ns: u64,
-    kernel_start_realtime_ns: u64,
+    mut agent_start_ns: u64,
+    mut kernel_start_realtime_ns: u64,
     log: &mut KernelLog,
     state: &mut BootState,
 ) -> Result<Outcome> {
@@ -127,7 +127,25 @@ fn boot(
         cmdline.push(' ');
         cmdline.push_str(&extra);
     }
-    let params = BootParams::parse(&cmdline).context("reading the nook.* kernel parameters")?;
+    let mut params = BootParams::parse(&cmdline).context("reading the nook.* kernel parameters")?;
+    // A template boot stops here, waiting, for its snapshot; every VM resumed from it goes on
+    // with its own container's parameters.
+    if params.warm {
+        let mut channel =
+            File::from(console::open_raw(&params.channel).with_context(|| {
+                format!("opening the agent channel {}", params.channel.display())
+            })?);
+        let start = warm::WarmStart::ask(&mut channel)
+            .context("asking the host for the container's start data")?;
+        drop(channel);
+        params = BootParams::parse(&start.cmdline)
+            .context("reading the container's nook.* parameters from the host")?;
+        warm::reseed(&start.seed).context("reseeding the kernel's random pool")?;
+        warm::set_clock(start.realtime_ns).context("setting the clock")?;
+        warm::refresh_disks(Path::new("/sys/block"), &start.disk_sectors)?;
+        agent_start_ns = boottime_ns();
+        kernel_start_realtime_ns = start.realtime_ns.saturating_sub(agent_start_ns);
+    }
     log.debug = params.debug;
     state.channel = params.channel.clone();
     if !params.debug {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `nook bench` with the VM column, in the nested KVM rig (natively on a VT-x/AMD-V host):
-#   nook bench --isolation vm,container --peers qemu,runc,crun --runs N --json ... --svg ...
-# then checks the report: the vm, container and qemu targets ran, and every VM run has its seven
-# phases in order (tests/src/bin/nook-bench-check.rs); runc and crun are measured where they can
+#   nook bench --isolation vm,vm-cold,container --peers qemu,runc,crun --runs N --json ... --svg ...
+# then checks the report: the vm (warm start), vm-cold, container and qemu targets ran, and every
+# VM run has its eight phases in order (warm runs restored, cold ones booted a kernel) (tests/src/bin/nook-bench-check.rs); runc and crun are measured where they can
 # run and listed as skipped with their reason where they cannot. The table, JSON and SVG are kept
 # in BENCH_OUT (a directory) when set, for docs/isolation.md and docs/bench.svg.
 #
@@ -19,7 +19,7 @@ in_rig() {
     export XDG_CACHE_HOME=$WORK/cache
     mkdir -p "$XDG_RUNTIME_DIR"
     "$NOOK_BIN" image default >/dev/null
-    "$NOOK_BIN" bench --isolation vm,container --peers qemu,runc,crun --runs "$RUNS" --warmup 1 \
+    "$NOOK_BIN" bench --isolation vm,vm-cold,container --peers qemu,runc,crun --runs "$RUNS" --warmup 1 \
         --json "$WORK/bench.json" --svg "$WORK/bench.svg" >"$WORK/bench.txt"
 }
 
@@ -44,7 +44,7 @@ export NOOK_RIG_MEM=${NOOK_RIG_MEM:-4096}
 tests/rig/run.sh --rw "$work" --timeout 1700 -- "$PWD/tests/vm/bench.sh" --in-rig ||
     vm_die "nook bench failed in the rig"
 cat "$work/bench.txt"
-"$target/debug/nook-bench-check" "$work/bench.json" vm container qemu || vm_die "the report does not hold"
+"$target/debug/nook-bench-check" "$work/bench.json" vm vm-cold container qemu || vm_die "the report does not hold"
 if [ -n "${BENCH_OUT:-}" ]; then
     mkdir -p "$BENCH_OUT"
     cp "$work/bench.json" "$work/bench.svg" "$work/bench.txt" "$BENCH_OUT/"

@@ -42,11 +42,9 @@ pub struct VmConfig {
     /// RAM is mapped from memfds the backends map too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fs: Vec<FsConfig>,
-    /// An empty directory: when the guest rings the snapshot doorbell, the VM stops and its
-    /// snapshot is written there (`state` and `memory`), and the VMM ends with
-    /// [`crate::VmExit::Snapshotted`]. The caller moves the directory into place.
+    /// Where and when to write a snapshot; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_to: Option<PathBuf>,
+    pub snapshot_to: Option<SnapshotTo>,
     /// A snapshot directory to resume instead of booting the kernel: memory, vCPUs and devices
     /// come back as they were, the devices' backends (disks, sockets) are this config's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +61,18 @@ pub struct FsConfig {
     pub socket: PathBuf,
     /// The name the guest mounts (`mount -t virtiofs TAG DIR`), at most 36 bytes.
     pub tag: String,
+}
+
+/// A snapshot to write: when a byte arrives on `trigger`, the VM stops, its snapshot is
+/// written into `dir` (`state` and `memory`) and the VMM ends with
+/// [`crate::VmExit::Snapshotted`]. The caller moves the directory into place.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotTo {
+    /// An empty directory.
+    pub dir: PathBuf,
+    /// A Unix stream socket the caller listens on; the VMM connects before the guest runs.
+    pub trigger: PathBuf,
 }
 
 impl VmConfig {

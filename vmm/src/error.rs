@@ -85,6 +85,15 @@ pub enum VmmError {
     /// The seccomp filter.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    /// The snapshot trigger socket.
+    #[error("cannot connect to the snapshot trigger socket {path} (the caller must listen before the VM starts)")]
+    SnapshotTrigger {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A snapshot could not be written or restored.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),

@@ -47,7 +47,7 @@ pub enum VmExit {
     Halted,
     /// The host-side timeout expired and the VM was killed.
     Timeout,
-    /// The guest asked for a snapshot through the doorbell, and it was written.
+    /// The caller asked for a snapshot (see `snapshot::trigger`), and it was written.
     Snapshotted,
 }
 

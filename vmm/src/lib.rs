@@ -29,7 +29,7 @@ pub mod thread;
 #[cfg(test)]
 mod tiny_guests;
 
-pub use config::{DiskConfig, FsConfig, NetConfig, SerialOutput, VmConfig};
+pub use config::{DiskConfig, FsConfig, NetConfig, SerialOutput, SnapshotTo, VmConfig};
 pub use error::VmmError;
 pub use exit::VmExit;
 

@@ -30,9 +30,8 @@ use crate::layout::{
     CMDLINE_MAX_SIZE, I8042_PORT, I8042_PORT_LEN, IRQ_MAX, SERIAL_IRQ, SERIAL_PORT,
     SERIAL_PORT_LEN, VIRTIO_IRQ_BASE,
 };
-use crate::snapshot::doorbell::{self, Doorbell};
 use crate::snapshot::take::{self, Destination};
-use crate::snapshot::{restore, vcpu as vcpu_state};
+use crate::snapshot::{self, restore, vcpu as vcpu_state};
 use crate::{boot, memory, seccomp, thread};
 
 /// How long stopping vCPU threads may take before the VMM gives up on joining them.
@@ -139,11 +138,13 @@ pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
         Some(dir) => Some(restore::open(dir, config)?),
         None => None,
     };
-    let destination = config
-        .snapshot_to
-        .as_deref()
-        .map(Destination::open)
-        .transpose()?;
+    let (destination, trigger) = match &config.snapshot_to {
+        Some(to) => (
+            Some(Destination::open(&to.dir)?),
+            Some(snapshot::trigger::connect(&to.trigger)?),
+        ),
+        None => (None, None),
+    };
 
     // Everything the VM uses is opened before any guest code runs.
     let disks = config
@@ -210,18 +211,6 @@ pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
             u64::from(I8042_PORT_LEN),
         )
         .map_err(|e| VmmError::Config(format!("i8042: {e}")))?;
-    buses
-        .pio
-        .insert(
-            Arc::new(Mutex::new(Doorbell::new(
-                exit.clone(),
-                destination.is_some(),
-                restoring.is_some(),
-            ))),
-            u64::from(doorbell::PORT),
-            1,
-        )
-        .map_err(|e| VmmError::Config(format!("snapshot doorbell: {e}")))?;
     if let Some(out) = serial_out {
         let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmmError::EventFd {
             what: "serial irq",
@@ -306,6 +295,15 @@ pub fn run(config: &VmConfig, caller: Caller) -> Result<VmExit, VmmError> {
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(vcpu);
                 result
             },
+        )?);
+    }
+    if let Some(socket) = trigger {
+        let watch_exit = exit.clone();
+        handles.push(thread::spawn(
+            "snapshot-trigger",
+            filter.clone(),
+            exit.clone(),
+            move || snapshot::trigger::watch(socket, watch_exit),
         )?);
     }
     // From here on the main thread only waits and tears down: it runs under the same filter

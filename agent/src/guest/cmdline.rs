@@ -11,6 +11,7 @@
 //! | `nook.upperfstype=FS` | `ext4` | the writable disk's filesystem type |
 //! | `nook.channel=PATH` | `/dev/hvc0` | the host channel (a virtio console, put in raw mode) |
 //! | `nook.readonly` or `nook.readonly=1` | off | the container's root is read-only once its files are set up (`--read-only`) |
+//! | `nook.warm` or `nook.warm=1` | off | a template boot (see [`crate::guest::warm`]): once booted the agent asks the host for its container's parameters, which replace these |
 //! | `nook.debug` or `nook.debug=1` | off | log each boot step to the kernel log (seen on the serial console with `console=ttyS0`) |
 //! | `nook.net=ADDR/PREFIX,GATEWAY,MTU` | none (only `lo`) | configure `eth0` (the virtio-net device): IPv4 address `ADDR` (dotted) with prefix length `PREFIX` (0-32), default route via `GATEWAY`, MTU `MTU` (68-65535), e.g. `nook.net=10.0.2.100/24,10.0.2.2,65520`; IPv6 is left to the kernel's autoconfiguration |
 //!
@@ -36,6 +37,9 @@ pub struct BootParams {
     pub read_only: bool,
     /// `eth0`'s IPv4 configuration; `None` leaves every interface but `lo` alone.
     pub net: Option<NetParams>,
+    /// A template boot: ask the host for the container's parameters before the container root
+    /// is built (see [`crate::guest::warm`]).
+    pub warm: bool,
 }
 
 /// The IPv4 configuration of the guest's network interface (`nook.net`).
@@ -135,6 +139,8 @@ pub enum CmdlineError {
     BadPath { param: &'static str, value: String },
     #[error("kernel parameter nook.debug={value} is neither 0 nor 1")]
     BadDebug { value: String },
+    #[error("kernel parameter nook.warm={value} is neither 0 nor 1")]
+    BadWarm { value: String },
     #[error("kernel parameter nook.readonly={value} is neither 0 nor 1")]
     BadReadOnly { value: String },
     #[error("kernel parameter nook.net={value} is not ADDR/PREFIX,GATEWAY,MTU: {reason}")]
@@ -159,6 +165,7 @@ impl Default for BootParams {
             debug: false,
             read_only: false,
             net: None,
+            warm: false,
         }
     }
 }
@@ -241,6 +248,9 @@ impl fmt::Display for BootParams {
         if let Some(net) = &self.net {
             write!(f, " nook.net={net}")?;
         }
+        if self.warm {
+            f.write_str(" nook.warm")?;
+        }
         Ok(())
     }
 }
@@ -278,6 +288,13 @@ impl BootParams {
                     })
                 }
                 ("nook.net", Some(v)) => p.net = Some(NetParams::parse(v)?),
+                ("nook.warm", None | Some("1")) => p.warm = true,
+                ("nook.warm", Some("0")) => p.warm = false,
+                ("nook.warm", Some(v)) => {
+                    return Err(CmdlineError::BadWarm {
+                        value: v.to_owned(),
+                    })
+                }
                 ("nook.debug", None | Some("1")) => p.debug = true,
                 ("nook.debug", Some("0")) => p.debug = false,
                 ("nook.debug", Some(v)) => {
@@ -415,6 +432,7 @@ mod tests {
                 gateway: Ipv4Addr::new(192, 168, 7, 1),
                 mtu: 1500,
             }),
+            warm: true,
         };
         let cases = [
             BootParams::default(),
@@ -455,6 +473,7 @@ mod tests {
             ("nook.rootfstype=ext4,ro", "nook.rootfstype=ext4,ro"),
             ("nook.channel=hvc0", "nook.channel=hvc0"),
             ("nook.debug=yes", "nook.debug=yes"),
+            ("nook.warm=2", "nook.warm=2"),
             ("nook.net=", "nook.net= is not ADDR/PREFIX,GATEWAY,MTU"),
             ("nook.net=10.0.2.100/24,10.0.2.2", "three comma-separated"),
             (

@@ -8,3 +8,4 @@ pub mod mounts;
 pub mod net;
 pub mod power;
 pub mod rootfs;
+pub mod warm;

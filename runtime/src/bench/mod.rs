@@ -54,7 +54,7 @@ pub fn run(spec: &BenchSpec, progress: &mut dyn FnMut(&str)) -> Result<Report, B
     for &target in spec.targets() {
         progress(&format!("bench: {} ...", target.name()));
         let outcome = match target {
-            Target::Container | Target::Vm => nook::bench(spec, target),
+            Target::Container | Target::Vm | Target::VmCold => nook::bench(spec, target),
             Target::Runc | Target::Crun => oci::bench(spec, target),
             Target::Qemu => qemu::bench(spec),
             Target::Firecracker => Err(firecracker_skip()),

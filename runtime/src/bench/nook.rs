@@ -17,18 +17,16 @@ fn command(spec: &BenchSpec, target: Target, phases_file: &Path) -> Command {
     let mut cmd = Command::new(&spec.nook);
     // No network: its peers (runc, crun, QEMU) start none either; tests/bench/network.sh
     // measures what the default network adds.
-    cmd.args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--isolation",
-        target.name(),
-    ])
-    .arg(&spec.image)
-    .args(&spec.cmd)
-    .env(PHASES_FILE_ENV, phases_file)
-    .env_remove("NOOK_ISOLATION");
+    cmd.args(["run", "--rm", "--network", "none", "--isolation"]);
+    match target {
+        Target::VmCold => cmd.args(["vm", "--boot", "cold"]),
+        Target::Vm => cmd.args(["vm", "--boot", "warm"]),
+        other => cmd.arg(other.name()),
+    };
+    cmd.arg(&spec.image)
+        .args(&spec.cmd)
+        .env(PHASES_FILE_ENV, phases_file)
+        .env_remove("NOOK_ISOLATION");
     cmd
 }
 
@@ -43,10 +41,13 @@ fn record(phases_file: &Path) -> Vec<PhaseRecord> {
 fn run_once(spec: &BenchSpec, target: Target, n: u32) -> Result<RunSample, String> {
     let phases_file = spec.work.join(format!("{}-{n}.phases", target.name()));
     let stderr = spec.work.join(format!("{}-{n}.stderr", target.name()));
-    let what = format!("nook run --rm --isolation {}", target.name());
+    let what = match target {
+        Target::VmCold => "nook run --rm --isolation vm --boot cold".to_string(),
+        other => format!("nook run --rm --isolation {}", other.name()),
+    };
     let done: Finished = measure::run_ok(&mut command(spec, target, &phases_file), &stderr, &what)?;
     let phases = match target {
-        Target::Vm => {
+        Target::Vm | Target::VmCold => {
             let records = record(&phases_file);
             let rec = records.first().ok_or_else(|| {
                 format!("{what} left no phase record in {}", phases_file.display())
@@ -107,7 +108,7 @@ fn run_parallel(spec: &BenchSpec, target: Target, count: u32) -> Result<Parallel
         return Err(f);
     }
     let all_ready_ms = match target {
-        Target::Vm => {
+        Target::Vm | Target::VmCold => {
             let mut latest: Option<i128> = None;
             for f in &files {
                 let rec = record(f)
@@ -155,10 +156,17 @@ pub fn bench(spec: &BenchSpec, target: Target) -> Outcome {
             }
         }
     }
-    if target == Target::Vm {
+    if matches!(target, Target::Vm | Target::VmCold) {
         m.guest_memory_mib = Some(DEFAULT_MEMORY_MIB);
         m.notes
             .push("1 vCPU; writable layer on a guest tmpfs (--rm)".into());
+        if target == Target::Vm {
+            m.notes.push(
+                "warm: resumed from a snapshot of a booted guest (its template, built by the \
+                 warm-up run when there is none)"
+                    .into(),
+            );
+        }
     }
     if let Some(count) = spec.parallel {
         m.parallel = Some(run_parallel(spec, target, count).map_err(Skip)?);

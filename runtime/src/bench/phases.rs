@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::isolation::vm::phases::PhaseRecord;
 
-/// The phase names, in order.
-pub const PHASES: [&str; 7] = [
+/// The phase names, in order. A cold start has no `restore`, a warm start no `kernel_boot`
+/// (both are then zero).
+pub const PHASES: [&str; 8] = [
     "image_prep",
     "vmm_start",
     "kernel_boot",
+    "restore",
     "agent_ready",
     "entrypoint_exec",
     "exit",
@@ -30,19 +32,47 @@ pub struct Phase {
 
 /// The phases between `start_ns` (the bench spawned the program) and `end_ns` (it was reaped);
 /// None when the record misses a mark (the VM failed before that step).
+///
+/// A warm start (the record has `resumed_ns`) runs no kernel boot: its guest clock counts from
+/// the template's boot, so only differences of guest times are used: the VMM starts until it
+/// connects, restores and resumes the guest until the agent asks for its container, and the
+/// entrypoint's exec is placed from the ready message.
 pub fn phases(start_ns: u64, record: &PhaseRecord, end_ns: u64) -> Option<Vec<Phase>> {
     let ready = i128::from(record.ready_ns?);
-    let kernel_start = ready - i128::from(record.guest_root_ready_ns?);
-    let marks = [
-        i128::from(start_ns),
-        i128::from(record.vmm_spawn_ns?),
-        kernel_start,
-        kernel_start + i128::from(record.guest_agent_start_ns?),
-        ready,
-        kernel_start + i128::from(record.guest_exec_ns?),
-        i128::from(record.exit_ns?),
-        i128::from(end_ns),
-    ];
+    let root_ready = i128::from(record.guest_root_ready_ns?);
+    let exec = ready + i128::from(record.guest_exec_ns?) - root_ready;
+    let spawn = i128::from(record.vmm_spawn_ns?);
+    let marks = match record.resumed_ns {
+        None => {
+            let kernel_start = ready - root_ready;
+            let agent_start = kernel_start + i128::from(record.guest_agent_start_ns?);
+            [
+                i128::from(start_ns),
+                spawn,
+                kernel_start,
+                agent_start,
+                agent_start,
+                ready,
+                exec,
+                i128::from(record.exit_ns?),
+                i128::from(end_ns),
+            ]
+        }
+        Some(resumed) => {
+            let connected = i128::from(record.vmm_connected_ns?);
+            [
+                i128::from(start_ns),
+                spawn,
+                connected,
+                connected,
+                i128::from(resumed),
+                ready,
+                exec,
+                i128::from(record.exit_ns?),
+                i128::from(end_ns),
+            ]
+        }
+    };
     Some(
         PHASES
             .iter()
@@ -72,6 +102,7 @@ mod tests {
             guest_exec_ns: Some(85 * MS),
             exit_ns: Some(1_110 * MS),
             vmm_exit_ns: Some(1_115 * MS),
+            resumed_ns: None,
         };
         let p = phases(1_000 * MS, &record, 1_120 * MS).unwrap();
         let got: Vec<(&str, f64)> = p.iter().map(|p| (p.name.as_str(), p.ms)).collect();
@@ -81,6 +112,7 @@ mod tests {
                 ("image_prep", 10.0),
                 ("vmm_start", 10.0),
                 ("kernel_boot", 60.0),
+                ("restore", 0.0),
                 ("agent_ready", 20.0),
                 ("entrypoint_exec", 5.0),
                 ("exit", 5.0),
@@ -89,6 +121,37 @@ mod tests {
         );
         let total: f64 = p.iter().map(|p| p.ms).sum();
         assert_eq!(total, 120.0);
+    }
+
+    #[test]
+    fn a_warm_start_has_a_restore_and_no_kernel_boot() {
+        // The guest clock counts from the template's boot, long before this VMM started.
+        let record = PhaseRecord {
+            vmm_spawn_ns: Some(1_010 * MS),
+            vmm_connected_ns: Some(1_013 * MS),
+            resumed_ns: Some(1_020 * MS),
+            ready_ns: Some(1_030 * MS),
+            guest_agent_start_ns: Some(5_000 * MS),
+            guest_root_ready_ns: Some(5_008 * MS),
+            guest_exec_ns: Some(5_010 * MS),
+            exit_ns: Some(1_040 * MS),
+            vmm_exit_ns: Some(1_045 * MS),
+        };
+        let p = phases(1_000 * MS, &record, 1_050 * MS).unwrap();
+        let got: Vec<(&str, f64)> = p.iter().map(|p| (p.name.as_str(), p.ms)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("image_prep", 10.0),
+                ("vmm_start", 3.0),
+                ("kernel_boot", 0.0),
+                ("restore", 7.0),
+                ("agent_ready", 10.0),
+                ("entrypoint_exec", 2.0),
+                ("exit", 8.0),
+                ("teardown", 10.0),
+            ]
+        );
     }
 
     #[test]

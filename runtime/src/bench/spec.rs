@@ -8,10 +8,13 @@ use serde::Serialize;
 
 /// One thing timed: a column of nook or a peer runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Target {
     Container,
+    /// The VM column as `nook run` starts it by default: warm, from a template.
     Vm,
+    /// The VM column booting its kernel (`--boot cold`).
+    VmCold,
     Runc,
     Crun,
     Qemu,
@@ -23,6 +26,7 @@ impl Target {
         match self {
             Target::Container => "container",
             Target::Vm => "vm",
+            Target::VmCold => "vm-cold",
             Target::Runc => "runc",
             Target::Crun => "crun",
             Target::Qemu => "qemu",
@@ -33,7 +37,7 @@ impl Target {
     /// "column" for nook's own, "peer" for the others.
     pub fn kind(self) -> &'static str {
         match self {
-            Target::Container | Target::Vm => "column",
+            Target::Container | Target::Vm | Target::VmCold => "column",
             _ => "peer",
         }
     }
@@ -58,10 +62,11 @@ impl FromStr for Column {
         match s {
             "container" => Ok(Column(Target::Container)),
             "vm" => Ok(Column(Target::Vm)),
+            "vm-cold" => Ok(Column(Target::VmCold)),
             _ => Err(UnknownTarget {
                 what: "isolation column",
                 name: s.into(),
-                choices: "container, vm",
+                choices: "container, vm, vm-cold",
             }),
         }
     }

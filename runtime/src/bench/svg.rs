@@ -13,10 +13,11 @@ use super::BenchError;
 
 const WIDTH: u32 = 960;
 const BAR_COLOR: RGBColor = RGBColor(70, 120, 180);
-const PHASE_COLORS: [RGBColor; 7] = [
+const PHASE_COLORS: [RGBColor; PHASES.len()] = [
     RGBColor(160, 160, 160),
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
+    RGBColor(0, 114, 178),
     RGBColor(0, 158, 115),
     RGBColor(240, 228, 66),
     RGBColor(204, 121, 167),

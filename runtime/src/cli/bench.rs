@@ -18,8 +18,9 @@ pub struct Args {
     /// Unmeasured runs first, per column and peer
     #[arg(long, default_value_t = 1)]
     warmup: u32,
-    /// nook's isolation columns to measure (comma-separated: container, vm)
-    #[arg(long, value_delimiter = ',', default_value = "container,vm")]
+    /// nook's isolation columns to measure (comma-separated: container, vm (warm start),
+    /// vm-cold (kernel boot))
+    #[arg(long, value_delimiter = ',', default_value = "container,vm,vm-cold")]
     isolation: Vec<String>,
     /// Peers to measure when installed (comma-separated: runc, crun, qemu, firecracker; "" for none)
     #[arg(

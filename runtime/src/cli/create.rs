@@ -11,7 +11,7 @@ use nook::container::mount_args::{self, MountRequest};
 use nook::isolation::limits::{self, delegation::Delegation, Limits};
 use nook::isolation::network::{self, NetworkSpec};
 use nook::isolation::security::{Seccomp, SecurityOptions};
-use nook::isolation::vm::VmSettings;
+use nook::isolation::vm::{BootMode, VmSettings};
 use nook::isolation::Column;
 use nook::paths::ProcessEnv;
 
@@ -131,6 +131,10 @@ pub struct CreateFlags {
     /// Guest kernel (ELF vmlinux) for --isolation=vm; default: $NOOK_KERNEL, else the cached build
     #[arg(long, value_name = "VMLINUX")]
     pub kernel: Option<PathBuf>,
+    /// How an --isolation=vm container starts: warm (resume a booted guest of its shape, built
+    /// on first need) or cold (boot the kernel)
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub boot: Option<BootMode>,
     /// The image to create the container from
     pub image: String,
     /// The command and its arguments
@@ -176,6 +180,7 @@ impl CreateFlags {
                     "--kernel applies only to --isolation=vm"
                 );
                 check_delegation(&limits)?;
+                anyhow::ensure!(self.boot.is_none(), "--boot applies only to --isolation=vm");
                 Column::Container
             }
             "vm" => {
@@ -199,6 +204,7 @@ impl CreateFlags {
                     .map(std::path::absolute)
                     .transpose()
                     .context("cannot resolve the --kernel path")?;
+                vm.boot = self.boot.unwrap_or_default();
                 Column::Vm(vm)
             }
             other => anyhow::bail!(

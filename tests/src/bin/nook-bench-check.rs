@@ -1,7 +1,8 @@
 //! Checks the JSON report of a `nook bench` run that was meant to measure VMs (tests/vm/bench.sh):
 //! every target named on the command line ran (none skipped), and every run of a VM target has
-//! all seven phases, in order, none negative (a negative phase means the host and guest clocks
-//! disagree), adding up to its wall time.
+//! all eight phases, in order, none negative (a negative phase means the host and guest clocks
+//! disagree), adding up to its wall time; a warm start (`vm`) restored and booted no kernel, a
+//! cold one (`vm-cold`, `qemu`) booted its kernel and restored nothing.
 //!
 //!   nook-bench-check REPORT.json TARGET...
 
@@ -11,7 +12,7 @@ use anyhow::{bail, ensure, Context as _};
 use serde_json::Value;
 
 use nook::bench::phases::PHASES;
-const VM_TARGETS: [&str; 2] = ["vm", "qemu"];
+const VM_TARGETS: [&str; 3] = ["vm", "vm-cold", "qemu"];
 
 fn check(report: &Value, want: &[String]) -> anyhow::Result<()> {
     ensure!(
@@ -58,6 +59,25 @@ fn check(report: &Value, want: &[String]) -> anyhow::Result<()> {
                     );
                 }
                 sum += ms;
+            }
+            let ms_of = |phase: &str| {
+                phases
+                    .iter()
+                    .find(|p| p["name"] == phase)
+                    .and_then(|p| p["ms"].as_f64())
+                    .unwrap_or(f64::NAN)
+            };
+            let (boot, restore) = (ms_of("kernel_boot"), ms_of("restore"));
+            if name == "vm" {
+                ensure!(
+                    boot == 0.0 && restore > 0.0,
+                    "{name} run {i} was not a warm start: kernel_boot {boot} ms, restore {restore} ms"
+                );
+            } else {
+                ensure!(
+                    boot > 0.0 && restore == 0.0,
+                    "{name} run {i} was not a cold boot: kernel_boot {boot} ms, restore {restore} ms"
+                );
             }
             let wall = r["wall_ms"].as_f64().context("no wall_ms")?;
             ensure!(

@@ -10,10 +10,10 @@
 //!
 //! Devices are not captured here: each device's own state is added by the device.
 
-pub mod doorbell;
 pub mod file;
 pub mod restore;
 pub mod take;
+pub mod trigger;
 pub mod vcpu;
 pub mod vm;
 

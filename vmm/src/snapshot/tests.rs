@@ -253,27 +253,37 @@ fn damaged_or_foreign_snapshots_are_refused_before_kvm_sees_them() {
     assert!(matches!(file::read(&dir), Err(SnapshotError::Io { .. })));
 }
 
-/// A PVH guest that rings the doorbell with a value in ebx, then checks after the doorbell
-/// that ebx survived and that the doorbell says "restored": then it resets the VM (a normal
-/// end); otherwise it halts for ever (the test's timeout ends it).
-const DOORBELL_GUEST: &[u8] = &[
-    0x66, 0xba, 0x10, 0x05, // mov dx, 0x510
+/// A PVH guest that sets ebx and spins until the word at FLAG is non-zero, then checks ebx
+/// and resets the VM (a normal end); with ebx lost it halts for ever.
+const SPINNING_GUEST: &[u8] = &[
     0xbb, 0x34, 0x12, 0x00, 0x00, // mov ebx, 0x1234
-    0xee, // out dx, al          (the snapshot is taken here)
+    0x83, 0x3d, 0x00, 0x20, 0x00, 0x00, 0x00, // loop: cmp dword [0x2000], 0
+    0x74, 0xf7, // je loop
     0x81, 0xfb, 0x34, 0x12, 0x00, 0x00, // cmp ebx, 0x1234
-    0x75, 0x09, // jne fail
-    0xec, // in al, dx           (1 when restored)
-    0x3c, 0x01, // cmp al, 1
     0x75, 0x04, // jne fail
     0xb0, 0xfe, // mov al, 0xfe
     0xe6, 0x64, // out 0x64, al       (reset: the VM ends)
     0xf4, // fail: hlt
     0xeb, 0xfd, // jmp fail
 ];
+/// The word the spinning guest waits on.
+const FLAG: u64 = 0x2000;
+/// Where the guest's code is loaded (the PVH entry), and its spin loop.
+const ENTRY: u64 = 0x10_0000;
+const SPIN: std::ops::Range<u64> = ENTRY + 5..ENTRY + 14;
 
-fn doorbell_config(dir: &Path, disk_len: usize) -> crate::VmConfig {
+/// A copy of the snapshot in `src` as `dst`, with the guest's FLAG set: what the guest finds
+/// when it runs on from that snapshot.
+fn with_flag_set(src: &Path, dst: &Path) {
+    let (mut snap, file) = file::read(src).unwrap();
+    let mem = memory::from_snapshot(snap.memory_mib, &file).unwrap();
+    mem.write_obj(1u32, GuestAddress(FLAG)).unwrap();
+    file::write(dst, &mut snap, &mem).unwrap();
+}
+
+fn spinning_config(dir: &Path, disk_len: usize) -> crate::VmConfig {
     let kernel = dir.join("vmlinux");
-    std::fs::write(&kernel, crate::tiny_guests::pvh_elf_with(DOORBELL_GUEST)).unwrap();
+    std::fs::write(&kernel, crate::tiny_guests::pvh_elf_with(SPINNING_GUEST)).unwrap();
     let disk = dir.join(format!("disk{disk_len}"));
     std::fs::write(&disk, vec![0u8; disk_len]).unwrap();
     crate::VmConfig {
@@ -288,7 +298,7 @@ fn doorbell_config(dir: &Path, disk_len: usize) -> crate::VmConfig {
         }],
         agent_socket: None,
         serial: crate::SerialOutput::Off,
-        timeout_ms: Some(3_000),
+        timeout_ms: Some(20_000),
         net: None,
         fs: Vec::new(),
         snapshot_to: None,
@@ -296,35 +306,70 @@ fn doorbell_config(dir: &Path, disk_len: usize) -> crate::VmConfig {
     }
 }
 
+/// What a VMM told to snapshot into `dir` needs: the target, and the trigger's listener.
+fn snapshot_to(dir: &Path) -> (crate::SnapshotTo, std::os::unix::net::UnixListener) {
+    let snap = dir.join("template");
+    std::fs::create_dir(&snap).unwrap();
+    let trigger = dir.join("trigger.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&trigger).unwrap();
+    (crate::SnapshotTo { dir: snap, trigger }, listener)
+}
+
+/// Accepts the VMM's trigger connection and, a little later, pulls the trigger.
+fn pull_trigger(listener: std::os::unix::net::UnixListener) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut socket, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        socket.write_all(&[1]).unwrap();
+        // Held until the VMM is gone: a closed socket is no trigger.
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut socket, &mut rest);
+    })
+}
+
 #[test]
-fn a_vm_snapshotted_at_the_doorbell_resumes_after_it_in_a_new_vm() {
+fn a_vm_snapshotted_on_its_trigger_resumes_in_a_new_vm() {
     use crate::machine::{run, Caller};
     if !have_kvm() {
         return;
     }
     let top = tempfile::tempdir().unwrap();
-    // Without snapshot_to the doorbell is ignored and reads 0: the guest ends up halting.
-    let plain = doorbell_config(top.path(), 8192);
-    assert_eq!(run(&plain, Caller::Free).unwrap(), VmExit::Timeout);
-
-    let snap_dir = top.path().join("template");
-    std::fs::create_dir(&snap_dir).unwrap();
+    let (to, listener) = snapshot_to(top.path());
+    let snap_dir = to.dir.clone();
     let taking = crate::VmConfig {
-        snapshot_to: Some(snap_dir.clone()),
-        ..plain.clone()
+        snapshot_to: Some(to),
+        ..spinning_config(top.path(), 8192)
     };
+    let trigger = pull_trigger(listener);
     assert_eq!(run(&taking, Caller::Free).unwrap(), VmExit::Snapshotted);
+    trigger.join().unwrap();
     let (snap, _) = file::read(&snap_dir).unwrap();
     assert_eq!(snap.vcpus.len(), 2);
     assert_eq!(snap.devices.len(), 1);
+    let regs = &snap.vcpus[0].regs;
+    assert_eq!(regs.rbx, 0x1234);
+    assert!(
+        SPIN.contains(&regs.rip),
+        "the snapshot was taken mid-spin: rip {:#x}",
+        regs.rip
+    );
 
-    // Restored with another disk (another size): it goes on after the doorbell and resets.
-    let restoring = crate::VmConfig {
+    // Restored as it was, the guest spins on (until a short timeout); restored with the flag
+    // set in its memory and another disk (another size), it goes on with its registers and
+    // resets: its state came back whole.
+    let spinning = crate::VmConfig {
         restore_from: Some(snap_dir.clone()),
-        ..doorbell_config(top.path(), 16384)
+        timeout_ms: Some(300),
+        ..spinning_config(top.path(), 8192)
     };
-    assert_eq!(run(&restoring, Caller::Free).unwrap(), VmExit::Reset);
-    // Twice: the snapshot is not changed by a restore.
+    assert_eq!(run(&spinning, Caller::Free).unwrap(), VmExit::Timeout);
+    let flagged = top.path().join("flagged");
+    with_flag_set(&snap_dir, &flagged);
+    let restoring = crate::VmConfig {
+        restore_from: Some(flagged),
+        ..spinning_config(top.path(), 16384)
+    };
     assert_eq!(run(&restoring, Caller::Free).unwrap(), VmExit::Reset);
 
     // Another shape is refused before anything runs.
@@ -360,7 +405,7 @@ fn a_vm_snapshotted_at_the_doorbell_resumes_after_it_in_a_new_vm() {
 }
 
 /// Set in the environment of the child process [`a_confined_vmm_writes_its_snapshot`]
-/// starts: the directory for the guest's files.
+/// starts: the directory for the guest's files, with the trigger socket listening.
 const CONFINED_CHILD: &str = "NOOK_VMM_TEST_SNAPSHOT_CHILD";
 
 /// The child's half: the snapshot taken by a main thread under the VMM's filter, as
@@ -372,11 +417,12 @@ fn confined_snapshot_child() {
         return;
     };
     let dir = std::path::PathBuf::from(dir);
-    let snap_dir = dir.join("template");
-    std::fs::create_dir(&snap_dir).unwrap();
     let config = crate::VmConfig {
-        snapshot_to: Some(snap_dir),
-        ..doorbell_config(&dir, 8192)
+        snapshot_to: Some(crate::SnapshotTo {
+            dir: dir.join("template"),
+            trigger: dir.join("trigger.sock"),
+        }),
+        ..spinning_config(&dir, 8192)
     };
     assert_eq!(
         crate::machine::run(&config, crate::machine::Caller::Confined).unwrap(),
@@ -391,6 +437,8 @@ fn a_confined_vmm_writes_its_snapshot() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let (_, listener) = snapshot_to(dir.path());
+    let trigger = pull_trigger(listener);
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -409,10 +457,13 @@ fn a_confined_vmm_writes_its_snapshot() {
     assert_eq!(out.status.signal(), None, "{log}");
     assert!(out.status.success(), "{log}");
     assert!(log.contains("1 passed"), "{log}");
+    trigger.join().unwrap();
     // What it wrote restores.
+    let flagged = dir.path().join("flagged");
+    with_flag_set(&dir.path().join("template"), &flagged);
     let restoring = crate::VmConfig {
-        restore_from: Some(dir.path().join("template")),
-        ..doorbell_config(dir.path(), 8192)
+        restore_from: Some(flagged),
+        ..spinning_config(dir.path(), 8192)
     };
     assert_eq!(
         crate::machine::run(&restoring, crate::machine::Caller::Free).unwrap(),

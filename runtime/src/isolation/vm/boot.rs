@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use nook_agent::client::Client;
 use nook_agent::guest::cmdline::{BootParams, NetParams, Upper, AUTO_UPPER_DEVICE};
+use nook_agent::guest::warm::WarmStart;
 
 use super::kernel::find_kernel;
 use super::sockets::{debugging, socket_path};
-use super::{assets, phases, shares, sockets, virtiofsd, Machine, VmError};
+use super::{assets, phases, shares, sockets, template, virtiofsd, BootMode, Machine, VmError};
 use crate::host_tools::PASST;
 use crate::isolation::mounts::MountSpec;
 use crate::isolation::network::{self, NetworkSpec};
@@ -133,6 +134,46 @@ pub(super) fn boot(
         });
     }
     let debug = debugging(&env);
+    // A warm start resumes a template of this VM's shape; shared directories (whose rings
+    // virtiofsd serves) and debug boots (whose serial console the template lacks) start cold,
+    // and so does a VM on a host that cannot run one, where the VMM says why.
+    let template = if machine.settings.boot == BootMode::Warm
+        && plan.shares.is_empty()
+        && !debug
+        && nook_vmm::host::check().is_ok()
+    {
+        let inputs = template::Inputs {
+            kernel: &kernel.path,
+            initramfs: &initramfs,
+            vmm: &vmm,
+            layout: template::Layout {
+                memory_mib: machine.settings.memory_mib,
+                vcpus: machine.settings.vcpus,
+                upper_disk: with_disk,
+                net: net.is_some(),
+            },
+        };
+        match template::ensure(&env, &cache, &inputs) {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                eprintln!(
+                    "nook: warning: no warm start ({}); booting the guest kernel",
+                    crate::errors::chain(&e)
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let disk_sectors = disks
+        .iter()
+        .map(|d| {
+            std::fs::metadata(&d.path)
+                .map(|m| m.len() / 512)
+                .map_err(io("stat", &d.path))
+        })
+        .collect::<Result<Vec<u64>, _>>()?;
     // Always names a console: without one the kernel may pick hvc0, the agent channel.
     let cmdline = BootParams {
         debug,
@@ -155,6 +196,7 @@ pub(super) fn boot(
     let socket = socket_path(&env, &id)?;
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(io("listen on", &socket))?;
+    let warm_cmdline = cmdline.clone();
     let config = nook_vmm::VmConfig {
         kernel: kernel.path,
         initramfs: Some(initramfs),
@@ -171,12 +213,16 @@ pub(super) fn boot(
         timeout_ms: None,
         net: net.as_ref().map(|(_, socket)| nook_vmm::NetConfig {
             socket: socket.clone(),
-            mac: mac(&id),
+            mac: if template.is_some() {
+                template::MAC.to_string()
+            } else {
+                mac(&id)
+            },
             mtu: network::MTU,
         }),
         fs,
         snapshot_to: None,
-        restore_from: None,
+        restore_from: template.clone(),
     };
     let config_path = dir.join("vm.json");
     let json = serde_json::to_vec_pretty(&config).map_err(|e| VmError::Io {
@@ -245,11 +291,21 @@ pub(super) fn boot(
         phases::mark(phases::Mark::Connected);
         drop(listener);
         let _ = std::fs::remove_file(&socket);
-        let client = Client::from_unix(stream).map_err(VmError::Agent)?;
         let timeout = env
             .var("NOOK_VM_BOOT_TIMEOUT")
             .and_then(|s| s.parse().ok())
             .map_or(BOOT_TIMEOUT, Duration::from_secs);
+        if template.is_some() {
+            answer_warm_start(&stream, warm_cmdline, disk_sectors).map_err(|e| {
+                match wait_timeout(&mut child, Duration::from_secs(2)) {
+                    // The VMM's own message (a refused snapshot) says more.
+                    Some(status) => failed(&mut child, status),
+                    None => e,
+                }
+            })?;
+            phases::mark(phases::Mark::Resumed);
+        }
+        let client = Client::from_unix(stream).map_err(VmError::Agent)?;
         if let Err(e) = client.wait_ready(timeout).map(phases::ready) {
             // The VMM's own message says more than a closed channel does.
             if let Some(status) = wait_timeout(&mut child, Duration::from_secs(2)) {
@@ -277,6 +333,26 @@ pub(super) fn boot(
     }
 }
 
+/// Answers the resumed guest's request for its container's start data (see
+/// `nook_agent::guest::warm`; the request itself was read when the template was built).
+fn answer_warm_start(
+    stream: &UnixStream,
+    cmdline: String,
+    disk_sectors: Vec<u64>,
+) -> Result<(), VmError> {
+    let realtime_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let start = WarmStart {
+        cmdline,
+        seed: template::seed()?,
+        realtime_ns,
+        disk_sectors,
+    };
+    let mut s = stream;
+    start.send(&mut s).map_err(VmError::Warm)
+}
+
 pub(super) fn describe(status: std::process::ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit status {c}"),
@@ -285,14 +361,18 @@ pub(super) fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-enum Accept {
+pub(super) enum Accept {
     Exited(std::process::ExitStatus),
     Err(VmError),
 }
 
 /// Accepts the VMM's connection, watching the VMM: a VMM that exits first (a host that cannot
 /// run VMs, a bad disk) is reported at once with its own message.
-fn accept(listener: &UnixListener, child: &mut Child, path: &Path) -> Result<UnixStream, Accept> {
+pub(super) fn accept(
+    listener: &UnixListener,
+    child: &mut Child,
+    path: &Path,
+) -> Result<UnixStream, Accept> {
     let io = |e| Accept::Err(io("accept on", path)(e));
     listener.set_nonblocking(true).map_err(io)?;
     let start = Instant::now();

@@ -58,6 +58,10 @@ pub enum VmError {
     NoDisk { path: PathBuf },
     #[error("cannot share {} at {target} with a VM: only directories can be shared (virtio-fs), not single files", path.display())]
     ShareNotDir { path: PathBuf, target: String },
+    #[error("the warm start of the guest failed")]
+    Warm(#[source] nook_agent::guest::warm::WarmError),
+    #[error("cannot build the warm-start template ({status}): {message}")]
+    Template { status: String, message: String },
     #[error("virtiofsd for {} failed: {message}", socket.display())]
     Virtiofsd { socket: PathBuf, message: String },
 }

@@ -12,7 +12,8 @@
 //! - [`backend`]: the [`crate::isolation::Backend`] of a VM container; [`workload`]: the
 //!   processes it hands back; [`mux`] and [`control`]: the agent channel, shared by the
 //!   monitor with `exec`, `kill` and `commit` through the control socket; [`layer`]: `diff`
-//!   and `export` on the host; [`phases`]: boot timings for the bench.
+//!   and `export` on the host; [`phases`]: boot timings for the bench; [`template`]: the
+//!   snapshots of a booted guest that VMs start from (warm starts).
 
 pub mod assets;
 mod backend;
@@ -29,11 +30,12 @@ pub mod phases;
 pub mod settings;
 pub mod shares;
 mod sockets;
+pub mod template;
 pub mod virtiofsd;
 mod workload;
 
 pub use backend::Backend;
 pub use error::VmError;
 pub use machine::{Disks, Machine};
-pub use settings::{VmSettings, DEFAULT_MEMORY_MIB};
+pub use settings::{BootMode, VmSettings, DEFAULT_MEMORY_MIB};
 pub use sockets::control_path;

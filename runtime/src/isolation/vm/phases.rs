@@ -24,6 +24,10 @@ pub struct PhaseRecord {
     pub vmm_spawn_ns: Option<u64>,
     /// Host: the VMM connected to the agent socket (it does so before loading the kernel).
     pub vmm_connected_ns: Option<u64>,
+    /// Host: a resumed guest asked for its container's start data (warm starts only): the
+    /// VMM has restored the template and the guest runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_ns: Option<u64>,
     /// Host: the agent's ready message arrived.
     pub ready_ns: Option<u64>,
     /// Guest: when the agent (PID 1) began, since kernel start.
@@ -43,6 +47,7 @@ pub struct PhaseRecord {
 pub enum Mark {
     VmmSpawn,
     Connected,
+    Resumed,
 }
 
 static RECORD: Mutex<Option<PhaseRecord>> = Mutex::new(None);
@@ -77,6 +82,7 @@ pub fn mark(mark: Mark) {
         let slot = match mark {
             Mark::VmmSpawn => &mut r.vmm_spawn_ns,
             Mark::Connected => &mut r.vmm_connected_ns,
+            Mark::Resumed => &mut r.resumed_ns,
         };
         *slot = Some(now);
     });

@@ -18,6 +18,27 @@ pub struct VmSettings {
     /// `--kernel`: a vmlinux that overrides `NOOK_KERNEL` and the cached build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<PathBuf>,
+    /// `--boot`: resume a booted template (warm, the default) or boot the kernel (cold).
+    #[serde(default, skip_serializing_if = "BootMode::is_warm")]
+    pub boot: BootMode,
+}
+
+/// How a VM starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BootMode {
+    /// From a snapshot of a booted guest of the same shape (built on first need); a VM with
+    /// shared directories, or a debug boot, starts cold.
+    #[default]
+    Warm,
+    /// A full boot of the guest kernel.
+    Cold,
+}
+
+impl BootMode {
+    fn is_warm(&self) -> bool {
+        *self == BootMode::Warm
+    }
 }
 
 impl VmSettings {
@@ -48,6 +69,7 @@ impl VmSettings {
             memory_mib,
             vcpus,
             kernel: None,
+            boot: BootMode::Warm,
         })
     }
 }
@@ -64,6 +86,7 @@ mod tests {
                 memory_mib: DEFAULT_MEMORY_MIB,
                 vcpus: 1,
                 kernel: None,
+                boot: BootMode::Warm,
             }
         );
         assert_eq!(
@@ -72,6 +95,7 @@ mod tests {
                 memory_mib: 1024,
                 vcpus: 2,
                 kernel: None,
+                boot: BootMode::Warm,
             }
         );
         assert!(VmSettings::from_flags(Some(1 << 20), None).is_err());

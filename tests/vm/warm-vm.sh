@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Warm starts of VM containers (docs/snapshots.md), as an unprivileged user in
+# the nested KVM rig (natively on a VT-x/AMD-V host): the first `nook run --isolation=vm` of a
+# shape builds its template (a snapshot of the booted guest waiting for its container) and every
+# run then resumes it. Shows: two warm runs of `cat /proc/uptime; head -c 16 /dev/urandom | od -x`
+# work and print different random bytes; a warm container with a writable disk keeps its files
+# across `start`; `--boot cold` still boots the kernel; a damaged or truncated template is built
+# again, never resumed; the wall time of warm and cold runs, side by side.
+#
+# Environment: NOOK_KERNEL (default: guest-kernel/build.sh).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tests/lib/common.sh
+. tests/vm/lib.sh
+
+expect() {
+    [ "$2" = "$3" ] || vm_die "$1: expected '$2', got '$3'"
+}
+
+in_rig() {
+    local base=/tmp/nook-warm-vm
+    rm -rf "$base"
+    mkdir -p "$base/run"
+    chown -R "$TEST_USER" "$base"
+    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
+    chmod 660 /dev/kvm
+    nook() {
+        runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$base" \
+            NOOK_ROOT="$base/root" XDG_RUNTIME_DIR="$base/run" XDG_CACHE_HOME="$base/cache" \
+            NOOK_KERNEL="$WORK/bin/vmlinux" NOOK_AGENT="$WORK/bin/nook-agent" \
+            NOOK_ISOLATION=vm timeout -k 10 600 "$WORK/bin/nook" "$@"
+    }
+    nook image default >/dev/null
+    local probe='cat /proc/uptime; head -c 16 /dev/urandom | od -x | head -n1'
+    local t0 t1 first second templates
+    t0=$(date +%s%N)
+    first=$(nook run --rm busybox sh -c "$probe") || vm_die "the first warm run failed"
+    t1=$(date +%s%N)
+    vm_log "first run (builds the template): $(((t1 - t0) / 1000000)) ms"
+    templates=$(find "$base/cache/nook/templates" -mindepth 1 -maxdepth 1 -type d -not -name '.*' | wc -l)
+    expect "templates after the first run" 1 "$templates"
+    second=$(nook run --rm busybox sh -c "$probe") || vm_die "the second warm run failed"
+    [ "$(sed -n 2p <<<"$first")" != "$(sed -n 2p <<<"$second")" ] ||
+        vm_die "two warm runs read the same random bytes: $first / $second"
+    vm_log "warm runs: $(tr '\n' ' ' <<<"$first") / $(tr '\n' ' ' <<<"$second")"
+
+    # A container with a writable disk: another shape, another template.
+    local script='cat /data/file 2>/dev/null || echo none; mkdir -p /data; echo kept >/data/file'
+    expect "first run" none "$(nook run --name keep busybox sh -c "$script")"
+    expect "second start" kept "$(nook start -a keep)"
+    nook rm keep >/dev/null
+    set +e
+    nook run --rm busybox sh -c 'echo out; echo err >&2; exit 3' >"$base/out" 2>"$base/err"
+    local rc=$?
+    set -e
+    expect "warm exit status" 3 "$rc"
+    expect "warm stdout" out "$(cat "$base/out")"
+    expect "warm stderr" err "$(cat "$base/err")"
+
+    expect "cold run" cold "$(nook run --rm --boot cold busybox echo cold)"
+
+    # A damaged template is built again, not resumed.
+    local state
+    for state in "$base"/cache/nook/templates/*/state; do
+        truncate -s -7 "$state"
+    done
+    expect "run after damage" again "$(nook run --rm busybox echo again)"
+    for state in "$base"/cache/nook/templates/*/state; do
+        printf 'X' | dd of="$state" bs=1 seek=100 conv=notrunc status=none
+    done
+    expect "run after an edit" again "$(nook run --rm busybox echo again)"
+
+    local i warm=() cold=()
+    for i in 1 2 3 4 5; do
+        t0=$(date +%s%N)
+        nook run --rm busybox true
+        t1=$(date +%s%N)
+        warm+=($(((t1 - t0) / 1000000)))
+        nook run --rm --boot cold busybox true
+        t0=$(date +%s%N)
+        cold+=($(((t0 - t1) / 1000000)))
+    done
+    vm_log "nook run --rm busybox true: warm ${warm[*]} ms; cold ${cold[*]} ms"
+    [ -z "$(pgrep -u "$TEST_USER" nook-vmm || true)" ] || vm_die "a VMM was left behind"
+    vm_log "ok (in the rig)"
+}
+
+if [ "${1:-}" = --in-rig ]; then
+    in_rig
+    exit 0
+fi
+
+vm_user_work warm-vm mkfs.ext4 busybox runuser
+tests/rig/run.sh --rw "$WORK" --timeout 1500 -- "$PWD/tests/vm/warm-vm.sh" --in-rig
+echo "warm-vm: ok"
