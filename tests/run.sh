@@ -21,5 +21,6 @@ tests/vm/security-vm.sh
 tests/vm/network-vm.sh
 tests/vm/volumes-vm.sh
 tests/vm/limits.sh
+tests/vm/warm-vm.sh
 tests/vm/bench.sh
 tests/vm/tour.sh
