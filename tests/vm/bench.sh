@@ -15,8 +15,10 @@ cd "$(dirname "$0")/../.."
 in_rig() {
     # The container column needs an overlayfs upper off the 9p share, and the agent socket a
     # local directory: the store and the runtime directory live on the rig's own /tmp.
+    # The cache too: warm starts map their template's memory from it, which must not be a 9p
+    # file.
     export NOOK_ROOT=/tmp/nook-bench-store XDG_RUNTIME_DIR=/tmp/nook-bench-run
-    export XDG_CACHE_HOME=$WORK/cache
+    export XDG_CACHE_HOME=/tmp/nook-bench-cache
     mkdir -p "$XDG_RUNTIME_DIR"
     "$NOOK_BIN" image default >/dev/null
     "$NOOK_BIN" bench --isolation vm,vm-cold,container --peers qemu,runc,crun --runs "$RUNS" --warmup 1 \

@@ -39,7 +39,10 @@ in_rig() {
     vm_log "first run (builds the template): $(((t1 - t0) / 1000000)) ms"
     templates=$(find "$base/cache/nook/templates" -mindepth 1 -maxdepth 1 -type d -not -name '.*' | wc -l)
     expect "templates after the first run" 1 "$templates"
-    second=$(nook run --rm busybox sh -c "$probe") || vm_die "the second warm run failed"
+    second=$(nook run --rm busybox sh -c "$probe" 2>"$base/second.err") ||
+        vm_die "the second warm run failed: $(cat "$base/second.err")"
+    # A warm start that fell back to a cold boot says so: it must not have.
+    ! grep -q warning "$base/second.err" || vm_die "the second run was not warm: $(cat "$base/second.err")"
     [ "$(sed -n 2p <<<"$first")" != "$(sed -n 2p <<<"$second")" ] ||
         vm_die "two warm runs read the same random bytes: $first / $second"
     vm_log "warm runs: $(tr '\n' ' ' <<<"$first") / $(tr '\n' ' ' <<<"$second")"
