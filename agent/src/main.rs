@@ -137,13 +137,14 @@ fn boot(
             })?);
         let start = warm::WarmStart::ask(&mut channel)
             .context("asking the host for the container's start data")?;
+        // Where this VM's own run begins: the host places its restore phase up to here.
+        agent_start_ns = boottime_ns();
         drop(channel);
         params = BootParams::parse(&start.cmdline)
             .context("reading the container's nook.* parameters from the host")?;
         warm::reseed(&start.seed).context("reseeding the kernel's random pool")?;
         warm::set_clock(start.realtime_ns).context("setting the clock")?;
         warm::refresh_disks(Path::new("/sys/block"), &start.disk_sectors)?;
-        agent_start_ns = boottime_ns();
         kernel_start_realtime_ns = start.realtime_ns.saturating_sub(agent_start_ns);
     }
     log.debug = params.debug;

@@ -34,9 +34,11 @@ pub struct Phase {
 /// None when the record misses a mark (the VM failed before that step).
 ///
 /// A warm start (the record has `resumed_ns`) runs no kernel boot: its guest clock counts from
-/// the template's boot, so only differences of guest times are used: the VMM starts until it
-/// connects, restores and resumes the guest until the agent asks for its container, and the
-/// entrypoint's exec is placed from the ready message.
+/// the template's boot, so only differences of guest times are used. `vmm_start` runs until the
+/// VMM connected (it has read and checked the snapshot by then), `restore` until the resumed
+/// agent had its container's start data (the agent's start time, placed from the ready
+/// message: the VMM sets the VM back, the guest runs on and reads the answer), `agent_ready` on
+/// to the ready message (reseed, disks, mounts).
 pub fn phases(start_ns: u64, record: &PhaseRecord, end_ns: u64) -> Option<Vec<Phase>> {
     let ready = i128::from(record.ready_ns?);
     let root_ready = i128::from(record.guest_root_ready_ns?);
@@ -58,14 +60,15 @@ pub fn phases(start_ns: u64, record: &PhaseRecord, end_ns: u64) -> Option<Vec<Ph
                 i128::from(end_ns),
             ]
         }
-        Some(resumed) => {
+        Some(_) => {
             let connected = i128::from(record.vmm_connected_ns?);
+            let resumed = ready - root_ready + i128::from(record.guest_agent_start_ns?);
             [
                 i128::from(start_ns),
                 spawn,
                 connected,
                 connected,
-                i128::from(resumed),
+                resumed,
                 ready,
                 exec,
                 i128::from(record.exit_ns?),
@@ -129,9 +132,9 @@ mod tests {
         let record = PhaseRecord {
             vmm_spawn_ns: Some(1_010 * MS),
             vmm_connected_ns: Some(1_013 * MS),
-            resumed_ns: Some(1_020 * MS),
+            resumed_ns: Some(1_014 * MS),
             ready_ns: Some(1_030 * MS),
-            guest_agent_start_ns: Some(5_000 * MS),
+            guest_agent_start_ns: Some(4_998 * MS),
             guest_root_ready_ns: Some(5_008 * MS),
             guest_exec_ns: Some(5_010 * MS),
             exit_ns: Some(1_040 * MS),

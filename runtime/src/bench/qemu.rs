@@ -43,8 +43,8 @@ fn prepare(spec: &BenchSpec) -> Result<Guest, Skip> {
     nook_vmm::host::check()?;
     let env = ProcessEnv;
     let kernel = find_kernel(None, &env)?.path;
-    let (agent, data) = assets::find_agent(&env)?;
-    let initramfs = assets::ensure_initramfs(&paths::cache_dir(&env), &agent, &data)?;
+    let agent = assets::find_agent(&env)?;
+    let initramfs = assets::ensure_initramfs(&paths::cache_dir(&env), &agent)?;
     let out = Command::new(&spec.nook)
         .args(["image", "rootfs", &spec.image])
         .output()

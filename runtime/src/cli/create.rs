@@ -143,6 +143,16 @@ pub struct CreateFlags {
 }
 
 impl CreateFlags {
+    /// Whether the container runs in a microVM (`--isolation`, `$NOOK_ISOLATION`, then the
+    /// config file); an unreadable config counts as no (the verb reports it later).
+    pub fn wants_vm(&self) -> bool {
+        match &self.isolation {
+            Some(i) => i == "vm",
+            None => Config::load(&ProcessEnv)
+                .is_ok_and(|c| matches!(c.isolation, Some(IsolationKind::Vm))),
+        }
+    }
+
     /// Checks the flags and turns them into the engine's options.
     pub fn options(&self) -> anyhow::Result<CreateOptions> {
         let limits = self.limits()?;

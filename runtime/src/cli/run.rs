@@ -16,6 +16,13 @@ pub struct Args {
     flags: CreateFlags,
 }
 
+impl Args {
+    /// Whether the container runs in a microVM, where no process of nook's ever enters it.
+    pub fn wants_vm(&self) -> bool {
+        self.flags.wants_vm()
+    }
+}
+
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let opts = args.flags.options()?;
     super::pull::ensure_image(ctx, &args.flags.image)?;

@@ -53,7 +53,7 @@ pub fn components() -> Vec<Component> {
         Component {
             name: "agent",
             found: assets::find_agent(&env)
-                .map(|(p, _)| {
+                .map(|p| {
                     let o = origin("NOOK_AGENT", &p);
                     (p, o)
                 })

@@ -1,5 +1,7 @@
 //! The host-side files a microVM needs besides the kernel: the VMM binary and the agent's
-//! initramfs (cached under `<cache>/initramfs/<sha256 of the agent>.cpio`).
+//! initramfs (cached under `<cache>/initramfs/<hash>.cpio`, the hash of the agent file's path and
+//! identity: device, inode, size, modification time; a rebuilt agent gets a new one, and no
+//! start reads and hashes the whole binary).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -78,7 +80,7 @@ fn is_static_elf(data: &[u8]) -> bool {
 /// The static agent: `$NOOK_AGENT`, else `nook-agent` next to the `nook` binary when static,
 /// else in the install's lib directory, else where `agent/build-static.sh` puts it
 /// (`<target>/x86_64-unknown-linux-gnu/release/`).
-pub fn find_agent(env: &dyn Env) -> Result<(PathBuf, Vec<u8>), VmError> {
+pub fn find_agent(env: &dyn Env) -> Result<PathBuf, VmError> {
     let candidates: Vec<PathBuf> = match env.var("NOOK_AGENT") {
         Some(p) => vec![PathBuf::from(p)],
         None => {
@@ -91,9 +93,9 @@ pub fn find_agent(env: &dyn Env) -> Result<(PathBuf, Vec<u8>), VmError> {
         }
     };
     for path in &candidates {
-        let Ok(data) = fs::read(path) else { continue };
-        if is_static_elf(&data) {
-            return Ok((path.clone(), data));
+        let Ok(head) = read_head(path) else { continue };
+        if is_static_elf(&head) {
+            return Ok(path.clone());
         }
         if env.var("NOOK_AGENT").is_some() {
             return Err(VmError::AgentNotStatic { path: path.clone() });
@@ -106,9 +108,37 @@ pub fn find_agent(env: &dyn Env) -> Result<(PathBuf, Vec<u8>), VmError> {
     })
 }
 
+/// The start of a file: enough for its ELF header and program headers.
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(HEAD);
+    fs::File::open(path)?
+        .take(HEAD as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// How much of the agent [`read_head`] reads: its program headers follow the ELF header.
+const HEAD: usize = 64 << 10;
+
 /// The initramfs holding `agent` as /init, built once per agent binary.
-pub fn ensure_initramfs(cache: &Path, agent: &Path, data: &[u8]) -> Result<PathBuf, VmError> {
-    let hex: String = Sha256::digest(data)
+pub fn ensure_initramfs(cache: &Path, agent: &Path) -> Result<PathBuf, VmError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(agent).map_err(|source| VmError::Io {
+        what: "stat",
+        path: agent.to_path_buf(),
+        source,
+    })?;
+    let identity = format!(
+        "{}\0{}:{}:{}:{}.{}",
+        agent.display(),
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
+    let hex: String = Sha256::digest(identity.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();

@@ -117,8 +117,8 @@ pub(super) fn boot(
     let cache = paths::cache_dir(&env);
     let kernel = find_kernel(machine.settings.kernel.as_deref(), &env)?;
     let vmm = assets::find_vmm(&env)?;
-    let (agent, agent_data) = assets::find_agent(&env)?;
-    let initramfs = assets::ensure_initramfs(&cache, &agent, &agent_data)?;
+    let agent = assets::find_agent(&env)?;
+    let initramfs = assets::ensure_initramfs(&cache, &agent)?;
     let mut disks = vec![nook_vmm::DiskConfig {
         path: machine.disks.image.clone(),
         read_only: true,

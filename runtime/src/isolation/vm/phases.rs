@@ -24,8 +24,8 @@ pub struct PhaseRecord {
     pub vmm_spawn_ns: Option<u64>,
     /// Host: the VMM connected to the agent socket (it does so before loading the kernel).
     pub vmm_connected_ns: Option<u64>,
-    /// Host: a resumed guest asked for its container's start data (warm starts only): the
-    /// VMM has restored the template and the guest runs.
+    /// Host: the container's start data was sent to the guest to be resumed (warm starts
+    /// only; the guest reads it once the VMM has set the VM back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_ns: Option<u64>,
     /// Host: the agent's ready message arrived.
