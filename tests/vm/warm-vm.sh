@@ -4,8 +4,9 @@
 # shape builds its template (a snapshot of the booted guest waiting for its container) and every
 # run then resumes it. Shows: two warm runs of `cat /proc/uptime; head -c 16 /dev/urandom | od -x`
 # work and print different random bytes; a warm container with a writable disk keeps its files
-# across `start`; `--boot cold` still boots the kernel; a damaged or truncated template is built
-# again, never resumed; the wall time of warm and cold runs, side by side.
+# across `start`; `--boot cold` still boots the kernel; a VM whose template is deleted under it
+# goes on; a damaged or truncated template is built again, never resumed; the wall time of warm
+# and cold runs, side by side.
 #
 # Environment: NOOK_KERNEL (default: guest-kernel/build.sh).
 set -euo pipefail
@@ -61,6 +62,14 @@ in_rig() {
     expect "warm stderr" err "$(cat "$base/err")"
 
     expect "cold run" cold "$(nook run --rm --boot cold busybox echo cold)"
+
+    # A template deleted while a VM runs from it: that VM goes on (its memory is mapped from the
+    # file it opened), and the next run builds the template again.
+    nook run -d --name live busybox sleep 600 >/dev/null
+    rm -rf "$base"/cache/nook/templates/*
+    expect "run after deleting the templates" rebuilt "$(nook run --rm busybox echo rebuilt)"
+    expect "exec in the VM whose template was deleted" alive "$(nook exec live echo alive)"
+    nook rm -f live >/dev/null
 
     # A damaged template is built again, not resumed.
     local state
