@@ -54,6 +54,8 @@ pub struct ProcessResult {
     pub started: Option<(u32, u64)>,
     /// Error messages the agent sent for this process (e.g. why it could not start).
     pub errors: Vec<String>,
+    /// The guest's OOM killer ended a process while it ran (the main process only).
+    pub oom_killed: bool,
 }
 
 /// One process's output relay: the frames of its stream go in, its output goes to the caller's
@@ -63,6 +65,7 @@ pub struct ProcessResult {
 pub struct ProcessRelay {
     started: Option<(u32, u64)>,
     errors: Vec<String>,
+    oom_killed: bool,
 }
 
 impl ProcessRelay {
@@ -79,11 +82,13 @@ impl ProcessRelay {
             GuestMessage::Stdout(d) => stdout.write_all(&d).map_err(ClientError::Output)?,
             GuestMessage::Stderr(d) => stderr.write_all(&d).map_err(ClientError::Output)?,
             GuestMessage::Error { message, .. } => self.errors.push(message),
+            GuestMessage::Oom { kills } => self.oom_killed |= kills > 0,
             GuestMessage::Exit(status) => {
                 return Ok(Some(ProcessResult {
                     status,
                     started: self.started,
                     errors: std::mem::take(&mut self.errors),
+                    oom_killed: self.oom_killed,
                 }))
             }
             other => {

@@ -271,6 +271,7 @@ const K_EXIT: u8 = 0x85;
 const K_ERROR: u8 = 0x86;
 const K_LAYER_DATA: u8 = 0x87;
 const K_LAYER_END: u8 = 0x88;
+const K_OOM: u8 = 0x8f;
 
 fn encode_process(p: &ProcessSpec, out: &mut BodyWriter) {
     out.str_list(&p.argv);
@@ -390,6 +391,9 @@ pub enum GuestMessage {
     LayerData(Vec<u8>),
     /// The upper-layer tar is complete: `bytes` were sent in all.
     LayerEnd { bytes: u64 },
+    /// The guest kernel's OOM killer ended `kills` processes while the stream's (main) process
+    /// ran; sent right before its `Exit` (docker's `OOMKilled`).
+    Oom { kills: u64 },
 }
 
 impl sealed::Body for GuestMessage {
@@ -403,6 +407,7 @@ impl sealed::Body for GuestMessage {
             GuestMessage::Error { .. } => K_ERROR,
             GuestMessage::LayerData(_) => K_LAYER_DATA,
             GuestMessage::LayerEnd { .. } => K_LAYER_END,
+            GuestMessage::Oom { .. } => K_OOM,
         }
     }
 
@@ -430,6 +435,7 @@ impl sealed::Body for GuestMessage {
                 out.str(message);
             }
             GuestMessage::LayerEnd { bytes } => out.u64(*bytes),
+            GuestMessage::Oom { kills } => out.u64(*kills),
         }
     }
 
@@ -465,6 +471,9 @@ impl sealed::Body for GuestMessage {
             K_LAYER_DATA => GuestMessage::LayerData(r.rest().to_vec()),
             K_LAYER_END => GuestMessage::LayerEnd {
                 bytes: r.u64("bytes")?,
+            },
+            K_OOM => GuestMessage::Oom {
+                kills: r.u64("kills")?,
             },
             other => return Err(DecodeError::UnknownKind { kind: other }),
         };

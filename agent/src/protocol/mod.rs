@@ -34,7 +34,8 @@ pub use messages::{
 /// The protocol version the guest announces in `Ready`; the host refuses any other.
 /// 2: `Start` carries the container's /etc/hosts.
 /// 3: `Start` carries the container's mounts (virtio-fs tags and tmpfs).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: `Oom` before the main process's `Exit` when the guest's OOM killer ran.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

@@ -81,6 +81,7 @@ fn guest_samples() -> Vec<GuestMessage> {
             code: 3,
             signal: None,
         }),
+        GuestMessage::Oom { kills: 2 },
         GuestMessage::Error {
             kind: ErrorKind::Spawn,
             message: "no such file".into(),

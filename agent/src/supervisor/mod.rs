@@ -7,6 +7,7 @@
 //! its own children.
 
 mod namespace;
+mod oom;
 mod process;
 mod pty;
 pub(crate) mod sys;
@@ -136,6 +137,8 @@ struct Supervisor<'a> {
     writer: SharedWriter,
     procs: Vec<Proc>,
     main_started: bool,
+    /// Where the guest's OOM kills stood when the main process started.
+    oom_mark: oom::Mark,
 }
 
 /// Runs the loop over `channel` until the main process exits, the host shuts the guest down or
@@ -152,6 +155,7 @@ pub fn run(
         writer: Arc::new(Mutex::new(FrameWriter::new(writer))),
         procs: Vec::new(),
         main_started: false,
+        oom_mark: oom::Mark::default(),
     };
     let result = sup.run(channel.as_fd());
     sup.kill_all();
@@ -305,6 +309,7 @@ impl Supervisor<'_> {
                     return Ok(None);
                 }
                 self.main_started = true;
+                self.oom_mark = oom::Mark::now();
                 if let Err(message) = self.setup.apply(&spec) {
                     self.send_error(stream, ErrorKind::Spawn, message)?;
                     let status = ExitStatus {
@@ -585,6 +590,13 @@ impl Supervisor<'_> {
                 continue;
             }
             let p = self.procs.remove(i);
+            if p.main {
+                // The guest is the container: any OOM kill while it ran is its own.
+                let kills = self.oom_mark.kills_since();
+                if kills > 0 {
+                    self.send(p.stream, &GuestMessage::Oom { kills })?;
+                }
+            }
             self.send(p.stream, &GuestMessage::Exit(status))?;
             if p.main {
                 return Ok(Some(Outcome::MainExited(status)));
