@@ -78,6 +78,8 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "CpuShares": limits.cpu_shares.unwrap_or(0),
             "CpusetCpus": limits.cpuset_cpus.clone().unwrap_or_default(),
             "PidsLimit": limits.pids_limit.filter(|p| *p > 0),
+            "Ulimits": if limits.ulimits.is_empty() { Value::Null } else { json!(limits.ulimits.iter().map(|u| u.to_docker()).collect::<Vec<_>>()) },
+            "ShmSize": limits.shm_size.unwrap_or(64 << 20),
         },
         "NetworkSettings": {
             "IPAddress": if cfg.launch.network.stack().is_some() { nook::isolation::network::ADDRESS.to_string() } else { String::new() },

@@ -8,7 +8,7 @@ use nook::config::{Config, IsolationKind};
 use nook::container::engine::CreateOptions;
 use nook::container::log::LogOptions;
 use nook::container::mount_args::{self, MountRequest};
-use nook::isolation::limits::{self, delegation::Delegation, Limits};
+use nook::isolation::limits::{self, delegation::Delegation, ulimit::Ulimit, Limits};
 use nook::isolation::network::{self, NetworkSpec};
 use nook::isolation::security::{Seccomp, SecurityOptions};
 use nook::isolation::vm::{BootMode, VmSettings};
@@ -77,6 +77,12 @@ pub struct CreateFlags {
     /// Tune container pids limit (0 or -1 for unlimited)
     #[arg(long, allow_hyphen_values = true, value_name = "N")]
     pub pids_limit: Option<String>,
+    /// Ulimit options: NAME=SOFT[:HARD] (nofile, nproc, core, ...; -1: unlimited)
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Size of /dev/shm (default 64m)
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Log driver options: max-size (default 20m, -1: no limit), max-file (default 5)
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opt: Vec<String>,
@@ -283,6 +289,16 @@ impl CreateFlags {
                 .as_deref()
                 .map(limits::parse_pids)
                 .transpose()?,
+            ulimits: self
+                .ulimit
+                .iter()
+                .map(|u| Ulimit::parse(u))
+                .collect::<Result<_, _>>()?,
+            shm_size: self
+                .shm_size
+                .as_deref()
+                .map(|s| limits::parse_size("--shm-size", s))
+                .transpose()?,
         };
         limits.check()?;
         Ok(limits)
@@ -293,6 +309,7 @@ impl CreateFlags {
 /// enforced, and the user is told why (as docker and podman warn); with one, a limit whose
 /// controller is not delegated is refused, naming it.
 fn check_delegation(limits: &Limits) -> anyhow::Result<()> {
+    let limits = &limits.cgroup_limits();
     if limits.is_default() {
         return Ok(());
     }

@@ -65,6 +65,7 @@ impl Args {
                 .as_deref()
                 .map(limits::parse_pids)
                 .transpose()?,
+            ..Limits::default()
         };
         anyhow::ensure!(
             !change.is_default(),

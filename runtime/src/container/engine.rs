@@ -132,6 +132,7 @@ impl Engine {
             &self.host,
             &self.containers.dir(container.id()),
             &container.config.launch.security,
+            &container.config.launch.limits,
         )
     }
 

@@ -199,17 +199,18 @@ impl Isolation {
     }
 
     /// The backend of the container whose directory is `dir`, which runs its processes with
-    /// `security`.
+    /// `security` and `limits` (its `--ulimit`s reach `exec`'d processes too).
     pub fn backend<'a>(
         &'a self,
         host: &'a Host,
         dir: &Path,
         security: &'a security::SecurityOptions,
+        limits: &'a limits::Limits,
     ) -> Box<dyn Backend + 'a> {
         match self {
-            Isolation::Container(overlay) => {
-                Box::new(namespace::Backend::new(host, dir, overlay, security))
-            }
+            Isolation::Container(overlay) => Box::new(namespace::Backend::new(
+                host, dir, overlay, security, limits,
+            )),
             Isolation::Vm(machine) => Box::new(vm::Backend::new(host, dir, machine)),
         }
     }

@@ -119,6 +119,13 @@ pub fn launch(
     })
 }
 
+impl Launch {
+    /// The started program's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.0.as_ref().map(Child::id)
+    }
+}
+
 /// A running stack: ended (and reaped) when dropped, with its container.
 pub struct Running(Option<Child>);
 

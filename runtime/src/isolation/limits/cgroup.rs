@@ -82,27 +82,8 @@ impl Cgroup {
         let files = limits.cgroup_files(None);
         match &delegation.parent {
             Parent::Directory(parent) => {
-                for file in &files {
-                    if !delegation.controllers.iter().any(|c| c == file.controller) {
-                        return Err(CgroupError::ControllerMissing {
-                            controller: file.controller,
-                            file: file.file,
-                            parent: parent.clone(),
-                            available: delegation.controllers.clone(),
-                        });
-                    }
-                }
-                enable_controllers(parent, &delegation.controllers);
-                let path = parent.join(format!("{PREFIX}{id}"));
-                if let Err(source) = std::fs::create_dir(&path) {
-                    // A leftover of a monitor killed by hand: empty, it is taken over.
-                    if source.kind() != io::ErrorKind::AlreadyExists {
-                        return Err(CgroupError::Create { path, source });
-                    }
-                }
-                let cgroup = Cgroup { path };
-                let placed = cgroup.write_all(&files).and_then(|()| cgroup.add(pid));
-                if let Err(e) = placed {
+                let cgroup = Self::make(delegation, parent, id, &files)?;
+                if let Err(e) = cgroup.add(pid) {
                     cgroup.remove();
                     return Err(e);
                 }
@@ -115,6 +96,67 @@ impl Cgroup {
                 Ok(cgroup)
             }
         }
+    }
+
+    /// Makes container `id`'s cgroup in the delegated directory `parent` with `files` written,
+    /// and no process yet.
+    pub fn make(
+        delegation: &Delegation,
+        parent: &Path,
+        id: &str,
+        files: &[CgroupFile],
+    ) -> Result<Cgroup, CgroupError> {
+        for file in files {
+            if !delegation.controllers.iter().any(|c| c == file.controller) {
+                return Err(CgroupError::ControllerMissing {
+                    controller: file.controller,
+                    file: file.file,
+                    parent: parent.to_path_buf(),
+                    available: delegation.controllers.clone(),
+                });
+            }
+        }
+        enable_controllers(parent, &delegation.controllers);
+        let path = parent.join(format!("{PREFIX}{id}"));
+        if let Err(source) = std::fs::create_dir(&path) {
+            // A leftover of a monitor killed by hand: empty, it is taken over.
+            if source.kind() != io::ErrorKind::AlreadyExists {
+                return Err(CgroupError::Create { path, source });
+            }
+        }
+        let cgroup = Cgroup { path };
+        if let Err(e) = cgroup.write_all(files) {
+            cgroup.remove();
+            return Err(e);
+        }
+        Ok(cgroup)
+    }
+
+    /// Makes the program `command` starts enter this cgroup before it runs (and so every
+    /// process it makes): its allocations are charged here from its first page.
+    pub fn enter_on_exec(&self, command: &mut std::process::Command) -> Result<(), CgroupError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let path = self.path.join("cgroup.procs");
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|source| CgroupError::Move {
+                pid: 0,
+                path: self.path.clone(),
+                source,
+            })?;
+        // SAFETY: write(2) is async-signal-safe; `procs` is open until the closure (owned by
+        // `command`) is dropped, after the fork that runs it.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(())
     }
 
     /// Writes `files`; a file the cgroup lacks means its controller is not delegated.

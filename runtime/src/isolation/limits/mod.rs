@@ -12,6 +12,7 @@ pub mod delegation;
 mod parse;
 pub mod stats;
 mod systemd;
+pub mod ulimit;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,12 @@ pub struct Limits {
     /// `--pids-limit`: the most processes and threads; 0 or less is unlimited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
+    /// `--ulimit`: setrlimit for the container's processes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<ulimit::Ulimit>,
+    /// `--shm-size`: the size of the container's /dev/shm, bytes (docker's default: 64 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
 }
 
 /// Gives the container `id`, whose first process `pid` has not yet run its entrypoint, its own
@@ -59,6 +66,40 @@ pub fn place(
         },
         Err(_) => Ok(None),
     }
+}
+
+/// What a VM may take of the host beyond its RAM, for the VMM's own allocations, passt and the
+/// virtiofsd processes (measured: the VMM holds a few MiB beyond the guest memory it touched).
+pub const VM_OVERHEAD: u64 = 128 << 20;
+
+/// The cgroup of a VM container `id` with `memory_mib` of RAM, made before its VMM and helper
+/// processes start (they enter it as they start): their memory is bounded by the VM's RAM plus
+/// [`VM_OVERHEAD`], their CPU time by `--cpus`. Only in a delegated directory (a systemd
+/// scope needs a process to start with); None without one.
+pub fn vm_cgroup(
+    delegation: &Result<delegation::Delegation, delegation::Unavailable>,
+    id: &str,
+    limits: &Limits,
+    memory_mib: u32,
+) -> Result<Option<cgroup::Cgroup>, cgroup::CgroupError> {
+    let Ok(d) = delegation else {
+        return Ok(None);
+    };
+    let delegation::Parent::Directory(parent) = &d.parent else {
+        return Ok(None);
+    };
+    let host = Limits {
+        memory: Some((u64::from(memory_mib) << 20) + VM_OVERHEAD),
+        nano_cpus: limits.nano_cpus,
+        ..Limits::default()
+    };
+    let files: Vec<CgroupFile> = host
+        .cgroup_files(None)
+        .into_iter()
+        // The VMM's memory is the guest's: no swap of its own to limit.
+        .filter(|f| f.file != "memory.swap.max")
+        .collect();
+    cgroup::Cgroup::make(d, parent, id, &files).map(Some)
 }
 
 /// The period `cpu.max` is written with (docker's and the kernel's default, 100 ms).
@@ -83,6 +124,8 @@ impl Limits {
         add(self.cpu_shares.is_some(), "--cpu-shares");
         add(self.cpuset_cpus.is_some(), "--cpuset-cpus");
         add(self.pids_limit.is_some(), "--pids-limit");
+        add(!self.ulimits.is_empty(), "--ulimit");
+        add(self.shm_size.is_some(), "--shm-size");
         out
     }
 
@@ -99,6 +142,9 @@ impl Limits {
                 return Err(LimitsError::SwapBelowMemory)
             }
             _ => {}
+        }
+        if self.shm_size == Some(0) {
+            return Err(LimitsError::ShmSize);
         }
         if let Some(s) = self.cpu_shares {
             if s != 0 && !(2..=262_144).contains(&s) {
@@ -124,6 +170,15 @@ impl Limits {
         }
         take!(memory_swap, nano_cpus, cpu_shares, cpuset_cpus, pids_limit);
         out
+    }
+
+    /// The limits a cgroup enforces (the others are set by the container's init).
+    pub fn cgroup_limits(&self) -> Limits {
+        Limits {
+            ulimits: Vec::new(),
+            shm_size: None,
+            ..self.clone()
+        }
     }
 
     /// The cgroup v2 interface files these limits write, with their values and the controller

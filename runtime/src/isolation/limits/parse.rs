@@ -21,6 +21,10 @@ pub enum LimitsError {
     Cpuset(String),
     #[error("invalid --pids-limit {0:?}: expected a number (0 or -1: unlimited)")]
     Pids(String),
+    #[error("invalid --shm-size: SHM size must be greater than 0")]
+    ShmSize,
+    #[error("invalid --ulimit {0}")]
+    Ulimit(String),
 }
 
 /// A size as docker's `--memory` takes it: a non-negative number (a fraction too) with an

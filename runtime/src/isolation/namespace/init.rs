@@ -18,6 +18,7 @@ use super::process::ChildFailure;
 use super::rooted::Rooted;
 use super::sys::LinuxSys;
 use super::{caps, rootfs, seccomp, user};
+use crate::isolation::limits::ulimit::Ulimit;
 use crate::isolation::{LaunchSpec, ProcessSpec, Stdio};
 use crate::terminal;
 use nook_agent::process_env;
@@ -49,7 +50,7 @@ pub fn container_init(
     if let Err(e) = super::sys::Sys::sethostname(&sys, &spec.hostname) {
         return os(&format!("cannot set the hostname {:?}", spec.hostname), e);
     }
-    if let Err(e) = rootfs::mount(&sys, overlay, confinement.masks) {
+    if let Err(e) = rootfs::mount(&sys, overlay, confinement.masks, spec.limits.shm_size) {
         return ChildFailure::setup(crate::errors::chain(&e));
     }
     // /etc/hostname, /etc/hosts and /etc/resolv.conf, bound from the container's directory by
@@ -88,7 +89,12 @@ pub fn container_init(
             return ChildFailure::setup(message);
         }
     }
-    run_process(&spec.process, stdio, setgroups, confinement)
+    let rlimits = Ulimit::rlimits(&spec.limits.ulimits);
+    let tail = Tail {
+        rlimits: &rlimits,
+        ..Tail::default()
+    };
+    run_process_with(&spec.process, stdio, setgroups, confinement, &tail)
 }
 
 pub(super) fn become_root(setgroups: bool) -> io::Result<()> {

@@ -31,7 +31,7 @@ use process::{spawn, spawn_with, wait_pid, ChildFailure};
 
 pub use rootfs::Overlay;
 
-use super::limits::{self, cgroup::Cgroup, delegation::Delegation};
+use super::limits::{self, cgroup::Cgroup, delegation::Delegation, ulimit::Ulimit, Limits};
 use super::network::NetworkMode;
 use super::security::SecurityOptions;
 use super::{
@@ -175,6 +175,8 @@ pub struct Backend<'a> {
     dir: PathBuf,
     /// Its processes' capabilities, no_new_privs and seccomp filter (`exec` gets them too).
     security: &'a SecurityOptions,
+    /// Its `--ulimit`s, for `exec`'d processes.
+    limits: &'a Limits,
 }
 
 impl<'a> Backend<'a> {
@@ -183,12 +185,14 @@ impl<'a> Backend<'a> {
         dir: &Path,
         overlay: &'a Overlay,
         security: &'a SecurityOptions,
+        limits: &'a Limits,
     ) -> Self {
         Backend {
             host,
             overlay,
             dir: dir.to_path_buf(),
             security,
+            limits,
         }
     }
 }
@@ -322,7 +326,7 @@ impl super::Backend for Backend<'_> {
             Some(map),
             |pid| {
                 // Before the container runs anything of its own: its limits hold from the start.
-                cgroup = limits::place(&delegation, &id, pid, &spec.limits)?;
+                cgroup = limits::place(&delegation, &id, pid, &spec.limits.cgroup_limits())?;
                 match sync {
                     Some(sync) => Ok(Some((
                         net::launch_pasta(&spec.network, pid, &pid_file)?,
@@ -377,6 +381,7 @@ impl super::Backend for Backend<'_> {
         let confinement = confine::Confinement::of(self.security)?;
         let namespaces = open_namespaces(init)?;
         let setgroups = self.host.ids.map.setgroups_allowed();
+        let rlimits = Ulimit::rlimits(&self.limits.ulimits);
         // In the container's cgroup, under its limits, like its other processes.
         let cgroup = Cgroup::of_process(init);
         let enter = |pid| match &cgroup {
@@ -404,7 +409,12 @@ impl super::Backend for Backend<'_> {
                 }
                 if child == 0 {
                     drop(report_read);
-                    let failure = init::run_process(process, &stdio, setgroups, &confinement);
+                    let tail = init::Tail {
+                        rlimits: &rlimits,
+                        ..init::Tail::default()
+                    };
+                    let failure =
+                        init::run_process_with(process, &stdio, setgroups, &confinement, &tail);
                     process::fail_child(&report_write, &failure);
                 }
                 drop(report_write);

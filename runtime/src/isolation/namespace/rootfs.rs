@@ -81,7 +81,7 @@ fn escape_overlay_path(path: &Path) -> String {
 /// read-only with `--read-only`. Runs in the container's init process, in its fresh user and
 /// mount namespaces.
 pub fn setup(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
-    mount(sys, spec, true)?;
+    mount(sys, spec, true, None)?;
     switch(sys, spec)?;
     seal(sys, spec.read_only)
 }
@@ -89,7 +89,13 @@ pub fn setup(sys: &dyn Sys, spec: &Overlay) -> Result<(), MountError> {
 /// Mounts the container's root at `spec.merged`, with /proc, /dev, /sys and, unless `masks` is
 /// false (`--privileged`), the masks; the per-container files are bound into it before
 /// [`switch`] and [`seal`].
-pub fn mount(sys: &dyn Sys, spec: &Overlay, masks: bool) -> Result<(), MountError> {
+/// `shm_size` is the size of /dev/shm (`--shm-size`), docker's 64 MiB without one.
+pub fn mount(
+    sys: &dyn Sys,
+    spec: &Overlay,
+    masks: bool,
+    shm_size: Option<u64>,
+) -> Result<(), MountError> {
     let root = spec.merged.as_path();
     // Nothing we mount may propagate back to the host's mount namespace.
     sys.mount(
@@ -121,7 +127,7 @@ pub fn mount(sys: &dyn Sys, spec: &Overlay, masks: bool) -> Result<(), MountErro
     )
     .map_err(at("mount proc on", &proc))?;
 
-    setup_dev(sys, root)?;
+    setup_dev(sys, root, shm_size)?;
     setup_sys(sys, root)?;
     if masks {
         masks::apply(sys, root)?;
@@ -185,7 +191,7 @@ pub fn seal(sys: &dyn Sys, read_only: bool) -> Result<(), MountError> {
     Ok(())
 }
 
-fn setup_dev(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
+fn setup_dev(sys: &dyn Sys, root: &Path, shm_size: Option<u64>) -> Result<(), MountError> {
     let dev = root.join("dev");
     sys.mkdir_all(&dev).map_err(at("create", &dev))?;
     sys.mount(
@@ -222,7 +228,7 @@ fn setup_dev(sys: &dyn Sys, root: &Path) -> Result<(), MountError> {
         &shm,
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        Some(format!("mode=1777,size={}", shm_size.unwrap_or(64 << 20)).as_str()),
     )
     .map_err(at("mount tmpfs on", &shm))?;
     for (target, link) in DEV_LINKS {

@@ -18,6 +18,7 @@ use super::mux::{self, Mux};
 use super::workload::{ExecWorkload, VmWorkload};
 use super::{layer, phases, Machine, VmError};
 use crate::isolation::container_id;
+use crate::isolation::limits::{self, delegation::Delegation};
 use crate::isolation::Backend as _;
 use crate::isolation::{
     Host, ImageSource, IsolationError, LaunchSpec, Notice, Process, ProcessSpec, Stdio, Workload,
@@ -77,6 +78,24 @@ fn sized(process: &ProcessSpec) -> ProcessSpec {
 
 impl crate::isolation::Backend for Backend<'_> {
     fn start(&self, spec: &LaunchSpec, stdio: Stdio) -> Result<Box<dyn Workload>, IsolationError> {
+        // The VMM and its helpers in the container's cgroup, where one is delegated: the host
+        // memory and CPU the VM takes are bounded, device threads and helpers included.
+        let delegation = Delegation::detect(&crate::paths::ProcessEnv);
+        let id = container_id(&self.dir);
+        let settings = &self.machine.settings;
+        let cgroup = match limits::vm_cgroup(&delegation, &id, &spec.limits, settings.memory_mib) {
+            Ok(c) => c,
+            // Without --cpus the VM's size is its bound anyway: go on without a cgroup.
+            Err(_) if spec.limits.nano_cpus.is_none() => None,
+            Err(e) => return Err(e.into()),
+        };
+        let booted = boot(
+            &self.dir,
+            self.machine,
+            Some(&spec.network),
+            &spec.mounts,
+            cgroup.as_ref(),
+        );
         let Booted {
             mut child,
             client,
@@ -84,7 +103,15 @@ impl crate::isolation::Backend for Backend<'_> {
             passt,
             shares,
             guest_mounts,
-        } = boot(&self.dir, self.machine, Some(&spec.network), &spec.mounts)?;
+        } = match booted {
+            Ok(b) => b,
+            Err(e) => {
+                if let Some(c) = &cgroup {
+                    c.remove();
+                }
+                return Err(e.into());
+            }
+        };
         let end = |child: &mut Child| {
             let _ = child.kill();
             let _ = child.wait();
@@ -178,8 +205,10 @@ impl crate::isolation::Backend for Backend<'_> {
             control: Some(server),
             raw,
             size_watch,
-            _passt: passt,
-            _shares: shares,
+            passt,
+            shares,
+            oom_killed: false,
+            cgroup,
         }))
     }
 
@@ -278,7 +307,7 @@ impl crate::isolation::Backend for Backend<'_> {
             }
             .into());
         }
-        let booted = boot(&self.dir, self.machine, None, &[])?;
+        let booted = boot(&self.dir, self.machine, None, &[], None)?;
         let result = booted.client.stream_upper(out);
         booted.shut_down();
         result.map_err(VmError::Layer)?;

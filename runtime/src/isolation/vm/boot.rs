@@ -19,6 +19,7 @@ use super::kernel::find_kernel;
 use super::sockets::{debugging, socket_path};
 use super::{assets, phases, shares, sockets, template, virtiofsd, BootMode, Machine, VmError};
 use crate::host_tools::PASST;
+use crate::isolation::limits::cgroup::Cgroup;
 use crate::isolation::mounts::MountSpec;
 use crate::isolation::network::{self, NetworkSpec};
 use crate::isolation::{container_id, stack};
@@ -76,12 +77,14 @@ fn mac(id: &str) -> String {
 
 /// Boots the VM of the container whose directory is `dir` until its agent is ready; with
 /// `network`, passt serves its virtio-net device; each host directory in `mounts` is shared
-/// through its own virtio-fs device and virtiofsd.
+/// through its own virtio-fs device and virtiofsd. With `cgroup`, the VMM and every helper run
+/// in it from their start.
 pub(super) fn boot(
     dir: &Path,
     machine: &Machine,
     network: Option<&NetworkSpec>,
     mounts: &[MountSpec],
+    cgroup: Option<&Cgroup>,
 ) -> Result<Booted, VmError> {
     let env = ProcessEnv;
     // passt starts first and gets ready while the rest is prepared.
@@ -94,6 +97,12 @@ pub(super) fn boot(
             args.extend(["--one-off".into(), "--socket".into()]);
             args.push(socket.to_string_lossy().into_owned());
             let launch = stack::launch(&PASST, &args, &stack::pid_file(dir)?, &[])?;
+            // passt runs in the foreground and forks nothing: moved now, it has barely begun.
+            if let (Some(cgroup), Some(pid)) = (cgroup, launch.pid()) {
+                cgroup
+                    .add(pid as i32)
+                    .map_err(|e| VmError::Cgroup(Box::new(e)))?;
+            }
             Some((launch, socket))
         }
         None => None,
@@ -107,7 +116,7 @@ pub(super) fn boot(
         for (i, share) in plan.shares.iter().enumerate() {
             let socket = sockets::fs_path(&env, &id, i)?;
             let log = dir.join(format!("virtiofsd-{}.log", share.tag));
-            fs_launches.push(virtiofsd::launch(&program, share, &socket, &log)?);
+            fs_launches.push(virtiofsd::launch(&program, share, &socket, &log, cgroup)?);
             fs.push(nook_vmm::FsConfig {
                 socket,
                 tag: share.tag.clone(),
@@ -235,6 +244,11 @@ pub(super) fn boot(
     let log = File::create(&log_path).map_err(io("create", &log_path))?;
 
     let mut command = Command::new(&vmm);
+    if let Some(cgroup) = cgroup {
+        cgroup
+            .enter_on_exec(&mut command)
+            .map_err(|e| VmError::Cgroup(Box::new(e)))?;
+    }
     command
         .arg("--config")
         .arg(&config_path)

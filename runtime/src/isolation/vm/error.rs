@@ -32,6 +32,9 @@ pub enum VmError {
     Mkfs { path: PathBuf, message: String },
     #[error("invalid VM size: {0}")]
     Size(String),
+    /// Boxed: the VM's cgroup error carries paths and is rare.
+    #[error("cannot place the VMM and its helpers in the container's cgroup")]
+    Cgroup(#[source] Box<crate::isolation::limits::cgroup::CgroupError>),
     #[error("the container has no image disk (lower layer) to boot")]
     NoImageDisk,
     #[error(transparent)]

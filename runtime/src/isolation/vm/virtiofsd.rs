@@ -91,6 +91,7 @@ pub fn launch(
     share: &Share,
     socket: &Path,
     log_path: &Path,
+    cgroup: Option<&crate::isolation::limits::cgroup::Cgroup>,
 ) -> Result<Launch, VmError> {
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
@@ -101,6 +102,12 @@ pub fn launch(
     // SAFETY: getuid and getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let mut command = Command::new(program);
+    // First, so that its sandbox's processes start in the container's cgroup too.
+    if let Some(cgroup) = cgroup {
+        cgroup
+            .enter_on_exec(&mut command)
+            .map_err(|e| VmError::Cgroup(Box::new(e)))?;
+    }
     command
         .args(args(share, socket, uid, gid))
         .stdin(Stdio::null())

@@ -13,6 +13,7 @@ use nook_agent::client::{ClientError, ProcessResult};
 use super::boot::{describe, wait_timeout, RESET_TIMEOUT};
 use super::control::{self, server::ControlServer};
 use super::{phases, VmError};
+use crate::isolation::limits::cgroup::Cgroup;
 use crate::isolation::{Exit, IsolationError, Process, Workload};
 use crate::terminal;
 
@@ -27,14 +28,26 @@ pub(super) struct VmWorkload {
     pub(super) raw: Option<terminal::RawMode>,
     pub(super) size_watch: Option<terminal::SizeWatch>,
     /// passt, serving the VM's network; ends with the workload.
-    pub(super) _passt: Option<crate::isolation::stack::Running>,
+    pub(super) passt: Option<crate::isolation::stack::Running>,
     /// The virtiofsd of each shared directory; end with the workload.
-    pub(super) _shares: Vec<super::virtiofsd::Running>,
+    pub(super) shares: Vec<super::virtiofsd::Running>,
+    /// The agent reported an OOM kill in the guest (known once waited for).
+    pub(super) oom_killed: bool,
+    /// The cgroup of the VMM and its helpers, removed once they are gone.
+    pub(super) cgroup: Option<Cgroup>,
 }
 
 impl Workload for VmWorkload {
     fn host_pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.oom_killed
+    }
+
+    fn cgroup(&self) -> Option<&std::path::Path> {
+        self.cgroup.as_ref().map(Cgroup::path)
     }
 }
 
@@ -58,6 +71,15 @@ impl Process for VmWorkload {
             }
         };
         phases::finish();
+        self.oom_killed = matches!(&result, Some(Ok(r)) if r.oom_killed);
+        // The VM is gone: so are its helpers, and then their cgroup.
+        self.passt = None;
+        self.shares.clear();
+        if let Some(cgroup) = self.cgroup.take() {
+            // The host's OOM killer ending the VMM (past its RAM plus overhead) counts too.
+            self.oom_killed |= cgroup.oom_kills() > 0;
+            cgroup.remove();
+        }
         match result {
             Some(Ok(r)) => Ok(match r.status.signal {
                 Some(s) => Exit::Signal(s),
