@@ -268,3 +268,92 @@ fn update_records_limits_and_refuses_what_cannot_change() {
     assert_eq!(host[0]["State"]["OOMKilled"], false);
     nook.ok(&["rm", "-f", "later", "running"]);
 }
+
+#[test]
+fn ulimits_and_shm_size_hold_in_the_namespace_column() {
+    let nook = Rootless::new();
+    nook.default_image();
+    let out = nook.ok(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=512:1024",
+        "--shm-size",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; df -k /dev/shm | tail -n 1",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..2], ["512", "1024"], "{out}");
+    assert_eq!(
+        lines[2].split_whitespace().nth(1),
+        Some("16384"),
+        "a 16 MiB /dev/shm: {out}"
+    );
+    // docker's 64 MiB without --shm-size.
+    let out = nook.ok(&["run", "--rm", "busybox", "df", "-k", "/dev/shm"]);
+    assert!(out.contains(" 65536 "), "{out}");
+
+    // exec'd processes get the container's ulimits too.
+    nook.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "limited",
+        "--ulimit",
+        "nproc=200:300",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let out = nook.ok(&["exec", "limited", "sh", "-c", "ulimit -u; ulimit -Hu"]);
+    assert_eq!(out, "200\n300\n");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&nook.ok(&["inspect", "limited"])).unwrap();
+    assert_eq!(
+        inspect[0]["HostConfig"]["Ulimits"],
+        serde_json::json!([{"Name": "nproc", "Soft": 200, "Hard": 300}])
+    );
+    nook.ok(&["rm", "-f", "limited"]);
+
+    // Rootless, a hard limit cannot be raised above the user's own: said, exit 125.
+    let hard: u64 = std::fs::read_to_string("/proc/self/limits")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4)?.parse().ok())
+        .unwrap();
+    let above = format!("nofile={}:{}", hard + 1, hard + 1);
+    let err = nook.fails(&["run", "--rm", "--ulimit", &above, "busybox", "true"]);
+    assert!(err.contains("cannot set resource limit"), "{err}");
+
+    for (args, message) in [
+        (&["--ulimit", "files=1"][..], "invalid ulimit type: files"),
+        (
+            &["--ulimit", "nofile=2:1"],
+            "soft limit must be less than or equal",
+        ),
+        (&["--shm-size", "0"], "SHM size must be greater than 0"),
+        (&["--shm-size", "-1"], "invalid size: '-1'"),
+    ] {
+        let mut full = vec!["run", "--rm"];
+        full.extend_from_slice(args);
+        full.extend(["busybox", "true"]);
+        let err = nook.fails(&full);
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    let err = nook.fails(&[
+        "create",
+        "--isolation=vm",
+        "--ulimit",
+        "nofile=64",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        err.contains("--ulimit not yet applied with --isolation=vm"),
+        "{err}"
+    );
+}
