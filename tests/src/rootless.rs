@@ -163,6 +163,8 @@ impl Rootless {
             c = Command::new("timeout");
             c.arg("120");
             c.env("NOOK_ROOT", self.root());
+            // The test's own config.toml, as with HOME above: never the calling user's.
+            c.env("XDG_CONFIG_HOME", self.base.path().join(".config"));
         }
         c.arg(bin).args(args);
         c
