@@ -20,7 +20,7 @@
 //! to the first path written. The overlay is mounted without `redirect_dir` and `metacopy`, so
 //! every upper entry is complete on its own.
 
-mod fd;
+pub(crate) mod fd;
 pub mod targets;
 pub mod walk;
 pub mod whiteout;

@@ -6,7 +6,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -46,39 +46,7 @@ impl Rooted {
     }
 }
 
-/// Opens `path` (absolute or relative, taken inside the directory `root` as if it were `/`:
-/// `..` and absolute symlinks stop at it) with `flags`: `openat2(RESOLVE_IN_ROOT)`, so no
-/// symlink in the tree, planted before or while it is read, leads out of `root`.
-pub fn open_in_root(
-    root: BorrowedFd<'_>,
-    path: &Path,
-    flags: libc::c_int,
-    mode: u32,
-) -> io::Result<OwnedFd> {
-    let rel = relative(path);
-    let c = cstr(rel.as_os_str().as_bytes())?;
-    // SAFETY: open_how is plain data; zeroed is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = u64::from(mode);
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2 reads the NUL-terminated path and `how`, both alive for the call,
-    // whose size is passed along.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
+pub use nook_agent::copy::{fd_path, open_in_root};
 
 fn cstr(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
@@ -95,12 +63,6 @@ fn relative(path: &Path) -> PathBuf {
     } else {
         rel
     }
-}
-
-/// The `/proc/self/fd/N` path of `fd`: what a mount or a re-open of an `O_PATH` descriptor
-/// goes through.
-pub fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 impl MountOps for Rooted {
