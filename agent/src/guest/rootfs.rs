@@ -286,6 +286,10 @@ impl<O: MountOps> ContainerSetup for GuestSetup<O> {
         }
         Ok(())
     }
+
+    fn mount(&mut self, mounts: &[GuestMount]) -> Result<(), String> {
+        mounts.iter().try_for_each(|m| self.mount_fs(m))
+    }
 }
 
 #[cfg(test)]

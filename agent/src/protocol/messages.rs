@@ -2,6 +2,7 @@
 
 use super::wire::{BodyReader, BodyWriter};
 use super::DecodeError;
+use crate::copy::CopyInfo;
 
 /// A process to run in the guest: the final argv (the host has already combined the image's
 /// Entrypoint and Cmd with the user's command), its environment and where and as whom it runs.
@@ -183,6 +184,8 @@ pub enum ErrorKind {
     Layer,
     /// Anything else in the agent.
     Internal,
+    /// A copy (`CopyOut`, `CopyIn`) failed; the stream ends with it.
+    Copy,
     /// An error kind this side does not know (a newer peer).
     Other(u16),
 }
@@ -196,6 +199,7 @@ impl ErrorKind {
             ErrorKind::InvalidState => 4,
             ErrorKind::Layer => 5,
             ErrorKind::Internal => 6,
+            ErrorKind::Copy => 7,
             ErrorKind::Other(v) => v,
         }
     }
@@ -208,6 +212,7 @@ impl ErrorKind {
             4 => ErrorKind::InvalidState,
             5 => ErrorKind::Layer,
             6 => ErrorKind::Internal,
+            7 => ErrorKind::Copy,
             other => ErrorKind::Other(other),
         }
     }
@@ -252,6 +257,30 @@ pub enum HostMessage {
     StreamUpper,
     /// Stop everything and power the guest off.
     Shutdown,
+    /// `nook cp CONTAINER:SRC`: send the entry at `path` of the container's root (resolved
+    /// inside it, a symlink at `path` followed only with `follow`) as a tar on this stream:
+    /// rebased (the source as `.`, for a host that places it) or named as docker names it.
+    CopyOut {
+        path: String,
+        follow: bool,
+        rebased: bool,
+    },
+    /// `nook cp ... CONTAINER:DST`: the `CopyData` that follow on this stream, up to
+    /// `CopyEnd`, are a tar to write at `path` of the container's root: the rebased tree of
+    /// `source` placed by docker's rules, or (no source) a user's stream into the directory
+    /// `path`. With `archive`, the tar's owners are kept.
+    CopyIn {
+        path: String,
+        archive: bool,
+        source: Option<CopyInfo>,
+    },
+    /// A piece of a `CopyIn` tar.
+    CopyData(Vec<u8>),
+    /// The `CopyIn` tar is complete.
+    CopyEnd,
+    /// Mount these file systems in the container's root now (a copy-only boot, which starts
+    /// no process, reaches the container's volumes this way).
+    Mount(Vec<GuestMount>),
 }
 
 const K_START: u8 = 0x01;
@@ -262,6 +291,11 @@ const K_SIGNAL: u8 = 0x05;
 const K_RESIZE: u8 = 0x06;
 const K_STREAM_UPPER: u8 = 0x07;
 const K_SHUTDOWN: u8 = 0x08;
+const K_COPY_OUT: u8 = 0x09;
+const K_COPY_IN: u8 = 0x0a;
+const K_COPY_DATA_IN: u8 = 0x0b;
+const K_COPY_END_IN: u8 = 0x0c;
+const K_MOUNT: u8 = 0x0d;
 
 const K_READY: u8 = 0x81;
 const K_STARTED: u8 = 0x82;
@@ -272,6 +306,32 @@ const K_ERROR: u8 = 0x86;
 const K_LAYER_DATA: u8 = 0x87;
 const K_LAYER_END: u8 = 0x88;
 const K_OOM: u8 = 0x8f;
+const K_COPY_SOURCE: u8 = 0x89;
+const K_COPY_DATA: u8 = 0x8a;
+const K_COPY_END: u8 = 0x8b;
+
+fn encode_info(info: &CopyInfo, out: &mut BodyWriter) {
+    out.bool(info.dir);
+    out.str(&info.name);
+    out.bool(info.contents_only);
+}
+
+/// A source's name becomes one path component on the other side: one normal name, or `.`.
+fn decode_info(r: &mut BodyReader<'_>) -> Result<CopyInfo, DecodeError> {
+    let dir = r.bool("copy source dir")?;
+    let name = r.str("copy source name")?;
+    if name.is_empty() || name.contains('/') || name == ".." {
+        return Err(DecodeError::InvalidValue {
+            field: "copy source name",
+            value: name.len() as u64,
+        });
+    }
+    Ok(CopyInfo {
+        dir,
+        name,
+        contents_only: r.bool("copy contents only")?,
+    })
+}
 
 fn encode_process(p: &ProcessSpec, out: &mut BodyWriter) {
     out.str_list(&p.argv);
@@ -313,6 +373,11 @@ impl sealed::Body for HostMessage {
             HostMessage::Resize { .. } => K_RESIZE,
             HostMessage::StreamUpper => K_STREAM_UPPER,
             HostMessage::Shutdown => K_SHUTDOWN,
+            HostMessage::CopyOut { .. } => K_COPY_OUT,
+            HostMessage::CopyIn { .. } => K_COPY_IN,
+            HostMessage::CopyData(_) => K_COPY_DATA_IN,
+            HostMessage::CopyEnd => K_COPY_END_IN,
+            HostMessage::Mount(_) => K_MOUNT,
         }
     }
 
@@ -332,7 +397,33 @@ impl sealed::Body for HostMessage {
                 out.u16(*rows);
                 out.u16(*cols);
             }
-            HostMessage::StdinClose | HostMessage::StreamUpper | HostMessage::Shutdown => {}
+            HostMessage::CopyOut {
+                path,
+                follow,
+                rebased,
+            } => {
+                out.str(path);
+                out.bool(*follow);
+                out.bool(*rebased);
+            }
+            HostMessage::CopyIn {
+                path,
+                archive,
+                source,
+            } => {
+                out.str(path);
+                out.bool(*archive);
+                out.bool(source.is_some());
+                if let Some(info) = source {
+                    encode_info(info, out);
+                }
+            }
+            HostMessage::CopyData(data) => out.raw(data),
+            HostMessage::Mount(mounts) => encode_mounts(mounts, out),
+            HostMessage::StdinClose
+            | HostMessage::StreamUpper
+            | HostMessage::Shutdown
+            | HostMessage::CopyEnd => {}
         }
     }
 
@@ -365,6 +456,28 @@ impl sealed::Body for HostMessage {
             },
             K_STREAM_UPPER => HostMessage::StreamUpper,
             K_SHUTDOWN => HostMessage::Shutdown,
+            K_COPY_OUT => HostMessage::CopyOut {
+                path: r.str("copy path")?,
+                follow: r.bool("copy follow")?,
+                rebased: r.bool("copy rebased")?,
+            },
+            K_COPY_IN => {
+                let path = r.str("copy path")?;
+                let archive = r.bool("copy archive")?;
+                let source = if r.bool("copy source present")? {
+                    Some(decode_info(&mut r)?)
+                } else {
+                    None
+                };
+                HostMessage::CopyIn {
+                    path,
+                    archive,
+                    source,
+                }
+            }
+            K_COPY_DATA_IN => HostMessage::CopyData(r.rest().to_vec()),
+            K_COPY_END_IN => HostMessage::CopyEnd,
+            K_MOUNT => HostMessage::Mount(decode_mounts(&mut r)?),
             other => return Err(DecodeError::UnknownKind { kind: other }),
         };
         r.finish()?;
@@ -394,6 +507,13 @@ pub enum GuestMessage {
     /// The guest kernel's OOM killer ended `kills` processes while the stream's (main) process
     /// ran; sent right before its `Exit` (docker's `OOMKilled`).
     Oom { kills: u64 },
+    /// What the source of a `CopyOut` is, before its tar.
+    CopySource(CopyInfo),
+    /// A piece of a `CopyOut` tar.
+    CopyData(Vec<u8>),
+    /// A copy is complete: for `CopyOut`, `bytes` of tar were sent; for `CopyIn`, `bytes` of
+    /// file data were written.
+    CopyEnd { bytes: u64 },
 }
 
 impl sealed::Body for GuestMessage {
@@ -408,6 +528,9 @@ impl sealed::Body for GuestMessage {
             GuestMessage::LayerData(_) => K_LAYER_DATA,
             GuestMessage::LayerEnd { .. } => K_LAYER_END,
             GuestMessage::Oom { .. } => K_OOM,
+            GuestMessage::CopySource(_) => K_COPY_SOURCE,
+            GuestMessage::CopyData(_) => K_COPY_DATA,
+            GuestMessage::CopyEnd { .. } => K_COPY_END,
         }
     }
 
@@ -423,9 +546,10 @@ impl sealed::Body for GuestMessage {
                 out.u32(*pid);
                 out.u64(*exec_ns);
             }
-            GuestMessage::Stdout(d) | GuestMessage::Stderr(d) | GuestMessage::LayerData(d) => {
-                out.raw(d)
-            }
+            GuestMessage::Stdout(d)
+            | GuestMessage::Stderr(d)
+            | GuestMessage::LayerData(d)
+            | GuestMessage::CopyData(d) => out.raw(d),
             GuestMessage::Exit(status) => {
                 out.i32(status.code);
                 out.i32(status.signal.unwrap_or(0));
@@ -434,8 +558,9 @@ impl sealed::Body for GuestMessage {
                 out.u16(kind.to_wire());
                 out.str(message);
             }
-            GuestMessage::LayerEnd { bytes } => out.u64(*bytes),
             GuestMessage::Oom { kills } => out.u64(*kills),
+            GuestMessage::LayerEnd { bytes } | GuestMessage::CopyEnd { bytes } => out.u64(*bytes),
+            GuestMessage::CopySource(info) => encode_info(info, out),
         }
     }
 
@@ -474,6 +599,11 @@ impl sealed::Body for GuestMessage {
             },
             K_OOM => GuestMessage::Oom {
                 kills: r.u64("kills")?,
+            },
+            K_COPY_SOURCE => GuestMessage::CopySource(decode_info(&mut r)?),
+            K_COPY_DATA => GuestMessage::CopyData(r.rest().to_vec()),
+            K_COPY_END => GuestMessage::CopyEnd {
+                bytes: r.u64("bytes")?,
             },
             other => return Err(DecodeError::UnknownKind { kind: other }),
         };

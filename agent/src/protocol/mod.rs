@@ -35,7 +35,8 @@ pub use messages::{
 /// 2: `Start` carries the container's /etc/hosts.
 /// 3: `Start` carries the container's mounts (virtio-fs tags and tmpfs).
 /// 4: `Oom` before the main process's `Exit` when the guest's OOM killer ran.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: `CopyOut`, `CopyIn` and `Mount` (`nook cp`, running or from a copy-only boot).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

@@ -54,7 +54,38 @@ fn host_samples() -> Vec<HostMessage> {
         },
         HostMessage::StreamUpper,
         HostMessage::Shutdown,
+        HostMessage::CopyOut {
+            path: "/etc/a dir/.".into(),
+            follow: true,
+            rebased: false,
+        },
+        HostMessage::CopyIn {
+            path: "/tmp".into(),
+            archive: true,
+            source: None,
+        },
+        HostMessage::CopyIn {
+            path: "/new".into(),
+            archive: false,
+            source: Some(copy_info()),
+        },
+        HostMessage::CopyData(vec![1; 300]),
+        HostMessage::CopyData(Vec::new()),
+        HostMessage::CopyEnd,
+        HostMessage::Mount(vec![GuestMount::Virtiofs {
+            tag: "nook1".into(),
+            target: "/v".into(),
+            readonly: false,
+        }]),
     ]
+}
+
+fn copy_info() -> crate::copy::CopyInfo {
+    crate::copy::CopyInfo {
+        dir: true,
+        name: "tree".into(),
+        contents_only: true,
+    }
 }
 
 fn guest_samples() -> Vec<GuestMessage> {
@@ -92,7 +123,38 @@ fn guest_samples() -> Vec<GuestMessage> {
         },
         GuestMessage::LayerData(vec![0; 512]),
         GuestMessage::LayerEnd { bytes: 1024 },
+        GuestMessage::CopySource(copy_info()),
+        GuestMessage::CopyData(vec![9; 700]),
+        GuestMessage::CopyEnd { bytes: 104_857_600 },
+        GuestMessage::Error {
+            kind: ErrorKind::Copy,
+            message: "Could not find the file /x in container".into(),
+        },
     ]
+}
+
+#[test]
+fn a_copy_source_name_is_one_path_component() {
+    for bad in ["", "..", "a/b", "/"] {
+        let info = crate::copy::CopyInfo {
+            name: bad.into(),
+            ..copy_info()
+        };
+        let bytes = encode_frame(3, &GuestMessage::CopySource(info)).unwrap();
+        let mut d = FrameDecoder::new();
+        d.push(&bytes);
+        let err = d.next_frame::<GuestMessage>().unwrap_err();
+        assert!(
+            matches!(
+                err.error,
+                DecodeError::InvalidValue {
+                    field: "copy source name",
+                    ..
+                }
+            ),
+            "{bad:?}: {err}"
+        );
+    }
 }
 
 fn round_trip<M: Message + PartialEq + std::fmt::Debug + Clone>(samples: Vec<M>) {

@@ -6,6 +6,7 @@
 //! socketpair); the differences are in [`Config`]: PID 1 reaps every orphan, the host reaps only
 //! its own children.
 
+mod copy;
 mod namespace;
 mod oom;
 mod process;
@@ -25,7 +26,8 @@ pub use sys::{boottime_ns, realtime_ns};
 use crate::layer;
 use crate::protocol::{
     BootTimes, ErrorKind, ExitStatus, FrameDecoder, FrameError, FrameWriter, GuestMessage,
-    HostMessage, ProcessSpec, StartSpec, WriteError, MAX_DATA_CHUNK, PROTOCOL_VERSION, SYNC,
+    GuestMount, HostMessage, ProcessSpec, StartSpec, WriteError, MAX_DATA_CHUNK, PROTOCOL_VERSION,
+    SYNC,
 };
 use namespace::PidNamespace;
 
@@ -52,6 +54,11 @@ pub struct Config {
 /// Container-wide settings applied before the main process starts (hostname, resolv.conf).
 pub trait ContainerSetup {
     fn apply(&mut self, spec: &StartSpec) -> Result<(), String>;
+
+    /// Mounts `mounts` without starting anything (a copy-only boot's volumes).
+    fn mount(&mut self, _mounts: &[GuestMount]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// For the host side, where there is no container to configure.
@@ -139,6 +146,7 @@ struct Supervisor<'a> {
     main_started: bool,
     /// Where the guest's OOM kills stood when the main process started.
     oom_mark: oom::Mark,
+    inbound: copy::Inbound,
 }
 
 /// Runs the loop over `channel` until the main process exits, the host shuts the guest down or
@@ -156,6 +164,7 @@ pub fn run(
         procs: Vec::new(),
         main_started: false,
         oom_mark: oom::Mark::default(),
+        inbound: copy::Inbound::default(),
     };
     let result = sup.run(channel.as_fd());
     sup.kill_all();
@@ -388,6 +397,69 @@ impl Supervisor<'_> {
                 Ok(None)
             }
             HostMessage::Shutdown => Ok(Some(Outcome::Shutdown)),
+            HostMessage::CopyOut {
+                path,
+                follow,
+                rebased,
+            } => {
+                if self.check_new_stream(stream)? {
+                    let root = self.config.root.clone();
+                    copy::copy_out(&self.writer, stream, root, path, follow, rebased)?;
+                }
+                Ok(None)
+            }
+            HostMessage::CopyIn {
+                path,
+                archive,
+                source,
+            } => {
+                if self.check_new_stream(stream)? {
+                    let root = self.config.root.clone();
+                    copy::copy_in(
+                        &mut self.inbound,
+                        &self.writer,
+                        stream,
+                        root,
+                        path,
+                        archive,
+                        source,
+                    )?;
+                }
+                Ok(None)
+            }
+            HostMessage::CopyData(data) => {
+                if self.inbound.has(stream) {
+                    self.inbound.data(stream, data);
+                } else {
+                    self.unknown_stream(stream)?;
+                }
+                Ok(None)
+            }
+            HostMessage::CopyEnd => {
+                if self.inbound.has(stream) {
+                    self.inbound.end(stream);
+                } else {
+                    self.unknown_stream(stream)?;
+                }
+                Ok(None)
+            }
+            HostMessage::Mount(mounts) => {
+                let status = match self.setup.mount(&mounts) {
+                    Ok(()) => 0,
+                    Err(message) => {
+                        self.send_error(stream, ErrorKind::Internal, message)?;
+                        125
+                    }
+                };
+                self.send(
+                    stream,
+                    &GuestMessage::Exit(ExitStatus {
+                        code: status,
+                        signal: None,
+                    }),
+                )?;
+                Ok(None)
+            }
         }
     }
 
@@ -400,7 +472,7 @@ impl Supervisor<'_> {
     }
 
     fn check_new_stream(&self, stream: u32) -> Result<bool, SupervisorError> {
-        if stream == 0 || self.find(stream).is_some() {
+        if stream == 0 || self.find(stream).is_some() || self.inbound.has(stream) {
             self.send_error(
                 stream,
                 ErrorKind::InvalidState,
