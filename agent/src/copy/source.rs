@@ -24,6 +24,20 @@ pub struct Source {
 }
 
 impl Source {
+    /// What the path a source is given as says of it: its name, and whether only its entries
+    /// go (`SRC/.`); whether it is a directory only opening it tells.
+    pub fn info_of(path: &str) -> CopyInfo {
+        CopyInfo {
+            dir: false,
+            name: Path::new(path)
+                .components()
+                .rfind(|c| matches!(c, Component::Normal(_)))
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .unwrap_or_else(|| ".".into()),
+            contents_only: path.ends_with("/.") || path == ".",
+        }
+    }
+
     /// Opens `path` inside `root` (a container's), or on the host when `root` is none;
     /// follows a symlink at `path` itself only with `follow` (`-L`).
     pub fn open(
@@ -31,7 +45,6 @@ impl Source {
         path: &str,
         follow: bool,
     ) -> Result<Source, CopyError> {
-        let contents_only = path.ends_with("/.") || path == ".";
         let mut flags = libc::O_PATH;
         if !follow {
             flags |= libc::O_NOFOLLOW;
@@ -53,18 +66,12 @@ impl Source {
             path: path.into(),
             source,
         })?;
-        let name = p
-            .components()
-            .rfind(|c| matches!(c, Component::Normal(_)))
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .unwrap_or_else(|| ".".into());
         Ok(Source {
             fd,
             stat,
             info: CopyInfo {
                 dir: stat.is_dir(),
-                name,
-                contents_only,
+                ..Source::info_of(path)
             },
             shown: path.to_string(),
         })

@@ -268,13 +268,7 @@ impl Isolation {
                 running,
                 op,
             ),
-            Isolation::Vm(_) => Err(IsolationError::Start {
-                code: 125,
-                message:
-                    "nook cp is not yet for --isolation=vm: use `nook exec CONTAINER tar -c PATH` \
-                          (or `tar -x` with -i) meanwhile"
-                        .into(),
-            }),
+            Isolation::Vm(machine) => vm::copy(host, dir, machine, mounts, running, op),
         }
     }
 

@@ -13,12 +13,14 @@
 //!   processes it hands back; [`mux`] and [`control`]: the agent channel, shared by the
 //!   monitor with `exec`, `kill` and `commit` through the control socket; [`layer`]: `diff`
 //!   and `export` on the host; [`phases`]: boot timings for the bench; [`template`]: the
-//!   snapshots of a booted guest that VMs start from (warm starts).
+//!   snapshots of a booted guest that VMs start from (warm starts); [`cp`]: `nook cp`, through
+//!   the agent of the running VM or of a copy-only boot.
 
 pub mod assets;
 mod backend;
 mod boot;
 pub mod control;
+mod cp;
 pub mod disk;
 mod error;
 pub mod initramfs;
@@ -35,6 +37,7 @@ pub mod virtiofsd;
 mod workload;
 
 pub use backend::Backend;
+pub use cp::copy;
 pub use error::VmError;
 pub use machine::{Disks, Machine};
 pub use settings::{BootMode, VmSettings, DEFAULT_MEMORY_MIB};

@@ -125,7 +125,10 @@ impl Mux {
 
 /// Whether `msg` is the last frame of its stream.
 fn is_last(msg: &GuestMessage) -> bool {
-    matches!(msg, GuestMessage::Exit(_) | GuestMessage::LayerEnd { .. })
+    matches!(
+        msg,
+        GuestMessage::Exit(_) | GuestMessage::LayerEnd { .. } | GuestMessage::CopyEnd { .. }
+    )
 }
 
 fn dispatch(client: &Client, routes: &Mutex<Routes>) {

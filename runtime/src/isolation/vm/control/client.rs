@@ -6,6 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use nook_agent::copy::CopyInfo;
 use nook_agent::protocol::{
     ExitStatus, FrameReader, FrameWriter, GuestMessage, HostMessage, ProcessSpec, MAX_DATA_CHUNK,
 };
@@ -111,6 +112,201 @@ fn stream_upper_over(mut conn: Conn, out: &mut dyn Write) -> Result<u64, Control
                 })
             }
         }
+    }
+}
+
+/// How long the guest may take between two frames of a copy (it may be reading or writing a
+/// large file meanwhile): generous, but bounded.
+const COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `nook cp CONTAINER:SRC`: the tar of the container's `src` as the agent sends it (rebased,
+/// or named as docker names it), read through [`Read`] after [`CopyOut::info`].
+pub struct CopyOut {
+    conn: Conn,
+    info: CopyInfo,
+    chunk: Vec<u8>,
+    at: usize,
+    got: u64,
+    done: bool,
+}
+
+/// Asks the monitor for the tar of `src` (resolved inside the container; a symlink at `src`
+/// followed only with `follow`).
+pub fn copy_out(
+    path: &Path,
+    src: &str,
+    follow: bool,
+    rebased: bool,
+) -> Result<CopyOut, ControlError> {
+    copy_out_over(Conn::open(path)?, src, follow, rebased)
+}
+
+fn copy_out_over(
+    mut conn: Conn,
+    src: &str,
+    follow: bool,
+    rebased: bool,
+) -> Result<CopyOut, ControlError> {
+    conn.stream
+        .set_read_timeout(Some(COPY_TIMEOUT))
+        .map_err(ControlError::Io)?;
+    conn.send(
+        REQUEST_STREAM,
+        &HostMessage::CopyOut {
+            path: src.into(),
+            follow,
+            rebased,
+        },
+    )?;
+    let info = match conn.next("the copy started")? {
+        GuestMessage::CopySource(info) => info,
+        GuestMessage::Error { message, .. } => return Err(ControlError::Copy { message }),
+        other => {
+            return Err(ControlError::Unexpected {
+                got: format!("{other:?}"),
+            })
+        }
+    };
+    Ok(CopyOut {
+        conn,
+        info,
+        chunk: Vec::new(),
+        at: 0,
+        got: 0,
+        done: false,
+    })
+}
+
+impl CopyOut {
+    /// What the source is, as the guest found it.
+    pub fn info(&self) -> &CopyInfo {
+        &self.info
+    }
+
+    /// Reads to the end of the stream: the guest's error, if it failed after the tar's last
+    /// entry was read.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok(self.got)
+    }
+}
+
+impl Read for CopyOut {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let fail = |e: ControlError| std::io::Error::other(crate::errors::chain(&e));
+            match self.conn.next("the copy was complete").map_err(fail)? {
+                GuestMessage::CopyData(d) => {
+                    self.got += d.len() as u64;
+                    self.chunk = d;
+                    self.at = 0;
+                }
+                GuestMessage::CopyEnd { bytes } if bytes == self.got => self.done = true,
+                GuestMessage::CopyEnd { bytes } => {
+                    return Err(fail(ControlError::Unexpected {
+                        got: format!("a copy of {bytes} bytes after {} bytes of data", self.got),
+                    }))
+                }
+                GuestMessage::Error { message, .. } => {
+                    return Err(fail(ControlError::Copy { message }))
+                }
+                other => {
+                    return Err(fail(ControlError::Unexpected {
+                        got: format!("{other:?}"),
+                    }))
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// `nook cp ... CONTAINER:DST`: a tar written into the container through [`Write`], then
+/// [`CopyIn::finish`].
+pub struct CopyIn {
+    conn: Conn,
+    buf: Vec<u8>,
+}
+
+/// Asks the monitor to write a tar at `dst` in the container: the rebased tree of `source`
+/// placed by docker's rules, or a user's stream into the directory `dst`.
+pub fn copy_in(
+    path: &Path,
+    dst: &str,
+    archive: bool,
+    source: Option<CopyInfo>,
+) -> Result<CopyIn, ControlError> {
+    copy_in_over(Conn::open(path)?, dst, archive, source)
+}
+
+fn copy_in_over(
+    conn: Conn,
+    dst: &str,
+    archive: bool,
+    source: Option<CopyInfo>,
+) -> Result<CopyIn, ControlError> {
+    conn.stream
+        .set_read_timeout(Some(COPY_TIMEOUT))
+        .map_err(ControlError::Io)?;
+    conn.send(
+        REQUEST_STREAM,
+        &HostMessage::CopyIn {
+            path: dst.into(),
+            archive,
+            source,
+        },
+    )?;
+    Ok(CopyIn {
+        conn,
+        buf: Vec::with_capacity(MAX_DATA_CHUNK),
+    })
+}
+
+impl CopyIn {
+    fn flush_chunk(&mut self) -> Result<(), ControlError> {
+        if !self.buf.is_empty() {
+            let data = std::mem::take(&mut self.buf);
+            self.conn
+                .send(REQUEST_STREAM, &HostMessage::CopyData(data))?;
+            self.buf.reserve(MAX_DATA_CHUNK);
+        }
+        Ok(())
+    }
+
+    /// Ends the tar and waits for the guest to have written it; returns the bytes of file
+    /// data written.
+    pub fn finish(mut self) -> Result<u64, ControlError> {
+        self.flush_chunk()?;
+        self.conn.send(REQUEST_STREAM, &HostMessage::CopyEnd)?;
+        match self.conn.next("the copy was written")? {
+            GuestMessage::CopyEnd { bytes } => Ok(bytes),
+            GuestMessage::Error { message, .. } => Err(ControlError::Copy { message }),
+            other => Err(ControlError::Unexpected {
+                got: format!("{other:?}"),
+            }),
+        }
+    }
+}
+
+impl Write for CopyIn {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(MAX_DATA_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == MAX_DATA_CHUNK {
+            self.flush_chunk()
+                .map_err(|e| std::io::Error::other(crate::errors::chain(&e)))?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -13,6 +13,8 @@
 //! | `Signal(n)` on stream 0 | signal the container's main process | `Exit(0)` on stream 0 once sent to the agent, or `Error` |
 //! | `Exec(spec)` on stream 1 | run another process; then `Stdin`, `StdinClose`, `Resize`, `Signal` on stream 1 | `Started`, `Stdout`, `Stderr`, `Error`, `Exit` on stream 1 |
 //! | `StreamUpper` on stream 1 | the writable layer as an OCI layer tar | `LayerData`..., `LayerEnd` or `Error` on stream 1 |
+//! | `CopyOut` on stream 1 | `nook cp CONTAINER:SRC`: the source as a tar | `CopySource`, `CopyData`..., `CopyEnd` or `Error` on stream 1 |
+//! | `CopyIn` on stream 1; then `CopyData`..., `CopyEnd` on stream 1 | `nook cp ... CONTAINER:DST`: a tar into the container | `CopyEnd` or `Error` on stream 1 |
 //!
 //! Anything else is answered with an `Error` and the connection is closed. The monitor maps
 //! stream 1 of each connection to a fresh stream of the agent connection.
@@ -67,4 +69,8 @@ pub enum ControlError {
     Client(#[from] ClientError),
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
+    /// A copy the guest agent could not make: its message says why, as the namespace
+    /// column's would.
+    #[error("{message}")]
+    Copy { message: String },
 }

@@ -237,6 +237,53 @@ pub fn serve(conn: UnixStream, mux: &Mux) -> io::Result<()> {
             mux.forget(stream);
             Ok(())
         }
+        (REQUEST_STREAM, request @ HostMessage::CopyOut { .. }) => {
+            let Some((stream, frames)) = open_request(mux, &writer, request)? else {
+                return Ok(());
+            };
+            forward(&frames, &writer);
+            mux.forget(stream);
+            Ok(())
+        }
+        (REQUEST_STREAM, request @ HostMessage::CopyIn { .. }) => {
+            let Some((stream, frames)) = open_request(mux, &writer, request)? else {
+                return Ok(());
+            };
+            let out = Arc::clone(&writer);
+            let answer = std::thread::Builder::new()
+                .name("vm-control-out".into())
+                .spawn(move || forward(&frames, &out))?;
+            // The tar comes as fast as the client reads its files: generous, but bounded.
+            conn.set_read_timeout(Some(REQUEST_TIMEOUT * 30))?;
+            loop {
+                let message = match reader.read_frame::<HostMessage>() {
+                    Ok(Some(f)) if f.stream == REQUEST_STREAM => f.message,
+                    Ok(Some(_)) => continue,
+                    // The client went away: the end of what it sent is the end of the tar
+                    // (the guest refuses one cut inside an entry).
+                    Ok(None) | Err(_) => HostMessage::CopyEnd,
+                };
+                let end = match &message {
+                    HostMessage::CopyData(_) => false,
+                    HostMessage::CopyEnd => true,
+                    other => {
+                        let _ = refuse(
+                            &writer,
+                            REQUEST_STREAM,
+                            ErrorKind::InvalidState,
+                            format!("{other:?} is not allowed on a copy connection"),
+                        );
+                        continue;
+                    }
+                };
+                if mux.send(stream, &message).is_err() || end {
+                    break;
+                }
+            }
+            let _ = answer.join();
+            mux.forget(stream);
+            Ok(())
+        }
         (stream, other) => refuse(
             &writer,
             stream,
@@ -261,11 +308,11 @@ fn forward(frames: &Receiver<Frame<GuestMessage>>, writer: &Writer) {
         };
         let last = matches!(
             frame.message,
-            GuestMessage::Exit(_) | GuestMessage::LayerEnd { .. }
+            GuestMessage::Exit(_) | GuestMessage::LayerEnd { .. } | GuestMessage::CopyEnd { .. }
         ) || matches!(
             frame.message,
             GuestMessage::Error {
-                kind: ErrorKind::Layer,
+                kind: ErrorKind::Layer | ErrorKind::Copy,
                 ..
             }
         );
