@@ -171,10 +171,24 @@ impl Rootless {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("cannot start nook")
+        // The binary was copied in by this process, whose other test threads fork: a child
+        // forked while the copy's write descriptor was open holds it until its exec, and an
+        // exec of the copy then fails with ETXTBSY ("Text file busy"). Retried, not ignored.
+        let mut tries = 0;
+        loop {
+            let out = self
+                .cmd(args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("cannot start nook");
+            let busy = out.status.code() == Some(126)
+                && String::from_utf8_lossy(&out.stderr).contains("Text file busy");
+            tries += 1;
+            if !busy || tries == 20 {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Runs nook, asserts success, returns stdout.
