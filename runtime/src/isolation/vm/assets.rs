@@ -121,24 +121,29 @@ fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
 /// How much of the agent [`read_head`] reads: its program headers follow the ELF header.
 const HEAD: usize = 64 << 10;
 
-/// The initramfs holding `agent` as /init, built once per agent binary.
-pub fn ensure_initramfs(cache: &Path, agent: &Path) -> Result<PathBuf, VmError> {
+/// A file's path and identity (device, inode, size, modification time): what names a cached
+/// artefact built from it, without reading it; a rebuilt input gets a new one.
+pub fn identity(path: &Path) -> Result<String, VmError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = fs::metadata(agent).map_err(|source| VmError::Io {
+    let meta = fs::metadata(path).map_err(|source| VmError::Io {
         what: "stat",
-        path: agent.to_path_buf(),
+        path: path.to_path_buf(),
         source,
     })?;
-    let identity = format!(
+    Ok(format!(
         "{}\0{}:{}:{}:{}.{}",
-        agent.display(),
+        path.display(),
         meta.dev(),
         meta.ino(),
         meta.size(),
         meta.mtime(),
         meta.mtime_nsec()
-    );
-    let hex: String = Sha256::digest(identity.as_bytes())
+    ))
+}
+
+/// The initramfs holding `agent` as /init, built once per agent binary.
+pub fn ensure_initramfs(cache: &Path, agent: &Path) -> Result<PathBuf, VmError> {
+    let hex: String = Sha256::digest(identity(agent)?.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();

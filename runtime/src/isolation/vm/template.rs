@@ -12,7 +12,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -58,25 +57,12 @@ pub struct Inputs<'a> {
     pub layout: Layout,
 }
 
-fn identity(path: &Path) -> Result<String, VmError> {
-    let meta = std::fs::metadata(path).map_err(io("stat", path))?;
-    Ok(format!(
-        "{}\0{}:{}:{}:{}.{}",
-        path.display(),
-        meta.dev(),
-        meta.ino(),
-        meta.size(),
-        meta.mtime(),
-        meta.mtime_nsec()
-    ))
-}
-
 /// The template's name: a hash of everything it depends on.
 pub fn key(inputs: &Inputs<'_>) -> Result<String, VmError> {
     let mut h = Sha256::new();
     h.update(b"nook warm-start template 1\n");
     for path in [inputs.kernel, inputs.initramfs, inputs.vmm] {
-        h.update(identity(path)?.as_bytes());
+        h.update(super::assets::identity(path)?.as_bytes());
         h.update(b"\n");
     }
     h.update(format!("{:?}", inputs.layout).as_bytes());
