@@ -26,6 +26,14 @@ fn seeds() -> Vec<Vec<u8>> {
             mode: None,
             readonly: false,
         }],
+        limits: nook_agent::protocol::GuestLimits {
+            pids_max: Some(64),
+            rlimits: vec![nook_agent::protocol::Rlimit {
+                resource: 7,
+                soft: 64,
+                hard: 64,
+            }],
+        },
     });
     vec![
         Vec::new(),

@@ -183,6 +183,7 @@ impl Guest {
                 resolv_conf: String::new(),
                 hosts: String::new(),
                 mounts: Vec::new(),
+                limits: Default::default(),
             })
             .unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());

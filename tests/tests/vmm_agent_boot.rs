@@ -64,6 +64,7 @@ fn run_case(dir: &Path, vmm: &Path, vcpus: u8, memory_mib: u32) -> Result<(), St
         resolv_conf: String::new(),
         hosts: String::new(),
         mounts: Vec::new(),
+        limits: Default::default(),
     };
     let stream_id = client
         .start(spec)

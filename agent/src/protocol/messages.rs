@@ -36,6 +36,79 @@ pub struct StartSpec {
     pub hosts: String,
     /// File systems mounted in the container's root before the process starts, in order.
     pub mounts: Vec<GuestMount>,
+    /// Limits of the main process and of every process `Exec` starts later.
+    pub limits: GuestLimits,
+}
+
+/// The limits the agent applies inside the guest (`--pids-limit`, `--ulimit`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GuestLimits {
+    /// `pids.max` of the cgroup the container's processes run in; none: no limit.
+    pub pids_max: Option<u64>,
+    /// setrlimit calls made before each process runs, in order.
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// One setrlimit: `resource` is Linux's `RLIMIT_*` number; `u64::MAX` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Linux's number of resources (`RLIM_NLIMITS`); higher numbers are refused.
+const RLIMIT_COUNT: u32 = 16;
+
+fn encode_limits(limits: &GuestLimits, out: &mut BodyWriter) {
+    out.bool(limits.pids_max.is_some());
+    out.u64(limits.pids_max.unwrap_or(0));
+    out.u32(u32::try_from(limits.rlimits.len()).unwrap_or(u32::MAX));
+    for r in &limits.rlimits {
+        out.u32(r.resource);
+        out.u64(r.soft);
+        out.u64(r.hard);
+    }
+}
+
+fn decode_limits(r: &mut BodyReader<'_>) -> Result<GuestLimits, DecodeError> {
+    let has_pids = r.bool("pids limit present")?;
+    let pids = r.u64("pids limit")?;
+    if has_pids && pids == 0 {
+        return Err(DecodeError::InvalidValue {
+            field: "pids limit",
+            value: 0,
+        });
+    }
+    let n = r.u32("rlimit count")?;
+    let mut rlimits = Vec::new();
+    for _ in 0..n {
+        // 20 bytes each: a hostile count runs out of body first.
+        let resource = r.u32("rlimit resource")?;
+        if resource >= RLIMIT_COUNT {
+            return Err(DecodeError::InvalidValue {
+                field: "rlimit resource",
+                value: u64::from(resource),
+            });
+        }
+        let soft = r.u64("rlimit soft")?;
+        let hard = r.u64("rlimit hard")?;
+        if soft > hard {
+            return Err(DecodeError::InvalidValue {
+                field: "rlimit soft",
+                value: soft,
+            });
+        }
+        rlimits.push(Rlimit {
+            resource,
+            soft,
+            hard,
+        });
+    }
+    Ok(GuestLimits {
+        pids_max: has_pids.then_some(pids),
+        rlimits,
+    })
 }
 
 /// A file system the agent mounts at `target` inside the container's root.
@@ -389,6 +462,7 @@ impl sealed::Body for HostMessage {
                 out.str(&s.resolv_conf);
                 out.str(&s.hosts);
                 encode_mounts(&s.mounts, out);
+                encode_limits(&s.limits, out);
             }
             HostMessage::Exec(p) => encode_process(p, out),
             HostMessage::Stdin(data) => out.raw(data),
@@ -436,6 +510,7 @@ impl sealed::Body for HostMessage {
                 resolv_conf: r.str("resolv_conf")?,
                 hosts: r.str("hosts")?,
                 mounts: decode_mounts(&mut r)?,
+                limits: decode_limits(&mut r)?,
             }),
             K_EXEC => HostMessage::Exec(decode_process(&mut r)?),
             K_STDIN => HostMessage::Stdin(r.rest().to_vec()),

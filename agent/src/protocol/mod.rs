@@ -27,8 +27,8 @@ pub use frame::{
     ReadError, WriteError, HEADER_LEN,
 };
 pub use messages::{
-    BootTimes, ErrorKind, ExitStatus, GuestMessage, GuestMount, HostMessage, Message, ProcessSpec,
-    StartSpec,
+    BootTimes, ErrorKind, ExitStatus, GuestLimits, GuestMessage, GuestMount, HostMessage, Message,
+    ProcessSpec, Rlimit, StartSpec,
 };
 
 /// The protocol version the guest announces in `Ready`; the host refuses any other.
@@ -36,7 +36,8 @@ pub use messages::{
 /// 3: `Start` carries the container's mounts (virtio-fs tags and tmpfs).
 /// 4: `Oom` before the main process's `Exit` when the guest's OOM killer ran.
 /// 5: `CopyOut`, `CopyIn` and `Mount` (`nook cp`, running or from a copy-only boot).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: `Start` carries the guest-side limits (`--pids-limit`, `--ulimit`).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

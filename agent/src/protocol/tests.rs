@@ -35,6 +35,14 @@ fn host_samples() -> Vec<HostMessage> {
                     readonly: true,
                 },
             ],
+            limits: GuestLimits {
+                pids_max: Some(64),
+                rlimits: vec![Rlimit {
+                    resource: 7,
+                    soft: 1024,
+                    hard: u64::MAX,
+                }],
+            },
         }),
         HostMessage::Start(StartSpec {
             process: ProcessSpec {
@@ -315,4 +323,45 @@ fn reader_reports_a_stream_cut_mid_frame() {
     ));
     let mut r = FrameReader::new(&[][..]);
     assert!(r.read_frame::<HostMessage>().unwrap().is_none());
+}
+
+#[test]
+fn limits_outside_linuxs_range_are_refused() {
+    let start = |limits: GuestLimits| {
+        HostMessage::Start(StartSpec {
+            process: ProcessSpec {
+                argv: vec!["true".into()],
+                ..ProcessSpec::default()
+            },
+            limits,
+            ..StartSpec::default()
+        })
+    };
+    let rlimit = |resource, soft, hard| GuestLimits {
+        pids_max: None,
+        rlimits: vec![Rlimit {
+            resource,
+            soft,
+            hard,
+        }],
+    };
+    for (limits, field) in [
+        (rlimit(16, 1, 1), "rlimit resource"),
+        (rlimit(7, 2, 1), "rlimit soft"),
+        (
+            GuestLimits {
+                pids_max: Some(0),
+                rlimits: Vec::new(),
+            },
+            "pids limit",
+        ),
+    ] {
+        let bytes = encode_frame(1, &start(limits)).unwrap();
+        let mut d = FrameDecoder::new();
+        d.push(&bytes);
+        match d.next_frame::<HostMessage>().unwrap_err().error {
+            DecodeError::InvalidValue { field: f, .. } => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! its own children.
 
 mod copy;
+mod limits;
 mod namespace;
 mod oom;
 mod process;
@@ -147,6 +148,8 @@ struct Supervisor<'a> {
     /// Where the guest's OOM kills stood when the main process started.
     oom_mark: oom::Mark,
     inbound: copy::Inbound,
+    /// The container's limits, from `Start`, for its main process and every `Exec`.
+    limits: limits::Limits,
 }
 
 /// Runs the loop over `channel` until the main process exits, the host shuts the guest down or
@@ -165,6 +168,7 @@ pub fn run(
         main_started: false,
         oom_mark: oom::Mark::default(),
         inbound: copy::Inbound::default(),
+        limits: limits::Limits::default(),
     };
     let result = sup.run(channel.as_fd());
     sup.kill_all();
@@ -319,7 +323,12 @@ impl Supervisor<'_> {
                 }
                 self.main_started = true;
                 self.oom_mark = oom::Mark::now();
-                if let Err(message) = self.setup.apply(&spec) {
+                let prepared = self.setup.apply(&spec).and_then(|()| {
+                    let cgroup_root = self.config.root.join("sys/fs/cgroup");
+                    limits::Limits::prepare(&cgroup_root, &spec.limits)
+                        .map_err(|e| crate::errors::chain(&e))
+                });
+                if let Err(message) = prepared.map(|l| self.limits = l) {
                     self.send_error(stream, ErrorKind::Spawn, message)?;
                     let status = ExitStatus {
                         code: 125,
@@ -499,7 +508,7 @@ impl Supervisor<'_> {
                 None => return self.spawn_failed(stream, main, SpawnError::MainExited),
             }
         };
-        match process::spawn(spec, &self.config.root, ns) {
+        match process::spawn(spec, &self.config.root, ns, self.limits.child_side()) {
             Ok(s) => {
                 self.send(
                     stream,

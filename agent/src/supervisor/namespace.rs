@@ -91,15 +91,22 @@ pub(crate) struct ChildSide {
     kind: PidNamespace,
     /// The main process's mount namespace, for `Join`.
     mnt: Option<OwnedFd>,
+    /// For `New`: make the namespace's /sys/fs/cgroup read-only (the container's limits are
+    /// there).
+    readonly_cgroup: bool,
 }
 
 impl ChildSide {
-    pub(crate) fn new(kind: PidNamespace) -> io::Result<ChildSide> {
+    pub(crate) fn new(kind: PidNamespace, readonly_cgroup: bool) -> io::Result<ChildSide> {
         let mnt = match kind {
             PidNamespace::Join { pid } => Some(open_ns(format!("/proc/{pid}/ns/mnt"))?),
             _ => None,
         };
-        Ok(ChildSide { kind, mnt })
+        Ok(ChildSide {
+            kind,
+            mnt,
+            readonly_cgroup,
+        })
     }
 
     /// In the forked child: a private mount namespace with a /proc of the new PID namespace,
@@ -128,7 +135,23 @@ impl ChildSide {
                         c"proc".as_ptr(),
                         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                         std::ptr::null(),
-                    ))
+                    ))?;
+                    if self.readonly_cgroup {
+                        // This namespace's copy of the mount only; the agent's stays writable.
+                        check(libc::mount(
+                            std::ptr::null(),
+                            c"/sys/fs/cgroup".as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_REMOUNT
+                                | libc::MS_BIND
+                                | libc::MS_RDONLY
+                                | libc::MS_NOSUID
+                                | libc::MS_NODEV
+                                | libc::MS_NOEXEC,
+                            std::ptr::null(),
+                        ))?;
+                    }
+                    Ok(())
                 }
             }
             PidNamespace::Join { .. } => match &self.mnt {

@@ -8,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::limits::{ChildFailure, ChildLimits};
 use super::namespace::{ChildSide, ForkInto, PidNamespace};
 use super::{pty, sys};
 use crate::process_env;
@@ -44,6 +45,10 @@ pub enum SpawnError {
     Stdio(#[source] io::Error),
     #[error("cannot set up the container's PID and mount namespaces for the process")]
     Namespace(#[source] io::Error),
+    #[error("cannot join the container's cgroup (--pids-limit)")]
+    Cgroup(#[source] io::Error),
+    #[error("cannot set a resource limit (--ulimit)")]
+    Rlimit(#[source] io::Error),
     #[error("the container's main process has exited")]
     MainExited,
     #[error("exec: \"{program}\": executable file not found in $PATH")]
@@ -67,6 +72,8 @@ impl SpawnError {
             | SpawnError::WorkingDir { .. }
             | SpawnError::Stdio(_)
             | SpawnError::Namespace(_)
+            | SpawnError::Cgroup(_)
+            | SpawnError::Rlimit(_)
             | SpawnError::MainExited => 125,
         }
     }
@@ -107,6 +114,8 @@ fn build_env(spec: &ProcessSpec, home: &str) -> Vec<(String, String)> {
 /// comes back through `Command`, as an errno only).
 const STAGE_NAMESPACE: u8 = 1;
 const STAGE_WORKING_DIR: u8 = 2;
+const STAGE_CGROUP: u8 = 3;
+const STAGE_RLIMIT: u8 = 4;
 
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
@@ -118,11 +127,13 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Starts `spec` in `ns`. `root` is where the container's /etc/passwd and /etc/group are read.
+/// Starts `spec` in `ns` under `limits`. `root` is where the container's /etc/passwd and
+/// /etc/group are read.
 pub(crate) fn spawn(
     spec: &ProcessSpec,
     root: &Path,
     ns: PidNamespace,
+    limits: ChildLimits,
 ) -> Result<Spawned, SpawnError> {
     let user = resolve_user(root, &spec.user)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
@@ -138,7 +149,7 @@ pub(crate) fn spawn(
     // one moves the working directory to its root).
     let cwd_c = CString::new(cwd)
         .map_err(|e| working_dir_error(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-    let child_side = ChildSide::new(ns).map_err(SpawnError::Namespace)?;
+    let child_side = ChildSide::new(ns, limits.joins_cgroup()).map_err(SpawnError::Namespace)?;
     let (stage_read, stage_write) = cloexec_pipe().map_err(SpawnError::Stdio)?;
     let stage_fd = stage_write.as_raw_fd();
 
@@ -180,6 +191,15 @@ pub(crate) fn spawn(
             };
             if let Err(e) = child_side.apply() {
                 tell(STAGE_NAMESPACE);
+                return Err(e);
+            }
+            // Before anything of the process's own, and while still root: raising a hard
+            // limit needs CAP_SYS_RESOURCE.
+            if let Err((failure, e)) = limits.apply() {
+                tell(match failure {
+                    ChildFailure::Cgroup => STAGE_CGROUP,
+                    ChildFailure::Rlimit => STAGE_RLIMIT,
+                });
                 return Err(e);
             }
             if libc::chdir(cwd_c.as_ptr()) < 0 {
@@ -224,6 +244,8 @@ pub(crate) fn spawn(
         match sys::read(stage_read.as_fd(), &mut stage) {
             Ok(Some(1)) if stage[0] == STAGE_NAMESPACE => return SpawnError::Namespace(source),
             Ok(Some(1)) if stage[0] == STAGE_WORKING_DIR => return working_dir_error(source),
+            Ok(Some(1)) if stage[0] == STAGE_CGROUP => return SpawnError::Cgroup(source),
+            Ok(Some(1)) if stage[0] == STAGE_RLIMIT => return SpawnError::Rlimit(source),
             _ => {}
         }
         if matches!(

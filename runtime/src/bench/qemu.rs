@@ -198,6 +198,7 @@ fn run_once(spec: &BenchSpec, g: &Guest, n: u32) -> Result<RunSample, String> {
                 resolv_conf: String::new(),
                 hosts: String::new(),
                 mounts: Vec::new(),
+                limits: Default::default(),
             })
             .map_err(|e| e.to_string())?;
         let result = client

@@ -200,17 +200,12 @@ impl CreateFlags {
                 Column::Container
             }
             "vm" => {
-                let guest_side: Vec<_> = Limits {
-                    memory: None,
-                    nano_cpus: None,
-                    ..limits.clone()
-                }
-                .flag_names();
+                let refused = limits.not_in_vm().flag_names();
                 anyhow::ensure!(
-                    guest_side.is_empty(),
+                    refused.is_empty(),
                     "{} not yet applied with --isolation=vm: the VM column takes --memory and \
-                     --cpus (the VM's size) only",
-                    guest_side.join(", ")
+                     --cpus (the VM's size), --pids-limit and --ulimit (set inside the guest) only",
+                    refused.join(", ")
                 );
                 let mut vm = VmSettings::from_flags(memory, self.cpus)?;
                 // Absolute: the container may be started later, from another directory.

@@ -49,7 +49,8 @@ pub struct LaunchSpec {
 
 impl LaunchSpec {
     /// The container-wide settings both columns apply before the first process runs, in the
-    /// agent protocol's form: the hostname, `/etc/hosts` and `/etc/resolv.conf`.
+    /// agent protocol's form: the hostname, `/etc/hosts` and `/etc/resolv.conf`; and the limits
+    /// the VM column's agent applies inside the guest (the namespace column makes its own).
     pub fn start_spec(&self) -> nook_agent::protocol::StartSpec {
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         nook_agent::protocol::StartSpec {
@@ -59,6 +60,7 @@ impl LaunchSpec {
             hosts: self.network.hosts_file(&self.hostname),
             // Each column makes its own: the VM column's name virtio-fs tags.
             mounts: Vec::new(),
+            limits: self.limits.guest_limits(),
         }
     }
 }
@@ -316,22 +318,18 @@ impl Isolation {
                 None => Ok(()),
             },
             Isolation::Vm(machine) => {
-                let guest_side = limits::Limits {
-                    memory: None,
-                    nano_cpus: None,
-                    ..change.clone()
-                };
-                if !guest_side.is_default() {
+                let refused = change.not_in_vm();
+                if !refused.is_default() {
                     return refuse(format!(
-                        "{} cannot be changed for --isolation=vm: the VM column takes --memory \
-                         and --cpus only",
-                        guest_side.flag_names().join(", ")
+                        "{} cannot be changed for --isolation=vm: the VM column takes --memory, \
+                         --cpus and --pids-limit only",
+                        refused.flag_names().join(", ")
                     ));
                 }
                 if running.is_some() {
                     return refuse(
-                        "a running VM's memory and vCPUs are fixed at boot: stop the \
-                         container, update it, and start it again"
+                        "a running VM's memory, vCPUs and pids limit are fixed at boot: stop \
+                         the container, update it, and start it again"
                             .into(),
                     );
                 }

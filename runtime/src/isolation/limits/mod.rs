@@ -172,6 +172,36 @@ impl Limits {
         out
     }
 
+    /// The limits a VM's agent applies inside the guest: `--pids-limit` (a cgroup of the
+    /// guest's) and `--ulimit`.
+    pub fn guest_limits(&self) -> nook_agent::protocol::GuestLimits {
+        nook_agent::protocol::GuestLimits {
+            pids_max: self
+                .pids_limit
+                .and_then(|p| u64::try_from(p).ok())
+                .filter(|p| *p > 0),
+            rlimits: ulimit::Ulimit::rlimits(&self.ulimits)
+                .into_iter()
+                .map(|(resource, soft, hard)| nook_agent::protocol::Rlimit {
+                    resource,
+                    soft,
+                    hard,
+                })
+                .collect(),
+        }
+    }
+
+    /// The limits that the VM column does not apply (they are refused at create and update).
+    pub fn not_in_vm(&self) -> Limits {
+        Limits {
+            memory: None,
+            nano_cpus: None,
+            pids_limit: None,
+            ulimits: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// The limits a cgroup enforces (the others are set by the container's init).
     pub fn cgroup_limits(&self) -> Limits {
         Limits {
