@@ -5,8 +5,6 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Who a process runs as.
@@ -54,40 +52,16 @@ struct GroupEntry {
 /// `root` were `/`, so that a container's `/etc/passwd -> /etc/shadow` never reads the host's.
 /// `Ok(None)` when the file does not exist.
 fn open_in_root(root: &Path, rel: &str) -> io::Result<Option<File>> {
-    let root_c = std::ffi::CString::new(root.as_os_str().as_bytes())?;
-    let rel_c = std::ffi::CString::new(rel)?;
-    // SAFETY: open of a NUL-terminated path; the result, when valid, is ours alone.
-    let dir = unsafe {
-        libc::open(
-            root_c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
+    let dir = crate::copy::fs::open_path(root, libc::O_PATH | libc::O_DIRECTORY)?;
+    let err = match crate::copy::open_in_root(
+        std::os::fd::AsFd::as_fd(&dir),
+        Path::new(rel),
+        libc::O_RDONLY,
+        0,
+    ) {
+        Ok(fd) => return Ok(Some(File::from(fd))),
+        Err(err) => err,
     };
-    if dir < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
-    // SAFETY: open_how is plain data; zeroed is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2 reads the NUL-terminated path and `how`, both alive for the call, whose
-    // size is passed along.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            std::os::fd::AsRawFd::as_raw_fd(&dir),
-            rel_c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: a fresh descriptor owned by nobody else.
-        return Ok(Some(unsafe { File::from_raw_fd(fd as libc::c_int) }));
-    }
-    let err = io::Error::last_os_error();
     match err.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ENOTDIR) => Ok(None),
         // Before Linux 5.6: following symlinks from `/` cannot leave it.

@@ -49,29 +49,11 @@ pub struct MountPoint {
     _fd: Option<std::os::fd::OwnedFd>,
 }
 
-/// `openat2(root, path, O_PATH | O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
+/// `openat2(root, path, O_PATH | O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: the
+/// copy engine's resolution, one implementation for every path taken inside a container.
 fn open_in_root(root: &std::os::fd::OwnedFd, path: &Path) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let c_path = cstr(path)?;
-    // SAFETY: open_how is plain integers; zero is valid for every field.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: the path is NUL-terminated and `how` is a valid open_how; both outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c_path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor owned by nothing else.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+    use std::os::fd::AsFd;
+    crate::copy::open_in_root(root.as_fd(), path, libc::O_PATH | libc::O_DIRECTORY, 0)
 }
 
 #[derive(Debug, thiserror::Error)]
