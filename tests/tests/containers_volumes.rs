@@ -717,3 +717,54 @@ fn cp_never_follows_a_containers_symlinks_onto_the_host() {
     }
     nook.ok(&["rm", "-f", "evil"]);
 }
+
+#[test]
+fn cp_into_a_read_only_container_goes_only_into_its_writable_volumes() {
+    let nook = Rootless::new();
+    nook.default_image();
+    let data = host_dir(&nook, "data");
+    let conf = host_dir(&nook, "conf");
+    let payload = host_dir(&nook, "payload").join("file");
+    std::fs::write(&payload, "payload\n").unwrap();
+    let payload = payload.to_str().unwrap();
+    let rw = format!("{}:/data", data.display());
+    let ro = format!("{}:/conf:ro", conf.display());
+    nook.ok(&[
+        "create",
+        "--name",
+        "sealed",
+        "--read-only",
+        "-v",
+        &rw,
+        "-v",
+        &ro,
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    for state in ["stopped", "running"] {
+        if state == "running" {
+            nook.ok(&["start", "sealed"]);
+        }
+        for dst in ["sealed:/", "sealed:/etc/x", "sealed:/data/../x"] {
+            let err = nook.fails(&["cp", payload, dst]);
+            assert!(
+                err.contains("container rootfs is marked read-only"),
+                "{state} {dst}: {err}"
+            );
+        }
+        let err = nook.fails(&["cp", payload, "sealed:/conf/x"]);
+        assert!(
+            err.contains("mounted volume is marked read-only"),
+            "{state}: {err}"
+        );
+        assert_eq!(std::fs::read_dir(&conf).unwrap().count(), 0, "{state}");
+        let name = format!("sealed:/data/{state}");
+        nook.ok(&["cp", payload, &name]);
+        assert_eq!(
+            std::fs::read_to_string(data.join(state)).unwrap(),
+            "payload\n"
+        );
+    }
+    nook.ok(&["rm", "-f", "sealed"]);
+}

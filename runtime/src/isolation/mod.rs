@@ -261,6 +261,14 @@ impl Isolation {
         running: Option<i32>,
         op: &CopyOp,
     ) -> Result<(), IsolationError> {
+        if let CopyOp::ToContainer { dst, .. } = op {
+            copy::check_destination(self.read_only(), mounts, dst).map_err(|e| {
+                IsolationError::Start {
+                    code: 125,
+                    message: e.to_string(),
+                }
+            })?;
+        }
         match self {
             Isolation::Container(overlay) => namespace::cp::copy(
                 host,
