@@ -268,6 +268,16 @@ impl Client {
         self.next_stream.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The stream [`Client::new_stream`] gives next.
+    pub fn peek_stream(&self) -> u32 {
+        self.next_stream.load(Ordering::Relaxed)
+    }
+
+    /// Gives out no stream below `first` (a resumed guest's processes still hold those).
+    pub fn skip_streams(&self, first: u32) {
+        self.next_stream.fetch_max(first, Ordering::Relaxed);
+    }
+
     /// Starts the container's main process; returns its stream id.
     pub fn start(&self, spec: StartSpec) -> Result<u32, ClientError> {
         let stream = self.new_stream();

@@ -82,6 +82,45 @@ in_rig() {
     done
     expect "run after an edit" again "$(nook run --rm busybox echo again)"
 
+    # Checkpoint and restore (docker's verbs): a counter goes on from where it was saved, not
+    # from 1, with its writable layer.
+    local counter='echo layer >/kept; i=0; while true; do i=$((i+1)); echo $i >/tmp/n; sleep 0.1; done'
+    nook run -d --name count busybox sh -c "$counter" >/dev/null
+    sleep 5
+    local before after later
+    before=$(nook exec count cat /tmp/n)
+    expect "checkpoint create" c1 "$(nook checkpoint create count c1)"
+    expect "status after the checkpoint" exited "$(nook inspect -f '{{.State.Status}}' count)"
+    expect "checkpoint ls" "CHECKPOINT NAME c1" "$(nook checkpoint ls count | tr '\n' ' ' | sed 's/ $//')"
+    nook start --checkpoint c1 count >/dev/null
+    after=$(nook exec count cat /tmp/n)
+    [ "$after" -ge "$before" ] ||
+        vm_die "the restored counter is at $after, below the $before read before its checkpoint"
+    expect "writable layer after the restore" layer "$(nook exec count cat /kept)"
+    vm_log "checkpoint: counter $before before, $after right after the restore"
+    expect "checkpoint --leave-running" c2 "$(nook checkpoint create --leave-running count c2)"
+    expect "status after --leave-running" running "$(nook inspect -f '{{.State.Status}}' count)"
+    later=$(nook exec count cat /tmp/n)
+    [ "$later" -ge "$after" ] || vm_die "after --leave-running the counter is at $later, below $after"
+    nook stop -t 1 count >/dev/null
+    # A damaged checkpoint is refused, naming it; an unknown one too; the good one still works.
+    truncate -s -9 "$base"/root/containers/*/checkpoints/c2/state
+    if nook start --checkpoint c2 count 2>"$base/ck.err"; then
+        vm_die "a truncated checkpoint was resumed"
+    fi
+    grep -q "checkpoint c2" "$base/ck.err" || vm_die "unclear error for a damaged checkpoint: $(cat "$base/ck.err")"
+    ! nook start --checkpoint nope count 2>/dev/null || vm_die "an unknown checkpoint was resumed"
+    nook checkpoint rm count c2
+    expect "checkpoint ls after rm" "CHECKPOINT NAME c1" "$(nook checkpoint ls count | tr '\n' ' ' | sed 's/ $//')"
+    nook start --checkpoint c1 count >/dev/null
+    [ "$(nook exec count cat /tmp/n)" -ge "$before" ] || vm_die "the second restore of c1 went back"
+    nook rm -f count >/dev/null
+    # The namespace column says what it would need.
+    nook run -d --isolation container --name ns busybox sleep 60 >/dev/null
+    if nook checkpoint create ns c 2>"$base/ns.err"; then vm_die "a namespace container was checkpointed"; fi
+    grep -q CRIU "$base/ns.err" || vm_die "unclear error for a namespace checkpoint: $(cat "$base/ns.err")"
+    nook rm -f ns >/dev/null
+
     local i warm=() cold=()
     for i in 1 2 3 4 5; do
         t0=$(date +%s%N)

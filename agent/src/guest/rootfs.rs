@@ -290,6 +290,18 @@ impl<O: MountOps> ContainerSetup for GuestSetup<O> {
     fn mount(&mut self, mounts: &[GuestMount]) -> Result<(), String> {
         mounts.iter().try_for_each(|m| self.mount_fs(m))
     }
+
+    fn resumed(&mut self, seed: &[u8], realtime_ns: u64) -> Result<(), String> {
+        let seed: &[u8; super::warm::SEED_BYTES] = seed.try_into().map_err(|_| {
+            format!(
+                "the host sent a {}-byte seed, not {}",
+                seed.len(),
+                super::warm::SEED_BYTES
+            )
+        })?;
+        super::warm::reseed(seed).map_err(|e| format!("cannot reseed the random pool: {e}"))?;
+        super::warm::set_clock(realtime_ns).map_err(|e| format!("cannot set the clock: {e}"))
+    }
 }
 
 #[cfg(test)]

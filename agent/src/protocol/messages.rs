@@ -354,6 +354,13 @@ pub enum HostMessage {
     /// Mount these file systems in the container's root now (a copy-only boot, which starts
     /// no process, reaches the container's volumes this way).
     Mount(Vec<GuestMount>),
+    /// `nook checkpoint create` (stream 0): answer `Paused` and send nothing more until
+    /// `Resume`, so the channel stands between two frames when the VM is snapshotted.
+    Checkpoint,
+    /// The first frame after a checkpoint is restored (stream 0): reseed the kernel's random
+    /// pool with `seed` (no two restores of one checkpoint share it), set the clock to
+    /// `realtime_ns`, then answer [`crate::protocol::SYNC`] and `Ready` as at boot.
+    Resume { seed: Vec<u8>, realtime_ns: u64 },
 }
 
 const K_START: u8 = 0x01;
@@ -369,6 +376,8 @@ const K_COPY_IN: u8 = 0x0a;
 const K_COPY_DATA_IN: u8 = 0x0b;
 const K_COPY_END_IN: u8 = 0x0c;
 const K_MOUNT: u8 = 0x0d;
+const K_CHECKPOINT: u8 = 0x20;
+const K_RESUME: u8 = 0x21;
 
 const K_READY: u8 = 0x81;
 const K_STARTED: u8 = 0x82;
@@ -382,6 +391,7 @@ const K_OOM: u8 = 0x8f;
 const K_COPY_SOURCE: u8 = 0x89;
 const K_COPY_DATA: u8 = 0x8a;
 const K_COPY_END: u8 = 0x8b;
+const K_PAUSED: u8 = 0xa0;
 
 fn encode_info(info: &CopyInfo, out: &mut BodyWriter) {
     out.bool(info.dir);
@@ -451,6 +461,8 @@ impl sealed::Body for HostMessage {
             HostMessage::CopyData(_) => K_COPY_DATA_IN,
             HostMessage::CopyEnd => K_COPY_END_IN,
             HostMessage::Mount(_) => K_MOUNT,
+            HostMessage::Checkpoint => K_CHECKPOINT,
+            HostMessage::Resume { .. } => K_RESUME,
         }
     }
 
@@ -494,10 +506,15 @@ impl sealed::Body for HostMessage {
             }
             HostMessage::CopyData(data) => out.raw(data),
             HostMessage::Mount(mounts) => encode_mounts(mounts, out),
+            HostMessage::Resume { seed, realtime_ns } => {
+                out.u64(*realtime_ns);
+                out.raw(seed);
+            }
             HostMessage::StdinClose
             | HostMessage::StreamUpper
             | HostMessage::Shutdown
-            | HostMessage::CopyEnd => {}
+            | HostMessage::CopyEnd
+            | HostMessage::Checkpoint => {}
         }
     }
 
@@ -553,6 +570,11 @@ impl sealed::Body for HostMessage {
             K_COPY_DATA_IN => HostMessage::CopyData(r.rest().to_vec()),
             K_COPY_END_IN => HostMessage::CopyEnd,
             K_MOUNT => HostMessage::Mount(decode_mounts(&mut r)?),
+            K_CHECKPOINT => HostMessage::Checkpoint,
+            K_RESUME => HostMessage::Resume {
+                realtime_ns: r.u64("realtime_ns")?,
+                seed: r.rest().to_vec(),
+            },
             other => return Err(DecodeError::UnknownKind { kind: other }),
         };
         r.finish()?;
@@ -589,6 +611,10 @@ pub enum GuestMessage {
     /// A copy is complete: for `CopyOut`, `bytes` of tar were sent; for `CopyIn`, `bytes` of
     /// file data were written.
     CopyEnd { bytes: u64 },
+    /// Answer to `Checkpoint` (stream 0): the agent sends nothing more until `Resume`. `main`
+    /// is the main process's stream (0: none), `next_stream` one past the highest stream in
+    /// use, so that a host resuming the guest picks no stream a process still has.
+    Paused { main: u32, next_stream: u32 },
 }
 
 impl sealed::Body for GuestMessage {
@@ -606,6 +632,7 @@ impl sealed::Body for GuestMessage {
             GuestMessage::CopySource(_) => K_COPY_SOURCE,
             GuestMessage::CopyData(_) => K_COPY_DATA,
             GuestMessage::CopyEnd { .. } => K_COPY_END,
+            GuestMessage::Paused { .. } => K_PAUSED,
         }
     }
 
@@ -636,6 +663,10 @@ impl sealed::Body for GuestMessage {
             GuestMessage::Oom { kills } => out.u64(*kills),
             GuestMessage::LayerEnd { bytes } | GuestMessage::CopyEnd { bytes } => out.u64(*bytes),
             GuestMessage::CopySource(info) => encode_info(info, out),
+            GuestMessage::Paused { main, next_stream } => {
+                out.u32(*main);
+                out.u32(*next_stream);
+            }
         }
     }
 
@@ -679,6 +710,10 @@ impl sealed::Body for GuestMessage {
             K_COPY_DATA => GuestMessage::CopyData(r.rest().to_vec()),
             K_COPY_END => GuestMessage::CopyEnd {
                 bytes: r.u64("bytes")?,
+            },
+            K_PAUSED => GuestMessage::Paused {
+                main: r.u32("main")?,
+                next_stream: r.u32("next_stream")?,
             },
             other => return Err(DecodeError::UnknownKind { kind: other }),
         };

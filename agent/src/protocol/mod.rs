@@ -37,7 +37,8 @@ pub use messages::{
 /// 4: `Oom` before the main process's `Exit` when the guest's OOM killer ran.
 /// 5: `CopyOut`, `CopyIn` and `Mount` (`nook cp`, running or from a copy-only boot).
 /// 6: `Start` carries the guest-side limits (`--pids-limit`, `--ulimit`).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: `Checkpoint`, `Paused` and `Resume` (`nook checkpoint create`, `nook start --checkpoint`).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

@@ -85,6 +85,11 @@ fn host_samples() -> Vec<HostMessage> {
             target: "/v".into(),
             readonly: false,
         }]),
+        HostMessage::Checkpoint,
+        HostMessage::Resume {
+            seed: vec![7; 64],
+            realtime_ns: 1_800_000_000_000_000_000,
+        },
     ]
 }
 
@@ -137,6 +142,10 @@ fn guest_samples() -> Vec<GuestMessage> {
         GuestMessage::Error {
             kind: ErrorKind::Copy,
             message: "Could not find the file /x in container".into(),
+        },
+        GuestMessage::Paused {
+            main: 1,
+            next_stream: 9,
         },
     ]
 }

@@ -60,6 +60,12 @@ pub trait ContainerSetup {
     fn mount(&mut self, _mounts: &[GuestMount]) -> Result<(), String> {
         Ok(())
     }
+
+    /// The guest was restored from a checkpoint: no longer the guest that was saved, it takes
+    /// fresh randomness and the host's time before anything runs on.
+    fn resumed(&mut self, _seed: &[u8], _realtime_ns: u64) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// For the host side, where there is no container to configure.
@@ -282,6 +288,11 @@ impl Supervisor<'_> {
 
             loop {
                 match decoder.next_frame::<HostMessage>() {
+                    Ok(Some(frame)) if frame.message == HostMessage::Checkpoint => {
+                        if let Some(outcome) = self.pause(channel, &mut decoder, &mut buf)? {
+                            return Ok(outcome);
+                        }
+                    }
                     Ok(Some(frame)) => {
                         if let Some(outcome) = self.handle(frame.stream, frame.message)? {
                             return Ok(outcome);
@@ -295,6 +306,74 @@ impl Supervisor<'_> {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// `Checkpoint`: answers `Paused` and sends nothing more (the writer stays locked, so no
+    /// other thread does either) until the host, maybe another host after a restore, sends
+    /// `Resume`; then answers as at boot, [`SYNC`] and `Ready`. The processes run on meanwhile;
+    /// their output waits in their pipes.
+    fn pause(
+        &mut self,
+        channel: BorrowedFd<'_>,
+        decoder: &mut FrameDecoder,
+        buf: &mut [u8],
+    ) -> Result<Option<Outcome>, SupervisorError> {
+        let writer = Arc::clone(&self.writer);
+        let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+        let main = self.procs.iter().find(|p| p.main).map_or(0, |p| p.stream);
+        let highest = self.procs.iter().map(|p| p.stream).max().unwrap_or(0);
+        w.send(
+            0,
+            &GuestMessage::Paused {
+                main,
+                next_stream: highest.saturating_add(1),
+            },
+        )?;
+        loop {
+            match decoder.next_frame::<HostMessage>() {
+                Ok(Some(frame)) => match frame.message {
+                    HostMessage::Resume { seed, realtime_ns } => {
+                        let failed = self.setup.resumed(&seed, realtime_ns).err();
+                        w.write_raw(&SYNC)?;
+                        w.send(
+                            0,
+                            &GuestMessage::Ready {
+                                version: PROTOCOL_VERSION,
+                                boot: self.config.boot,
+                            },
+                        )?;
+                        if let Some(message) = failed {
+                            w.send(
+                                0,
+                                &GuestMessage::Error {
+                                    kind: ErrorKind::Internal,
+                                    message,
+                                },
+                            )?;
+                        }
+                        return Ok(None);
+                    }
+                    HostMessage::Shutdown => return Ok(Some(Outcome::Shutdown)),
+                    // Nothing else is answered while paused: the host sends nothing else.
+                    _ => {}
+                },
+                Ok(None) => {
+                    let mut fds = [libc::pollfd {
+                        fd: channel.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    }];
+                    sys::poll(&mut fds, -1).map_err(SupervisorError::Poll)?;
+                    match sys::read(channel, buf).map_err(SupervisorError::Read)? {
+                        Some(0) => return Ok(Some(Outcome::ChannelClosed)),
+                        Some(n) => decoder.push(&buf[..n]),
+                        None => {}
+                    }
+                }
+                Err(err) if err.is_fatal() => return Err(SupervisorError::Fatal(err)),
+                Err(_) => {}
             }
         }
     }
@@ -450,6 +529,14 @@ impl Supervisor<'_> {
                 } else {
                     self.unknown_stream(stream)?;
                 }
+                Ok(None)
+            }
+            HostMessage::Checkpoint | HostMessage::Resume { .. } => {
+                self.send_error(
+                    stream,
+                    ErrorKind::InvalidState,
+                    "Resume is only answered after Checkpoint".into(),
+                )?;
                 Ok(None)
             }
             HostMessage::Mount(mounts) => {

@@ -35,6 +35,7 @@ pub mod version;
 mod volume;
 
 // Container verbs.
+mod checkpoint;
 mod commit;
 mod container_inspect;
 mod cp;
@@ -136,6 +137,9 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::Command),
+    /// Manage checkpoints (VM containers)
+    #[command(subcommand)]
+    Checkpoint(checkpoint::Command),
     /// Manage nook: disk usage
     #[command(subcommand)]
     System(system::Command),
@@ -255,6 +259,7 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Rootfs(a)) => image_rootfs::run(a, ctx),
         Command::Image(ImageCommand::Default(a)) => image_default::run(a, ctx),
         Command::Volume(c) => volume::run(c, ctx),
+        Command::Checkpoint(c) => checkpoint::run(c, ctx),
         Command::System(c) => system::run(c, ctx),
         Command::Pull(a) => pull::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),

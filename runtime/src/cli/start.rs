@@ -13,6 +13,9 @@ pub struct Args {
     /// Attach container's STDIN
     #[arg(short, long)]
     interactive: bool,
+    /// Restore from this checkpoint (VM containers)
+    #[arg(long, value_name = "NAME")]
+    checkpoint: Option<String>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -24,6 +27,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         !attach || args.containers.len() == 1,
         "you cannot start and attach multiple containers at once"
     );
+    anyhow::ensure!(
+        args.checkpoint.is_none() || args.containers.len() == 1,
+        "you cannot restore multiple containers from one checkpoint"
+    );
     let mode = if attach {
         Attach::Attached
     } else {
@@ -33,7 +40,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         &engine,
         &args.containers,
         "start",
-        |c| engine.start(c.id(), mode),
+        |c| engine.start_from(c.id(), mode, args.checkpoint.as_deref()),
         |name, exit| match exit {
             Some(exit) if exit.status() != 0 => Err(ExitStatus(exit.status()).into()),
             Some(_) => Ok(()),

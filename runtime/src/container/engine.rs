@@ -268,6 +268,16 @@ impl Engine {
 
     /// Starts a created or exited container (see [`monitor::Monitor::start`]).
     pub fn start(&self, id: &str, attach: Attach) -> Result<Option<Exit>, ContainerError> {
+        self.start_from(id, attach, None)
+    }
+
+    /// [`Engine::start`], resuming the container from its checkpoint `checkpoint` when given.
+    pub fn start_from(
+        &self,
+        id: &str,
+        attach: Attach,
+        checkpoint: Option<&str>,
+    ) -> Result<Option<Exit>, ContainerError> {
         let container = self.containers.load(id)?;
         // A record is checked as `create` checked its flags: a VM does not take them yet.
         if container.config.isolation.vm_settings().is_some()
@@ -280,8 +290,41 @@ impl Engine {
             store: &self.containers,
             backend: backend.as_ref(),
             host: &self.host,
+            checkpoint,
         }
         .start(id, attach)
+    }
+
+    /// `nook checkpoint create`: saves the running container as checkpoint `name`; it stops,
+    /// and with `leave_running` goes on at once from that checkpoint.
+    pub fn checkpoint(
+        &self,
+        container: &Container,
+        name: &str,
+        leave_running: bool,
+    ) -> Result<(), ContainerError> {
+        let id = container.id();
+        let Status::Running { init, .. } = container.status() else {
+            return Err(lifecycle::LifecycleError::NotRunning(container.name().to_string()).into());
+        };
+        if container.config.auto_remove {
+            return Err(ContainerError::Checkpoint(format!(
+                "container {} is removed when it stops (--rm): its checkpoint would go with it",
+                container.name()
+            )));
+        }
+        self.backend(container).checkpoint(init.pid, name)?;
+        // The monitor records the stop once the VM has ended.
+        if !self.wait_stopped(id, Some(Duration::from_secs(60)))? {
+            return Err(ContainerError::Checkpoint(format!(
+                "container {} did not stop after its checkpoint {name} was written",
+                container.name()
+            )));
+        }
+        if leave_running {
+            self.start_from(id, Attach::Detached, Some(name))?;
+        }
+        Ok(())
     }
 
     /// Waits until the container is no longer running, at most `timeout`; true when it stopped.

@@ -50,6 +50,8 @@ pub struct Monitor<'a> {
     pub store: &'a ContainerStore,
     pub backend: &'a dyn Backend,
     pub host: &'a Host,
+    /// Resume the container from this checkpoint instead of starting its process.
+    pub checkpoint: Option<&'a str>,
 }
 
 impl Monitor<'_> {
@@ -183,7 +185,10 @@ impl Monitor<'_> {
         // A published port another program holds fails the start with its name, before any
         // network stack tries it.
         config.launch.network.check_ports_free()?;
-        let mut workload = backend.start(&config.launch, stdio)?;
+        let mut workload = match self.checkpoint {
+            Some(name) => backend.restore(&config.launch, stdio, name)?,
+            None => backend.start(&config.launch, stdio)?,
+        };
         let me = std::process::id() as i32;
         let started_at = Utc::now();
         let cgroup = workload.cgroup().map(std::path::Path::to_path_buf);

@@ -39,6 +39,8 @@ pub enum ContainerError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{0}")]
+    Checkpoint(String),
     #[error("image {0} has no command to run: give one after the image name")]
     NoCommand(String),
     #[error(transparent)]

@@ -42,6 +42,11 @@ pub enum IsolationError {
     Cgroup(#[from] super::limits::cgroup::CgroupError),
     #[error(transparent)]
     Atomic(#[from] crate::util::atomic::AtomicError),
+    #[error(
+        "{what} needs the VM column (--isolation=vm): a namespace container's processes would \
+         have to be dumped and restored with CRIU, which nook does not use"
+    )]
+    NoCheckpoints { what: &'static str },
 }
 
 impl IsolationError {

@@ -505,4 +505,25 @@ pub trait Backend {
     /// Removes what the container left outside its directory (a monitor killed by hand leaves
     /// its control socket behind). The directory itself goes through [`Host::remove_all`].
     fn cleanup(&self);
+
+    /// Saves the running container held by host process `host_pid` as checkpoint `name`
+    /// (`nook checkpoint create`); the container stops.
+    fn checkpoint(&self, _host_pid: i32, _name: &str) -> Result<(), IsolationError> {
+        Err(IsolationError::NoCheckpoints {
+            what: "nook checkpoint create",
+        })
+    }
+
+    /// Starts the container where its checkpoint `name` left it (`nook start --checkpoint`):
+    /// its processes go on, nothing is started anew.
+    fn restore(
+        &self,
+        _spec: &LaunchSpec,
+        _stdio: Stdio,
+        _name: &str,
+    ) -> Result<Box<dyn Workload>, IsolationError> {
+        Err(IsolationError::NoCheckpoints {
+            what: "nook start --checkpoint",
+        })
+    }
 }

@@ -67,7 +67,8 @@ pub struct FileIdentity {
 }
 
 impl FileIdentity {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    /// The identity of the file `meta` describes.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
         let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
         Self {
             dev: meta.dev(),

@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use nook_agent::protocol::StartSpec;
 
-use super::boot::{boot, io, Booted};
+use super::boot::{boot, io, Booted, Run};
 use super::control::{self, server::ControlServer};
 use super::mux::{self, Mux};
 use super::workload::{ExecWorkload, VmWorkload};
-use super::{layer, phases, Machine, VmError};
+use super::{checkpoint, layer, phases, Machine, VmError};
 use crate::isolation::container_id;
 use crate::isolation::limits::{self, delegation::Delegation};
 use crate::isolation::Backend as _;
@@ -76,8 +76,14 @@ fn sized(process: &ProcessSpec) -> ProcessSpec {
     }
 }
 
-impl crate::isolation::Backend for Backend<'_> {
-    fn start(&self, spec: &LaunchSpec, stdio: Stdio) -> Result<Box<dyn Workload>, IsolationError> {
+impl Backend<'_> {
+    /// Boots (or resumes) the VM and starts (or adopts) the container's main process.
+    fn launch(
+        &self,
+        spec: &LaunchSpec,
+        stdio: Stdio,
+        run: Run<'_>,
+    ) -> Result<Box<dyn Workload>, IsolationError> {
         // The VMM and its helpers in the container's cgroup, where one is delegated: the host
         // memory and CPU the VM takes are bounded, device threads and helpers included.
         let delegation = Delegation::detect(&crate::paths::ProcessEnv);
@@ -95,6 +101,7 @@ impl crate::isolation::Backend for Backend<'_> {
             Some(&spec.network),
             &spec.mounts,
             cgroup.as_ref(),
+            run,
         );
         let Booted {
             mut child,
@@ -103,6 +110,7 @@ impl crate::isolation::Backend for Backend<'_> {
             passt,
             shares,
             guest_mounts,
+            trigger,
         } = match booted {
             Ok(b) => b,
             Err(e) => {
@@ -132,13 +140,25 @@ impl crate::isolation::Backend for Backend<'_> {
                 Arc::new(Mux::new(client).map_err(|e| {
                     IsolationError::os("start the agent connection's dispatcher", e)
                 })?);
-            let (main, frames) = mux
-                .start_main(StartSpec {
-                    process,
-                    mounts: guest_mounts,
-                    ..spec.start_spec()
-                })
-                .map_err(VmError::Agent)?;
+            if let Some(trigger) = trigger {
+                mux.arm(trigger);
+            }
+            let (main, frames) = match run {
+                Run::Resume(resume) => {
+                    let main = resume.meta.main_stream;
+                    let frames = mux
+                        .adopt_main(main, resume.meta.next_stream)
+                        .map_err(VmError::Agent)?;
+                    (main, frames)
+                }
+                Run::Container | Run::Tool => mux
+                    .start_main(StartSpec {
+                        process,
+                        mounts: guest_mounts,
+                        ..spec.start_spec()
+                    })
+                    .map_err(VmError::Agent)?,
+            };
             let path = self.control_path()?;
             let _ = std::fs::remove_file(&path);
             let listener = UnixListener::bind(&path).map_err(io("listen on", &path))?;
@@ -175,6 +195,7 @@ impl crate::isolation::Backend for Backend<'_> {
             (None, None)
         };
         mux.pump_stdin(main, File::from(stdin));
+        let ended = Arc::clone(&mux);
         let relay = std::thread::Builder::new()
             .name("vm-relay".into())
             .spawn(move || {
@@ -209,7 +230,33 @@ impl crate::isolation::Backend for Backend<'_> {
             shares,
             oom_killed: false,
             cgroup,
+            mux: ended,
         }))
+    }
+}
+
+impl crate::isolation::Backend for Backend<'_> {
+    fn start(&self, spec: &LaunchSpec, stdio: Stdio) -> Result<Box<dyn Workload>, IsolationError> {
+        self.launch(spec, stdio, Run::Container)
+    }
+
+    fn checkpoint(&self, vmm: i32, name: &str) -> Result<(), IsolationError> {
+        checkpoint::check_free(&self.dir, name)?;
+        let paused =
+            control::client::checkpoint(&self.control_path()?).map_err(VmError::Control)?;
+        checkpoint::wait_vmm_gone(name, vmm)?;
+        checkpoint::keep(&self.dir, name, self.machine, paused)?;
+        Ok(())
+    }
+
+    fn restore(
+        &self,
+        spec: &LaunchSpec,
+        stdio: Stdio,
+        name: &str,
+    ) -> Result<Box<dyn Workload>, IsolationError> {
+        let resume = checkpoint::prepare(&self.dir, name, self.machine)?;
+        self.launch(spec, stdio, Run::Resume(&resume))
     }
 
     fn exec(
@@ -307,7 +354,7 @@ impl crate::isolation::Backend for Backend<'_> {
             }
             .into());
         }
-        let booted = boot(&self.dir, self.machine, None, &[], None)?;
+        let booted = boot(&self.dir, self.machine, None, &[], None, Run::Tool)?;
         let result = booted.client.stream_upper(out);
         booted.shut_down();
         result.map_err(VmError::Layer)?;

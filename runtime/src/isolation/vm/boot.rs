@@ -15,6 +15,7 @@ use nook_agent::client::Client;
 use nook_agent::guest::cmdline::{BootParams, NetParams, Upper, AUTO_UPPER_DEVICE};
 use nook_agent::guest::warm::WarmStart;
 
+use super::checkpoint::{self, Resume};
 use super::kernel::find_kernel;
 use super::sockets::{debugging, socket_path};
 use super::{assets, phases, shares, sockets, template, virtiofsd, BootMode, Machine, VmError};
@@ -50,6 +51,19 @@ pub(super) struct Booted {
     pub shares: Vec<virtiofsd::Running>,
     /// What the agent mounts in the container's root at `Start`.
     pub guest_mounts: Vec<nook_agent::protocol::GuestMount>,
+    /// The VMM's snapshot trigger: a byte makes it write `checkpoint.pending/` and end.
+    pub trigger: Option<UnixStream>,
+}
+
+/// What a VM boots for.
+#[derive(Clone, Copy)]
+pub(super) enum Run<'a> {
+    /// A container's process: the VM can be checkpointed (unless it shares directories).
+    Container,
+    /// A container's VM resumed from its checkpoint.
+    Resume(&'a Resume),
+    /// A tool of the host (streaming the layer, a copy): booted and ended by nook itself.
+    Tool,
 }
 
 impl Booted {
@@ -85,6 +99,7 @@ pub(super) fn boot(
     network: Option<&NetworkSpec>,
     mounts: &[MountSpec],
     cgroup: Option<&Cgroup>,
+    run: Run<'_>,
 ) -> Result<Booted, VmError> {
     let env = ProcessEnv;
     // passt starts first and gets ready while the rest is prepared.
@@ -146,7 +161,12 @@ pub(super) fn boot(
     // A warm start resumes a template of this VM's shape; shared directories (whose rings
     // virtiofsd serves) and debug boots (whose serial console the template lacks) start cold,
     // and so does a VM on a host that cannot run one, where the VMM says why.
+    let resume = match run {
+        Run::Resume(r) => Some(r),
+        Run::Container | Run::Tool => None,
+    };
     let template = if machine.settings.boot == BootMode::Warm
+        && resume.is_none()
         && plan.shares.is_empty()
         && !debug
         && nook_vmm::host::check().is_ok()
@@ -205,6 +225,20 @@ pub(super) fn boot(
     let socket = socket_path(&env, &id)?;
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(io("listen on", &socket))?;
+    // A container's VM can be checkpointed: its VMM is told where, and listens for when.
+    let snapshot = match run {
+        Run::Container | Run::Resume(_) if plan.shares.is_empty() => {
+            let path = sockets::trigger_path(&env, &id)?;
+            let _ = std::fs::remove_file(&path);
+            let trigger = UnixListener::bind(&path).map_err(io("listen on", &path))?;
+            let to = nook_vmm::SnapshotTo {
+                dir: checkpoint::fresh_pending(dir)?,
+                trigger: path.clone(),
+            };
+            Some((trigger, path, to))
+        }
+        _ => None,
+    };
     let warm_cmdline = cmdline.clone();
     let config = nook_vmm::VmConfig {
         kernel: kernel.path,
@@ -230,8 +264,11 @@ pub(super) fn boot(
             mtu: network::MTU,
         }),
         fs,
-        snapshot_to: None,
-        restore_from: template.clone(),
+        snapshot_to: snapshot.as_ref().map(|(_, _, to)| to.clone()),
+        restore_from: match resume {
+            Some(r) => Some(r.dir.clone()),
+            None => template.clone(),
+        },
     };
     let config_path = dir.join("vm.json");
     let json = serde_json::to_vec_pretty(&config).map_err(|e| VmError::Io {
@@ -305,6 +342,18 @@ pub(super) fn boot(
         phases::mark(phases::Mark::Connected);
         drop(listener);
         let _ = std::fs::remove_file(&socket);
+        // The VMM connected to the trigger before the agent socket.
+        let trigger = match &snapshot {
+            Some((listener, path, _)) => {
+                let stream = accept(listener, &mut child, path).map_err(|e| match e {
+                    Accept::Exited(status) => failed(&mut child, status),
+                    Accept::Err(e) => e,
+                })?;
+                let _ = std::fs::remove_file(path);
+                Some(stream)
+            }
+            None => None,
+        };
         let timeout = env
             .var("NOOK_VM_BOOT_TIMEOUT")
             .and_then(|s| s.parse().ok())
@@ -320,6 +369,19 @@ pub(super) fn boot(
             phases::mark(phases::Mark::Resumed);
         }
         let client = Client::from_unix(stream).map_err(VmError::Agent)?;
+        if resume.is_some() {
+            // The restored agent waits, paused, for this; it answers as at boot.
+            let realtime_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let seed = template::seed()?.to_vec();
+            client
+                .send(
+                    0,
+                    &nook_agent::protocol::HostMessage::Resume { seed, realtime_ns },
+                )
+                .map_err(VmError::Agent)?;
+        }
         if let Err(e) = client.wait_ready(timeout).map(phases::ready) {
             // The VMM's own message says more than a closed channel does.
             if let Some(status) = wait_timeout(&mut child, Duration::from_secs(2)) {
@@ -327,16 +389,17 @@ pub(super) fn boot(
             }
             return Err(VmError::Agent(e));
         }
-        Ok(client)
+        Ok((client, trigger))
     })();
     match result {
-        Ok(client) => Ok(Booted {
+        Ok((client, trigger)) => Ok(Booted {
             child,
             client,
             log_path,
             passt,
             shares,
             guest_mounts: plan.guest,
+            trigger,
         }),
         Err(e) => {
             let _ = child.kill();

@@ -25,7 +25,7 @@ use nook_agent::copy::{self, CopyError, CopyInfo, Owners, Source};
 use nook_agent::layer::TarWriter;
 use nook_agent::protocol::{GuestMessage, HostMessage};
 
-use super::boot::{boot, wait_timeout, Booted, RESET_TIMEOUT};
+use super::boot::{boot, wait_timeout, Booted, Run, RESET_TIMEOUT};
 use super::control::{self, server::ControlServer, ControlError};
 use super::mux::Mux;
 use super::{virtiofsd, Machine, VmError};
@@ -158,7 +158,7 @@ impl CopyVm {
             shares,
             guest_mounts,
             ..
-        } = boot(dir, machine, None, &binds, None)?;
+        } = boot(dir, machine, None, &binds, None, Run::Tool)?;
         let started = (|| {
             let mux =
                 Arc::new(Mux::new(client).map_err(|e| {

@@ -65,6 +65,8 @@ pub enum VmError {
     Warm(#[source] nook_agent::guest::warm::WarmError),
     #[error("cannot build the warm-start template ({status}): {message}")]
     Template { status: String, message: String },
+    #[error("checkpoint {name}: {why}")]
+    Checkpoint { name: String, why: String },
     #[error("virtiofsd for {} failed: {message}", socket.display())]
     Virtiofsd { socket: PathBuf, message: String },
 }

@@ -14,11 +14,13 @@
 //!   monitor with `exec`, `kill` and `commit` through the control socket; [`layer`]: `diff`
 //!   and `export` on the host; [`phases`]: boot timings for the bench; [`template`]: the
 //!   snapshots of a booted guest that VMs start from (warm starts); [`cp`]: `nook cp`, through
-//!   the agent of the running VM or of a copy-only boot.
+//!   the agent of the running VM or of a copy-only boot; [`checkpoint`]: a VM container's
+//!   checkpoints, kept and resumed.
 
 pub mod assets;
 mod backend;
 mod boot;
+pub mod checkpoint;
 pub mod control;
 mod cp;
 pub mod disk;

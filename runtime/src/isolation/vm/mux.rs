@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +38,8 @@ struct Routes {
     /// The stream of the container's main process: frames on stream 0 (errors about the whole
     /// connection) go to it too.
     main: Option<u32>,
+    /// Who waits for the agent's `Paused` (a checkpoint being taken).
+    paused: Option<SyncSender<(u32, u32)>>,
     closed: bool,
 }
 
@@ -43,6 +47,10 @@ struct Routes {
 pub struct Mux {
     client: Arc<Client>,
     routes: Arc<Mutex<Routes>>,
+    /// The VMM's snapshot trigger, when the VM can be checkpointed.
+    trigger: Mutex<Option<UnixStream>>,
+    /// A checkpoint was triggered: the VM's end is that, not a failure.
+    checkpointed: AtomicBool,
 }
 
 fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
@@ -58,7 +66,44 @@ impl Mux {
         std::thread::Builder::new()
             .name("agent-mux".into())
             .spawn(move || dispatch(&c, &r))?;
-        Ok(Mux { client, routes })
+        Ok(Mux {
+            client,
+            routes,
+            trigger: Mutex::new(None),
+            checkpointed: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes the VM checkpointable through the VMM's snapshot `trigger`.
+    pub fn arm(&self, trigger: UnixStream) {
+        *self.trigger.lock().unwrap_or_else(|p| p.into_inner()) = Some(trigger);
+    }
+
+    /// Whether the VM ended for a checkpoint.
+    pub fn checkpointed(&self) -> bool {
+        self.checkpointed.load(Ordering::SeqCst)
+    }
+
+    /// Takes a checkpoint: pauses the agent's channel between two frames, then has the VMM
+    /// write its snapshot and end. Returns what [`Mux::pause`] does.
+    pub fn checkpoint(&self, timeout: Duration) -> Result<(u32, u32), String> {
+        let mut trigger = self.trigger.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(socket) = trigger.as_mut() else {
+            return Err(
+                "this VM cannot be checkpointed: it shares host directories \
+                        (volumes or bind mounts), whose state virtiofsd holds"
+                    .into(),
+            );
+        };
+        let paused = self.pause(timeout).map_err(|e| crate::errors::chain(&e))?;
+        self.checkpointed.store(true, Ordering::SeqCst);
+        if let Err(e) = socket.write_all(&[1]) {
+            // The VMM is gone or broken: the VM cannot go on paused either.
+            self.checkpointed.store(false, Ordering::SeqCst);
+            return Err(format!("cannot tell the VMM to write the snapshot: {e}"));
+        }
+        *trigger = None;
+        Ok(paused)
     }
 
     /// Sends a frame on an agent stream.
@@ -86,6 +131,48 @@ impl Mux {
         }
         self.client.send(stream, &HostMessage::Start(spec))?;
         Ok((stream, rx))
+    }
+
+    /// Routes the frames of the main process of a guest resumed from a checkpoint, which runs
+    /// on `main` already; no stream below `next_stream` is given out.
+    pub fn adopt_main(
+        &self,
+        main: u32,
+        next_stream: u32,
+    ) -> Result<Receiver<Frame<GuestMessage>>, ClientError> {
+        self.client
+            .skip_streams(next_stream.max(main.saturating_add(1)));
+        let (tx, rx) = mpsc::sync_channel(MAIN_QUEUE);
+        let mut routes = lock(&self.routes);
+        if routes.closed {
+            return Err(ClientError::Closed {
+                what: "the main process was adopted",
+            });
+        }
+        routes.map.insert(main, Route::Owned(tx));
+        routes.main = Some(main);
+        Ok(rx)
+    }
+
+    /// Asks the agent to pause its channel for a checkpoint and waits (at most `timeout`) for
+    /// its `Paused`: then it sends nothing until resumed. Returns the main process's stream and
+    /// the first stream free on both sides.
+    pub fn pause(&self, timeout: Duration) -> Result<(u32, u32), ClientError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        {
+            let mut routes = lock(&self.routes);
+            if routes.closed {
+                return Err(ClientError::Closed {
+                    what: "the checkpoint was asked for",
+                });
+            }
+            routes.paused = Some(tx);
+        }
+        self.client.send(0, &HostMessage::Checkpoint)?;
+        let (main, next) = rx.recv_timeout(timeout).map_err(|_| ClientError::Closed {
+            what: "the agent paused for the checkpoint",
+        })?;
+        Ok((main, next.max(self.client.peek_stream())))
     }
 
     /// A new stream for a control client's request, routed before the request is sent.
@@ -139,6 +226,12 @@ fn dispatch(client: &Client, routes: &Mutex<Routes>) {
             // A frame this host could not decode: dropped; a dead channel ends in Ok(None).
             Err(_) => continue,
         };
+        if let (0, GuestMessage::Paused { main, next_stream }) = (frame.stream, &frame.message) {
+            if let Some(tx) = lock(routes).paused.take() {
+                let _ = tx.try_send((*main, *next_stream));
+            }
+            continue;
+        }
         let stream = match frame.stream {
             0 => match lock(routes).main {
                 Some(m) => m,

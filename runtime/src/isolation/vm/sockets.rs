@@ -39,6 +39,12 @@ pub fn control_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
     Ok(socket_dir(env)?.join(format!("{}.ctl", short_id(id))))
 }
 
+/// Where the caller listens for the VMM of container `id` to connect its snapshot trigger
+/// (only while the VMM connects).
+pub fn trigger_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
+    Ok(socket_dir(env)?.join(format!("{}.snap", short_id(id))))
+}
+
 /// Where passt listens for the VMM of container `id` (only while the VMM connects).
 pub fn net_path(env: &dyn Env, id: &str) -> Result<PathBuf, VmError> {
     Ok(socket_dir(env)?.join(format!("{}.net", short_id(id))))

@@ -35,6 +35,8 @@ pub(super) struct VmWorkload {
     pub(super) oom_killed: bool,
     /// The cgroup of the VMM and its helpers, removed once they are gone.
     pub(super) cgroup: Option<Cgroup>,
+    /// The agent connection, which knows whether the VM ended for a checkpoint.
+    pub(super) mux: std::sync::Arc<super::mux::Mux>,
 }
 
 impl Workload for VmWorkload {
@@ -79,6 +81,10 @@ impl Process for VmWorkload {
             // The host's OOM killer ending the VMM (past its RAM plus overhead) counts too.
             self.oom_killed |= cgroup.oom_kills() > 0;
             cgroup.remove();
+        }
+        if self.mux.checkpointed() && status.is_some_and(|s| s.success()) {
+            // The VMM wrote the checkpoint and ended: the container stopped there, in order.
+            return Ok(Exit::Code(0));
         }
         match result {
             Some(Ok(r)) => Ok(match r.status.signal {

@@ -78,6 +78,24 @@ fn signal_over(mut conn: Conn, signal: i32) -> Result<(), ControlError> {
     }
 }
 
+/// Checkpoints the VM: its agent pauses, its VMM writes `checkpoint.pending/` and ends.
+/// Returns the main process's agent stream and the first stream free.
+pub fn checkpoint(path: &Path) -> Result<(u32, u32), ControlError> {
+    let mut conn = Conn::open(path)?;
+    // The agent answers between two frames; a busy guest may take a moment.
+    conn.stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT * 2))
+        .map_err(ControlError::Io)?;
+    conn.send(0, &HostMessage::Checkpoint)?;
+    match conn.next("the VM was paused for the checkpoint")? {
+        GuestMessage::Paused { main, next_stream } => Ok((main, next_stream)),
+        GuestMessage::Error { message, .. } => Err(ControlError::Agent { message }),
+        other => Err(ControlError::Unexpected {
+            got: format!("{other:?}"),
+        }),
+    }
+}
+
 /// Copies the container's writable layer, as an OCI layer tar, into `out`; returns its size.
 pub fn stream_upper(path: &Path, out: &mut dyn Write) -> Result<u64, ControlError> {
     stream_upper_over(Conn::open(path)?, out)

@@ -11,6 +11,7 @@
 //! | first frame | meaning | answers |
 //! |---|---|---|
 //! | `Signal(n)` on stream 0 | signal the container's main process | `Exit(0)` on stream 0 once sent to the agent, or `Error` |
+//! | `Checkpoint` on stream 0 | pause the agent's channel, then have the VMM write its snapshot and end | `Paused` on stream 0, or `Error` |
 //! | `Exec(spec)` on stream 1 | run another process; then `Stdin`, `StdinClose`, `Resize`, `Signal` on stream 1 | `Started`, `Stdout`, `Stderr`, `Error`, `Exit` on stream 1 |
 //! | `StreamUpper` on stream 1 | the writable layer as an OCI layer tar | `LayerData`..., `LayerEnd` or `Error` on stream 1 |
 //! | `CopyOut` on stream 1 | `nook cp CONTAINER:SRC`: the source as a tar | `CopySource`, `CopyData`..., `CopyEnd` or `Error` on stream 1 |

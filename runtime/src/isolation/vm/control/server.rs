@@ -165,6 +165,12 @@ pub fn serve(conn: UnixStream, mux: &Mux) -> io::Result<()> {
                 Err(message) => refuse(&writer, 0, ErrorKind::Internal, message),
             }
         }
+        (0, HostMessage::Checkpoint) => match mux.checkpoint(REQUEST_TIMEOUT) {
+            Ok((main, next_stream)) => {
+                send(&writer, 0, &GuestMessage::Paused { main, next_stream })
+            }
+            Err(message) => refuse(&writer, 0, ErrorKind::InvalidState, message),
+        },
         (REQUEST_STREAM, HostMessage::Exec(spec)) => {
             let Some((stream, frames)) = open_request(mux, &writer, HostMessage::Exec(spec))?
             else {
