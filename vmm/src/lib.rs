@@ -27,6 +27,8 @@ pub mod snapshot;
 pub mod thread;
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tiny_guests;
 
 pub use config::{DiskConfig, FsConfig, NetConfig, SerialOutput, SnapshotTo, VmConfig};

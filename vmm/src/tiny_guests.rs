@@ -46,8 +46,7 @@ struct Guest {
 /// Builds a one-vCPU VM with 64 KiB of RAM running `code` in real mode at 0x1000, or None (after
 /// a loud message) when the machine has no /dev/kvm.
 fn guest(code: &[u8]) -> Option<Guest> {
-    if !std::path::Path::new("/dev/kvm").exists() {
-        eprintln!("!!!! SKIPPED: /dev/kvm is absent, the tiny-guest KVM tests did NOT run !!!!");
+    if !crate::test_support::have_kvm("the tiny-guest KVM tests") {
         return None;
     }
     let vm = Vm::new().expect("create VM");
@@ -256,8 +255,7 @@ fn run_pvh_guest_as(
     dir: &std::path::Path,
     caller: crate::machine::Caller,
 ) -> Option<VmExit> {
-    if !std::path::Path::new("/dev/kvm").exists() {
-        eprintln!("!!!! SKIPPED: /dev/kvm is absent, the PVH tiny-guest test did NOT run !!!!");
+    if !crate::test_support::have_kvm("the PVH tiny-guest test") {
         return None;
     }
     let kernel = dir.join("vmlinux");
@@ -309,28 +307,10 @@ fn confined_child() {
 
 #[test]
 fn the_confined_main_thread_runs_a_vm_to_its_end() {
-    use std::os::unix::process::ExitStatusExt;
     // The filter cannot be taken off a thread: the run happens in a process of its own, which
     // the filter kills (SIGSYS) if the waiting and the teardown need a call it does not allow.
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "tiny_guests::confined_child",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env(CONFINED_CHILD, dir.path())
-        .output()
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.signal(), None, "{log}");
-    assert!(out.status.success(), "{log}");
-    assert!(log.contains("1 passed"), "{log}");
+    crate::test_support::run_in_child("tiny_guests::confined_child", CONFINED_CHILD, dir.path());
 }
 
 #[test]

@@ -43,11 +43,7 @@ impl BusDevice for Port {
 }
 
 fn have_kvm() -> bool {
-    let ok = Path::new("/dev/kvm").exists();
-    if !ok {
-        eprintln!("!!!! SKIPPED: /dev/kvm is absent, the snapshot KVM tests did NOT run !!!!");
-    }
-    ok
+    crate::test_support::have_kvm("the snapshot KVM tests")
 }
 
 /// A VM with the irqchip and one vCPU (not yet set up).
@@ -432,31 +428,17 @@ fn confined_snapshot_child() {
 
 #[test]
 fn a_confined_vmm_writes_its_snapshot() {
-    use std::os::unix::process::ExitStatusExt;
     if !have_kvm() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let (_, listener) = snapshot_to(dir.path());
     let trigger = pull_trigger(listener);
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "snapshot::tests::confined_snapshot_child",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env(CONFINED_CHILD, dir.path())
-        .output()
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    crate::test_support::run_in_child(
+        "snapshot::tests::confined_snapshot_child",
+        CONFINED_CHILD,
+        dir.path(),
     );
-    assert_eq!(out.status.signal(), None, "{log}");
-    assert!(out.status.success(), "{log}");
-    assert!(log.contains("1 passed"), "{log}");
     trigger.join().unwrap();
     // What it wrote restores.
     let flagged = dir.path().join("flagged");
