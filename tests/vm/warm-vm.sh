@@ -6,7 +6,9 @@
 # work and print different random bytes; a warm container with a writable disk keeps its files
 # across `start`; `--boot cold` still boots the kernel; a VM whose template is deleted under it
 # goes on; a damaged or truncated template is built again, never resumed; the wall time of warm
-# and cold runs, side by side.
+# and cold runs, side by side; checkpoint and restore (a counter goes on from where it was saved,
+# --leave-running, damaged and unknown checkpoints refused, the namespace column's error); ten
+# warm VMs at once and the host memory they take.
 #
 # Environment: NOOK_KERNEL (default: guest-kernel/build.sh).
 set -euo pipefail
@@ -115,13 +117,46 @@ in_rig() {
     nook start --checkpoint c1 count >/dev/null
     [ "$(nook exec count cat /tmp/n)" -ge "$before" ] || vm_die "the second restore of c1 went back"
     nook rm -f count >/dev/null
-    # The namespace column says what it would need.
-    nook run -d --isolation container --name ns busybox sleep 60 >/dev/null
+    # The namespace column says what it would need (no network: the rig's L1 has no tun device
+    # for pasta).
+    nook run -d --isolation container --network none --name ns busybox sleep 60 >/dev/null
     if nook checkpoint create ns c 2>"$base/ns.err"; then vm_die "a namespace container was checkpointed"; fi
     grep -q CRIU "$base/ns.err" || vm_die "unclear error for a namespace checkpoint: $(cat "$base/ns.err")"
     nook rm -f ns >/dev/null
 
-    local i warm=() cold=()
+    # Ten warm VMs at once: guest memory is the template's file mapped copy-on-write, so pages
+    # the VMs share count once. Summed over the VMMs, PSS (shared pages split between their
+    # users) must stay within 1.5x one VM's PSS plus what the ten wrote (their Private_Dirty).
+    vm_mem() {
+        local pid rss=0 pss=0 dirty=0 r p d
+        for pid in $(pgrep -u "$TEST_USER" -x nook-vmm); do
+            read -r r p d < <(awk '/^Rss:/{r=$2} /^Pss:/{p=$2} /^Private_Dirty:/{d=$2} END{print r+0, p+0, d+0}' "/proc/$pid/smaps_rollup")
+            rss=$((rss + r))
+            pss=$((pss + p))
+            dirty=$((dirty + d))
+        done
+        echo "$rss $pss $dirty"
+    }
+    local i one_rss one_pss one_dirty ten_rss ten_pss ten_dirty
+    nook run -d --name mem0 busybox sleep 600 >/dev/null
+    sleep 2
+    read -r one_rss one_pss one_dirty < <(vm_mem)
+    for i in 1 2 3 4 5 6 7 8 9; do
+        nook run -d --name "mem$i" busybox sleep 600 >/dev/null
+    done
+    sleep 2
+    expect "VMMs running" 10 "$(pgrep -u "$TEST_USER" -x nook-vmm | wc -l)"
+    read -r ten_rss ten_pss ten_dirty < <(vm_mem)
+    vm_log "memory, one warm VM: RSS ${one_rss} KiB, PSS ${one_pss} KiB, written ${one_dirty} KiB;" \
+        "ten: RSS ${ten_rss} KiB, PSS ${ten_pss} KiB, written ${ten_dirty} KiB;" \
+        "goal: PSS <= $((one_pss * 3 / 2 + ten_dirty)) KiB"
+    [ "$ten_pss" -le $((one_pss * 3 / 2 + ten_dirty)) ] ||
+        vm_die "ten warm VMs take ${ten_pss} KiB (PSS), more than 1.5x one (${one_pss}) plus what they wrote (${ten_dirty})"
+    for i in 0 1 2 3 4 5 6 7 8 9; do
+        nook rm -f "mem$i" >/dev/null
+    done
+
+    local warm=() cold=()
     for i in 1 2 3 4 5; do
         t0=$(date +%s%N)
         nook run --rm busybox true
