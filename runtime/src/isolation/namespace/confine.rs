@@ -18,6 +18,9 @@ pub struct Confinement {
     pub filters: Vec<BpfProgram>,
     /// docker's masked and read-only paths of /proc and /sys (none with `--privileged`).
     pub masks: bool,
+    /// Effective, permitted, inheritable and ambient sets of their own, for any user (an OCI
+    /// bundle's); None: a root workload gets `caps` as the first three, others none.
+    pub sets: Option<caps::Sets>,
 }
 
 fn start_error(message: String) -> IsolationError {
@@ -50,6 +53,7 @@ impl Confinement {
             no_new_privs: opts.no_new_privs(),
             filters,
             masks: !opts.privileged,
+            sets: None,
         })
     }
 }

@@ -327,7 +327,7 @@ pub fn run_process_with(
             return failure;
         }
     }
-    if let Err(e) = switch_user(&ids, setgroups, confinement.caps) {
+    if let Err(e) = switch_user(&ids, setgroups, confinement) {
         return os(&format!("cannot switch to user {:?}", process.user), e);
     }
     if confinement.no_new_privs {
@@ -452,7 +452,14 @@ fn own_session(terminal: bool, keep_fds: u32) -> Result<(), ChildFailure> {
     Ok(())
 }
 
-fn switch_user(ids: &user::Ids, setgroups: bool, caps: u64) -> io::Result<()> {
+fn switch_user(ids: &user::Ids, setgroups: bool, confinement: &Confinement) -> io::Result<()> {
+    // Sets of their own survive a switch to another user: the permitted set is kept across
+    // setresuid, and the sets are written after it.
+    let keep = confinement.sets.is_some() && ids.uid != 0;
+    // SAFETY: PR_SET_KEEPCAPS takes a flag; no pointers.
+    if keep && unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: id-setting calls; the group list pointer and length describe `ids.groups`.
     unsafe {
         if setgroups && libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) < 0 {
@@ -465,8 +472,16 @@ fn switch_user(ids: &user::Ids, setgroups: bool, caps: u64) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
-    if ids.uid == 0 {
-        caps::set(caps)?;
+    match &confinement.sets {
+        Some(sets) => {
+            // SAFETY: PR_SET_KEEPCAPS takes a flag; no pointers.
+            if keep && unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            caps::set_sets(sets)?;
+        }
+        None if ids.uid == 0 => caps::set(confinement.caps)?,
+        None => {}
     }
     Ok(())
 }
