@@ -476,7 +476,7 @@ fn bad_input_fails_as_runc_does_and_leaves_no_state() {
     let version = oci.bundle("version", |c| c["ociVersion"] = json!("2.0.0"));
     cases.push((version, "unsupported spec version \"2.0.0\""));
     let no_root = oci.bundle("no-root", |c| c["root"]["path"] = json!("missing"));
-    cases.push((no_root, "rootfs ("));
+    cases.push((no_root, "invalid rootfs: "));
     for (bundle, message) in &cases {
         let out = oci.run(&[
             "--log",
@@ -515,9 +515,14 @@ fn bad_input_fails_as_runc_does_and_leaves_no_state() {
     assert!(oci.create(&good, "taken", &out, &[]).status.success());
     let created = oci.create(&good, "taken", &out, &[]);
     assert_eq!(created.status.code(), Some(1));
+    assert_eq!(
+        oci.state_of("taken")["status"],
+        "created",
+        "the container that has the ID is untouched"
+    );
     assert!(std::fs::read_to_string(&out)
         .unwrap()
-        .contains("container with id exists: taken"));
+        .contains("container with given ID already exists: taken"));
     let e = oci.fails(&["start", "nothing"]);
     assert!(e.contains("container \"nothing\" does not exist"), "{e}");
     oci.ok(&["kill", "taken", "KILL"]);
@@ -526,7 +531,7 @@ fn bad_input_fails_as_runc_does_and_leaves_no_state() {
     });
     let e = oci.fails(&["start", "taken"]);
     assert!(
-        e.contains("cannot start a container that is stopped"),
+        e.contains("cannot start a container that has stopped"),
         "{e}"
     );
     assert!(oci
@@ -658,4 +663,104 @@ fn preserved_descriptors_reach_the_workload() {
         .map(String::from)
         .collect();
     assert_eq!(fds, ["0", "1", "2", "3", "4"], "{fds:?}");
+}
+
+/// The first subordinate uid and gid of the user the runtime runs as.
+fn subordinate(user: &str) -> (u32, u32) {
+    let first = |file: &str| -> u32 {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() == 3 && f[0] == user).then(|| f[1].parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{user} has no range in {file}"))
+    };
+    (first("/etc/subuid"), first("/etc/subgid"))
+}
+
+#[test]
+fn capability_sets_sysctls_and_a_joined_mount_namespace() {
+    let oci = Oci::new();
+    let name = oci.user.user().map(str::to_string).unwrap_or_else(|| {
+        String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string()
+    });
+    let (uid, gid) = uid_of(Some(&name)).unwrap();
+    let (subuid, subgid) = subordinate(&name);
+    let bundle = oci.bundle("caps", |c| {
+        // A user of its own in the container (mapped through newuidmap): its capability sets
+        // survive the switch to it, and the ambient ones its execve.
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1},
+                                           {"containerID": 1, "hostID": subuid, "size": 1000}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1},
+                                           {"containerID": 1, "hostID": subgid, "size": 1000}]);
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["process"]["capabilities"] = json!({
+            "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"],
+            "permitted": ["CAP_CHOWN", "CAP_KILL"],
+            "effective": ["CAP_KILL"],
+            "inheritable": ["CAP_KILL"],
+            "ambient": ["CAP_KILL"]});
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "network"}));
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+        c["process"]["args"] = args(&[
+            "sh",
+            "-c",
+            "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; \
+             echo forward=$(cat /proc/sys/net/ipv4/ip_forward)",
+        ]);
+    });
+    let out = oci.run(&["run", "--bundle", bundle.to_str().unwrap(), "caps"]);
+    let printed = text(&out.stdout);
+    assert!(out.status.success(), "{printed}{}", text(&out.stderr));
+    assert_eq!(
+        printed.lines().collect::<Vec<_>>(),
+        [
+            "CapInh:\t0000000000000020",
+            "CapPrm:\t0000000000000020",
+            "CapEff:\t0000000000000020",
+            "CapBnd:\t0000000000002021",
+            "CapAmb:\t0000000000000020",
+            "forward=1",
+        ],
+        "{printed}"
+    );
+    // A sysctl of a namespace the container does not have of its own is refused.
+    let host_net = oci.bundle("host-net", |c| {
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    });
+    let e = oci.fails(&["run", "--bundle", host_net.to_str().unwrap(), "host-net"]);
+    assert!(e.contains("without a network namespace of the container's own"), "{e}");
+
+    // A second container in the first one's user, pid and mount namespaces sees its root.
+    let first = oci.bundle("first", |c| {
+        c["process"]["args"] = args(&["sleep", "100"]);
+    });
+    oci.write(&first.join("rootfs/marker"), "the first one's root\n");
+    let out = oci.user.root().join("first.out");
+    assert!(oci.create(&first, "first", &out, &[]).status.success());
+    // Started: until its execve its /proc files are root's.
+    oci.ok(&["start", "first"]);
+    let pid = oci.state_of("first")["pid"].as_i64().unwrap();
+    let joiner = oci.bundle("joiner", |c| {
+        c["root"]["path"] = json!("/");
+        c.as_object_mut().unwrap().remove("hostname");
+        c["linux"]["namespaces"] = json!([
+            {"type": "pid", "path": format!("/proc/{pid}/ns/pid")},
+            {"type": "user", "path": format!("/proc/{pid}/ns/user")},
+            {"type": "mount", "path": format!("/proc/{pid}/ns/mnt")}]);
+        c["process"]["args"] = args(&["cat", "/marker"]);
+    });
+    let out = oci.run(&["run", "--bundle", joiner.to_str().unwrap(), "joiner"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "the first one's root\n");
+    oci.ok(&["delete", "--force", "first"]);
+    assert!(oci.left().is_empty(), "{:?}", oci.left());
 }

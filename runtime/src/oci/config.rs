@@ -11,6 +11,7 @@ use super::error::OciError;
 use super::log::Log;
 use super::mounts;
 use crate::isolation::namespace::bundle::{BundleSpec, Namespaces, ProcessPlan};
+use crate::isolation::namespace::caps;
 use crate::isolation::namespace::confine::Confinement;
 use crate::isolation::namespace::idmap::{IdMap, IdRange};
 use crate::isolation::namespace::user;
@@ -102,15 +103,7 @@ pub fn translate(bundle: &Bundle, state_dir: &Path, log: &Log) -> Result<BundleS
     for ns in linux.namespaces().clone().unwrap_or_default() {
         let flag = namespace_flag(ns.typ())?;
         match ns.path() {
-            Some(p) if !p.as_os_str().is_empty() => {
-                if flag == libc::CLONE_NEWNS {
-                    return Err(OciError::Unsupported {
-                        what: "joining a mount namespace by path".into(),
-                        why: "the container's root is set up in a mount namespace of its own",
-                    });
-                }
-                namespaces.join.push((p.clone(), flag));
-            }
+            Some(p) if !p.as_os_str().is_empty() => namespaces.join.push((p.clone(), flag)),
             _ => namespaces.new |= flag,
         }
     }
@@ -118,10 +111,26 @@ pub fn translate(bundle: &Bundle, state_dir: &Path, log: &Log) -> Result<BundleS
     namespaces
         .join
         .sort_by_key(|(_, flag)| *flag != libc::CLONE_NEWUSER);
-    if namespaces.new & libc::CLONE_NEWNS == 0 {
+    let joins_mount = namespaces.join.iter().any(|(_, f)| *f == libc::CLONE_NEWNS);
+    if namespaces.new & libc::CLONE_NEWNS == 0 && !joins_mount {
         return Err(OciError::Spec(
-            "config.json must ask for a new mount namespace".into(),
+            "config.json must ask for a mount namespace, new or joined by path".into(),
         ));
+    }
+    let joins_pid = namespaces
+        .join
+        .iter()
+        .any(|(_, f)| *f == libc::CLONE_NEWPID);
+    if joins_mount && !joins_pid {
+        // The container's first process reads its own /proc/self files before its execve.
+        return Err(OciError::Spec(
+            "a mount namespace joined by path needs the pid namespace joined by path too: \
+             its /proc is that pid namespace's"
+                .into(),
+        ));
+    }
+    if joins_mount && !spec.mounts().as_ref().is_none_or(|m| m.is_empty()) {
+        log.warn("mounts, devices, maskedPaths and readonlyPaths are not applied in a mount namespace joined by path: it is another's, set up already");
     }
     let own_userns = namespaces.new & libc::CLONE_NEWUSER != 0;
     let joins_userns = namespaces
@@ -162,12 +171,10 @@ pub fn translate(bundle: &Bundle, state_dir: &Path, log: &Log) -> Result<BundleS
         }
         _ => None,
     };
-    if linux.cgroups_path().is_some() || linux.resources().is_some() {
-        log.warn("linux.cgroupsPath and linux.resources are not honoured: nook-runtime puts the container in no cgroup of its own");
+    if linux.cgroups_path().is_some() {
+        log.debug("linux.cgroupsPath is not honoured: a container has a cgroup of its own, in nook's delegated subtree, only for linux.resources");
     }
-    if linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
-        log.warn("linux.sysctl is not honoured");
-    }
+    let sysctl = sysctls(&linux.sysctl().clone().unwrap_or_default(), &namespaces)?;
     Ok(BundleSpec {
         rootfs: bundle.rootfs.clone(),
         readonly: spec
@@ -190,7 +197,64 @@ pub fn translate(bundle: &Bundle, state_dir: &Path, log: &Log) -> Result<BundleS
         ids,
         process: plan,
         targets_record: state_dir.join("mount-targets"),
+        sysctl,
     })
+}
+
+/// Whether the container's namespace of type `flag` is not this process's: made new, or joined
+/// by a path that names another (podman joins a network namespace it made).
+fn own_namespace(namespaces: &Namespaces, flag: libc::c_int, file: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let ours = id(Path::new(&format!("/proc/self/ns/{file}")));
+    namespaces.new & flag != 0
+        || namespaces
+            .join
+            .iter()
+            .any(|(path, f)| *f == flag && id(path).is_some_and(|ns| Some(ns) != ours))
+}
+
+/// `linux.sysctl`, checked as runc does: only parameters of a namespace the container has of
+/// its own (ipc, net, uts) may be set, as they change nothing outside it.
+fn sysctls(
+    sysctl: &std::collections::HashMap<String, String>,
+    namespaces: &Namespaces,
+) -> Result<Vec<(String, String)>, OciError> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let mut out: Vec<(String, String)> =
+        sysctl.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    out.sort();
+    for (key, _) in &out {
+        if key.contains('/') || key.split('.').any(|c| c.is_empty()) {
+            return Err(OciError::Spec(format!("invalid sysctl name {key:?}")));
+        }
+        let (flag, name, file) = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            (libc::CLONE_NEWIPC, "ipc", "ipc")
+        } else if key.starts_with("net.") {
+            (libc::CLONE_NEWNET, "network", "net")
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            (libc::CLONE_NEWUTS, "uts", "uts")
+        } else {
+            return Err(OciError::Spec(format!(
+                "sysctl {key:?} is not in a separate kernel namespace"
+            )));
+        };
+        if !own_namespace(namespaces, flag, file) {
+            return Err(OciError::Spec(format!(
+                "sysctl {key:?} is not allowed without a {name} namespace of the container's own"
+            )));
+        }
+    }
+    Ok(out)
 }
 
 fn id_map(
@@ -260,7 +324,7 @@ pub fn process_plan(
     for r in process.rlimits().clone().unwrap_or_default() {
         rlimits.push((rlimit_resource(&r.typ().to_string())?, r.soft(), r.hard()));
     }
-    let caps = capability_mask(process);
+    let (caps, sets) = capability_sets(process);
     let filters = match seccomp {
         None => Vec::new(),
         Some(s) => compile_seccomp(s, caps, log)?,
@@ -286,28 +350,37 @@ pub fn process_plan(
             no_new_privs: process.no_new_privileges().unwrap_or(false),
             filters,
             masks: false,
+            sets: Some(sets),
         },
     })
 }
 
-/// The capabilities of the process: its bounding set, which nook also gives a root workload
-/// as its effective, permitted and inheritable sets (the spec's separate sets collapse into
-/// one; ambient capabilities are not raised).
-fn capability_mask(process: &Process) -> u64 {
-    let Some(caps) = process.capabilities() else {
-        return 0;
-    };
-    let set = caps
-        .bounding()
-        .as_ref()
-        .or(caps.effective().as_ref())
-        .cloned()
-        .unwrap_or_default();
-    set.iter()
+/// A capability set of the spec as a mask of those this kernel knows (capset refuses others;
+/// names nook does not know are left out, as runc does).
+fn mask_of(set: Option<&oci_spec::runtime::Capabilities>) -> u64 {
+    let known = caps::known(caps::last_cap());
+    set.into_iter()
+        .flatten()
         .filter_map(|c| serde_json::to_value(c).ok())
         .filter_map(|v| v.as_str().map(str::to_string))
         .filter_map(|name| CAPABILITIES.iter().position(|c| *c == name))
         .fold(0u64, |m, n| m | 1 << n)
+        & known
+}
+
+/// The process's capabilities: its bounding set (the confinement's mask), and its effective,
+/// permitted, inheritable and ambient sets, each as the spec gives it (a set left out is empty).
+fn capability_sets(process: &Process) -> (u64, caps::Sets) {
+    let Some(c) = process.capabilities() else {
+        return (0, caps::Sets::default());
+    };
+    let sets = caps::Sets {
+        effective: mask_of(c.effective().as_ref()),
+        permitted: mask_of(c.permitted().as_ref()),
+        inheritable: mask_of(c.inheritable().as_ref()),
+        ambient: mask_of(c.ambient().as_ref()),
+    };
+    (mask_of(c.bounding().as_ref()), sets)
 }
 
 fn rlimit_resource(name: &str) -> Result<u32, OciError> {
@@ -389,10 +462,135 @@ mod tests {
                 "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 512}]}"#,
         )
         .unwrap();
-        assert_eq!(capability_mask(&p), 1 | 1 << 5);
+        let (bounding, sets) = capability_sets(&p);
+        assert_eq!(bounding, 1 | 1 << 5);
+        assert_eq!(sets, caps::Sets::default(), "sets left out are empty");
         let log = Log::open(None, super::super::log::LogFormat::Text, false);
         let plan = process_plan(&p, None, &log).unwrap();
         assert_eq!(plan.rlimits, [(libc::RLIMIT_NOFILE, 512, 1024)]);
         assert!(!plan.confinement.no_new_privs && plan.confinement.filters.is_empty());
+    }
+
+    #[test]
+    fn capability_sets_are_kept_apart() {
+        let p: Process = serde_json::from_str(
+            r#"{"cwd": "/", "user": {"uid": 1000, "gid": 1000}, "args": ["sh"],
+                "capabilities": {"bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"],
+                                 "permitted": ["CAP_CHOWN", "CAP_KILL"],
+                                 "effective": ["CAP_KILL"],
+                                 "inheritable": ["CAP_KILL"],
+                                 "ambient": ["CAP_KILL"]}}"#,
+        )
+        .unwrap();
+        let (bounding, sets) = capability_sets(&p);
+        let kill = 1 << 5;
+        assert_eq!(bounding, 1 | kill | 1 << 13);
+        assert_eq!(
+            sets,
+            caps::Sets {
+                effective: kill,
+                permitted: 1 | kill,
+                inheritable: kill,
+                ambient: kill,
+            }
+        );
+        let log = Log::open(None, super::super::log::LogFormat::Text, false);
+        let plan = process_plan(&p, None, &log).unwrap();
+        assert_eq!(plan.confinement.caps, bounding);
+        assert_eq!(plan.confinement.sets, Some(sets));
+    }
+
+    #[test]
+    fn sysctls_only_of_the_containers_own_namespaces() {
+        let of = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let new = |flags| Namespaces {
+            new: flags,
+            join: Vec::new(),
+        };
+        let all = new(libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWUTS);
+        let ok = sysctls(
+            &of(&[
+                ("net.ipv4.ip_forward", "1"),
+                ("kernel.shmmax", "4096"),
+                ("fs.mqueue.msg_max", "20"),
+                ("kernel.domainname", "example"),
+            ]),
+            &all,
+        )
+        .unwrap();
+        assert_eq!(ok[0], ("fs.mqueue.msg_max".into(), "20".into()), "sorted");
+        assert_eq!(ok.len(), 4);
+        let forward = of(&[("net.ipv4.ip_forward", "1")]);
+        let e = sysctls(&forward, &new(libc::CLONE_NEWIPC));
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("network namespace of the"));
+        let e = sysctls(&of(&[("kernel.shmmax", "1")]), &new(libc::CLONE_NEWNET));
+        assert!(e.unwrap_err().to_string().contains("ipc namespace of the"));
+        let e = sysctls(&of(&[("vm.swappiness", "1")]), &all);
+        assert!(e.unwrap_err().to_string().contains("not in a separate"));
+        for bad in ["net..x", "net.ipv4/../../x", "net."] {
+            assert!(sysctls(&of(&[(bad, "1")]), &all).is_err(), "{bad}");
+        }
+        // Joined by path: it must be another network namespace than this process's (podman
+        // joins one it made; the podman test runs that case).
+        let joined = |path: &str| Namespaces {
+            new: 0,
+            join: vec![(PathBuf::from(path), libc::CLONE_NEWNET)],
+        };
+        assert!(sysctls(&forward, &joined("/proc/self/ns/net")).is_err());
+        assert!(sysctls(&forward, &joined("/nonexistent")).is_err());
+    }
+
+    fn bundle_of(linux: serde_json::Value) -> Bundle {
+        let doc = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "/"},
+            "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["true"]},
+            "linux": linux,
+        });
+        Bundle {
+            dir: PathBuf::from("/"),
+            spec: serde_json::from_value(doc.clone()).unwrap(),
+            text: doc.to_string(),
+            rootfs: PathBuf::from("/"),
+        }
+    }
+
+    #[test]
+    fn a_mount_namespace_is_joined_by_path() {
+        let log = Log::open(None, super::super::log::LogFormat::Text, false);
+        let b = bundle_of(serde_json::json!({"namespaces": [
+            {"type": "ipc"},
+            {"type": "pid", "path": "/proc/1/ns/pid"},
+            {"type": "mount", "path": "/proc/1/ns/mnt"},
+            {"type": "user", "path": "/proc/1/ns/user"}]}));
+        let spec = translate(&b, Path::new("/nonexistent"), &log).unwrap();
+        assert_eq!(spec.namespaces.new, libc::CLONE_NEWIPC);
+        assert_eq!(spec.namespaces.join[0].1, libc::CLONE_NEWUSER, "user first");
+        assert!(spec
+            .namespaces
+            .join
+            .contains(&(PathBuf::from("/proc/1/ns/mnt"), libc::CLONE_NEWNS)));
+        let b = bundle_of(serde_json::json!({"namespaces": [
+            {"type": "pid"},
+            {"type": "mount", "path": "/proc/1/ns/mnt"},
+            {"type": "user", "path": "/proc/1/ns/user"}]}));
+        let e = translate(&b, Path::new("/nonexistent"), &log)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("pid namespace joined"), "{e}");
+        let b = bundle_of(serde_json::json!({"namespaces": [
+            {"type": "user", "path": "/proc/1/ns/user"}]}));
+        let e = translate(&b, Path::new("/nonexistent"), &log)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("mount namespace"), "{e}");
     }
 }

@@ -11,8 +11,10 @@ use super::cli::CreateArgs;
 use super::config::{self, Bundle};
 use super::error::OciError;
 use super::hooks::{self, Point};
+use super::resources;
 use super::state::{self, Container, Record, Root, Status};
 use super::Context;
+use crate::isolation::limits::{self, delegation::Delegation, delegation::Unavailable};
 use crate::isolation::namespace::bundle;
 use crate::isolation::namespace::process::wait_pid;
 
@@ -136,8 +138,27 @@ fn create_in(
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             owner: owner(),
             annotations,
+            cgroup: None,
         },
     };
+    let limits = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .map(|r| resources::limits(r, &ctx.log))
+        .unwrap_or_default();
+    // A cgroup only where limits are asked for, where nook would make one for `nook run`.
+    let delegation = if limits.is_default() {
+        Err(Unavailable("no limits".into()))
+    } else {
+        Delegation::detect(&crate::paths::ProcessEnv)
+    };
+    if let (Err(why), false) = (&delegation, limits.is_default()) {
+        ctx.log
+            .warn(&format!("linux.resources cannot be enforced here: {why}"));
+    }
+    let mut cgroup = None;
     let hooks = bundle.spec.hooks().as_ref();
     let pid = {
         let for_hooks = &container;
@@ -157,7 +178,9 @@ fn create_in(
             before_pivot: &before_pivot,
             before_exec: &before_exec,
         };
-        bundle::create(&spec, stdio, &fifo, args.preserve_fds, &inside, |pid| {
+        let made = bundle::create(&spec, stdio, &fifo, args.preserve_fds, &inside, |pid| {
+            // Before the container runs anything of its own: its limits hold from the start.
+            cgroup = limits::place(&delegation, &args.id, pid, &limits)?;
             let mut doc = for_hooks.state_json(Status::Creating);
             doc["pid"] = pid.into();
             let doc = doc.to_string();
@@ -170,8 +193,18 @@ fn create_in(
                 })?;
             }
             Ok(())
-        })?
+        });
+        match made {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some(c) = &cgroup {
+                    c.remove();
+                }
+                return Err(e.into());
+            }
+        }
     };
+    container.record.cgroup = cgroup.as_ref().map(|c| c.path().to_path_buf());
     let kept = (|| {
         container.record.pid = pid;
         container.record.start_time = state::start_time(pid).ok_or_else(|| {
@@ -186,6 +219,9 @@ fn create_in(
     if let Err(e) = kept {
         // SAFETY: kill takes a pid and a signal number; the process is the one just made.
         unsafe { libc::kill(pid, libc::SIGKILL) };
+        if let Some(c) = &cgroup {
+            c.remove();
+        }
         return Err(e);
     }
     Ok(container)
@@ -233,7 +269,7 @@ fn release(container: &Container) -> Result<(), OciError> {
         if container.status() == Status::Stopped {
             return Err(OciError::BadState {
                 action: "start",
-                status: "stopped",
+                status: "has stopped",
             });
         }
     }
@@ -249,7 +285,7 @@ pub fn start(ctx: &Context, id: &str) -> Result<(), OciError> {
         status => {
             return Err(OciError::BadState {
                 action: "start",
-                status: status.name(),
+                status: status.phrase(),
             })
         }
     }

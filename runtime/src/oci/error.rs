@@ -9,7 +9,7 @@ use crate::isolation::IsolationError;
 pub enum OciError {
     #[error("container \"{0}\" does not exist")]
     NotFound(String),
-    #[error("container with id exists: {0}")]
+    #[error("container with given ID already exists: {0}")]
     Exists(String),
     #[error("invalid container id {0:?}: use letters, digits, '_', '-', '.' and '+'")]
     BadId(String),
@@ -29,12 +29,13 @@ pub enum OciError {
     },
     #[error("unsupported spec version {0:?}: nook-runtime takes 1.x")]
     Version(String),
-    #[error("rootfs ({}) does not exist", .0.display())]
+    #[error("invalid rootfs: {} does not exist or is not a directory", .0.display())]
     NoRootfs(PathBuf),
     /// config.json asks for something the namespace column cannot give, or contradicts itself.
     #[error("{0}")]
     Spec(String),
-    #[error("cannot {action} a container that is {status}")]
+    /// `status` as runc words it: "has stopped", "is running", ...
+    #[error("cannot {action} a container that {status}")]
     BadState {
         action: &'static str,
         status: &'static str,

@@ -53,7 +53,7 @@ pub fn exec(ctx: &Context, args: &ExecArgs) -> Result<i32, OciError> {
     let Some(init) = container.pid() else {
         return Err(OciError::BadState {
             action: "exec in",
-            status: "stopped",
+            status: "has stopped",
         });
     };
     let config = container.config()?;

@@ -17,6 +17,7 @@ mod hooks;
 mod log;
 mod mounts;
 mod ops;
+mod resources;
 mod spec;
 mod state;
 

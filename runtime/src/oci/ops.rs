@@ -130,6 +130,9 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<(), OciError> {
             ctx.log.warn(&crate::errors::chain(&e));
         }
     }
+    if let Some(path) = &c.record.cgroup {
+        crate::isolation::limits::cgroup::Cgroup::at(path).remove();
+    }
     std::fs::remove_dir_all(&c.dir)
         .map_err(|e| OciError::io(format!("remove {}", c.dir.display()), e))
 }

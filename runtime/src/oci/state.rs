@@ -29,6 +29,9 @@ pub struct Record {
     pub owner: String,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The cgroup made for `linux.resources`, removed with the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The lifecycle states of the OCI spec.
@@ -47,6 +50,16 @@ impl Status {
             Status::Created => "created",
             Status::Running => "running",
             Status::Stopped => "stopped",
+        }
+    }
+
+    /// As runc's errors word it ("cannot start a container that has stopped").
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Status::Creating => "is being created",
+            Status::Created => "is created",
+            Status::Running => "is running",
+            Status::Stopped => "has stopped",
         }
     }
 }

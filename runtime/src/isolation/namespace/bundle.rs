@@ -82,6 +82,9 @@ pub struct BundleSpec {
     pub process: ProcessPlan,
     /// Where the mount targets made in the root are recorded.
     pub targets_record: PathBuf,
+    /// Kernel parameters (`net.ipv4.ip_forward`, `1`) of the container's own namespaces,
+    /// written once its mounts are made, before the masks and read-only paths.
+    pub sysctl: Vec<(String, String)>,
 }
 
 /// What the OCI front end runs inside the container's first process, given its pid as the
@@ -106,13 +109,25 @@ pub fn create(
 ) -> Result<i32, IsolationError> {
     // Joining happens here, in the caller, which the first process is cloned from: a pid
     // namespace joined applies to children only.
-    let joined = open_paths(&spec.namespaces.join)?;
+    let (mount, joined): (Vec<_>, Vec<_>) = open_paths(&spec.namespaces.join)?
+        .into_iter()
+        .partition(|(_, flag)| *flag == libc::CLONE_NEWNS);
     join_all(&joined).map_err(|f| IsolationError::Start {
         code: 1,
         message: f.message,
     })?;
+    // A mount namespace is joined by the first process itself (setns refuses it to a caller
+    // that shares its file system context with threads).
+    let mount = mount.into_iter().next().map(|(file, _)| file);
     let map = spec.ids.as_ref();
-    let setgroups = map.is_none_or(IdMap::setgroups_allowed);
+    // Without maps of its own, the user namespace is this process's (joined above, or the
+    // host's): setgroups is as it allows.
+    let setgroups = match map {
+        Some(map) => map.setgroups_allowed(),
+        None => {
+            std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
+        }
+    };
     let pid = spawn_with(
         spec.namespaces.new,
         map,
@@ -120,7 +135,13 @@ pub fn create(
         |()| Ok(()),
         || {
             Err(first_process(
-                spec, &stdio, fifo, keep_fds, inside, setgroups,
+                spec,
+                &stdio,
+                fifo,
+                keep_fds,
+                inside,
+                setgroups,
+                mount.as_ref(),
             ))
         },
     )?;
@@ -142,6 +163,7 @@ fn first_process(
     keep_fds: u32,
     inside: &Inside<'_>,
     setgroups: bool,
+    mount: Option<&File>,
 ) -> ChildFailure {
     // The host's /proc is still this process's: it names the pid the host sees.
     let host_pid = std::fs::read_link("/proc/self")
@@ -157,7 +179,11 @@ fn first_process(
             return setup_failure(format!("cannot set the hostname {name:?}: {e}"));
         }
     }
-    if let Err(message) = build_root(&sys, spec, || (inside.before_pivot)(host_pid)) {
+    let rooted = match mount {
+        Some(ns) => enter_joined(ns, spec, || (inside.before_pivot)(host_pid)),
+        None => build_root(&sys, spec, || (inside.before_pivot)(host_pid)),
+    };
+    if let Err(message) = rooted {
         return setup_failure(message);
     }
     if spec.namespaces.new & libc::CLONE_NEWNET != 0 {
@@ -227,10 +253,77 @@ fn build_root(
             .map_err(|e| format!("cannot mount {}: {e}", m.target.display()))?;
     }
     devices(sys, &ops, spec)?;
+    write_sysctls(&spec.rootfs, &spec.sysctl)?;
     masks::apply_lists(sys, &spec.rootfs, &spec.masked, &spec.readonly_paths).map_err(chain)?;
     before_pivot()?;
     rootfs::switch_to(sys, &spec.rootfs).map_err(chain)?;
     rootfs::seal(sys, spec.readonly).map_err(chain)
+}
+
+/// Writes the container's kernel parameters. A parameter is its writer's namespace's (net, ipc,
+/// uts), whichever proc file system is written: the container's /proc when its root mounts one,
+/// else the host's.
+fn write_sysctls(rootfs: &Path, sysctl: &[(String, String)]) -> Result<(), String> {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    if sysctl.is_empty() {
+        return Ok(());
+    }
+    let theirs = rootfs.join("proc");
+    let is_proc = std::ffi::CString::new(theirs.as_os_str().as_encoded_bytes())
+        .ok()
+        .is_some_and(|c| {
+            // SAFETY: statfs reads the NUL-terminated path and fills the zeroed struct.
+            let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; both pointers are valid for the call.
+            unsafe {
+                libc::statfs(c.as_ptr(), &mut fs) == 0 && fs.f_type as i64 == PROC_SUPER_MAGIC
+            }
+        });
+    let base = if is_proc {
+        theirs
+    } else {
+        PathBuf::from("/proc")
+    }
+    .join("sys");
+    for (key, value) in sysctl {
+        let path = base.join(key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| format!("cannot set the sysctl {key} to {value:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The root in a mount namespace joined by path: that namespace is another's, set up already,
+/// so nothing is mounted or pivoted in it; the process enters the spec's root (a path in that
+/// namespace) with chroot.
+fn enter_joined(
+    ns: &File,
+    spec: &BundleSpec,
+    before_chroot: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    join_all(&[(
+        ns.try_clone().map_err(|e| e.to_string())?,
+        libc::CLONE_NEWNS,
+    )])
+    .map_err(|f| f.message)?;
+    write_sysctls(Path::new("/"), &spec.sysctl)?;
+    before_chroot()?;
+    let root = std::ffi::CString::new(spec.rootfs.as_os_str().as_encoded_bytes())
+        .map_err(|_| "NUL byte in the root path".to_string())?;
+    // SAFETY: chdir and chroot of NUL-terminated paths.
+    let entered = unsafe {
+        libc::chdir(root.as_ptr()) == 0
+            && libc::chroot(c".".as_ptr()) == 0
+            && libc::chdir(c"/".as_ptr()) == 0
+    };
+    if !entered {
+        return Err(format!(
+            "cannot enter the root {} in the joined mount namespace: {}",
+            spec.rootfs.display(),
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 fn errno(e: &io::Error) -> i32 {
