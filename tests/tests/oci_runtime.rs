@@ -737,7 +737,10 @@ fn capability_sets_sysctls_and_a_joined_mount_namespace() {
         c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     });
     let e = oci.fails(&["run", "--bundle", host_net.to_str().unwrap(), "host-net"]);
-    assert!(e.contains("without a network namespace of the container's own"), "{e}");
+    assert!(
+        e.contains("without a network namespace of the container's own"),
+        "{e}"
+    );
 
     // A second container in the first one's user, pid and mount namespaces sees its root.
     let first = oci.bundle("first", |c| {
