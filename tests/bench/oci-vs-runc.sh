@@ -78,7 +78,10 @@ fi
 work=$(mktemp -d /tmp/nook-oci-bench-XXXXXX)
 ctd_pid=
 cleanup() {
-    if [ -n "$ctd_pid" ]; then as_root kill "$ctd_pid" 2>/dev/null || true; wait "$ctd_pid" 2>/dev/null || true; fi
+    if [ -n "$ctd_pid" ]; then
+        as_root kill "$ctd_pid" 2>/dev/null || true
+        for _ in $(seq 50); do as_root kill -0 "$ctd_pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     as_root rm -rf "$work"
 }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
@@ -123,8 +126,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [ttrpc]
   address = "$c/containerd.sock.ttrpc"
 EOF
-    as_root timeout 3600 containerd --config "$c/config.toml" >"$c/containerd.log" 2>&1 &
-    ctd_pid=$!
+    # timeout's pid, recorded by the shell it replaces: TERM to it ends containerd too.
+    as_root sh -c 'echo $$ >"$1/containerd.pid"; exec timeout 3600 containerd --config "$1/config.toml"' \
+        sh "$c" >"$c/containerd.log" 2>&1 &
+    for _ in $(seq 50); do [ -s "$c/containerd.pid" ] && break; sleep 0.1; done
+    ctd_pid=$(cat "$c/containerd.pid")
     ctr=(as_root timeout 120 ctr -a "$c/containerd.sock")
     for _ in $(seq 300); do "${ctr[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
     [ -f "$work/podman-bench/busybox.tar" ] && tar="$work/podman-bench/busybox.tar" || {
