@@ -9,6 +9,7 @@
 //! | `nook.rootfstype=FS` | `erofs` | its filesystem type |
 //! | `nook.upper=DEV`, `tmpfs` or `auto` | `auto` | the container's writable disk (its `upper/` and `work/` directories hold the overlay's upper layer, created on first boot) or a tmpfs (changes die with the VM); `auto` takes `/dev/vdb` when the guest has it, else a tmpfs |
 //! | `nook.upperfstype=FS` | `ext4` | the writable disk's filesystem type |
+//! | `nook.roottag=TAG` | none | the container's root is the host directory shared by the virtio-fs device `TAG`, mounted as it is (read-write unless `nook.readonly`): no image disk, no overlay, no writable layer of the guest's own (`nook.root` and `nook.upper` are not used; the OCI runtime's VM column, whose bundle root is the caller's) |
 //! | `nook.channel=PATH` | `/dev/hvc0` | the host channel (a virtio console, put in raw mode) |
 //! | `nook.readonly` or `nook.readonly=1` | off | the container's root is read-only once its files are set up (`--read-only`) |
 //! | `nook.warm` or `nook.warm=1` | off | a template boot (see [`crate::guest::warm`]): once booted the agent asks the host for its container's parameters, which replace these |
@@ -40,6 +41,9 @@ pub struct BootParams {
     /// A template boot: ask the host for the container's parameters before the container root
     /// is built (see [`crate::guest::warm`]).
     pub warm: bool,
+    /// The virtio-fs tag of a host directory that is the container's root as it is
+    /// (`nook.roottag`), instead of the image disk and the overlay.
+    pub root_tag: Option<String>,
 }
 
 /// The IPv4 configuration of the guest's network interface (`nook.net`).
@@ -143,6 +147,8 @@ pub enum CmdlineError {
     BadWarm { value: String },
     #[error("kernel parameter nook.readonly={value} is neither 0 nor 1")]
     BadReadOnly { value: String },
+    #[error("kernel parameter nook.roottag={value} is not a virtio-fs tag (letters, digits, - and _)")]
+    BadTag { value: String },
     #[error("kernel parameter nook.net={value} is not ADDR/PREFIX,GATEWAY,MTU: {reason}")]
     BadNet { value: String, reason: &'static str },
 }
@@ -166,8 +172,23 @@ impl Default for BootParams {
             read_only: false,
             net: None,
             warm: false,
+            root_tag: None,
         }
     }
+}
+
+fn tag(value: &str) -> Result<String, CmdlineError> {
+    if value.is_empty()
+        || value.len() > 36
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(CmdlineError::BadTag {
+            value: value.to_owned(),
+        });
+    }
+    Ok(value.to_owned())
 }
 
 fn device(param: &'static str, value: &str) -> Result<PathBuf, CmdlineError> {
@@ -251,6 +272,9 @@ impl fmt::Display for BootParams {
         if self.warm {
             f.write_str(" nook.warm")?;
         }
+        if let Some(tag) = &self.root_tag {
+            write!(f, " nook.roottag={tag}")?;
+        }
         Ok(())
     }
 }
@@ -288,6 +312,7 @@ impl BootParams {
                     })
                 }
                 ("nook.net", Some(v)) => p.net = Some(NetParams::parse(v)?),
+                ("nook.roottag", Some(v)) => p.root_tag = Some(tag(v)?),
                 ("nook.warm", None | Some("1")) => p.warm = true,
                 ("nook.warm", Some("0")) => p.warm = false,
                 ("nook.warm", Some(v)) => {
@@ -433,6 +458,7 @@ mod tests {
                 mtu: 1500,
             }),
             warm: true,
+            root_tag: Some("nook-root".into()),
         };
         let cases = [
             BootParams::default(),
@@ -474,6 +500,8 @@ mod tests {
             ("nook.channel=hvc0", "nook.channel=hvc0"),
             ("nook.debug=yes", "nook.debug=yes"),
             ("nook.warm=2", "nook.warm=2"),
+            ("nook.roottag=", "nook.roottag="),
+            ("nook.roottag=a/b", "nook.roottag=a/b"),
             ("nook.net=", "nook.net= is not ADDR/PREFIX,GATEWAY,MTU"),
             ("nook.net=10.0.2.100/24,10.0.2.2", "three comma-separated"),
             (

@@ -24,8 +24,13 @@ pub const ETC: &str = "/run/nook/etc";
 pub const NEW_ROOT: &str = "/run/nook/root";
 
 /// Mounts the image, the writable layer, the files tmpfs and the overlay at [`NEW_ROOT`], and
-/// moves /proc, /sys and /dev into it.
+/// moves /proc, /sys and /dev into it. With `nook.roottag`, the shared host directory is the
+/// root as it is, and the writable layer's place is a tmpfs that only keeps the agent's record
+/// of its mount targets.
 pub fn prepare(ops: &mut dyn MountOps, params: &BootParams) -> Result<(), MountError> {
+    if let Some(tag) = &params.root_tag {
+        return prepare_shared(ops, tag);
+    }
     let lower = Path::new(LOWER);
     mounts::mkdir_all(ops, lower)?;
     mounts::mount(
@@ -74,13 +79,42 @@ pub fn prepare(ops: &mut dyn MountOps, params: &BootParams) -> Result<(), MountE
     let options =
         format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK},redirect_dir=off,metacopy=off");
     mounts::mount(ops, "overlay", root, "overlay", 0, &options)?;
+    move_kernel_fs(ops, root)
+}
 
+/// Moves /proc, /sys and /dev into the new root.
+fn move_kernel_fs(ops: &mut dyn MountOps, root: &Path) -> Result<(), MountError> {
     for dir in ["proc", "sys", "dev"] {
         let target = root.join(dir);
         mounts::mkdir_all(ops, &target)?;
         mounts::mount(ops, &format!("/{dir}"), &target, "", MOVE, "")?;
     }
     Ok(())
+}
+
+/// The root of `nook.roottag`: the virtio-fs share mounted at [`NEW_ROOT`] read-write (a
+/// read-only root is made so once the container's files are in place, as with a disk), a
+/// tmpfs at [`RW`] with empty upper and work directories, and the files tmpfs.
+fn prepare_shared(ops: &mut dyn MountOps, tag: &str) -> Result<(), MountError> {
+    let rw = Path::new(RW);
+    mounts::mkdir_all(ops, rw)?;
+    mounts::mount(ops, "tmpfs", rw, "tmpfs", 0, "mode=0755")?;
+    mounts::mkdir_all(ops, Path::new(UPPER))?;
+    mounts::mkdir_all(ops, Path::new(WORK))?;
+    let etc = Path::new(ETC);
+    mounts::mkdir_all(ops, etc)?;
+    mounts::mount(
+        ops,
+        "tmpfs",
+        etc,
+        "tmpfs",
+        NOSUID | NODEV,
+        "mode=0755,size=1m",
+    )?;
+    let root = Path::new(NEW_ROOT);
+    mounts::mkdir_all(ops, root)?;
+    mounts::mount(ops, tag, root, "virtiofs", 0, "")?;
+    move_kernel_fs(ops, root)
 }
 
 /// Makes [`NEW_ROOT`] the root, as switch_root does for an initramfs (pivot_root cannot take
@@ -340,6 +374,25 @@ mod tests {
         assert!(
             pos("mkdir /run/nook/rw/upper") > pos("mount tmpfs /run/nook/rw tmpfs [] mode=0755")
         );
+    }
+
+    #[test]
+    fn a_shared_root_is_mounted_as_it_is_without_disk_or_overlay() {
+        let mut r = Recorder::default();
+        let params = BootParams::parse("nook.roottag=nookroot nook.readonly").unwrap();
+        prepare(&mut r, &params).unwrap();
+        assert_eq!(
+            mounts_of(&r),
+            [
+                "mount tmpfs /run/nook/rw tmpfs [] mode=0755",
+                "mount tmpfs /run/nook/etc tmpfs [nosuid,nodev] mode=0755,size=1m",
+                "mount nookroot /run/nook/root virtiofs []",
+                "mount /proc /run/nook/root/proc  [move]",
+                "mount /sys /run/nook/root/sys  [move]",
+                "mount /dev /run/nook/root/dev  [move]",
+            ]
+        );
+        assert!(r.calls.contains(&"mkdir /run/nook/rw/upper".to_owned()));
     }
 
     #[test]
