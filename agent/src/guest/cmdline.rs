@@ -147,7 +147,9 @@ pub enum CmdlineError {
     BadWarm { value: String },
     #[error("kernel parameter nook.readonly={value} is neither 0 nor 1")]
     BadReadOnly { value: String },
-    #[error("kernel parameter nook.roottag={value} is not a virtio-fs tag (letters, digits, - and _)")]
+    #[error(
+        "kernel parameter nook.roottag={value} is not a virtio-fs tag (letters, digits, - and _)"
+    )]
     BadTag { value: String },
     #[error("kernel parameter nook.net={value} is not ADDR/PREFIX,GATEWAY,MTU: {reason}")]
     BadNet { value: String, reason: &'static str },

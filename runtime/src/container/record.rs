@@ -108,6 +108,7 @@ impl TryFrom<Record> for ContainerConfig {
                     upper,
                     read_only,
                 },
+                host_root: None,
             }),
             ("vm", None) => return Err("a VM container's record has no VM size".into()),
             (other, _) => return Err(format!("unknown isolation {other:?}")),

@@ -18,6 +18,7 @@ use super::mux::{self, Mux};
 use super::workload::{ExecWorkload, VmWorkload};
 use super::{checkpoint, layer, phases, Machine, VmError};
 use crate::isolation::container_id;
+use crate::isolation::limits::cgroup::Cgroup;
 use crate::isolation::limits::{self, delegation::Delegation};
 use crate::isolation::Backend as _;
 use crate::isolation::{
@@ -76,7 +77,31 @@ fn sized(process: &ProcessSpec) -> ProcessSpec {
     }
 }
 
+/// A container's VM, booted, its agent ready, the container's process not started yet (what
+/// the OCI runtime's `create` leaves for `start`).
+pub struct BootedVm {
+    booted: Booted,
+    cgroup: Option<Cgroup>,
+}
+
 impl Backend<'_> {
+    /// Boots the container's VM until its agent is ready: the first half of
+    /// [`crate::isolation::Backend::start`], whose second half is [`Backend::start_booted`].
+    pub fn boot_vm(&self, spec: &LaunchSpec) -> Result<BootedVm, IsolationError> {
+        self.boot_run(spec, Run::Container)
+    }
+
+    /// Starts the container's first process in the VM `vm` booted for it by
+    /// [`Backend::boot_vm`], and serves its control channel.
+    pub fn start_booted(
+        &self,
+        vm: BootedVm,
+        spec: &LaunchSpec,
+        stdio: Stdio,
+    ) -> Result<Box<dyn Workload>, IsolationError> {
+        self.start_run(vm, spec, stdio, Run::Container)
+    }
+
     /// Boots (or resumes) the VM and starts (or adopts) the container's main process.
     fn launch(
         &self,
@@ -84,6 +109,12 @@ impl Backend<'_> {
         stdio: Stdio,
         run: Run<'_>,
     ) -> Result<Box<dyn Workload>, IsolationError> {
+        let vm = self.boot_run(spec, run)?;
+        self.start_run(vm, spec, stdio, run)
+    }
+
+    /// Boots (or resumes) the VM until its agent is ready.
+    fn boot_run(&self, spec: &LaunchSpec, run: Run<'_>) -> Result<BootedVm, IsolationError> {
         // The VMM and its helpers in the container's cgroup, where one is delegated: the host
         // memory and CPU the VM takes are bounded, device threads and helpers included.
         let delegation = Delegation::detect(&crate::paths::ProcessEnv);
@@ -103,23 +134,38 @@ impl Backend<'_> {
             cgroup.as_ref(),
             run,
         );
-        let Booted {
-            mut child,
-            client,
-            log_path,
-            passt,
-            shares,
-            guest_mounts,
-            trigger,
-        } = match booted {
-            Ok(b) => b,
+        match booted {
+            Ok(booted) => Ok(BootedVm { booted, cgroup }),
             Err(e) => {
                 if let Some(c) = &cgroup {
                     c.remove();
                 }
-                return Err(e.into());
+                Err(e.into())
             }
-        };
+        }
+    }
+
+    /// Starts (or adopts) the container's main process in the booted VM `vm`.
+    fn start_run(
+        &self,
+        vm: BootedVm,
+        spec: &LaunchSpec,
+        stdio: Stdio,
+        run: Run<'_>,
+    ) -> Result<Box<dyn Workload>, IsolationError> {
+        let BootedVm {
+            booted:
+                Booted {
+                    mut child,
+                    client,
+                    log_path,
+                    passt,
+                    shares,
+                    guest_mounts,
+                    trigger,
+                },
+            cgroup,
+        } = vm;
         let end = |child: &mut Child| {
             let _ = child.kill();
             let _ = child.wait();

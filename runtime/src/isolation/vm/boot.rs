@@ -123,7 +123,17 @@ pub(super) fn boot(
         None => None,
     };
     // Every virtiofsd starts now too, and gets ready while the rest is prepared.
-    let plan = shares::plan(mounts)?;
+    let mut plan = shares::plan(mounts)?;
+    if let Some(root) = &machine.host_root {
+        plan.shares.insert(
+            0,
+            shares::Share {
+                tag: shares::ROOT_TAG.into(),
+                source: root.clone(),
+                readonly: machine.disks.read_only,
+            },
+        );
+    }
     let mut fs_launches = Vec::new();
     let mut fs = Vec::new();
     if !plan.shares.is_empty() {
@@ -143,12 +153,16 @@ pub(super) fn boot(
     let vmm = assets::find_vmm(&env)?;
     let agent = assets::find_agent(&env)?;
     let initramfs = assets::ensure_initramfs(&cache, &agent)?;
-    let mut disks = vec![nook_vmm::DiskConfig {
-        path: machine.disks.image.clone(),
-        read_only: true,
-    }];
+    // A root shared from the host needs no disk: neither the image's nor a writable one.
+    let mut disks = Vec::new();
+    if machine.host_root.is_none() {
+        disks.push(nook_vmm::DiskConfig {
+            path: machine.disks.image.clone(),
+            read_only: true,
+        });
+    }
     let upper = &machine.disks.upper;
-    let with_disk = upper.is_file();
+    let with_disk = machine.host_root.is_none() && upper.is_file();
     if with_disk {
         // Writable even with --read-only: the guest replays the ext4 journal at mount and
         // makes the container's root read-only itself (nook.readonly).
@@ -218,6 +232,10 @@ pub(super) fn boot(
             gateway: network::GATEWAY,
             mtu: network::MTU,
         }),
+        root_tag: machine
+            .host_root
+            .as_ref()
+            .map(|_| shares::ROOT_TAG.to_owned()),
         ..BootParams::default()
     }
     .to_string();

@@ -24,6 +24,10 @@ pub struct Disks {
 pub struct Machine {
     pub settings: VmSettings,
     pub disks: Disks,
+    /// A host directory that is the container's root as it is (an OCI bundle's root, which
+    /// the caller made), shared through virtio-fs: the VM then has no disk at all, and
+    /// `disks.read_only` alone of `disks` counts.
+    pub host_root: Option<PathBuf>,
 }
 
 impl Machine {
@@ -43,7 +47,22 @@ impl Machine {
                 upper: dir.join("upper.ext4"),
                 read_only: opts.read_only,
             },
+            host_root: None,
         })
+    }
+
+    /// The machine of a container whose root is the host directory `root`, shared with the
+    /// guest as it is (read-only with `read_only`).
+    pub fn with_host_root(settings: &VmSettings, root: &Path, read_only: bool) -> Machine {
+        Machine {
+            settings: settings.clone(),
+            disks: Disks {
+                image: PathBuf::new(),
+                upper: PathBuf::new(),
+                read_only,
+            },
+            host_root: Some(root.to_path_buf()),
+        }
     }
 
     /// Makes the container's empty writable disk (a sparse copy of a cached empty ext4

@@ -38,7 +38,7 @@ pub mod template;
 pub mod virtiofsd;
 mod workload;
 
-pub use backend::Backend;
+pub use backend::{Backend, BootedVm};
 pub use cp::copy;
 pub use error::VmError;
 pub use machine::{Disks, Machine};

@@ -30,6 +30,9 @@ pub struct Plan {
     pub guest: Vec<GuestMount>,
 }
 
+/// The tag of a container root shared from the host ([`super::Machine::host_root`]).
+pub const ROOT_TAG: &str = "nookroot";
+
 /// The tag of the `index`th shared directory.
 pub fn tag(index: usize) -> String {
     format!("nook{index}")
