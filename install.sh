@@ -4,6 +4,8 @@
 #   <prefix>/bin/nook                          the CLI
 #   <prefix>/bin/nook-runtime                  the OCI runtime (runc's command line, for podman
 #                                              and containerd: docs/kubernetes.md)
+#   <prefix>/bin/nook-runtime-vm               a link to it: the OCI runtime's VM column
+#                                              (docs/oci-runtime.md)
 #   <prefix>/lib/nook/nook-vmm                 the microVM monitor
 #   <prefix>/lib/nook/nook-agent               the static guest agent (PID 1 of every VM)
 #   <prefix>/lib/nook/vmlinux                  the guest kernel
@@ -45,6 +47,8 @@ put() { # put MODE SRC DEST: an atomic replace, so a running nook never sees hal
 }
 put 0755 "$target/release/nook" "$prefix/bin/nook"
 put 0755 "$target/release/nook-runtime" "$prefix/bin/nook-runtime"
+ln -sfn nook-runtime "$prefix/bin/nook-runtime-vm"
+say "$prefix/bin/nook-runtime-vm"
 put 0755 "$target/release/nook-vmm" "$prefix/lib/nook/nook-vmm"
 put 0755 "$agent" "$prefix/lib/nook/nook-agent"
 put 0644 "$kernel" "$prefix/lib/nook/vmlinux"

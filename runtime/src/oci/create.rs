@@ -18,29 +18,7 @@ use crate::isolation::limits::{self, delegation::Delegation, delegation::Unavail
 use crate::isolation::namespace::bundle;
 use crate::isolation::namespace::process::wait_pid;
 
-/// The annotation that asks for an isolation column.
-pub const ISOLATION_ANNOTATION: &str = "org.nook.isolation";
-
-/// Refuses what asks for the VM column, which the OCI front end does not offer yet.
-fn check_column(spec: &oci_spec::runtime::Spec) -> Result<(), OciError> {
-    let wants_vm = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(ISOLATION_ANNOTATION))
-        .is_some_and(|v| v == "vm");
-    let called_vm = std::env::args()
-        .next()
-        .is_some_and(|a| a.ends_with("nook-runtime-vm"));
-    if wants_vm || called_vm {
-        return Err(OciError::Unsupported {
-            what: "the VM column".into(),
-            why: "nook-runtime runs containers in namespaces only so far",
-        });
-    }
-    Ok(())
-}
-
-fn owner() -> String {
+pub(super) fn owner() -> String {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     std::fs::read_to_string("/etc/passwd")
@@ -58,7 +36,7 @@ fn owner() -> String {
 pub fn create(ctx: &Context, args: &CreateArgs) -> Result<Container, OciError> {
     Root::check_id(&args.id)?;
     let bundle = Bundle::load(&args.bundle)?;
-    check_column(&bundle.spec)?;
+    let in_vm = super::vm::wanted(&bundle.spec)?;
     std::fs::create_dir_all(&ctx.root.dir).map_err(|e| {
         OciError::io(
             format!("create the state directory {}", ctx.root.dir.display()),
@@ -73,7 +51,11 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<Container, OciError> {
         }
         Err(e) => return Err(OciError::io(format!("create {}", dir.display()), e)),
     }
-    let made = create_in(ctx, args, &bundle, &dir);
+    let made = if in_vm {
+        super::vm::create_in(ctx, args, &bundle, &dir)
+    } else {
+        create_in(ctx, args, &bundle, &dir)
+    };
     if made.is_err() {
         // No state is left behind by a create that failed.
         let _ = std::fs::remove_dir_all(&dir);

@@ -10,7 +10,10 @@ use crate::isolation::namespace::process::wait_pid;
 use oci_spec::runtime::Process;
 
 /// The process `exec` runs.
-fn process(args: &ExecArgs, container_process: Option<&Process>) -> Result<Process, OciError> {
+pub(super) fn process(
+    args: &ExecArgs,
+    container_process: Option<&Process>,
+) -> Result<Process, OciError> {
     if let Some(path) = &args.process {
         let text = std::fs::read_to_string(path)
             .map_err(|e| OciError::io(format!("read {}", path.display()), e))?;
@@ -50,6 +53,9 @@ fn process(args: &ExecArgs, container_process: Option<&Process>) -> Result<Proce
 /// `exec`: returns the process's status unless `--detach`.
 pub fn exec(ctx: &Context, args: &ExecArgs) -> Result<i32, OciError> {
     let container = ctx.root.load(&args.id)?;
+    if super::vm::is_vm(&container) {
+        return super::vm::exec(ctx, args, &container);
+    }
     let Some(init) = container.pid() else {
         return Err(OciError::BadState {
             action: "exec in",

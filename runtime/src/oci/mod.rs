@@ -20,6 +20,7 @@ mod ops;
 mod resources;
 mod spec;
 mod state;
+pub mod vm;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
