@@ -22,5 +22,6 @@ tests/vm/network-vm.sh
 tests/vm/volumes-vm.sh
 tests/vm/limits.sh
 tests/vm/warm-vm.sh
+tests/vm/oci-vm.sh
 tests/vm/bench.sh
 tests/vm/tour.sh
