@@ -46,7 +46,8 @@ fn boot(a: &Assets, name: &str, shares: &[Share]) -> Result<Vm, String> {
     for share in shares {
         let socket = run.join(format!("{}.sock", share.tag));
         let log = run.join(format!("virtiofsd-{}.log", share.tag));
-        let launch = virtiofsd::launch(&a.virtiofsd, share, &socket, &log, None)
+        let ids = nook::isolation::namespace::idmap::IdMap::for_current_user();
+        let launch = virtiofsd::launch(&a.virtiofsd, share, &socket, &log, &ids, None)
             .map_err(|e| format!("{name}: {e}"))?;
         daemons.push(virtiofsd::wait_ready(launch).map_err(|e| format!("{name}: {e}"))?);
         fs.push(serde_json::json!({"socket": socket, "tag": share.tag}));

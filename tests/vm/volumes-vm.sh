@@ -5,7 +5,8 @@
 # tests/tests/vmm_fs_boot.rs for what it shows: a bind-mounted directory both ways, a read-only
 # share refusing writes, a tmpfs of the size asked, a volume seen by the next VM, and a VM
 # stopped with a clear error when its virtiofsd dies. Then nook's flags as that user: -v, :ro,
-# named volumes, --tmpfs, a full volume, a missing bind source, and `nook cp` both ways, running
+# named volumes, --tmpfs, a guest user other than root writing to shares, `nook cp` into a
+# --read-only container, a full volume, a missing bind source, and `nook cp` both ways, running
 # and stopped, through hostile symlinks.
 #
 # As root the user `nooktest` is created (as the other tests/vm scripts do); otherwise the calling
@@ -61,6 +62,8 @@ cli() {
 700" ] || vm_die "nook --tmpfs: '$out'"
     [ -z "$(pgrep -u "$TEST_USER" virtiofsd || true)" ] || vm_die "virtiofsd left behind"
     echo "volumes-vm: nook -v DIR, -v DIR:ro, -v NAME across containers, --tmpfs: ok" >&2
+    guest_users "$base"
+    cp_read_only "$base"
     full_volume "$base"
     cp_round_trip "$base"
     cp_hostile "$base"
@@ -83,6 +86,49 @@ describe() {
             echo "$p file $(stat -c '%a %h %s' "$p") $(md5sum <"$p" | cut -c1-32)"
         fi
     done)
+}
+
+# A guest user other than root writes to a share as the namespace column's container user
+# does: virtiofsd's namespace maps guest ids 1... to the user's subordinate ids, so what guest
+# uid 1000 writes belongs to subordinate id 1000 - 1 + the range's start on the host.
+guest_users() {
+    local base=$1 sub out
+    sub=$(awk -F: -v u="$TEST_USER" '$1 == u { print $2 }' /etc/subuid)
+    [ -n "$sub" ] || vm_die "guest users: $TEST_USER has no subordinate ids in /etc/subuid"
+    nook run --rm -v mine:/v busybox sh -c 'mkdir /v/own && chown 1000:1000 /v/own' >/dev/null
+    out=$(nook run --rm --user 1000:1000 -v mine:/v busybox sh -c \
+        'echo mine >/v/own/f && stat -c "%u:%g" /v/own/f && cat /v/own/f')
+    [ "$out" = "1000:1000
+mine" ] || vm_die "guest users: --user 1000 writing to a volume: '$out'"
+    mkdir -p "$base/shared"
+    chmod 1777 "$base/shared"
+    out=$(nook run --rm --user 1000 -v "$base/shared:/s" busybox sh -c 'echo hi >/s/u && cat /s/u' 2>&1)
+    [ "$out" = hi ] || vm_die "guest users: --user 1000 writing to a bind mount: '$out'"
+    [ "$(stat -c %u "$base/shared/u")" = $((sub + 999)) ] ||
+        vm_die "guest users: the host sees uid $(stat -c %u "$base/shared/u"), not $((sub + 999))"
+    out=$(nook run --rm --user 1000 -v "$base/host:/data" busybox sh -c 'echo x >/data/nope' 2>&1) &&
+        vm_die "guest users: uid 1000 wrote into the user's own 755 directory"
+    grep -q "Permission denied" <<<"$out" || vm_die "guest users: refused write: '$out'"
+    echo "volumes-vm: --user 1000 writes to a volume and a 1777 bind mount (subordinate id $((sub + 999)) on the host), not to a 755 one: ok" >&2
+}
+
+# nook cp into a --read-only container, stopped as when running: refused into its root, let
+# through into a writable bind mount, refused into a read-only one.
+cp_read_only() {
+    local base=$1 out
+    as_user "echo payload >'$base/payload'"
+    nook create --name sealed --read-only -v "$base/host:/data" -v "$base/host:/rodata:ro" \
+        busybox true >/dev/null
+    out=$(nook cp "$base/payload" sealed:/payload 2>&1) && vm_die "cp into a stopped --read-only root succeeded"
+    grep -q "container rootfs is marked read-only" <<<"$out" || vm_die "cp into a --read-only root: '$out'"
+    out=$(nook cp "$base/payload" sealed:/rodata/ 2>&1) && vm_die "cp into a :ro bind mount succeeded"
+    grep -q "mounted volume is marked read-only" <<<"$out" || vm_die "cp into a :ro bind mount: '$out'"
+    [ ! -e "$base/host/payload" ] || vm_die "cp into a :ro bind mount wrote the host file"
+    nook cp "$base/payload" sealed:/data/
+    [ "$(cat "$base/host/payload")" = payload ] || vm_die "cp into a --read-only container's volume"
+    rm -f "$base/host/payload"
+    nook rm sealed >/dev/null
+    echo "volumes-vm: cp into a stopped --read-only container: refused into its root and a :ro mount, into a volume: ok" >&2
 }
 
 # A small tmpfs as a bind source: ENOSPC in the container, and the volume works again once

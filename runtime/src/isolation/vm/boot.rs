@@ -138,10 +138,13 @@ pub(super) fn boot(
     let mut fs = Vec::new();
     if !plan.shares.is_empty() {
         let program = virtiofsd::find(&env)?;
+        let ids = crate::isolation::namespace::idmap::IdMap::for_current_user();
         for (i, share) in plan.shares.iter().enumerate() {
             let socket = sockets::fs_path(&env, &id, i)?;
             let log = dir.join(format!("virtiofsd-{}.log", share.tag));
-            fs_launches.push(virtiofsd::launch(&program, share, &socket, &log, cgroup)?);
+            fs_launches.push(virtiofsd::launch(
+                &program, share, &socket, &log, &ids, cgroup,
+            )?);
             fs.push(nook_vmm::FsConfig {
                 socket,
                 tag: share.tag.clone(),

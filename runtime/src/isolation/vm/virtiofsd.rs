@@ -5,9 +5,11 @@
 //!
 //! Rootless: virtiofsd's `--sandbox namespace` puts it in new user, mount, pid and net
 //! namespaces and makes the shared directory its root, so no symlink in the directory leads
-//! out of it. As a normal user, `--uid-map=:0:UID:1:` (and the same for the gid) maps the user
-//! to root in that namespace: the guest's root creates files owned by the user on the host, as
-//! a rootless container's root does in the namespace column.
+//! out of it. As a normal user, `--uid-map`/`--gid-map` give that namespace the mapping of the
+//! namespace column's containers ([`IdMap`]): the user is root there, and with subordinate ids
+//! (`/etc/subuid`, newuidmap) guest ids 1… are the user's subordinate ids. The guest's root
+//! creates files owned by the user on the host, and a guest user (`--user 1000`) creates files
+//! owned by its subordinate id, as a rootless container's do in the namespace column.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::shares::Share;
 use super::VmError;
 use crate::host_tools::VIRTIOFSD;
+use crate::isolation::namespace::idmap::{IdMap, IdRange};
 use crate::paths::{self, Env};
 
 /// The virtiofsd release tests/setup.sh installs (`cargo install virtiofsd --version`), in the
@@ -49,17 +52,32 @@ pub fn find(env: &dyn Env) -> Result<PathBuf, VmError> {
     })
 }
 
-/// The arguments for sharing `share` on `socket`, as user `uid`:`gid`.
-pub fn args(share: &Share, socket: &Path, uid: u32, gid: u32) -> Vec<String> {
+/// The arguments for sharing `share` on `socket` with the caller's id mapping `ids` (root's,
+/// every id to itself, needs none).
+pub fn args(share: &Share, socket: &Path, ids: &IdMap) -> Vec<String> {
     let mut args = vec![
         format!("--socket-path={}", socket.display()),
         format!("--shared-dir={}", share.source.display()),
         "--sandbox=namespace".to_owned(),
         "--log-level=error".to_owned(),
     ];
-    if uid != 0 {
-        args.push(format!("--uid-map=:0:{uid}:1:"));
-        args.push(format!("--gid-map=:0:{gid}:1:"));
+    let identity = |r: &[IdRange]| {
+        matches!(
+            r,
+            [IdRange {
+                inside: 0,
+                host: 0,
+                count: u32::MAX
+            }]
+        )
+    };
+    if !(identity(&ids.uids) && identity(&ids.gids)) {
+        for r in &ids.uids {
+            args.push(format!("--uid-map=:{}:{}:{}:", r.inside, r.host, r.count));
+        }
+        for r in &ids.gids {
+            args.push(format!("--gid-map=:{}:{}:{}:", r.inside, r.host, r.count));
+        }
     }
     if share.readonly {
         args.push("--readonly".to_owned());
@@ -91,6 +109,7 @@ pub fn launch(
     share: &Share,
     socket: &Path,
     log_path: &Path,
+    ids: &IdMap,
     cgroup: Option<&crate::isolation::limits::cgroup::Cgroup>,
 ) -> Result<Launch, VmError> {
     let io = |what, path: &Path| {
@@ -99,8 +118,6 @@ pub fn launch(
     };
     let _ = std::fs::remove_file(socket);
     let log = File::create(log_path).map_err(io("create", log_path))?;
-    // SAFETY: getuid and getgid have no preconditions.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let mut command = Command::new(program);
     // First, so that its sandbox's processes start in the container's cgroup too.
     if let Some(cgroup) = cgroup {
@@ -109,7 +126,7 @@ pub fn launch(
             .map_err(|e| VmError::Cgroup(Box::new(e)))?;
     }
     command
-        .args(args(share, socket, uid, gid))
+        .args(args(share, socket, ids))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -166,25 +183,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rootless_maps_the_user_to_root_and_readonly_is_passed_on() {
+    fn rootless_maps_the_user_to_root_and_the_guests_users_to_its_subordinate_ids() {
         let share = Share {
             tag: "nook0".into(),
             source: "/srv/data".into(),
             readonly: true,
         };
-        let args = args(&share, Path::new("/run/fs0.sock"), 1002, 1003);
-        assert!(args.contains(&"--uid-map=:0:1002:1:".to_owned()));
-        assert!(args.contains(&"--gid-map=:0:1003:1:".to_owned()));
+        let socket = Path::new("/run/fs0.sock");
+        let sub = IdMap::plan(
+            1002,
+            1003,
+            "dev",
+            "dev:100000:65536\n",
+            "dev:200000:65536\n",
+            true,
+        );
+        let args = args(&share, socket, &sub);
+        let maps: Vec<&str> = args
+            .iter()
+            .filter(|a| a.contains("-map="))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            maps,
+            [
+                "--uid-map=:0:1002:1:",
+                "--uid-map=:1:100000:65536:",
+                "--gid-map=:0:1003:1:",
+                "--gid-map=:1:200000:65536:"
+            ]
+        );
         assert!(args.contains(&"--readonly".to_owned()));
         assert!(args.contains(&"--sandbox=namespace".to_owned()));
+        // Without subordinate ids (or newuidmap): the user alone, as root.
+        let own = IdMap::plan(1002, 1003, "dev", "", "", true);
+        let args = super::args(&share, socket, &own);
+        let maps: Vec<&String> = args.iter().filter(|a| a.contains("-map=")).collect();
+        assert_eq!(maps, ["--uid-map=:0:1002:1:", "--gid-map=:0:1003:1:"]);
         let root = super::args(
             &Share {
                 readonly: false,
                 ..share
             },
             Path::new("/s"),
-            0,
-            0,
+            &IdMap::plan(0, 0, "root", "", "", true),
         );
         assert!(!root.iter().any(|a| a.contains("map") || a == "--readonly"));
     }
