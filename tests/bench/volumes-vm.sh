@@ -16,12 +16,19 @@
 # guest -> virtio-fs -> virtiofsd, not a disk. Under the rig's emulation only the ratios mean
 # anything.
 #
-#   tests/bench/volumes-vm.sh [ROUNDS] [BYTES] [FILES]   (defaults 4, 67108864 (64 MiB), 1000;
-#                                                          BYTES a multiple of 1 MiB)
+# Then `nook cp` of a tree (CP_MIB MiB: three quarters in one file, the rest in files of 100 KiB
+# in 8 directories, the 1 GiB tree of tests/bench/volumes.sh scaled down) into and out of a
+# running VM container, against `tar -C tree -c . | tar -C out -x` of the same tree on the
+# machine that runs the VMs, CP_ROUNDS times alternated, each copy checked with `cmp` and
+# `diff -r`.
+#
+#   tests/bench/volumes-vm.sh [ROUNDS] [BYTES] [FILES] [CP_MIB] [CP_ROUNDS]
+#       defaults 4, 67108864 (64 MiB), 1000, 32, 3; BYTES a multiple of 1 MiB; ROUNDS 0 runs
+#       only the copies, CP_MIB 0 only the I/O (each says so in its output)
 # The defaults fit the rig, where a small file costs about 80 ms per write and per read and a
 # MiB about 0.5 s to write; the issue's 1 GiB and 10 000 files are for a native KVM host.
 # Environment: NOOK_KERNEL (default: guest-kernel/build.sh), NOOK_VIRTIOFSD (default: the pinned
-# build tests/setup.sh installs), NOOK_RIG_MEM (default: 2048 MiB plus BYTES).
+# build tests/setup.sh installs), NOOK_RIG_MEM (default: 2048 MiB plus BYTES and 3 CP_MIB).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/common.sh
@@ -132,14 +139,30 @@ round_nook() {
     clean_data
 }
 
+# id_maps: virtiofsd's --uid-map and --gid-map as nook passes them: the user as root, guest ids
+# 1... as its subordinate ids when it has them (and newuidmap is installed).
+id_maps() {
+    local su sg
+    echo "--uid-map=:0:$(id -u "$TEST_USER"):1:"
+    su=$(awk -F: -v u="$TEST_USER" '$1 == u { print $2 ":" $3 }' /etc/subuid)
+    sg=$(awk -F: -v u="$TEST_USER" '$1 == u { print $2 ":" $3 }' /etc/subgid)
+    if [ -n "$su" ] && [ -n "$sg" ] && command -v newuidmap >/dev/null && command -v newgidmap >/dev/null; then
+        echo "--uid-map=:1:$su:"
+    fi
+    echo "--gid-map=:0:$(id -g "$TEST_USER"):1:"
+    if [ -n "$su" ] && [ -n "$sg" ] && command -v newuidmap >/dev/null && command -v newgidmap >/dev/null; then
+        echo "--gid-map=:1:$sg:"
+    fi
+}
+
 # One boot of QEMU with virtiofsd serving $BASE/data; its /init runs the MODE script.
 boot_qemu() {
     local mode=$1 socket=$BASE/run/peer-fs.sock out=$BASE/out-qemu-$1.txt fsd_pid
     rm -f "$socket" "$out"
     # The arguments nook gives virtiofsd (virtiofsd::args) for a read-write share as a normal user.
     as_user "$BASE/bin/virtiofsd" "--socket-path=$socket" "--shared-dir=$BASE/data" \
-        --sandbox=namespace --log-level=error "--uid-map=:0:$(id -u "$TEST_USER"):1:" \
-        "--gid-map=:0:$(id -g "$TEST_USER"):1:" </dev/null >/dev/null 2>"$BASE/peer-virtiofsd.log" &
+        --sandbox=namespace --log-level=error $(id_maps) \
+        </dev/null >/dev/null 2>"$BASE/peer-virtiofsd.log" &
     fsd_pid=$!
     wait_for "ls $socket" peer-fs.sock || die "virtiofsd never made its socket"
     as_user timeout 1200 qemu-system-x86_64 -M microvm,acpi=off,memory-backend=mem \
@@ -195,6 +218,20 @@ in_rig() {
     chown "root:$(id -gn "$TEST_USER")" /dev/kvm
     chmod 660 /dev/kvm
     nook image default >/dev/null
+    if [ "$ROUNDS" = 0 ]; then
+        echo "virtio-fs I/O against QEMU: not measured (ROUNDS 0)"
+    else
+        io_rounds
+    fi
+    if [ "$CP_MIB" = 0 ]; then
+        echo "nook cp: not measured (CP_MIB 0)"
+    else
+        cp_bench
+    fi
+}
+
+# The I/O rounds, nook and QEMU alternated, and their medians.
+io_rounds() {
     log "$BYTES bytes and $FILES small files per round, $ROUNDS rounds"
     local i phase
     for i in $(seq "$ROUNDS"); do
@@ -226,6 +263,70 @@ in_rig() {
     done
 }
 
+# make_tree DIR MIB: a tree of MIB MiB, three quarters in one file, the rest in 100 KiB files
+# in 8 directories.
+make_tree() {
+    local dir=$1 mib=$2 d f small
+    mkdir -p "$dir"
+    head -c $((mib * 3 / 4 << 20)) /dev/urandom >"$dir/large"
+    small=$(((mib << 20) / 4 / 102400 / 8))
+    for d in $(seq 8); do
+        mkdir "$dir/d$d"
+        for f in $(seq "$small"); do
+            head -c 102400 /dev/urandom >"$dir/d$d/f$f"
+        done
+    done
+}
+
+# ms_since NANOSECONDS: milliseconds since that `date +%s%N`.
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+
+# nook cp of a CP_MIB tree into and out of a running VM container, against a tar pipe here.
+cp_bench() {
+    local tree=$BASE/cptree out=$BASE/cpout tarout=$BASE/cptar i t0 ready
+    rm -rf "$tree" "$out" "$tarout" "$BASE"/cp.*
+    make_tree "$tree" "$CP_MIB"
+    chown -R "$TEST_USER" "$tree"
+    nook run -d --name cpbench --network none busybox sh -c 'touch /ready; sleep 1d' >/dev/null ||
+        die "cannot start the cp container"
+    ready=
+    for i in $(seq 120); do
+        nook exec cpbench test -e /ready 2>/dev/null && ready=1 && break
+        sleep 1
+    done
+    [ -n "$ready" ] || die "the cp container never became ready"
+    log "cp: a $CP_MIB MiB tree ($(find "$tree" -type f | wc -l) files), $CP_ROUNDS rounds"
+    for i in $(seq "$CP_ROUNDS"); do
+        rm -rf "$tarout" "$out"
+        mkdir "$tarout"
+        chown "$TEST_USER" "$tarout"
+        t0=$(date +%s%N)
+        as_user sh -c "tar -C '$tree' -c . | tar -C '$tarout' -x" || die "tar pipe failed"
+        ms_since "$t0" >>"$BASE/cp.tar"
+        nook exec cpbench rm -rf /tree >/dev/null
+        t0=$(date +%s%N)
+        nook cp "$tree" cpbench:/tree || die "nook cp into the container failed"
+        ms_since "$t0" >>"$BASE/cp.into"
+        t0=$(date +%s%N)
+        nook cp cpbench:/tree "$out" || die "nook cp out of the container failed"
+        ms_since "$t0" >>"$BASE/cp.out"
+        cmp "$tree/large" "$out/large" || die "cp: the large file differs after the round trip"
+        diff -r "$tree" "$out" >/dev/null || die "cp: the tree differs after the round trip"
+        diff -r "$tree" "$tarout" >/dev/null || die "cp: the tar pipe's copy differs"
+        log "cp round $i: tar $(tail -n1 "$BASE/cp.tar") ms, into $(tail -n1 "$BASE/cp.into") ms, out $(tail -n1 "$BASE/cp.out") ms"
+    done
+    nook rm -f cpbench >/dev/null
+    echo "nook cp of a $CP_MIB MiB tree with a running VM container, medians of $CP_ROUNDS rounds"
+    echo "copy                      ms  / tar -c | tar -x (goal: at most 1.20x)"
+    local tar
+    tar=$(median "$BASE/cp.tar")
+    for i in tar into out; do
+        awk -v n="$i" -v a="$(median "$BASE/cp.$i")" -v b="$tar" \
+            'BEGIN { printf "%-20s %8d  %.2fx\n", (n == "tar" ? "tar -c | tar -x" : "nook cp " n), a, a / b }'
+    done
+    echo "each round (ms): tar $(paste -sd' ' "$BASE/cp.tar"), into $(paste -sd' ' "$BASE/cp.into"), out $(paste -sd' ' "$BASE/cp.out")"
+}
+
 if [ "${1:-}" = --in-rig ]; then
     in_rig
     exit 0
@@ -234,7 +335,12 @@ fi
 ROUNDS=${1:-4}
 BYTES=${2:-67108864}
 FILES=${3:-1000}
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || vm_die "ROUNDS must be a positive number, not '$ROUNDS'"
+CP_MIB=${4:-32}
+CP_ROUNDS=${5:-3}
+[[ "$ROUNDS" =~ ^[0-9]+$ ]] || vm_die "ROUNDS must be a number, not '$ROUNDS'"
+[[ "$CP_MIB" =~ ^[0-9]+$ ]] || vm_die "CP_MIB must be a number, not '$CP_MIB'"
+[[ "$CP_ROUNDS" =~ ^[1-9][0-9]*$ ]] || vm_die "CP_ROUNDS must be a positive number, not '$CP_ROUNDS'"
+[ "$ROUNDS" != 0 ] || [ "$CP_MIB" != 0 ] || vm_die "ROUNDS and CP_MIB are both 0: nothing to measure"
 [[ "$BYTES" =~ ^[1-9][0-9]*$ ]] && ((BYTES % 1048576 == 0)) ||
     vm_die "BYTES must be a positive multiple of 1048576, not '$BYTES'"
 [[ "$FILES" =~ ^[1-9][0-9]*$ ]] || vm_die "FILES must be a positive number, not '$FILES'"
@@ -242,8 +348,9 @@ virtiofsd=${NOOK_VIRTIOFSD:-$(install_virtiofsd)}
 [ -x "$virtiofsd" ] || vm_die "virtiofsd $virtiofsd is not an executable"
 vm_user_work bench-volumes-vm qemu-system-x86_64 busybox cpio runuser
 cp "$virtiofsd" "$WORK/bin/virtiofsd"
-export ROUNDS BYTES FILES
-NOOK_RIG_MEM=${NOOK_RIG_MEM:-$((2048 + BYTES / 1048576))} tests/rig/run.sh --rw "$WORK" \
+export ROUNDS BYTES FILES CP_MIB CP_ROUNDS
+NOOK_RIG_MEM=${NOOK_RIG_MEM:-$((2048 + BYTES / 1048576 + 3 * CP_MIB))} tests/rig/run.sh --rw "$WORK" \
     --timeout 3500 -- "$PWD/tests/bench/volumes-vm.sh" --in-rig | tee "$WORK/result.txt" ||
     vm_die "the bench failed in the rig"
-grep -q "^smallread .*x$" "$WORK/result.txt" || vm_die "the bench printed no ratio"
+[ "$ROUNDS" = 0 ] || grep -q "^smallread .*x$" "$WORK/result.txt" || vm_die "the bench printed no ratio"
+[ "$CP_MIB" = 0 ] || grep -q "^nook cp out .*x$" "$WORK/result.txt" || vm_die "the bench printed no cp ratio"
