@@ -297,5 +297,5 @@ mkfs.ext4 -q -F "$WORK/upper.ext4"
 chown -R "$TEST_USER" "$WORK"
 chmod -R a+rX "$WORK"
 
-tests/rig/run.sh --rw "$WORK" --timeout 1800 -- "$PWD/tests/vm/volumes-vm.sh" --in-rig
+tests/rig/run.sh --rw "$WORK" --timeout 2700 -- "$PWD/tests/vm/volumes-vm.sh" --in-rig
 echo "volumes-vm: ok"
