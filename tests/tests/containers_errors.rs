@@ -307,3 +307,48 @@ fn the_loser_of_two_concurrent_removals_says_the_container_is_gone() {
         assert!(!containers(&nook).contains(&name));
     }
 }
+
+#[test]
+fn checkpoints_of_namespace_containers_name_what_they_would_need() {
+    let nook = Rootless::new();
+    nook.default_image();
+    nook.ok(&["create", "--name", "idle", "busybox", "sleep", "1000"]);
+    let err = nook.fails(&["checkpoint", "create", "idle", "c1"]);
+    assert!(err.contains("container idle is not running"), "{err}");
+    let err = nook.fails(&["checkpoint", "create", "idle", "../x"]);
+    assert!(err.contains("checkpoint ../x: invalid name"), "{err}");
+    for args in [
+        &["checkpoint", "ls", "idle"][..],
+        &["checkpoint", "rm", "idle", "c1"],
+        &["start", "--checkpoint", "c1", "idle"],
+    ] {
+        let err = nook.fails(args);
+        assert!(
+            err.contains("needs the VM column") && err.contains("CRIU"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(nook.state_of("idle").starts_with("created"));
+    nook.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "up",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let err = nook.fails(&["checkpoint", "create", "up", "c1"]);
+    assert!(
+        err.contains("needs the VM column") && err.contains("CRIU"),
+        "{err}"
+    );
+    assert!(
+        nook.state_of("up").starts_with("running"),
+        "{}",
+        nook.state_of("up")
+    );
+    nook.ok(&["rm", "-f", "idle", "up"]);
+}

@@ -7,7 +7,8 @@
 # across `start`; `--boot cold` still boots the kernel; a VM whose template is deleted under it
 # goes on; a damaged or truncated template is built again, never resumed; the wall time of warm
 # and cold runs, side by side; checkpoint and restore (a counter goes on from where it was saved,
-# --leave-running, damaged and unknown checkpoints refused, the namespace column's error); ten
+# --leave-running, damaged and unknown checkpoints refused, one whose image disk is gone
+# refused, the namespace column's error); ten
 # warm VMs at once and the host memory they take.
 #
 # Environment: NOOK_KERNEL (default: guest-kernel/build.sh).
@@ -167,6 +168,18 @@ in_rig() {
         cold+=($(((t0 - t1) / 1000000)))
     done
     vm_log "nook run --rm busybox true: warm ${warm[*]} ms; cold ${cold[*]} ms"
+
+    # A checkpoint whose image disk went away under nook is refused, naming the disk, never
+    # resumed on a file system that does not match its memory (last: the disk is gone after).
+    nook run -d --name gone busybox sleep 600 >/dev/null
+    expect "checkpoint before the disk goes" g1 "$(nook checkpoint create gone g1)"
+    rm -f "$base"/root/rootfs/*.erofs
+    if nook start --checkpoint g1 gone 2>"$base/gone.err"; then
+        vm_die "a checkpoint was resumed without its image disk"
+    fi
+    grep -q "checkpoint g1: the image's disk .* is gone" "$base/gone.err" ||
+        vm_die "unclear error for a checkpoint without its image disk: $(cat "$base/gone.err")"
+    nook rm -f gone >/dev/null
     [ -z "$(pgrep -u "$TEST_USER" nook-vmm || true)" ] || vm_die "a VMM was left behind"
     vm_log "ok (in the rig)"
 }
