@@ -8,6 +8,7 @@
 //! This crate never depends on the runtime or on the VMM.
 
 pub mod client;
+pub mod confine;
 pub mod copy;
 pub mod errors;
 pub mod guest;

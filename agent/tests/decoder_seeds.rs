@@ -34,6 +34,11 @@ fn seeds() -> Vec<Vec<u8>> {
                 hard: 64,
             }],
         },
+        security: nook_agent::protocol::GuestSecurity {
+            caps: Some(1),
+            no_new_privs: true,
+            seccomp: vec![vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f]],
+        },
     });
     vec![
         Vec::new(),

@@ -184,6 +184,7 @@ impl Guest {
                 hosts: String::new(),
                 mounts: Vec::new(),
                 limits: Default::default(),
+                security: Default::default(),
             })
             .unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());

@@ -414,12 +414,10 @@ fn bad_options_fail_with_125_and_leave_nothing() {
             vec!["--security-opt".into(), "apparmor=unconfined".into()],
             vec!["no LSM".into()],
         ),
+        // The VM column checks them as the namespace column does (applied in the guest).
         (
-            vec!["--isolation=vm".into(), "--cap-drop".into(), "ALL".into()],
-            vec![
-                "not yet applied inside the guest".into(),
-                "the VM boundary stays in place".into(),
-            ],
+            vec!["--isolation=vm".into(), "--cap-drop".into(), "FLY".into()],
+            vec!["unknown capability".into()],
         ),
     ];
     for (flags, expected) in &cases {

@@ -65,6 +65,7 @@ fn run_case(dir: &Path, vmm: &Path, vcpus: u8, memory_mib: u32) -> Result<(), St
         hosts: String::new(),
         mounts: Vec::new(),
         limits: Default::default(),
+        security: Default::default(),
     };
     let stream_id = client
         .start(spec)

@@ -23,6 +23,10 @@
 #   and reports, and cannot raise its own limit (the guest's cgroup file system is read-only to
 #   it); --ulimit nofile=512:1024 is what `ulimit -n`/`-Hn` show inside, in the main process and
 #   in an exec'd one, which joins the cgroup too;
+# - the security options applied in the guest by the agent: --cap-drop ALL makes chown fail (in
+#   the main process and an exec'd one) where the guest's root chowns without options; a
+#   seccomp profile denying mkdir gives EPERM; no-new-privileges shows in /proc/self/status;
+#   --privileged can mount a tmpfs;
 # - --cpus 0.5 and a busy loop in the guest: the VMM is in the container's cgroup on the host
 #   (cpu.max 50000 100000, memory.max the VM's RAM plus 128 MiB), its host CPU time over 10 s
 #   between 4 and 6 s, nook stats shows it; update of a running VM is refused with the reason;
@@ -304,6 +308,32 @@ vm_column() {
         "$(nook exec vm-lim cat /proc/self/cgroup)"
     nook rm -f vm-lim >/dev/null
     log "  512 1024 in the main process; 512 and 0::/nook-container in an exec'd one"
+
+    log "VM column: security options in the guest"
+    local chown='touch /f; chown 1:1 /f 2>/dev/null && echo chowned || echo denied'
+    expect "chown as the guest's root, no options" chowned "$(vm --rm busybox sh -c "$chown")"
+    expect "chown under --cap-drop ALL" denied "$(vm --rm --cap-drop ALL busybox sh -c "$chown")"
+    vm -d --name vm-sec --cap-drop ALL busybox sleep 600 >/dev/null
+    expect "chown of an exec'd process under --cap-drop ALL" denied \
+        "$(nook exec vm-sec sh -c "$chown")"
+    nook rm -f vm-sec >/dev/null
+    cat >"$BASE/probe/nomkdir.json" <<'JSON'
+{"defaultAction": "SCMP_ACT_ALLOW",
+ "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+JSON
+    chmod 644 "$BASE/probe/nomkdir.json"
+    out=$(vm --rm --security-opt "seccomp=$BASE/probe/nomkdir.json" busybox \
+        sh -c 'mkdir /d 2>&1; echo "rc=$?"; touch /t && echo touched')
+    grep -q 'Operation not permitted' <<<"$out" || die "mkdir under the profile: $out"
+    grep -qx 'rc=1' <<<"$out" || die "mkdir under the profile did not fail: $out"
+    grep -qx touched <<<"$out" || die "the profile denied more than mkdir: $out"
+    expect "NoNewPrivs with no-new-privileges" 1 \
+        "$(vm --rm --security-opt no-new-privileges busybox awk '/^NoNewPrivs:/ { print $2 }' /proc/self/status)"
+    expect "NoNewPrivs without options" 0 \
+        "$(vm --rm busybox awk '/^NoNewPrivs:/ { print $2 }' /proc/self/status)"
+    expect "mount -t tmpfs under --privileged" mounted \
+        "$(vm --rm --privileged busybox sh -c 'mkdir -p /m && mount -t tmpfs t /m && echo mounted')"
+    log "  chown: allowed without options, denied with --cap-drop ALL (exec too); mkdir: EPERM under the profile; NoNewPrivs 1; --privileged mounts"
 
     log "VM column: --cpus 0.5 and a busy loop in the guest"
     id=$(run -d --name free busybox sh -c 'while :; do :; done')

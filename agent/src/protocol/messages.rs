@@ -38,6 +38,58 @@ pub struct StartSpec {
     pub mounts: Vec<GuestMount>,
     /// Limits of the main process and of every process `Exec` starts later.
     pub limits: GuestLimits,
+    /// Capabilities, no_new_privs and seccomp filters of the main process and every `Exec`.
+    pub security: GuestSecurity,
+}
+
+/// The process-level security options the agent applies in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GuestSecurity {
+    /// The capabilities kept (bit n: capability n), in the bounding set of every process and
+    /// the sets of a root one; none: every capability, nothing applied.
+    pub caps: Option<u64>,
+    /// Set no_new_privs before the process runs.
+    pub no_new_privs: bool,
+    /// Seccomp filters (classic BPF, 8 bytes an instruction, as `confine::program_to_bytes`
+    /// writes them), installed in order.
+    pub seccomp: Vec<Vec<u8>>,
+}
+
+/// The kernel's largest filter (`BPF_MAXINSNS`), in bytes.
+const MAX_FILTER_BYTES: usize = 4096 * 8;
+
+fn encode_security(s: &GuestSecurity, out: &mut BodyWriter) {
+    out.bool(s.caps.is_some());
+    out.u64(s.caps.unwrap_or(0));
+    out.bool(s.no_new_privs);
+    out.u32(u32::try_from(s.seccomp.len()).unwrap_or(u32::MAX));
+    for p in &s.seccomp {
+        out.bytes(p);
+    }
+}
+
+fn decode_security(r: &mut BodyReader<'_>) -> Result<GuestSecurity, DecodeError> {
+    let has_caps = r.bool("caps present")?;
+    let caps = r.u64("caps")?;
+    let no_new_privs = r.bool("no_new_privs")?;
+    let n = r.u32("seccomp filter count")?;
+    let mut seccomp = Vec::new();
+    for _ in 0..n {
+        // Each takes at least its length: a hostile count runs out of body first.
+        let p = r.bytes("seccomp filter")?;
+        if p.is_empty() || p.len() % 8 != 0 || p.len() > MAX_FILTER_BYTES {
+            return Err(DecodeError::InvalidValue {
+                field: "seccomp filter",
+                value: p.len() as u64,
+            });
+        }
+        seccomp.push(p.to_vec());
+    }
+    Ok(GuestSecurity {
+        caps: has_caps.then_some(caps),
+        no_new_privs,
+        seccomp,
+    })
 }
 
 /// The limits the agent applies inside the guest (`--pids-limit`, `--ulimit`).
@@ -475,6 +527,7 @@ impl sealed::Body for HostMessage {
                 out.str(&s.hosts);
                 encode_mounts(&s.mounts, out);
                 encode_limits(&s.limits, out);
+                encode_security(&s.security, out);
             }
             HostMessage::Exec(p) => encode_process(p, out),
             HostMessage::Stdin(data) => out.raw(data),
@@ -528,6 +581,7 @@ impl sealed::Body for HostMessage {
                 hosts: r.str("hosts")?,
                 mounts: decode_mounts(&mut r)?,
                 limits: decode_limits(&mut r)?,
+                security: decode_security(&mut r)?,
             }),
             K_EXEC => HostMessage::Exec(decode_process(&mut r)?),
             K_STDIN => HostMessage::Stdin(r.rest().to_vec()),

@@ -27,8 +27,8 @@ pub use frame::{
     ReadError, WriteError, HEADER_LEN,
 };
 pub use messages::{
-    BootTimes, ErrorKind, ExitStatus, GuestLimits, GuestMessage, GuestMount, HostMessage, Message,
-    ProcessSpec, Rlimit, StartSpec,
+    BootTimes, ErrorKind, ExitStatus, GuestLimits, GuestMessage, GuestMount, GuestSecurity,
+    HostMessage, Message, ProcessSpec, Rlimit, StartSpec,
 };
 
 /// The protocol version the guest announces in `Ready`; the host refuses any other.
@@ -38,7 +38,8 @@ pub use messages::{
 /// 5: `CopyOut`, `CopyIn` and `Mount` (`nook cp`, running or from a copy-only boot).
 /// 6: `Start` carries the guest-side limits (`--pids-limit`, `--ulimit`).
 /// 7: `Checkpoint`, `Paused` and `Resume` (`nook checkpoint create`, `nook start --checkpoint`).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: `Start` carries the security options (capabilities, no_new_privs, seccomp filters).
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

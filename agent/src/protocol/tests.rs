@@ -43,6 +43,11 @@ fn host_samples() -> Vec<HostMessage> {
                     hard: u64::MAX,
                 }],
             },
+            security: GuestSecurity {
+                caps: Some(1 << 21 | 1),
+                no_new_privs: true,
+                seccomp: vec![vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f]],
+            },
         }),
         HostMessage::Start(StartSpec {
             process: ProcessSpec {
@@ -335,14 +340,15 @@ fn reader_reports_a_stream_cut_mid_frame() {
 }
 
 #[test]
-fn limits_outside_linuxs_range_are_refused() {
-    let start = |limits: GuestLimits| {
+fn limits_and_filters_outside_linuxs_range_are_refused() {
+    let start = |limits: GuestLimits, security: GuestSecurity| {
         HostMessage::Start(StartSpec {
             process: ProcessSpec {
                 argv: vec!["true".into()],
                 ..ProcessSpec::default()
             },
             limits,
+            security,
             ..StartSpec::default()
         })
     };
@@ -365,12 +371,25 @@ fn limits_outside_linuxs_range_are_refused() {
             "pids limit",
         ),
     ] {
-        let bytes = encode_frame(1, &start(limits)).unwrap();
-        let mut d = FrameDecoder::new();
-        d.push(&bytes);
-        match d.next_frame::<HostMessage>().unwrap_err().error {
-            DecodeError::InvalidValue { field: f, .. } => assert_eq!(f, field),
-            other => panic!("{field}: {other:?}"),
-        }
+        check(start(limits, GuestSecurity::default()), field);
+    }
+    let filter = |bytes: Vec<u8>| GuestSecurity {
+        caps: None,
+        no_new_privs: true,
+        seccomp: vec![bytes],
+    };
+    for bad in [Vec::new(), vec![0; 7], vec![0; 4097 * 8]] {
+        check(start(GuestLimits::default(), filter(bad)), "seccomp filter");
+    }
+}
+
+/// `message` encodes, and its decoding fails naming `field`.
+fn check(message: HostMessage, field: &str) {
+    let bytes = encode_frame(1, &message).unwrap();
+    let mut d = FrameDecoder::new();
+    d.push(&bytes);
+    match d.next_frame::<HostMessage>().unwrap_err().error {
+        DecodeError::InvalidValue { field: f, .. } => assert_eq!(f, field),
+        other => panic!("{field}: {other:?}"),
     }
 }

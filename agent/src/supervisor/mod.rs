@@ -12,6 +12,7 @@ mod namespace;
 mod oom;
 mod process;
 mod pty;
+mod security;
 pub(crate) mod sys;
 
 use std::fs::File;
@@ -156,6 +157,8 @@ struct Supervisor<'a> {
     inbound: copy::Inbound,
     /// The container's limits, from `Start`, for its main process and every `Exec`.
     limits: limits::Limits,
+    /// The container's capabilities, no_new_privs and seccomp filters, likewise.
+    security: security::Security,
 }
 
 /// Runs the loop over `channel` until the main process exits, the host shuts the guest down or
@@ -175,6 +178,7 @@ pub fn run(
         oom_mark: oom::Mark::default(),
         inbound: copy::Inbound::default(),
         limits: limits::Limits::default(),
+        security: security::Security::default(),
     };
     let result = sup.run(channel.as_fd());
     sup.kill_all();
@@ -404,10 +408,11 @@ impl Supervisor<'_> {
                 self.oom_mark = oom::Mark::now();
                 let prepared = self.setup.apply(&spec).and_then(|()| {
                     let cgroup_root = self.config.root.join("sys/fs/cgroup");
-                    limits::Limits::prepare(&cgroup_root, &spec.limits)
-                        .map_err(|e| crate::errors::chain(&e))
+                    let limits = limits::Limits::prepare(&cgroup_root, &spec.limits)
+                        .map_err(|e| crate::errors::chain(&e))?;
+                    Ok((limits, security::Security::prepare(&spec.security)?))
                 });
-                if let Err(message) = prepared.map(|l| self.limits = l) {
+                if let Err(message) = prepared.map(|(l, s)| (self.limits, self.security) = (l, s)) {
                     self.send_error(stream, ErrorKind::Spawn, message)?;
                     let status = ExitStatus {
                         code: 125,
@@ -595,7 +600,11 @@ impl Supervisor<'_> {
                 None => return self.spawn_failed(stream, main, SpawnError::MainExited),
             }
         };
-        match process::spawn(spec, &self.config.root, ns, self.limits.child_side()) {
+        let confinement = process::Confinement {
+            limits: self.limits.child_side(),
+            security: self.security.clone(),
+        };
+        match process::spawn(spec, &self.config.root, ns, confinement) {
             Ok(s) => {
                 self.send(
                     stream,

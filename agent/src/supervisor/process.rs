@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 
 use super::limits::{ChildFailure, ChildLimits};
 use super::namespace::{ChildSide, ForkInto, PidNamespace};
+use super::security::Security;
 use super::{pty, sys};
 use crate::process_env;
 use crate::protocol::{ExitStatus, ProcessSpec};
@@ -49,6 +50,8 @@ pub enum SpawnError {
     Cgroup(#[source] io::Error),
     #[error("cannot set a resource limit (--ulimit)")]
     Rlimit(#[source] io::Error),
+    #[error("cannot apply the container's capabilities, no_new_privs or seccomp profile")]
+    Security(#[source] io::Error),
     #[error("the container's main process has exited")]
     MainExited,
     #[error("exec: \"{program}\": executable file not found in $PATH")]
@@ -74,6 +77,7 @@ impl SpawnError {
             | SpawnError::Namespace(_)
             | SpawnError::Cgroup(_)
             | SpawnError::Rlimit(_)
+            | SpawnError::Security(_)
             | SpawnError::MainExited => 125,
         }
     }
@@ -116,6 +120,7 @@ const STAGE_NAMESPACE: u8 = 1;
 const STAGE_WORKING_DIR: u8 = 2;
 const STAGE_CGROUP: u8 = 3;
 const STAGE_RLIMIT: u8 = 4;
+const STAGE_SECURITY: u8 = 5;
 
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
@@ -127,14 +132,21 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Starts `spec` in `ns` under `limits`. `root` is where the container's /etc/passwd and
+/// What a container's process runs under, besides its namespaces.
+pub(crate) struct Confinement {
+    pub(crate) limits: ChildLimits,
+    pub(crate) security: Security,
+}
+
+/// Starts `spec` in `ns` under `confinement`. `root` is where the container's /etc/passwd and
 /// /etc/group are read.
 pub(crate) fn spawn(
     spec: &ProcessSpec,
     root: &Path,
     ns: PidNamespace,
-    limits: ChildLimits,
+    confinement: Confinement,
 ) -> Result<Spawned, SpawnError> {
+    let Confinement { limits, security } = confinement;
     let user = resolve_user(root, &spec.user)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     std::fs::create_dir_all(cwd).map_err(|source| SpawnError::WorkingDir {
@@ -215,6 +227,10 @@ pub(crate) fn spawn(
             if terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            if let Err(e) = security.before_identity() {
+                tell(STAGE_SECURITY);
+                return Err(e);
+            }
             if change_identity {
                 if euid == 0 && libc::setgroups(groups.len(), groups.as_ptr()) < 0 {
                     return Err(io::Error::last_os_error());
@@ -222,6 +238,10 @@ pub(crate) fn spawn(
                 if libc::setgid(gid) < 0 || libc::setuid(uid) < 0 {
                     return Err(io::Error::last_os_error());
                 }
+            }
+            if let Err(e) = security.after_identity(uid == 0) {
+                tell(STAGE_SECURITY);
+                return Err(e);
             }
             Ok(())
         });
@@ -246,6 +266,7 @@ pub(crate) fn spawn(
             Ok(Some(1)) if stage[0] == STAGE_WORKING_DIR => return working_dir_error(source),
             Ok(Some(1)) if stage[0] == STAGE_CGROUP => return SpawnError::Cgroup(source),
             Ok(Some(1)) if stage[0] == STAGE_RLIMIT => return SpawnError::Rlimit(source),
+            Ok(Some(1)) if stage[0] == STAGE_SECURITY => return SpawnError::Security(source),
             _ => {}
         }
         if matches!(

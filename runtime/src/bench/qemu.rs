@@ -199,6 +199,7 @@ fn run_once(spec: &BenchSpec, g: &Guest, n: u32) -> Result<RunSample, String> {
                 hosts: String::new(),
                 mounts: Vec::new(),
                 limits: Default::default(),
+                security: Default::default(),
             })
             .map_err(|e| e.to_string())?;
         let result = client

@@ -167,7 +167,6 @@ impl Engine {
             }
         }
         opts.column.check_network(&network)?;
-        opts.column.check_security(&opts.security)?;
         let image_volumes: Vec<String> = config.volumes().clone().unwrap_or_default();
         // Held until the record names the volumes: `volume rm` cannot take one meanwhile.
         let volume_store = VolumeStore::new(&self.root);
@@ -279,12 +278,6 @@ impl Engine {
         checkpoint: Option<&str>,
     ) -> Result<Option<Exit>, ContainerError> {
         let container = self.containers.load(id)?;
-        // A record is checked as `create` checked its flags: a VM does not take them yet.
-        if container.config.isolation.vm_settings().is_some()
-            && !container.config.launch.security.is_default()
-        {
-            return Err(crate::isolation::security::SecurityError::NotInVm.into());
-        }
         let backend = self.backend(&container);
         monitor::Monitor {
             store: &self.containers,

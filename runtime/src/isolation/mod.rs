@@ -61,6 +61,8 @@ impl LaunchSpec {
             // Each column makes its own: the VM column's name virtio-fs tags.
             mounts: Vec::new(),
             limits: self.limits.guest_limits(),
+            // The VM column compiles its own (a profile can fail): see vm::security.
+            security: Default::default(),
         }
     }
 }
@@ -155,18 +157,6 @@ impl Column {
         match (self, &spec.mode) {
             (Column::Vm(_), network::NetworkMode::Host) => Err(network::NetworkError::HostInVm),
             _ => spec.check(),
-        }
-    }
-
-    /// Refuses security options this column cannot apply yet: the VM column's agent does not
-    /// apply them inside the guest.
-    pub fn check_security(
-        &self,
-        opts: &security::SecurityOptions,
-    ) -> Result<(), security::SecurityError> {
-        match self {
-            Column::Vm(_) if !opts.is_default() => Err(security::SecurityError::NotInVm),
-            _ => Ok(()),
         }
     }
 

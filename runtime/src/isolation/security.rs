@@ -102,12 +102,6 @@ pub enum SecurityError {
         #[source]
         source: ProfileError,
     },
-    #[error(
-        "--cap-add, --cap-drop, --privileged and --security-opt are not yet applied inside the \
-         guest with --isolation=vm (the VM boundary stays in place, but the options would not \
-         hold inside it): leave them out, or use --isolation=container"
-    )]
-    NotInVm,
 }
 
 /// The seccomp filter a container runs under.

@@ -156,29 +156,18 @@ pub fn default_filters() -> Result<[BpfProgram; 2], seccompiler::Error> {
 /// set is the container's choice (`--security-opt no-new-privileges=false`).
 pub fn apply(filters: &[BpfProgram]) -> std::io::Result<()> {
     for filter in filters {
-        let len = u16::try_from(filter.len()).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seccomp filter too long")
-        })?;
-        // seccompiler's sock_filter is the kernel's `struct sock_filter`, as libc's is.
-        let prog = libc::sock_fprog {
-            len,
-            filter: filter.as_ptr() as *mut libc::sock_filter,
-        };
-        // SAFETY: prog points at `len` valid instructions, alive for the call; the kernel
-        // copies them.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if ret < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        nook_agent::confine::install_filter(as_kernel(filter))?;
     }
     Ok(())
+}
+
+/// seccompiler's instructions as the kernel's (`struct sock_filter`, libc's type): the same
+/// layout (tested below).
+pub fn as_kernel(program: &BpfProgram) -> &[libc::sock_filter] {
+    // SAFETY: seccompiler's sock_filter is `#[repr(C)]` with the kernel's fields in the
+    // kernel's order, the size and alignment of libc's (the test checks both); the slice
+    // borrows `program`.
+    unsafe { std::slice::from_raw_parts(program.as_ptr().cast(), program.len()) }
 }
 
 #[cfg(test)]

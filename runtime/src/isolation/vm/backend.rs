@@ -82,6 +82,8 @@ fn sized(process: &ProcessSpec) -> ProcessSpec {
 pub struct BootedVm {
     booted: Booted,
     cgroup: Option<Cgroup>,
+    /// The process-level security options the agent applies in the guest.
+    security: nook_agent::protocol::GuestSecurity,
 }
 
 impl Backend<'_> {
@@ -115,6 +117,8 @@ impl Backend<'_> {
 
     /// Boots (or resumes) the VM until its agent is ready.
     fn boot_run(&self, spec: &LaunchSpec, run: Run<'_>) -> Result<BootedVm, IsolationError> {
+        // Compiled before anything boots: a profile that does not compile fails the start.
+        let security = super::security::guest_security(&spec.security)?;
         // The VMM and its helpers in the container's cgroup, where one is delegated: the host
         // memory and CPU the VM takes are bounded, device threads and helpers included.
         let delegation = Delegation::detect(&crate::paths::ProcessEnv);
@@ -135,7 +139,11 @@ impl Backend<'_> {
             run,
         );
         match booted {
-            Ok(booted) => Ok(BootedVm { booted, cgroup }),
+            Ok(booted) => Ok(BootedVm {
+                booted,
+                cgroup,
+                security,
+            }),
             Err(e) => {
                 if let Some(c) = &cgroup {
                     c.remove();
@@ -165,6 +173,7 @@ impl Backend<'_> {
                     trigger,
                 },
             cgroup,
+            security,
         } = vm;
         let end = |child: &mut Child| {
             let _ = child.kill();
@@ -201,6 +210,7 @@ impl Backend<'_> {
                     .start_main(StartSpec {
                         process,
                         mounts: guest_mounts,
+                        security,
                         ..spec.start_spec()
                     })
                     .map_err(VmError::Agent)?,

@@ -31,6 +31,7 @@ mod layer;
 pub mod machine;
 pub mod mux;
 pub mod phases;
+pub mod security;
 pub mod settings;
 pub mod shares;
 mod sockets;
