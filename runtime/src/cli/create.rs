@@ -15,6 +15,7 @@ use nook::isolation::vm::{BootMode, VmSettings};
 use nook::isolation::Column;
 use nook::paths::ProcessEnv;
 
+use super::limit_flags::LimitFlags;
 use super::{emit, Context};
 
 /// The flags `create` and `run` share.
@@ -57,26 +58,8 @@ pub struct CreateFlags {
     /// $NOOK_ISOLATION, else `isolation` in config.toml, else container
     #[arg(long, env = "NOOK_ISOLATION")]
     pub isolation: Option<String>,
-    /// Memory limit (e.g. 512m, 1g): a cgroup limit with --isolation=container (where a
-    /// delegated cgroup v2 exists, see `nook info`), the VM's size with --isolation=vm
-    #[arg(short, long, allow_hyphen_values = true)]
-    pub memory: Option<String>,
-    /// Memory plus swap limit (-1: unlimited swap; default: twice --memory)
-    #[arg(long, allow_hyphen_values = true, value_name = "SIZE")]
-    pub memory_swap: Option<String>,
-    /// Number of CPUs: a CPU quota with --isolation=container, the VM's vCPUs with
-    /// --isolation=vm
-    #[arg(long, allow_hyphen_values = true)]
-    pub cpus: Option<f64>,
-    /// CPU shares (relative weight, default 1024)
-    #[arg(short = 'c', long, allow_hyphen_values = true, value_name = "SHARES")]
-    pub cpu_shares: Option<String>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long, value_name = "CPUS")]
-    pub cpuset_cpus: Option<String>,
-    /// Tune container pids limit (0 or -1 for unlimited)
-    #[arg(long, allow_hyphen_values = true, value_name = "N")]
-    pub pids_limit: Option<String>,
+    #[command(flatten)]
+    pub resources: LimitFlags,
     /// Ulimit options: NAME=SOFT[:HARD] (nofile, nproc, core, ...; -1: unlimited)
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     pub ulimit: Vec<String>,
@@ -161,8 +144,6 @@ impl CreateFlags {
 
     /// Checks the flags and turns them into the engine's options.
     pub fn options(&self) -> anyhow::Result<CreateOptions> {
-        let limits = self.limits()?;
-        let memory = limits.memory;
         let isolation = match &self.isolation {
             Some(i) => i.clone(),
             None => match Config::load(&ProcessEnv)?.isolation {
@@ -171,9 +152,8 @@ impl CreateFlags {
             },
         };
         // Before any warning about the limits, as docker does.
-        if let Some(c) = self.cpus {
-            check_cpus(c, isolation == "vm")?;
-        }
+        let limits = self.limits(isolation == "vm")?;
+        let memory = limits.memory;
         let mut env = Vec::new();
         for file in &self.env_file {
             let text = std::fs::read_to_string(file)
@@ -207,7 +187,7 @@ impl CreateFlags {
                      --cpus (the VM's size), --pids-limit and --ulimit (set inside the guest) only",
                     refused.join(", ")
                 );
-                let mut vm = VmSettings::from_flags(memory, self.cpus)?;
+                let mut vm = VmSettings::from_flags(memory, self.resources.cpus)?;
                 // Absolute: the container may be started later, from another directory.
                 vm.kernel = self
                     .kernel
@@ -252,38 +232,8 @@ impl CreateFlags {
     }
 
     /// The limit flags, in docker's units, checked together.
-    fn limits(&self) -> anyhow::Result<Limits> {
+    fn limits(&self, vm: bool) -> anyhow::Result<Limits> {
         let limits = Limits {
-            memory: self
-                .memory
-                .as_deref()
-                .map(|m| limits::parse_size("--memory", m))
-                .transpose()?,
-            memory_swap: self
-                .memory_swap
-                .as_deref()
-                .map(limits::parse_swap)
-                .transpose()?,
-            nano_cpus: self.cpus.map(|c| (c * 1e9).round() as u64),
-            cpu_shares: self
-                .cpu_shares
-                .as_deref()
-                .map(|s| {
-                    s.trim().parse::<u64>().map_err(|_| {
-                        anyhow::anyhow!("invalid --cpu-shares {s:?}: expected a number")
-                    })
-                })
-                .transpose()?,
-            cpuset_cpus: self
-                .cpuset_cpus
-                .as_deref()
-                .map(limits::parse_cpuset)
-                .transpose()?,
-            pids_limit: self
-                .pids_limit
-                .as_deref()
-                .map(limits::parse_pids)
-                .transpose()?,
             ulimits: self
                 .ulimit
                 .iter()
@@ -294,6 +244,7 @@ impl CreateFlags {
                 .as_deref()
                 .map(|s| limits::parse_size("--shm-size", s))
                 .transpose()?,
+            ..self.resources.limits(vm)?
         };
         limits.check()?;
         Ok(limits)
@@ -399,20 +350,6 @@ impl CreateFlags {
 }
 
 /// docker's `--cpus` range: 0.01 to the host's CPU count (a VM: to its 255 vCPUs).
-fn check_cpus(cpus: f64, vm: bool) -> anyhow::Result<()> {
-    let (max, why) = if vm {
-        (255, "the most vCPUs a VM can have".to_string())
-    } else {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (n, format!("as there are only {n} CPUs available"))
-    };
-    anyhow::ensure!(
-        cpus.is_finite() && cpus >= 0.01 && cpus <= max as f64,
-        "invalid --cpus {cpus}: Range of CPUs is from 0.01 to {max}.00, {why}"
-    );
-    Ok(())
-}
-
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -424,25 +361,4 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     super::pull::ensure_image(ctx, &args.flags.image)?;
     let container = ctx.engine().create(&opts)?;
     emit(&format!("{}\n", container.id()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpus_follow_dockers_range() {
-        assert!(check_cpus(0.01, false).is_ok());
-        assert!(check_cpus(1.0, false).is_ok());
-        assert!(check_cpus(200.0, true).is_ok());
-        for bad in [-1.0, 0.0, 0.001, f64::NAN, f64::INFINITY, 256.0] {
-            let err = check_cpus(bad, true).unwrap_err().to_string();
-            assert!(
-                err.contains("Range of CPUs is from 0.01 to 255.00"),
-                "{err}"
-            );
-        }
-        let err = check_cpus(-1.0, false).unwrap_err().to_string();
-        assert!(err.contains("as there are only"), "{err}");
-    }
 }

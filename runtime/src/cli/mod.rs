@@ -44,6 +44,7 @@ mod diff;
 mod exec;
 mod export;
 mod kill;
+mod limit_flags;
 mod logs;
 mod port;
 mod ps;

@@ -132,30 +132,14 @@ impl LogOptions {
     }
 }
 
-/// docker's `RAMInBytes` sizes (`100`, `10k`, `10m`, `1g`, `1gb`, `1GiB`: binary units), and
-/// `-1` for no limit (0).
+/// `max-size`: a size in docker's units (the limit flags' parser), or `-1` for no limit (0).
 fn parse_size(s: &str) -> Option<u64> {
     if s == "-1" {
         return Some(0);
     }
-    let lower = s.to_ascii_lowercase();
-    let split = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    let (digits, unit) = lower.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let unit = unit.trim_start_matches(' ');
-    let unit = unit.strip_suffix('b').unwrap_or(unit);
-    let unit = unit.strip_suffix('i').unwrap_or(unit);
-    let shift = match unit {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1 << shift).filter(|&b| b > 0)
+    crate::isolation::limits::parse_size("--log-opt max-size", s)
+        .ok()
+        .filter(|&b| b > 0)
 }
 
 /// The `n`th rotated file of the log at `path` (`log.json.1` is the newest).
