@@ -72,31 +72,60 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
+/// The process's capability sets, each its own (an OCI bundle's `process.capabilities`); the
+/// bounding set is dropped separately ([`drop_bounding`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
 /// Sets the effective, permitted and inheritable sets to `mask`, which names only capabilities
 /// the kernel knows (capset refuses others).
 pub fn set(mask: u64) -> io::Result<()> {
+    set_sets(&Sets {
+        effective: mask,
+        permitted: mask,
+        inheritable: mask,
+        ambient: 0,
+    })
+}
+
+/// Sets the effective, permitted and inheritable sets of `sets`, then raises its ambient ones
+/// (which the kernel allows only when they are permitted and inheritable).
+pub fn set_sets(sets: &Sets) -> io::Result<()> {
     let mut header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let word = |shift: u32| (mask >> shift) as u32;
-    let data = [
-        CapData {
-            effective: word(0),
-            permitted: word(0),
-            inheritable: word(0),
-        },
-        CapData {
-            effective: word(32),
-            permitted: word(32),
-            inheritable: word(32),
-        },
-    ];
+    let word = |mask: u64, shift: u32| (mask >> shift) as u32;
+    let data = [0, 32].map(|shift| CapData {
+        effective: word(sets.effective, shift),
+        permitted: word(sets.permitted, shift),
+        inheritable: word(sets.inheritable, shift),
+    });
     // SAFETY: header and data are valid, properly laid out (v3 takes two data words) and alive
     // for the call.
     let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
+    }
+    for cap in (0..64).filter(|n| sets.ambient & (1 << n) != 0) {
+        // SAFETY: PR_CAP_AMBIENT_RAISE takes a capability number; no pointers.
+        let ret = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }

@@ -58,22 +58,8 @@ pub fn prepare(ops: &mut dyn MountOps, params: &BootParams) -> Result<(), MountE
         _ => mounts::mount(ops, "tmpfs", rw, "tmpfs", 0, "mode=0755")?,
     }
     // On a fresh disk these are created; on a second boot they hold the container's changes.
-    mounts::mkdir_all(ops, Path::new(UPPER))?;
-    mounts::mkdir_all(ops, Path::new(WORK))?;
-
-    let etc = Path::new(ETC);
-    mounts::mkdir_all(ops, etc)?;
-    mounts::mount(
-        ops,
-        "tmpfs",
-        etc,
-        "tmpfs",
-        NOSUID | NODEV,
-        "mode=0755,size=1m",
-    )?;
-
+    upper_files_and_root(ops)?;
     let root = Path::new(NEW_ROOT);
-    mounts::mkdir_all(ops, root)?;
     // redirect_dir and metacopy off: every upper entry is then complete on its own, which is
     // what streaming the upper as an OCI layer relies on.
     let options =
@@ -92,13 +78,9 @@ fn move_kernel_fs(ops: &mut dyn MountOps, root: &Path) -> Result<(), MountError>
     Ok(())
 }
 
-/// The root of `nook.roottag`: the virtio-fs share mounted at [`NEW_ROOT`] read-write (a
-/// read-only root is made so once the container's files are in place, as with a disk), a
-/// tmpfs at [`RW`] with empty upper and work directories, and the files tmpfs.
-fn prepare_shared(ops: &mut dyn MountOps, tag: &str) -> Result<(), MountError> {
-    let rw = Path::new(RW);
-    mounts::mkdir_all(ops, rw)?;
-    mounts::mount(ops, "tmpfs", rw, "tmpfs", 0, "mode=0755")?;
+/// On the mounted [`RW`]: the upper and work directories; then the files tmpfs at [`ETC`] and
+/// the mount point [`NEW_ROOT`].
+fn upper_files_and_root(ops: &mut dyn MountOps) -> Result<(), MountError> {
     mounts::mkdir_all(ops, Path::new(UPPER))?;
     mounts::mkdir_all(ops, Path::new(WORK))?;
     let etc = Path::new(ETC);
@@ -111,8 +93,18 @@ fn prepare_shared(ops: &mut dyn MountOps, tag: &str) -> Result<(), MountError> {
         NOSUID | NODEV,
         "mode=0755,size=1m",
     )?;
+    mounts::mkdir_all(ops, Path::new(NEW_ROOT))
+}
+
+/// The root of `nook.roottag`: the virtio-fs share mounted at [`NEW_ROOT`] read-write (a
+/// read-only root is made so once the container's files are in place, as with a disk), a
+/// tmpfs at [`RW`] with empty upper and work directories, and the files tmpfs.
+fn prepare_shared(ops: &mut dyn MountOps, tag: &str) -> Result<(), MountError> {
+    let rw = Path::new(RW);
+    mounts::mkdir_all(ops, rw)?;
+    mounts::mount(ops, "tmpfs", rw, "tmpfs", 0, "mode=0755")?;
+    upper_files_and_root(ops)?;
     let root = Path::new(NEW_ROOT);
-    mounts::mkdir_all(ops, root)?;
     mounts::mount(ops, tag, root, "virtiofs", 0, "")?;
     move_kernel_fs(ops, root)
 }

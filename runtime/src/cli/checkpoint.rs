@@ -5,6 +5,7 @@
 use anyhow::Context as _;
 use clap::Subcommand;
 
+use nook::container::engine::Engine;
 use nook::container::store::Container;
 use nook::isolation::vm::checkpoint;
 use nook::isolation::IsolationError;
@@ -45,14 +46,14 @@ pub struct RmArgs {
 
 /// The checkpoints of `container` live in its directory, and only a VM container has any.
 fn vm_dir(
-    ctx: &Context,
+    engine: &Engine,
     container: &Container,
     what: &'static str,
 ) -> anyhow::Result<std::path::PathBuf> {
     if container.config.isolation.vm_settings().is_none() {
         return Err(IsolationError::NoCheckpoints { what }.into());
     }
-    Ok(ctx.engine().containers.dir(container.id()))
+    Ok(engine.containers.dir(container.id()))
 }
 
 pub fn run(command: Command, ctx: &Context) -> anyhow::Result<()> {
@@ -74,7 +75,7 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<()> {
         }
         Command::Ls(a) => {
             let container = engine.containers.find(&a.container)?;
-            let dir = vm_dir(ctx, &container, "nook checkpoint ls")?;
+            let dir = vm_dir(&engine, &container, "nook checkpoint ls")?;
             let mut out = String::from("CHECKPOINT NAME\n");
             for c in checkpoint::list(&dir)? {
                 out.push_str(&c.name);
@@ -84,7 +85,7 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<()> {
         }
         Command::Rm(a) => {
             let container = engine.containers.find(&a.container)?;
-            let dir = vm_dir(ctx, &container, "nook checkpoint rm")?;
+            let dir = vm_dir(&engine, &container, "nook checkpoint rm")?;
             let _lock = engine.containers.lock(container.id())?;
             checkpoint::remove(&dir, &a.checkpoint)?;
             Ok(())

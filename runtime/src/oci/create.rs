@@ -1,7 +1,6 @@
 //! `create`, `start` and `run`: a container's first process made and left waiting on the
 //! container's fifo, then let go.
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -17,6 +16,27 @@ use super::Context;
 use crate::isolation::limits::{self, delegation::Delegation, delegation::Unavailable};
 use crate::isolation::namespace::bundle;
 use crate::isolation::namespace::process::wait_pid;
+
+/// The record of a container just created from `bundle`: no process yet, no cgroup.
+pub(super) fn new_record(args: &CreateArgs, bundle: &Bundle) -> Record {
+    Record {
+        id: args.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid: 0,
+        start_time: 0,
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        owner: owner(),
+        annotations: bundle
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup: None,
+    }
+}
 
 pub(super) fn owner() -> String {
     // SAFETY: geteuid has no preconditions.
@@ -102,26 +122,9 @@ fn create_in(
     super::write_atomic(&dir.join("config.json"), bundle.text.as_bytes())?;
     let fifo = mkfifo(&dir.join("exec.fifo"))?;
     let stdio = super::stdio(spec.process.spec.terminal, args.console_socket.as_deref())?;
-    let annotations: BTreeMap<String, String> = bundle
-        .spec
-        .annotations()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
     let mut container = Container {
         dir: dir.to_path_buf(),
-        record: Record {
-            id: args.id.clone(),
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            pid: 0,
-            start_time: 0,
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            owner: owner(),
-            annotations,
-            cgroup: None,
-        },
+        record: new_record(args, bundle),
     };
     let limits = bundle
         .spec

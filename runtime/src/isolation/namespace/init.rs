@@ -313,7 +313,7 @@ pub fn run_process_with(
         // SAFETY: umask takes a mode and cannot fail.
         unsafe { libc::umask(mask) };
     }
-    if let Err(e) = caps::drop_bounding(confinement.caps) {
+    if let Err(e) = caps::drop_bounding(confinement.caps, caps::last_cap()) {
         return os("cannot drop capabilities", e);
     }
     let install = || {

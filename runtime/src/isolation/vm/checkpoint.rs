@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use nook_vmm::snapshot::file::FileIdentity;
 use serde::{Deserialize, Serialize};
 
+use super::boot::io;
 use super::{disk, Machine, VmError};
 
 /// The directory a running VM's snapshot is written into.
@@ -60,10 +61,6 @@ fn fail(name: &str, why: impl Into<String>) -> VmError {
         name: name.to_string(),
         why: why.into(),
     }
-}
-
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VmError {
-    super::boot::io(what, path)
 }
 
 /// docker's rule for checkpoint names.

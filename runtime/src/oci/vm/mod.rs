@@ -132,25 +132,9 @@ pub fn create_in(
 ) -> Result<Container, OciError> {
     let mut container = Container {
         dir: dir.to_path_buf(),
-        record: state::Record {
-            id: args.id.clone(),
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            pid: 0,
-            start_time: 0,
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            owner: super::create::owner(),
-            annotations: bundle
-                .spec
-                .annotations()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            // The VM is sized from linux.resources instead; the monitor is in no cgroup of
-            // nook-runtime's.
-            cgroup: None,
-        },
+        // The VM is sized from linux.resources instead; the monitor is in no cgroup of
+        // nook-runtime's.
+        record: super::create::new_record(args, bundle),
     };
     let launch = translate::launch_spec(bundle, &ctx.log)?;
     let read_only = bundle
