@@ -156,23 +156,10 @@ pub fn parse_volume(spec: &str) -> Result<MountRequest, MountArgError> {
     })
 }
 
-/// A size with docker's optional unit: `65536`, `64k`, `64m`, `1g` (bytes, KiB, MiB, GiB).
+/// A tmpfs size: the CLI's one size parser (`65536`, `64k`, `64m`, `1.5g`, `64MiB`), as docker
+/// reads `--memory`; none when it is not a size.
 pub fn parse_size(s: &str) -> Option<u64> {
-    let lower = s.trim().to_ascii_lowercase();
-    let split = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    let (digits, unit) = lower.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let mult: u64 = match unit.trim_end_matches('b').trim_end_matches('i') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    crate::isolation::limits::parse_size("--tmpfs", s).ok()
 }
 
 fn parse_mode(s: &str) -> Option<u32> {
@@ -435,5 +422,9 @@ mod tests {
         assert_eq!(parse_size("65536"), Some(65536));
         assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("x"), None);
+        // The limit flags' parser: fractions and IEC suffixes too.
+        assert_eq!(parse_size("1.5m"), Some(3 << 19));
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("-1"), None);
     }
 }
