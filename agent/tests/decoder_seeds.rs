@@ -16,6 +16,7 @@ fn seeds() -> Vec<Vec<u8>> {
             terminal: false,
             rows: 0,
             cols: 0,
+            ..ProcessSpec::default()
         },
         hostname: "h".into(),
         resolv_conf: String::new(),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use nook_agent::client::{Client, ProcessResult};
 use nook_agent::protocol::{
-    encode_frame, skip_to_sync, BootTimes, ErrorKind, FrameReader, GuestMessage, HostMessage,
-    ProcessSpec, StartSpec, PROTOCOL_VERSION,
+    encode_frame, skip_to_sync, BootTimes, ErrorKind, FrameReader, GuestLimits, GuestMessage,
+    HostMessage, ProcessSpec, Rlimit, StartSpec, PROTOCOL_VERSION,
 };
 use nook_agent::supervisor::{self, Config, NoSetup, Outcome, SupervisorError};
 use nook_agent::testing::{privileged, Needs};
@@ -178,6 +178,44 @@ fn signal_death_is_128_plus_the_signal() {
         }
     }
     assert!(started.elapsed() < Duration::from_secs(10));
+    outcome(handle);
+}
+
+#[test]
+fn a_process_sets_its_own_rlimits_after_the_containers() {
+    if !in_user_namespace("a_process_sets_its_own_rlimits_after_the_containers") {
+        return;
+    }
+    let (client, handle) = agent();
+    let limit = |soft, hard| Rlimit {
+        resource: libc::RLIMIT_NOFILE as u32,
+        soft,
+        hard,
+    };
+    let report = "echo $(ulimit -n) $(ulimit -Hn)";
+    let main = client
+        .start(StartSpec {
+            limits: GuestLimits {
+                pids_max: None,
+                rlimits: vec![limit(64, 128)],
+            },
+            ..start(sh(&format!("read x; {report}")))
+        })
+        .unwrap();
+    // An exec's own rlimits win over the container's for the resources they name.
+    let own = client
+        .exec(ProcessSpec {
+            rlimits: vec![limit(32, 48)],
+            ..sh(report)
+        })
+        .unwrap();
+    let (res, out, _) = wait(&client, own);
+    assert_eq!((res.status.code, out.as_str()), (0, "32 48\n"));
+    // Without any, it gets the container's, as the main process does.
+    let plain = client.exec(sh(report)).unwrap();
+    assert_eq!(wait(&client, plain).1, "64 128\n");
+    client.close_stdin(main).unwrap();
+    assert_eq!(wait(&client, main).1, "64 128\n");
     outcome(handle);
 }
 

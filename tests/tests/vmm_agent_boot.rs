@@ -59,6 +59,7 @@ fn run_case(dir: &Path, vmm: &Path, vcpus: u8, memory_mib: u32) -> Result<(), St
             terminal: false,
             rows: 0,
             cols: 0,
+            ..ProcessSpec::default()
         },
         hostname: "nook-test".into(),
         resolv_conf: String::new(),

@@ -22,6 +22,11 @@ pub struct ProcessSpec {
     /// Initial terminal size, used when `terminal` is set.
     pub rows: u16,
     pub cols: u16,
+    /// Supplementary groups set besides those `user` resolves to (OCI's `additionalGids`).
+    pub groups: Vec<u32>,
+    /// setrlimit calls for this process alone, made after the container's
+    /// ([`GuestLimits::rlimits`]), so they win for the resources they name.
+    pub rlimits: Vec<Rlimit>,
 }
 
 /// The container's main process plus the container-wide settings applied before it runs.
@@ -115,8 +120,12 @@ const RLIMIT_COUNT: u32 = 16;
 fn encode_limits(limits: &GuestLimits, out: &mut BodyWriter) {
     out.bool(limits.pids_max.is_some());
     out.u64(limits.pids_max.unwrap_or(0));
-    out.u32(u32::try_from(limits.rlimits.len()).unwrap_or(u32::MAX));
-    for r in &limits.rlimits {
+    encode_rlimits(&limits.rlimits, out);
+}
+
+fn encode_rlimits(rlimits: &[Rlimit], out: &mut BodyWriter) {
+    out.u32(u32::try_from(rlimits.len()).unwrap_or(u32::MAX));
+    for r in rlimits {
         out.u32(r.resource);
         out.u64(r.soft);
         out.u64(r.hard);
@@ -132,6 +141,14 @@ fn decode_limits(r: &mut BodyReader<'_>) -> Result<GuestLimits, DecodeError> {
             value: 0,
         });
     }
+    let rlimits = decode_rlimits(r)?;
+    Ok(GuestLimits {
+        pids_max: has_pids.then_some(pids),
+        rlimits,
+    })
+}
+
+fn decode_rlimits(r: &mut BodyReader<'_>) -> Result<Vec<Rlimit>, DecodeError> {
     let n = r.u32("rlimit count")?;
     let mut rlimits = Vec::new();
     for _ in 0..n {
@@ -157,10 +174,7 @@ fn decode_limits(r: &mut BodyReader<'_>) -> Result<GuestLimits, DecodeError> {
             hard,
         });
     }
-    Ok(GuestLimits {
-        pids_max: has_pids.then_some(pids),
-        rlimits,
-    })
+    Ok(rlimits)
 }
 
 /// A file system the agent mounts at `target` inside the container's root.
@@ -476,6 +490,11 @@ fn encode_process(p: &ProcessSpec, out: &mut BodyWriter) {
     out.bool(p.terminal);
     out.u16(p.rows);
     out.u16(p.cols);
+    out.u32(u32::try_from(p.groups.len()).unwrap_or(u32::MAX));
+    for g in &p.groups {
+        out.u32(*g);
+    }
+    encode_rlimits(&p.rlimits, out);
 }
 
 fn decode_process(r: &mut BodyReader<'_>) -> Result<ProcessSpec, DecodeError> {
@@ -494,6 +513,16 @@ fn decode_process(r: &mut BodyReader<'_>) -> Result<ProcessSpec, DecodeError> {
         terminal: r.bool("terminal")?,
         rows: r.u16("rows")?,
         cols: r.u16("cols")?,
+        groups: {
+            let n = r.u32("group count")?;
+            // 4 bytes each: a hostile count runs out of body first.
+            let mut groups = Vec::new();
+            for _ in 0..n {
+                groups.push(r.u32("group")?);
+            }
+            groups
+        },
+        rlimits: decode_rlimits(r)?,
     })
 }
 

@@ -39,7 +39,9 @@ pub use messages::{
 /// 6: `Start` carries the guest-side limits (`--pids-limit`, `--ulimit`).
 /// 7: `Checkpoint`, `Paused` and `Resume` (`nook checkpoint create`, `nook start --checkpoint`).
 /// 8: `Start` carries the security options (capabilities, no_new_privs, seccomp filters).
-pub const PROTOCOL_VERSION: u32 = 8;
+/// 9: a process carries supplementary groups and rlimits of its own (OCI's `additionalGids`
+///    and an exec's `rlimits`).
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

@@ -9,6 +9,12 @@ fn host_samples() -> Vec<HostMessage> {
         terminal: true,
         rows: 24,
         cols: 80,
+        groups: vec![10, 4242],
+        rlimits: vec![Rlimit {
+            resource: 4,
+            soft: 0,
+            hard: 0,
+        }],
     };
     vec![
         HostMessage::Start(StartSpec {
@@ -381,6 +387,20 @@ fn limits_and_filters_outside_linuxs_range_are_refused() {
     for bad in [Vec::new(), vec![0; 7], vec![0; 4097 * 8]] {
         check(start(GuestLimits::default(), filter(bad)), "seccomp filter");
     }
+    // A process's own rlimits are checked as the container's are.
+    let exec = |resource, soft, hard| {
+        HostMessage::Exec(ProcessSpec {
+            argv: vec!["true".into()],
+            rlimits: vec![Rlimit {
+                resource,
+                soft,
+                hard,
+            }],
+            ..ProcessSpec::default()
+        })
+    };
+    check(exec(16, 1, 1), "rlimit resource");
+    check(exec(7, 2, 1), "rlimit soft");
 }
 
 /// `message` encodes, and its decoding fails naming `field`.

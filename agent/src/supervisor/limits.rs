@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::protocol::GuestLimits;
+use crate::protocol::{GuestLimits, Rlimit};
 
 /// The container's cgroup, under the guest's cgroup v2 root.
 pub const CGROUP: &str = "nook-container";
@@ -35,6 +35,17 @@ pub struct LimitsError {
     source: io::Error,
 }
 
+/// One limit as setrlimit takes it.
+fn setrlimit_args(r: &Rlimit) -> (u32, libc::rlimit) {
+    (
+        r.resource,
+        libc::rlimit {
+            rlim_cur: r.soft,
+            rlim_max: r.hard,
+        },
+    )
+}
+
 fn write_file(what: &'static str, path: PathBuf, value: &str) -> Result<(), LimitsError> {
     OpenOptions::new()
         .write(true)
@@ -47,19 +58,7 @@ impl Limits {
     /// Makes the cgroup under `cgroup_root` (the guest's cgroup v2 mount) when a pids limit is
     /// asked for, and keeps the rlimits.
     pub(crate) fn prepare(cgroup_root: &Path, limits: &GuestLimits) -> Result<Limits, LimitsError> {
-        let rlimits = limits
-            .rlimits
-            .iter()
-            .map(|r| {
-                (
-                    r.resource,
-                    libc::rlimit {
-                        rlim_cur: r.soft,
-                        rlim_max: r.hard,
-                    },
-                )
-            })
-            .collect();
+        let rlimits = limits.rlimits.iter().map(setrlimit_args).collect();
         let Some(max) = limits.pids_max else {
             return Ok(Limits {
                 procs: None,
@@ -122,6 +121,12 @@ pub(crate) enum ChildFailure {
 }
 
 impl ChildLimits {
+    /// Adds one process's own setrlimit calls, made after the container's.
+    pub(crate) fn with_rlimits(mut self, rlimits: &[Rlimit]) -> ChildLimits {
+        self.rlimits.extend(rlimits.iter().map(setrlimit_args));
+        self
+    }
+
     /// Whether the child enters the container's cgroup.
     pub(crate) fn joins_cgroup(&self) -> bool {
         self.procs.is_some()

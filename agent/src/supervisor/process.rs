@@ -147,7 +147,13 @@ pub(crate) fn spawn(
     confinement: Confinement,
 ) -> Result<Spawned, SpawnError> {
     let Confinement { limits, security } = confinement;
-    let user = resolve_user(root, &spec.user)?;
+    let limits = limits.with_rlimits(&spec.rlimits);
+    let mut user = resolve_user(root, &spec.user)?;
+    for g in &spec.groups {
+        if !user.groups.contains(g) {
+            user.groups.push(*g);
+        }
+    }
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     std::fs::create_dir_all(cwd).map_err(|source| SpawnError::WorkingDir {
         path: cwd.into(),

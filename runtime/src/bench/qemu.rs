@@ -193,6 +193,7 @@ fn run_once(spec: &BenchSpec, g: &Guest, n: u32) -> Result<RunSample, String> {
                     terminal: false,
                     rows: 24,
                     cols: 80,
+                    ..ProcessSpec::default()
                 },
                 hostname: String::new(),
                 resolv_conf: String::new(),

@@ -312,6 +312,7 @@ pub fn process_plan(
         terminal: process.terminal().unwrap_or(false),
         rows: size.map_or(0, |b| u16::try_from(b.height()).unwrap_or(u16::MAX)),
         cols: size.map_or(0, |b| u16::try_from(b.width()).unwrap_or(u16::MAX)),
+        ..ProcessSpec::default()
     };
     let u = process.user();
     let user = user::Ids {
