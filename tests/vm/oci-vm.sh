@@ -3,7 +3,9 @@
 # VT-x/AMD-V host), as root, as containerd runs on a Kubernetes node: a containerd started here
 # (its own root, state and socket under a temporary directory) runs busybox tasks with
 # `ctr run --runc-binary nook-runtime-vm` (run, task exec, task kill, task delete), and podman
-# with `--runtime nook-runtime-vm` runs `busybox echo hi` and exits 0, 3 and 137. Each container
+# with `--runtime nook-runtime-vm` runs `busybox echo hi` and exits 0, 3 and 137; a bundle's
+# process rlimits and additionalGids (of `run` and of an `exec`'s process.json, and podman's
+# `--ulimit` and `--group-add`) hold inside the guest. Each container
 # is a microVM whose root is the bundle's rootfs shared through virtio-fs. Then the same task
 # through containerd against `nook run --isolation=vm`, alternated (the issue's bench).
 #
@@ -99,6 +101,63 @@ EOF
     [ -z "$(pgrep virtiofsd || true)" ] || vm_die "a virtiofsd was left behind"
     vm_log "containerd: run, exec, kill, delete ok"
 
+    # A bundle of our own, run by the runtime as containerd's shim runs it: the process's
+    # rlimits and additionalGids hold inside the guest, for the first process and for an exec
+    # with rlimits, groups and a user of its own.
+    local b=$base/bundle layer
+    mkdir -p "$b/rootfs" "$b/image"
+    tar -xf "$WORK/busybox.tar" -C "$b/image"
+    layer=$(grep -o '"Layers":\["[^"]*"' "$b/image/manifest.json" | sed 's/.*\["//; s/"$//')
+    tar -xf "$b/image/$layer" -C "$b/rootfs"
+    cat >"$b/config.json" <<'EOF'
+{"ociVersion": "1.0.2",
+ "process": {"terminal": false, "cwd": "/",
+  "user": {"uid": 1000, "gid": 1000, "additionalGids": [10, 4242]},
+  "args": ["sh", "-c", "echo $(ulimit -n) $(ulimit -Hn) $(id -u) groups: $(id -G); [ \"$1\" = wait ] || exit 0; while [ ! -e /tmp/done ]; do sleep 0.2; done", "sh", "ARG"],
+  "env": ["PATH=/bin:/usr/bin"],
+  "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]},
+ "root": {"path": "rootfs"},
+ "hostname": "limits",
+ "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777"]}],
+ "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}}
+EOF
+    rt() { timeout -k 10 300 "$runtime" --root "$base/rt" "$@"; }
+    has_groups() { # $1: the line printed, then the gids it must list
+        local line=$1 g
+        shift
+        for g in "$@"; do
+            case " ${line#*groups: } " in *" $g "*) ;; *) vm_die "gid $g missing: $line" ;; esac
+        done
+    }
+    sed -i 's/"ARG"/"once"/' "$b/config.json"
+    out=$(rt run --bundle "$b" limits) || vm_die "nook-runtime-vm run of the bundle failed: $out"
+    expect "rlimits and uid of the bundle's process" "512 1024 1000" "${out%% groups:*}"
+    has_groups "$out" 1000 10 4242
+    vm_log "bundle: rlimits and additionalGids: $out"
+    sed -i 's/"once"/"wait"/' "$b/config.json"
+    rt create --bundle "$b" limits2 >/dev/null
+    rt start limits2
+    cat >"$b/exec.json" <<'EOF'
+{"terminal": false, "cwd": "/",
+ "user": {"uid": 1001, "gid": 1001, "additionalGids": [20]},
+ "args": ["sh", "-c", "echo $(ulimit -n) $(ulimit -Hn) $(id -u) groups: $(id -G)"],
+ "env": ["PATH=/bin:/usr/bin"],
+ "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 256, "hard": 300}]}
+EOF
+    out=$(rt exec --process "$b/exec.json" limits2) || vm_die "exec failed: $out"
+    expect "rlimits and uid of the exec's process" "256 300 1001" "${out%% groups:*}"
+    has_groups "$out" 1001 20
+    case " ${out#*groups: } " in *" 4242 "*) vm_die "the exec kept the first process's groups: $out" ;; esac
+    rt exec limits2 touch /tmp/done
+    for i in $(seq 150); do
+        rt state limits2 | grep -q '"stopped"' && break
+        sleep 0.2
+    done
+    rt state limits2 | grep -q '"stopped"' || vm_die "the bundle's container did not stop"
+    rt delete limits2
+    vm_log "bundle: exec's own rlimits, additionalGids and user: $out"
+
     # podman, storage under the temporary directory (the host's / is read-only here), no
     # network (a VM joins no network namespace of the caller's).
     local p=$base/podman
@@ -118,6 +177,13 @@ EOF
     rc=$?
     set -e
     expect "podman exit 3" 3 "$rc"
+    # docker's flags that become the process's rlimits and additionalGids.
+    out=$(podman run "${flags[@]}" --ulimit nofile=300:400 --group-add 4242 "$image" \
+        sh -c 'echo $(ulimit -n) $(ulimit -Hn) groups: $(id -G)') ||
+        vm_die "podman run --ulimit --group-add failed: $out"
+    expect "podman --ulimit nofile=300:400" "300 400" "${out%% groups:*}"
+    has_groups "$out" 0 4242
+    vm_log "podman: --ulimit and --group-add: $out"
     # SIGKILL through the runtime's kill (the container's process is PID 1 of its namespace in
     # the guest, which a kill -9 of its own would not end, as with runc).
     podman run -d --name killed --network none "$image" sleep 600 >/dev/null

@@ -79,6 +79,18 @@ impl Ulimit {
         Some((resource, value(self.soft), value(self.hard)))
     }
 
+    /// The `--ulimit` that makes the setrlimit call `resource`, `soft`, `hard` (values past
+    /// `i64::MAX`, `RLIM_INFINITY` among them, are unlimited); none for an unknown resource.
+    pub fn from_rlimit(resource: u32, soft: u64, hard: u64) -> Option<Ulimit> {
+        let name = NAMES.iter().find(|(_, r)| *r == resource)?.0;
+        let value = |v: u64| i64::try_from(v).unwrap_or(-1);
+        Some(Ulimit {
+            name: name.to_string(),
+            soft: value(soft),
+            hard: value(hard),
+        })
+    }
+
     /// The setrlimit calls of `ulimits`.
     pub fn rlimits(ulimits: &[Ulimit]) -> Vec<(u32, u64, u64)> {
         ulimits.iter().filter_map(Ulimit::rlimit).collect()
@@ -93,6 +105,21 @@ impl Ulimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_rlimit_converts_to_the_ulimit_that_makes_it() {
+        for (resource, soft, hard) in [
+            (libc::RLIMIT_NOFILE, 1024, 4096),
+            (libc::RLIMIT_CORE, 0, libc::RLIM_INFINITY),
+            (libc::RLIMIT_STACK, libc::RLIM_INFINITY, libc::RLIM_INFINITY),
+        ] {
+            let u = Ulimit::from_rlimit(resource, soft, hard).unwrap();
+            assert_eq!(u.rlimit(), Some((resource, soft, hard)), "{u:?}");
+        }
+        let u = Ulimit::from_rlimit(libc::RLIMIT_NPROC, 10, libc::RLIM_INFINITY).unwrap();
+        assert_eq!((u.name.as_str(), u.soft, u.hard), ("nproc", 10, -1));
+        assert_eq!(Ulimit::from_rlimit(16, 1, 1), None);
+    }
 
     #[test]
     fn dockers_forms_and_errors() {

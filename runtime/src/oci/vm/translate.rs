@@ -8,9 +8,12 @@ use oci_spec::runtime::{Mount, Process};
 use super::super::config::{self, Bundle};
 use super::super::error::OciError;
 use super::super::log::Log;
+use crate::isolation::limits::ulimit::Ulimit;
+use crate::isolation::limits::Limits;
 use crate::isolation::mounts::MountSpec;
 use crate::isolation::vm::VmSettings;
 use crate::isolation::{LaunchSpec, ProcessSpec};
+use nook_agent::protocol::Rlimit;
 
 /// Mount types the guest provides itself (its own /proc, /sys, /dev, /dev/pts, /dev/mqueue).
 const GUEST_OWN: [&str; 6] = ["proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"];
@@ -24,20 +27,44 @@ const CALLER_FILES: [&str; 4] = [
     "/run/.containerenv",
 ];
 
-/// The agent's form of a spec process: argv, env, cwd, `uid:gid`, terminal. What the guest
-/// does not apply yet (rlimits, additional gids) is said in the log.
+/// The agent's form of a spec process: argv, env, cwd, `uid:gid`, terminal, the additional
+/// gids and the rlimits of this process (an exec's; `create` makes the first process's the
+/// container's, see [`launch_spec`]).
 pub fn process(p: &Process, log: &Log) -> Result<ProcessSpec, OciError> {
     let plan = config::process_plan(p, None, log)?;
-    if !plan.rlimits.is_empty() {
-        log.warn("process.rlimits are not applied in the VM column: the agent sets no rlimits");
-    }
-    if !plan.user.groups.is_empty() {
-        log.warn("process.user.additionalGids are not applied in the VM column");
+    let mut rlimits = Vec::new();
+    for (resource, soft, hard) in plan.rlimits {
+        if soft > hard {
+            return Err(OciError::Spec(format!(
+                "process.rlimits: resource {resource} has soft limit {soft} above hard limit {hard}"
+            )));
+        }
+        rlimits.push(Rlimit {
+            resource,
+            soft,
+            hard,
+        });
     }
     Ok(ProcessSpec {
         user: format!("{}:{}", plan.user.uid, plan.user.gid),
+        groups: plan.user.groups,
+        rlimits,
         ..plan.spec
     })
+}
+
+/// The container's limits from its first process's rlimits: `nook run --ulimit`'s, which the
+/// agent applies to the first process and to every process exec'd later.
+fn limits(process: &mut ProcessSpec) -> Result<Limits, OciError> {
+    let mut limits = Limits::default();
+    for r in std::mem::take(&mut process.rlimits) {
+        limits.ulimits.push(
+            Ulimit::from_rlimit(r.resource, r.soft, r.hard).ok_or_else(|| {
+                OciError::Spec(format!("process.rlimits: unknown resource {}", r.resource))
+            })?,
+        );
+    }
+    Ok(limits)
 }
 
 /// The container's first process and mounts as `nook run --isolation=vm` gets them: no
@@ -70,13 +97,15 @@ pub fn launch_spec(bundle: &Bundle, log: &Log) -> Result<LaunchSpec, OciError> {
     {
         log.warn("createContainer and startContainer hooks are not run in the VM column: they run in the container's namespaces, which are inside the guest");
     }
+    let mut process = process(first, log)?;
+    let limits = limits(&mut process)?;
     Ok(LaunchSpec {
-        process: process(first, log)?,
+        process,
         hostname: spec.hostname().clone().unwrap_or_default(),
         network: Default::default(),
         mounts,
         security: Default::default(),
-        limits: Default::default(),
+        limits,
     })
 }
 
@@ -245,5 +274,63 @@ mod tests {
         assert_eq!(spec.env, ["A=1"]);
         assert_eq!((spec.cwd.as_str(), spec.user.as_str()), ("/w", "1000:100"));
         assert!(spec.terminal);
+        assert!(spec.groups.is_empty() && spec.rlimits.is_empty());
+    }
+
+    fn with_limits() -> Process {
+        serde_json::from_str(
+            r#"{"cwd": "/", "args": ["true"],
+                "user": {"uid": 1000, "gid": 100, "additionalGids": [10, 4242]},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024},
+                            {"type": "RLIMIT_CORE", "soft": 0, "hard": 18446744073709551615}]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn additional_gids_and_rlimits_reach_the_agent() {
+        // An exec's process: its own groups and rlimits.
+        let spec = process(&with_limits(), &log()).unwrap();
+        assert_eq!(spec.user, "1000:100");
+        assert_eq!(spec.groups, [10, 4242]);
+        let nofile = Rlimit {
+            resource: libc::RLIMIT_NOFILE,
+            soft: 512,
+            hard: 1024,
+        };
+        let core = Rlimit {
+            resource: libc::RLIMIT_CORE,
+            soft: 0,
+            hard: u64::MAX,
+        };
+        assert_eq!(spec.rlimits, [nofile, core]);
+
+        // The first process's rlimits become the container's, as `--ulimit nofile=512:1024
+        // --ulimit core=0:-1` would make them.
+        let mut first = spec;
+        let limits = limits(&mut first).unwrap();
+        assert!(first.rlimits.is_empty());
+        assert_eq!(first.groups, [10, 4242]);
+        let docker = |s| Ulimit::parse(s).unwrap();
+        assert_eq!(
+            limits.ulimits,
+            [docker("nofile=512:1024"), docker("core=0:-1")]
+        );
+        assert_eq!(limits.guest_limits().rlimits, [nofile, core]);
+        assert_eq!(limits.guest_limits().pids_max, None);
+    }
+
+    #[test]
+    fn a_soft_limit_above_the_hard_one_is_refused() {
+        let p: Process = serde_json::from_str(
+            r#"{"cwd": "/", "args": ["true"], "user": {"uid": 0, "gid": 0},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 1024}]}"#,
+        )
+        .unwrap();
+        let err = process(&p, &log()).unwrap_err().to_string();
+        assert!(
+            err.contains("soft limit 2048 above hard limit 1024"),
+            "{err}"
+        );
     }
 }
