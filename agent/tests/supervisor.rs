@@ -188,7 +188,7 @@ fn a_process_sets_its_own_rlimits_after_the_containers() {
     }
     let (client, handle) = agent();
     let limit = |soft, hard| Rlimit {
-        resource: libc::RLIMIT_NOFILE as u32,
+        resource: libc::RLIMIT_NOFILE,
         soft,
         hard,
     };

@@ -2,12 +2,13 @@
 # The OCI runtime's VM column (docs/oci-runtime.md) in the nested KVM rig (natively on a
 # VT-x/AMD-V host), as root, as containerd runs on a Kubernetes node: a containerd started here
 # (its own root, state and socket under a temporary directory) runs busybox tasks with
-# `ctr run --runc-binary nook-runtime-vm` (run, task exec, task kill, task delete), and podman
-# with `--runtime nook-runtime-vm` runs `busybox echo hi` and exits 0, 3 and 137; a bundle's
-# process rlimits and additionalGids (of `run` and of an `exec`'s process.json, and podman's
-# `--ulimit` and `--group-add`) hold inside the guest. Each container
-# is a microVM whose root is the bundle's rootfs shared through virtio-fs. Then the same task
-# through containerd against `nook run --isolation=vm`, alternated (the issue's bench).
+# `ctr run --runc-binary nook-runtime-vm` (run, task exec, task kill, task delete); a bundle's
+# process rlimits and additionalGids hold inside the guest, for `run` and for an exec's
+# process.json; podman with `--runtime nook-runtime-vm` runs `busybox echo hi`, exits 0, 3 and
+# 137, and its `--ulimit` and `--group-add` hold inside. Each container is a microVM whose root
+# is the bundle's rootfs shared through virtio-fs. Then the same task through containerd against
+# `nook run --isolation=vm` and against containerd with runc, alternated (the issue's bench),
+# with nook-runtime's calls timed by verb.
 #
 # Environment: NOOK_KERNEL (default: guest-kernel/build.sh), NOOK_VIRTIOFSD, OCI_VM_ROUNDS
 # (bench rounds, default 2).
@@ -34,6 +35,10 @@ XDG_RUNTIME_DIR=$base/run"
     printf '#!/bin/sh\nexport %s\nexec %s "$@"\n' "$env" "$WORK/bin/nook-runtime-vm" >"$base/nook-runtime-vm"
     chmod 755 "$base/nook-runtime-vm"
     local runtime=$base/nook-runtime-vm
+    # For the bench, the same with each call's verb and duration (ms) written down.
+    printf '#!/bin/sh\nexport %s\ns=$(date +%%s%%N)\n%s "$@"\nrc=$?\necho "$(( ($(date +%%s%%N) - s) / 1000000 )) $*" >>%s\nexit $rc\n' \
+        "$env" "$WORK/bin/nook-runtime-vm" "$base/calls" >"$base/nook-runtime-vm-timed"
+    chmod 755 "$base/nook-runtime-vm-timed"
 
     local d=$base/ctd
     cat >"$d/config.toml" <<EOF
@@ -150,11 +155,12 @@ EOF
     has_groups "$out" 1001 20
     case " ${out#*groups: } " in *" 4242 "*) vm_die "the exec kept the first process's groups: $out" ;; esac
     rt exec limits2 touch /tmp/done
+    stopped() { [[ $(rt state limits2) == *'"stopped"'* ]]; }
     for i in $(seq 150); do
-        rt state limits2 | grep -q '"stopped"' && break
+        stopped && break
         sleep 0.2
     done
-    rt state limits2 | grep -q '"stopped"' || vm_die "the bundle's container did not stop"
+    stopped || vm_die "the bundle's container did not stop: $(rt state limits2)"
     rt delete limits2
     vm_log "bundle: exec's own rlimits, additionalGids and user: $out"
 
@@ -200,17 +206,26 @@ EOF
             timeout -k 10 300 "$WORK/bin/nook" "$@"
     }
     nook image default >/dev/null
-    local via_ctd=() via_nook=()
+    # containerd's own share: the same task with runc (namespaces, no VM).
+    local via_ctd=() via_nook=() via_runc=() verb
     for i in $(seq "${OCI_VM_ROUNDS:-2}"); do
         t0=$(date +%s%N)
-        ctr run --rm --runc-binary "$runtime" "$image" "b$i" true
+        ctr run --rm --runc-binary "$base/nook-runtime-vm-timed" "$image" "b$i" true
         via_ctd+=("$(ms "$t0")")
         t0=$(date +%s%N)
         nook run --rm --isolation vm --boot cold busybox true
         via_nook+=("$(ms "$t0")")
+        t0=$(date +%s%N)
+        ctr run --rm --runc-binary "$(command -v runc)" "$image" "r$i" true
+        via_runc+=("$(ms "$t0")")
     done
     vm_log "bench: ctr run --rm busybox true (VM column): ${via_ctd[*]} ms"
     vm_log "bench: nook run --rm --isolation vm --boot cold busybox true: ${via_nook[*]} ms"
+    vm_log "bench: ctr run --rm busybox true with runc: ${via_runc[*]} ms"
+    # Where the VM column's time went: nook-runtime's calls by verb, ms each, all rounds.
+    for verb in create start state kill delete; do
+        vm_log "bench: nook-runtime $verb: $(awk -v v="$verb" '{for (i = 2; i <= NF; i++) if ($i == v) {printf "%s ", $1; break}}' "$base/calls")ms"
+    done
     vm_log "ok (in the rig)"
 }
 
