@@ -427,6 +427,9 @@ pub enum HostMessage {
     /// pool with `seed` (no two restores of one checkpoint share it), set the clock to
     /// `realtime_ns`, then answer [`crate::protocol::SYNC`] and `Ready` as at boot.
     Resume { seed: Vec<u8>, realtime_ns: u64 },
+    /// `nook stats`: answer with one `Usage` on this stream (a fresh one), read from the
+    /// guest's counters at once; the container's streams flow on meanwhile.
+    Stats,
 }
 
 const K_START: u8 = 0x01;
@@ -442,6 +445,7 @@ const K_COPY_IN: u8 = 0x0a;
 const K_COPY_DATA_IN: u8 = 0x0b;
 const K_COPY_END_IN: u8 = 0x0c;
 const K_MOUNT: u8 = 0x0d;
+const K_STATS: u8 = 0x0e;
 const K_CHECKPOINT: u8 = 0x20;
 const K_RESUME: u8 = 0x21;
 
@@ -457,6 +461,7 @@ const K_OOM: u8 = 0x8f;
 const K_COPY_SOURCE: u8 = 0x89;
 const K_COPY_DATA: u8 = 0x8a;
 const K_COPY_END: u8 = 0x8b;
+const K_USAGE: u8 = 0x8c;
 const K_PAUSED: u8 = 0xa0;
 
 fn encode_info(info: &CopyInfo, out: &mut BodyWriter) {
@@ -544,6 +549,7 @@ impl sealed::Body for HostMessage {
             HostMessage::Mount(_) => K_MOUNT,
             HostMessage::Checkpoint => K_CHECKPOINT,
             HostMessage::Resume { .. } => K_RESUME,
+            HostMessage::Stats => K_STATS,
         }
     }
 
@@ -596,7 +602,8 @@ impl sealed::Body for HostMessage {
             | HostMessage::StreamUpper
             | HostMessage::Shutdown
             | HostMessage::CopyEnd
-            | HostMessage::Checkpoint => {}
+            | HostMessage::Checkpoint
+            | HostMessage::Stats => {}
         }
     }
 
@@ -654,6 +661,7 @@ impl sealed::Body for HostMessage {
             K_COPY_END_IN => HostMessage::CopyEnd,
             K_MOUNT => HostMessage::Mount(decode_mounts(&mut r)?),
             K_CHECKPOINT => HostMessage::Checkpoint,
+            K_STATS => HostMessage::Stats,
             K_RESUME => HostMessage::Resume {
                 realtime_ns: r.u64("realtime_ns")?,
                 seed: r.rest().to_vec(),
@@ -698,6 +706,31 @@ pub enum GuestMessage {
     /// is the main process's stream (0: none), `next_stream` one past the highest stream in
     /// use, so that a host resuming the guest picks no stream a process still has.
     Paused { main: u32, next_stream: u32 },
+    /// Answer to `Stats`: what the guest consumes now.
+    Usage(GuestUsage),
+}
+
+/// The guest's counters, as `nook stats` shows them: the guest is the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GuestUsage {
+    /// `CLOCK_BOOTTIME` when read, nanoseconds: the clock the CPU time is measured against.
+    pub clock_ns: u64,
+    /// CPU time the guest spent not idle (user, nice, system, irq, softirq: not idle, iowait
+    /// or steal) since it booted, summed over its vCPUs, nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use: `MemTotal - MemAvailable` of /proc/meminfo, bytes.
+    pub memory: u64,
+    /// The guest's memory (`MemTotal`), bytes.
+    pub memory_total: u64,
+    /// Tasks (threads) of the container's processes: every one but the agent's and the
+    /// kernel's.
+    pub pids: u64,
+    /// Bytes read from and written to the guest's disks (/proc/diskstats, whole disks).
+    pub block_read: u64,
+    pub block_write: u64,
+    /// Bytes received and sent on the guest's network interfaces, loopback aside.
+    pub net_rx: u64,
+    pub net_tx: u64,
 }
 
 impl sealed::Body for GuestMessage {
@@ -716,6 +749,7 @@ impl sealed::Body for GuestMessage {
             GuestMessage::CopyData(_) => K_COPY_DATA,
             GuestMessage::CopyEnd { .. } => K_COPY_END,
             GuestMessage::Paused { .. } => K_PAUSED,
+            GuestMessage::Usage(_) => K_USAGE,
         }
     }
 
@@ -749,6 +783,21 @@ impl sealed::Body for GuestMessage {
             GuestMessage::Paused { main, next_stream } => {
                 out.u32(*main);
                 out.u32(*next_stream);
+            }
+            GuestMessage::Usage(u) => {
+                for v in [
+                    u.clock_ns,
+                    u.cpu_ns,
+                    u.memory,
+                    u.memory_total,
+                    u.pids,
+                    u.block_read,
+                    u.block_write,
+                    u.net_rx,
+                    u.net_tx,
+                ] {
+                    out.u64(v);
+                }
             }
         }
     }
@@ -798,6 +847,17 @@ impl sealed::Body for GuestMessage {
                 main: r.u32("main")?,
                 next_stream: r.u32("next_stream")?,
             },
+            K_USAGE => GuestMessage::Usage(GuestUsage {
+                clock_ns: r.u64("clock_ns")?,
+                cpu_ns: r.u64("cpu_ns")?,
+                memory: r.u64("memory")?,
+                memory_total: r.u64("memory_total")?,
+                pids: r.u64("pids")?,
+                block_read: r.u64("block_read")?,
+                block_write: r.u64("block_write")?,
+                net_rx: r.u64("net_rx")?,
+                net_tx: r.u64("net_tx")?,
+            }),
             other => return Err(DecodeError::UnknownKind { kind: other }),
         };
         r.finish()?;

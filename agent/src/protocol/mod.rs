@@ -28,7 +28,7 @@ pub use frame::{
 };
 pub use messages::{
     BootTimes, ErrorKind, ExitStatus, GuestLimits, GuestMessage, GuestMount, GuestSecurity,
-    HostMessage, Message, ProcessSpec, Rlimit, StartSpec,
+    GuestUsage, HostMessage, Message, ProcessSpec, Rlimit, StartSpec,
 };
 
 /// The protocol version the guest announces in `Ready`; the host refuses any other.
@@ -41,7 +41,8 @@ pub use messages::{
 /// 8: `Start` carries the security options (capabilities, no_new_privs, seccomp filters).
 /// 9: a process carries supplementary groups and rlimits of its own (OCI's `additionalGids`
 ///    and an exec's `rlimits`).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// 10: `Stats` and `Usage` (`nook stats` of a VM container: the guest's own counters).
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

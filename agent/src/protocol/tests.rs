@@ -101,6 +101,7 @@ fn host_samples() -> Vec<HostMessage> {
             seed: vec![7; 64],
             realtime_ns: 1_800_000_000_000_000_000,
         },
+        HostMessage::Stats,
     ]
 }
 
@@ -158,6 +159,18 @@ fn guest_samples() -> Vec<GuestMessage> {
             main: 1,
             next_stream: 9,
         },
+        GuestMessage::Usage(GuestUsage {
+            clock_ns: 5_000_000_000,
+            cpu_ns: 2_500_000_000,
+            memory: 67 << 20,
+            memory_total: 239 << 20,
+            pids: 3,
+            block_read: 1 << 30,
+            block_write: 4096,
+            net_rx: 1500,
+            net_tx: u64::MAX,
+        }),
+        GuestMessage::Usage(GuestUsage::default()),
     ]
 }
 

@@ -14,6 +14,7 @@ mod process;
 mod pty;
 mod security;
 pub(crate) mod sys;
+mod usage;
 
 use std::fs::File;
 use std::io;
@@ -542,6 +543,10 @@ impl Supervisor<'_> {
                     ErrorKind::InvalidState,
                     "Resume is only answered after Checkpoint".into(),
                 )?;
+                Ok(None)
+            }
+            HostMessage::Stats => {
+                self.send(stream, &GuestMessage::Usage(usage::now()))?;
                 Ok(None)
             }
             HostMessage::Mount(mounts) => {
