@@ -29,7 +29,12 @@
 #   --privileged can mount a tmpfs;
 # - --cpus 0.5 and a busy loop in the guest: the VMM is in the container's cgroup on the host
 #   (cpu.max 50000 100000, memory.max the VM's RAM plus 128 MiB), its host CPU time over 10 s
-#   between 4 and 6 s, nook stats shows it; update of a running VM is refused with the reason;
+#   between 4 and 6 s; update of a running VM is refused with the reason;
+# - nook stats --no-stream --format json of a VM container is the guest's view through its
+#   agent, the VMM's beside it: the busy loop's CPU is non-zero in the guest (CPUPerc) and on the
+#   host (HostCPUPerc); a process that allocates 64 MiB raises MemUsage by 64 MiB (within 10%)
+#   above the same guest's idle figure, against the guest's memory (MemTotal, under the VM's
+#   size) as the limit; PIDs counts the container's processes; BLOCK I/O the guest's disk reads;
 # - the cost: `run --rm busybox true` with and without --memory 256m --pids-limit 256 (medians of
 #   seven interleaved rounds; only a gross regression fails, TCG timing being what it is).
 #
@@ -89,6 +94,14 @@ mib() {
     awk -v s="$1" 'BEGIN {
         n = s + 0; u = s; sub(/^[0-9.]+/, "", u)
         f = (u == "GiB") ? 1024 : (u == "MiB") ? 1 : (u == "KiB") ? 1 / 1024 : 1 / 1048576
+        printf "%d\n", n * f }'
+}
+
+# kib "100.5MiB": the size in KiB (integer).
+kib() {
+    awk -v s="$1" 'BEGIN {
+        n = s + 0; u = s; sub(/^[0-9.]+/, "", u)
+        f = (u == "GiB") ? 1048576 : (u == "MiB") ? 1024 : (u == "KiB") ? 1 : 1 / 1024
         printf "%d\n", n * f }'
 }
 
@@ -355,10 +368,12 @@ JSON
     used=$(cpu_per_10s "$cg")
     log "  the VMM's host CPU time over 10 s of wall time: ${used} us"
     check_half "the VMM under --cpus 0.5" "$used" "$base"
+    out=$(nook stats --no-stream --format json vm-busy)
+    log "  nook stats: $out"
     cpu=$(stats_field vm-busy CPUPerc)
-    usage=$(stats_field vm-busy MemUsage)
-    log "  nook stats: CPU $cpu, MemUsage $usage"
-    [ "${cpu%%.*}" -ge 10 ] || die "nook stats reports CPU $cpu for a VM's busy loop"
+    [ "${cpu%%.*}" -ge 10 ] || die "nook stats reports the guest's CPU $cpu for a busy loop"
+    cpu=$(stats_field vm-busy HostCPUPerc)
+    [ "${cpu%%.*}" -ge 10 ] || die "nook stats reports the VMM's host CPU $cpu for a busy loop"
     set +e
     out=$(nook update --memory 128m vm-busy 2>&1)
     rc=$?
@@ -367,6 +382,35 @@ JSON
     grep -q "fixed at boot" <<<"$out" || die "update of a running VM: $out"
     nook rm -f vm-busy vm-oom vm-fine >/dev/null
     [ ! -e "$cg" ] || die "$cg is left after the VM ended"
+
+    log "VM column: nook stats, the guest's memory through its agent"
+    # The process allocates once the test has the idle figure of the same guest.
+    vm -d --name vm-mem alloc:1 \
+        sh -c 'while [ ! -e /go ]; do sleep 0.2; done; exec /alloc 64 600' >/dev/null
+    sleep 5
+    local idle held limit pids block host_idle host_held
+    usage=$(stats_field vm-mem MemUsage)
+    idle=$(kib "${usage%% *}")
+    limit=$(kib "${usage##* }")
+    host_idle=$(kib "$(stats_field vm-mem HostMemUsage)")
+    pids=$(stats_field vm-mem PIDs)
+    block=$(stats_field vm-mem BlockIO)
+    log "  idle: MemUsage $usage, PIDs $pids, BlockIO $block, HostMemUsage ${host_idle} KiB"
+    # The guest's MemTotal: the VM's 256 MiB less what its kernel keeps for itself.
+    [ "$limit" -gt $((128 * 1024)) ] && [ "$limit" -lt $((256 * 1024)) ] ||
+        die "the limit is not the guest's memory: $usage"
+    [ "$pids" -ge 1 ] && [ "$pids" -le 4 ] || die "PIDs of a guest running one shell: $pids"
+    [ "${block%% *}" != 0B ] || die "no disk read counted in the guest: $block"
+    nook exec vm-mem touch /go
+    wait_log vm-mem "allocated 64 MiB"
+    sleep 2
+    usage=$(stats_field vm-mem MemUsage)
+    held=$(kib "${usage%% *}")
+    host_held=$(kib "$(stats_field vm-mem HostMemUsage)")
+    log "  64 MiB held: MemUsage $usage, $(((held - idle) / 1024)) MiB over idle; the VMM on the host: $(((host_held - host_idle) / 1024)) MiB over idle"
+    [ $((held - idle)) -ge $((64 * 1024 * 9 / 10)) ] && [ $((held - idle)) -le $((64 * 1024 * 11 / 10)) ] ||
+        die "stats shows $((held - idle)) KiB over idle for 64 MiB allocated in the guest"
+    nook rm -f vm-mem >/dev/null
 
     log "the cost of limits: run --rm busybox true, with and without --memory 256m --pids-limit 256"
     local i t0 plain=() limited=()

@@ -1,7 +1,9 @@
 //! `nook stats [--no-stream] [--format F] [-a] [CONTAINER...]`: what running containers
 //! consume, docker's columns (CPU %, MEM USAGE / LIMIT, MEM %, NET I/O, BLOCK I/O, PIDS), read
-//! from each container's cgroup, or from /proc when it has none (a VM: its VMM process, as the
-//! host sees it). CPU % is measured over one second between two readings.
+//! from each container's cgroup, or from /proc when it has none. A VM container's columns are
+//! the guest's own counters, read by its agent; the VMM's as the host sees them (its cgroup, or
+//! its process) are the `HostCPUPerc` and `HostMemUsage` fields of `--format`. CPU % is
+//! measured over one second between two readings.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use serde_json::{json, Value};
 
 use nook::container::state::Status;
 use nook::container::store::Container;
-use nook::isolation::limits::stats::{cpu_percent, Sample};
+use nook::isolation::limits::stats::{cpu_percent, host_cpu_percent, Sample};
 
 use super::format::{self, Format};
 use super::{emit, Context};
@@ -39,7 +41,10 @@ fn sample(c: &Container) -> Option<Sample> {
     let Status::Running { init, cgroup, .. } = c.status() else {
         return None;
     };
-    c.config.isolation.sample(init.pid, cgroup.as_deref()).ok()
+    c.config
+        .isolation
+        .sample(c.id(), init.pid, cgroup.as_deref())
+        .ok()
 }
 
 /// docker's binary sizes for memory (`units.BytesSize`): 4 significant digits.
@@ -80,6 +85,10 @@ fn trim(fixed: &str, digits: usize) -> String {
 }
 
 fn row(c: &Container, before: Option<Sample>, after: Option<Sample>, no_trunc: bool) -> Value {
+    let host = match (&before, &after) {
+        (Some(b), Some(a)) => host_cpu_percent(b, a).zip(a.host),
+        _ => None,
+    };
     let id = if no_trunc {
         c.id().to_string()
     } else {
@@ -107,7 +116,7 @@ fn row(c: &Container, before: Option<Sample>, after: Option<Sample>, no_trunc: b
             "0".into(),
         ),
     };
-    json!({
+    let mut row = json!({
         "BlockIO": block,
         "CPUPerc": cpu,
         "Container": id,
@@ -117,7 +126,12 @@ fn row(c: &Container, before: Option<Sample>, after: Option<Sample>, no_trunc: b
         "Name": if c.name().is_empty() { dash() } else { c.name().to_string() },
         "NetIO": net,
         "PIDs": pids,
-    })
+    });
+    if let Some((cpu, usage)) = host {
+        row["HostCPUPerc"] = format!("{cpu:.2}%").into();
+        row["HostMemUsage"] = binary(usage.memory).into();
+    }
+    row
 }
 
 fn render(rows: &[Value], format: &Format) -> anyhow::Result<String> {

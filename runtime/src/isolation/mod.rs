@@ -340,27 +340,38 @@ impl Isolation {
         }
     }
 
-    /// What the running container whose first process (or VMM) is `host_pid` consumes;
-    /// `cgroup` is its own cgroup, if it has one.
+    /// What the running container `id` whose first process (or VMM) is `host_pid` consumes;
+    /// `cgroup` is its own cgroup, if it has one. A VM's figures are the guest's, asked of its
+    /// agent through the container's monitor, with the VMM's beside them; when the agent cannot
+    /// be asked, the VMM's alone, its memory against the VM's size.
     pub fn sample(
         &self,
+        id: &str,
         host_pid: i32,
         cgroup: Option<&Path>,
     ) -> Result<limits::stats::Sample, IsolationError> {
+        let cgroup = cgroup
+            .filter(|cg| cg.exists())
+            .map(limits::cgroup::Cgroup::at);
         match (self, cgroup) {
-            (_, Some(cg)) if cg.exists() => Ok(limits::stats::from_cgroup(
-                &limits::cgroup::Cgroup::at(cg),
-                host_pid,
-            )),
-            (Isolation::Container(_), _) => Ok(limits::stats::from_procs(
+            (Isolation::Container(_), Some(cg)) => Ok(limits::stats::from_cgroup(&cg, host_pid)),
+            (Isolation::Container(_), None) => Ok(limits::stats::from_procs(
                 &namespace::procs::processes(host_pid)?,
                 host_pid,
             )),
-            // The host's view: the VMM process, its memory against the VM's size.
-            (Isolation::Vm(m), _) => {
-                let mut s = limits::stats::from_procs(&[host_pid], 0);
-                s.memory_limit = u64::from(m.settings.memory_mib) << 20;
-                Ok(s)
+            (Isolation::Vm(m), cg) => {
+                let mut host = match cg {
+                    Some(cg) => limits::stats::from_cgroup(&cg, 0),
+                    None => limits::stats::from_procs(&[host_pid], 0),
+                };
+                host.memory_limit = u64::from(m.settings.memory_mib) << 20;
+                let guest = vm::control_path(&crate::paths::ProcessEnv, id)
+                    .ok()
+                    .and_then(|p| vm::control::client::stats(&p).ok());
+                Ok(match guest {
+                    Some(usage) => limits::stats::from_guest(&usage, &host),
+                    None => host,
+                })
             }
         }
     }

@@ -1,6 +1,7 @@
 //! What a running container consumes, as `nook stats` shows it: read from its cgroup when it has
 //! one, else summed over its processes from /proc (no memory limit then but the host's memory,
-//! and block I/O only of the processes the user may read).
+//! and block I/O only of the processes the user may read). A VM container's figures are the
+//! guest's own, read by its agent ([`from_guest`]), with the VMM's as the host sees them beside.
 
 use std::path::Path;
 use std::time::Instant;
@@ -22,6 +23,39 @@ pub struct Sample {
     pub block_read: u64,
     pub block_write: u64,
     pub pids: u64,
+    /// The clock `cpu_ns` is measured against when it is not this host's (a VM's: the guest's
+    /// boot-time clock), nanoseconds; none: `at`.
+    pub clock_ns: Option<u64>,
+    /// A VM container's VMM (with its helpers when they share its cgroup) as the host sees it.
+    pub host: Option<HostUsage>,
+}
+
+/// What the host gives a VM: CPU time and memory of its VMM process, or of its cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostUsage {
+    pub cpu_ns: u64,
+    pub memory: u64,
+}
+
+/// A VM container's sample: the guest's counters (`usage`, from its agent), and `host`, the
+/// VMM's sample as the host sees it.
+pub fn from_guest(usage: &nook_agent::protocol::GuestUsage, host: &Sample) -> Sample {
+    Sample {
+        at: Instant::now(),
+        cpu_ns: usage.cpu_ns,
+        memory: usage.memory,
+        memory_limit: usage.memory_total,
+        net_rx: usage.net_rx,
+        net_tx: usage.net_tx,
+        block_read: usage.block_read,
+        block_write: usage.block_write,
+        pids: usage.pids,
+        clock_ns: Some(usage.clock_ns),
+        host: Some(HostUsage {
+            cpu_ns: host.cpu_ns,
+            memory: host.memory,
+        }),
+    }
 }
 
 /// The host's memory (`MemTotal`), bytes.
@@ -61,6 +95,8 @@ pub fn from_cgroup(cgroup: &Cgroup, init: i32) -> Sample {
         block_read,
         block_write,
         pids: cgroup.value("pids.current").unwrap_or(0),
+        clock_ns: None,
+        host: None,
     }
 }
 
@@ -100,16 +136,33 @@ pub fn from_procs(pids: &[i32], init: i32) -> Sample {
         block_read: read,
         block_write: write,
         pids: pids.len() as u64,
+        clock_ns: None,
+        host: None,
     }
 }
 
-/// CPU use between two samples, in percent of one CPU (docker's CPU %).
+/// CPU use between two samples, in percent of one CPU (docker's CPU %), measured against the
+/// samples' own clock (a guest's, for a VM).
 pub fn cpu_percent(before: &Sample, after: &Sample) -> f64 {
+    let wall = match (before.clock_ns, after.clock_ns) {
+        (Some(b), Some(a)) => a.saturating_sub(b) as f64,
+        _ => after.at.duration_since(before.at).as_nanos() as f64,
+    };
+    percent(before.cpu_ns, after.cpu_ns, wall)
+}
+
+/// A VM's host CPU use between two samples, in percent of one host CPU.
+pub fn host_cpu_percent(before: &Sample, after: &Sample) -> Option<f64> {
+    let (b, a) = (before.host?, after.host?);
     let wall = after.at.duration_since(before.at).as_nanos() as f64;
-    if wall <= 0.0 {
+    Some(percent(b.cpu_ns, a.cpu_ns, wall))
+}
+
+fn percent(before_ns: u64, after_ns: u64, wall_ns: f64) -> f64 {
+    if wall_ns <= 0.0 {
         return 0.0;
     }
-    after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / wall * 100.0
+    after_ns.saturating_sub(before_ns) as f64 / wall_ns * 100.0
 }
 
 /// Bytes read and written, summed over the devices of an `io.stat`.
@@ -223,5 +276,26 @@ mod tests {
         assert!(b.cpu_ns >= a.cpu_ns);
         assert!(cpu_percent(&a, &b) >= 0.0);
         assert!(host_memory() > 0);
+    }
+
+    #[test]
+    fn a_guests_cpu_is_measured_against_its_own_clock() {
+        let vmm = from_procs(&[std::process::id() as i32], 0);
+        let usage = |clock_ns, cpu_ns| nook_agent::protocol::GuestUsage {
+            clock_ns,
+            cpu_ns,
+            memory: 64 << 20,
+            memory_total: 240 << 20,
+            pids: 2,
+            ..Default::default()
+        };
+        let a = from_guest(&usage(10_000_000_000, 3_000_000_000), &vmm);
+        // 1.5 s of CPU over 2 s of the guest's clock, however long the host took to ask.
+        let b = from_guest(&usage(12_000_000_000, 4_500_000_000), &vmm);
+        assert!((cpu_percent(&a, &b) - 75.0).abs() < 1e-9);
+        assert_eq!((b.memory, b.memory_limit, b.pids), (64 << 20, 240 << 20, 2));
+        assert_eq!(b.host.map(|h| h.memory), Some(vmm.memory));
+        assert!(host_cpu_percent(&a, &b).is_some());
+        assert!(host_cpu_percent(&vmm, &b).is_none());
     }
 }

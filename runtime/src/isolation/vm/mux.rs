@@ -214,7 +214,10 @@ impl Mux {
 fn is_last(msg: &GuestMessage) -> bool {
     matches!(
         msg,
-        GuestMessage::Exit(_) | GuestMessage::LayerEnd { .. } | GuestMessage::CopyEnd { .. }
+        GuestMessage::Exit(_)
+            | GuestMessage::LayerEnd { .. }
+            | GuestMessage::CopyEnd { .. }
+            | GuestMessage::Usage(_)
     )
 }
 

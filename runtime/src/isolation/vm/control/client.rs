@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use nook_agent::copy::CopyInfo;
 use nook_agent::protocol::{
-    ExitStatus, FrameReader, FrameWriter, GuestMessage, HostMessage, ProcessSpec, MAX_DATA_CHUNK,
+    ExitStatus, FrameReader, FrameWriter, GuestMessage, GuestUsage, HostMessage, ProcessSpec,
+    MAX_DATA_CHUNK,
 };
 
 use super::{ControlError, REQUEST_STREAM, REQUEST_TIMEOUT, WRITE_TIMEOUT};
@@ -89,6 +90,25 @@ pub fn checkpoint(path: &Path) -> Result<(u32, u32), ControlError> {
     conn.send(0, &HostMessage::Checkpoint)?;
     match conn.next("the VM was paused for the checkpoint")? {
         GuestMessage::Paused { main, next_stream } => Ok((main, next_stream)),
+        GuestMessage::Error { message, .. } => Err(ControlError::Agent { message }),
+        other => Err(ControlError::Unexpected {
+            got: format!("{other:?}"),
+        }),
+    }
+}
+
+/// The guest's counters (`nook stats`), read by its agent now.
+pub fn stats(path: &Path) -> Result<GuestUsage, ControlError> {
+    stats_over(Conn::open(path)?)
+}
+
+fn stats_over(mut conn: Conn) -> Result<GuestUsage, ControlError> {
+    conn.stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(ControlError::Io)?;
+    conn.send(REQUEST_STREAM, &HostMessage::Stats)?;
+    match conn.next("the guest's counters were sent")? {
+        GuestMessage::Usage(usage) => Ok(usage),
         GuestMessage::Error { message, .. } => Err(ControlError::Agent { message }),
         other => Err(ControlError::Unexpected {
             got: format!("{other:?}"),
@@ -461,5 +481,9 @@ pub(super) mod over {
 
     pub fn exec(s: UnixStream, spec: ProcessSpec) -> Result<ExecSession, ControlError> {
         exec_over(Conn::over(s)?, spec)
+    }
+
+    pub fn stats(s: UnixStream) -> Result<GuestUsage, ControlError> {
+        stats_over(Conn::over(s)?)
     }
 }

@@ -16,6 +16,7 @@
 //! | `StreamUpper` on stream 1 | the writable layer as an OCI layer tar | `LayerData`..., `LayerEnd` or `Error` on stream 1 |
 //! | `CopyOut` on stream 1 | `nook cp CONTAINER:SRC`: the source as a tar | `CopySource`, `CopyData`..., `CopyEnd` or `Error` on stream 1 |
 //! | `CopyIn` on stream 1; then `CopyData`..., `CopyEnd` on stream 1 | `nook cp ... CONTAINER:DST`: a tar into the container | `CopyEnd` or `Error` on stream 1 |
+//! | `Stats` on stream 1 | `nook stats`: the guest's counters | `Usage` or `Error` on stream 1 |
 //!
 //! Anything else is answered with an `Error` and the connection is closed. The monitor maps
 //! stream 1 of each connection to a fresh stream of the agent connection.

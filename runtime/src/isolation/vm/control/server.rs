@@ -251,6 +251,24 @@ pub fn serve(conn: UnixStream, mux: &Mux) -> io::Result<()> {
             mux.forget(stream);
             Ok(())
         }
+        (REQUEST_STREAM, HostMessage::Stats) => {
+            let Some((stream, frames)) = open_request(mux, &writer, HostMessage::Stats)? else {
+                return Ok(());
+            };
+            // One frame answers; the agent reads its counters between two of the container's
+            // frames, at once.
+            let answer = frames.recv_timeout(REQUEST_TIMEOUT);
+            mux.forget(stream);
+            match answer {
+                Ok(frame) => send(&writer, REQUEST_STREAM, &frame.message),
+                Err(_) => refuse(
+                    &writer,
+                    REQUEST_STREAM,
+                    ErrorKind::Internal,
+                    "the guest agent did not answer the stats request".into(),
+                ),
+            }
+        }
         (REQUEST_STREAM, request @ HostMessage::CopyIn { .. }) => {
             let Some((stream, frames)) = open_request(mux, &writer, request)? else {
                 return Ok(());

@@ -194,6 +194,40 @@ fn upper_layer_streams_as_a_tar() {
 }
 
 #[test]
+fn stats_are_answered_while_the_main_process_streams() {
+    if !in_user_namespace(
+        "isolation::vm::control::tests::stats_are_answered_while_the_main_process_streams",
+    ) {
+        return;
+    }
+    let g = guest(
+        "i=0; while [ $i -lt 20000 ]; do echo $i; i=$((i+1)); done; exit 3",
+        None,
+    );
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        samples.push(over::stats(connect(&g.mux)).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (result, out) = g.main.join().unwrap();
+    // Every line arrived, in order, around the stats requests.
+    assert_eq!(result.status.code, 3);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 20000);
+    assert!(lines.iter().enumerate().all(|(i, l)| *l == i.to_string()));
+    for pair in samples.windows(2) {
+        assert!(pair[1].clock_ns > pair[0].clock_ns);
+        assert!(pair[1].cpu_ns >= pair[0].cpu_ns);
+    }
+    let last = samples.last().unwrap();
+    assert!(
+        last.memory > 0 && last.memory <= last.memory_total,
+        "{last:?}"
+    );
+    assert!(last.pids >= 1, "{last:?}");
+}
+
+#[test]
 fn a_request_that_opens_nothing_is_refused() {
     if !in_user_namespace("isolation::vm::control::tests::a_request_that_opens_nothing_is_refused")
     {
