@@ -31,8 +31,10 @@ pub struct Sample {
 }
 
 /// What the host gives a VM: CPU time and memory of its VMM process, or of its cgroup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct HostUsage {
+    /// When the host's counters were read (the guest's may be read much later).
+    pub at: Instant,
     pub cpu_ns: u64,
     pub memory: u64,
 }
@@ -52,6 +54,7 @@ pub fn from_guest(usage: &nook_agent::protocol::GuestUsage, host: &Sample) -> Sa
         pids: usage.pids,
         clock_ns: Some(usage.clock_ns),
         host: Some(HostUsage {
+            at: host.at,
             cpu_ns: host.cpu_ns,
             memory: host.memory,
         }),
@@ -154,7 +157,7 @@ pub fn cpu_percent(before: &Sample, after: &Sample) -> f64 {
 /// A VM's host CPU use between two samples, in percent of one host CPU.
 pub fn host_cpu_percent(before: &Sample, after: &Sample) -> Option<f64> {
     let (b, a) = (before.host?, after.host?);
-    let wall = after.at.duration_since(before.at).as_nanos() as f64;
+    let wall = a.at.duration_since(b.at).as_nanos() as f64;
     Some(percent(b.cpu_ns, a.cpu_ns, wall))
 }
 

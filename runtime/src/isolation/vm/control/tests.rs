@@ -200,8 +200,14 @@ fn stats_are_answered_while_the_main_process_streams() {
     ) {
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let stop = dir.path().join("stop");
+    // Output streams until the requests are done.
     let g = guest(
-        "i=0; while [ $i -lt 20000 ]; do echo $i; i=$((i+1)); done; exit 3",
+        &format!(
+            "i=0; while [ ! -e {} ]; do echo $i; i=$((i+1)); done; exit 3",
+            stop.display()
+        ),
         None,
     );
     let mut samples = Vec::new();
@@ -209,11 +215,12 @@ fn stats_are_answered_while_the_main_process_streams() {
         samples.push(over::stats(connect(&g.mux)).unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
+    std::fs::write(&stop, "").unwrap();
     let (result, out) = g.main.join().unwrap();
     // Every line arrived, in order, around the stats requests.
     assert_eq!(result.status.code, 3);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 20000);
+    assert!(lines.len() > 10, "{}", lines.len());
     assert!(lines.iter().enumerate().all(|(i, l)| *l == i.to_string()));
     for pair in samples.windows(2) {
         assert!(pair[1].clock_ns > pair[0].clock_ns);
