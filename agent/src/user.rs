@@ -74,6 +74,19 @@ fn open_in_root(root: &Path, rel: &str) -> io::Result<Option<File>> {
     }
 }
 
+/// The text of `path` beneath `root`, read as [`open_in_root`] opens it; none when missing.
+pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Option<String>> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    match open_in_root(root, &rel.to_string_lossy())? {
+        Some(mut f) => {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)?;
+            Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Reads a colon-separated database beneath `root`; a missing file is an empty database
 /// (scratch images).
 fn read_db(root: &Path, rel: &str) -> Result<String, UserError> {
@@ -192,6 +205,60 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, Us
         groups: supplementary,
         home: entry.map_or_else(|| "/".to_owned(), |e| e.home.clone()),
     })
+}
+
+/// The user `--userns=keep-id` adds to a container, as podman does: the caller's login name,
+/// uid, gid and home directory, in the container's /etc/passwd and /etc/group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepIdUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+impl KeepIdUser {
+    /// `passwd` with the user's entry (podman's: `name:*:uid:gid:name:home:/bin/sh`) added;
+    /// none when an entry has the uid already.
+    pub fn add_to_passwd(&self, passwd: &str) -> Option<String> {
+        if parse_passwd(passwd).iter().any(|e| e.uid == self.uid) {
+            return None;
+        }
+        let home = if self.home.is_empty() {
+            "/"
+        } else {
+            &self.home
+        };
+        Some(format!(
+            "{}{}:*:{}:{}:{}:{home}:/bin/sh\n",
+            with_newline(passwd),
+            self.name,
+            self.uid,
+            self.gid,
+            self.name
+        ))
+    }
+
+    /// `group` with the user's group (`name:x:gid:`) added; none when a group has the gid.
+    pub fn add_to_group(&self, group: &str) -> Option<String> {
+        if parse_group(group).iter().any(|g| g.gid == self.gid) {
+            return None;
+        }
+        Some(format!(
+            "{}{}:x:{}:\n",
+            with_newline(group),
+            self.name,
+            self.gid
+        ))
+    }
+}
+
+fn with_newline(text: &str) -> String {
+    if text.is_empty() || text.ends_with('\n') {
+        text.to_owned()
+    } else {
+        format!("{text}\n")
+    }
 }
 
 #[cfg(test)]
@@ -318,5 +385,36 @@ mod tests {
         fs::remove_file(dir.path().join("etc/passwd")).unwrap();
         link("/etc/real".into(), dir.path().join("etc/passwd")).unwrap();
         assert_eq!(resolve_user(dir.path(), "inside").unwrap().home, "/in");
+    }
+
+    #[test]
+    fn keep_id_adds_the_user_as_podman_does_unless_its_ids_exist() {
+        let user = KeepIdUser {
+            name: "alice".into(),
+            uid: 1000,
+            gid: 1001,
+            home: "/home/alice".into(),
+        };
+        let passwd = "root:x:0:0:root:/root:/bin/sh";
+        assert_eq!(
+            user.add_to_passwd(passwd).unwrap(),
+            "root:x:0:0:root:/root:/bin/sh\nalice:*:1000:1001:alice:/home/alice:/bin/sh\n"
+        );
+        assert_eq!(user.add_to_group("").unwrap(), "alice:x:1001:\n");
+        assert_eq!(user.add_to_passwd("bob:x:1000:5::/:/bin/sh\n"), None);
+        assert_eq!(user.add_to_group("staff:x:1001:\n"), None);
+        // Resolved by uid afterwards, with the home directory.
+        let added = user.add_to_passwd(passwd).unwrap();
+        let r = resolve("1000:1001", &added, "").unwrap();
+        assert_eq!((r.uid, r.gid, r.home.as_str()), (1000, 1001, "/home/alice"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/group"), "alice:x:1001:\n").unwrap();
+        std::os::unix::fs::symlink("/etc/group", dir.path().join("etc/passwd")).unwrap();
+        let read = |p: &str| read_in_root(dir.path(), Path::new(p)).unwrap();
+        assert_eq!(read("/etc/group").as_deref(), Some("alice:x:1001:\n"));
+        // A symlink resolves inside the root, never to the host's file.
+        assert_eq!(read("/etc/passwd").as_deref(), Some("alice:x:1001:\n"));
+        assert_eq!(read("/etc/shadow"), None);
     }
 }

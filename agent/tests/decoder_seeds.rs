@@ -40,6 +40,7 @@ fn seeds() -> Vec<Vec<u8>> {
             no_new_privs: true,
             seccomp: vec![vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f]],
         },
+        keep_id: None,
     });
     vec![
         Vec::new(),

@@ -185,6 +185,7 @@ impl Guest {
                 mounts: Vec::new(),
                 limits: Default::default(),
                 security: Default::default(),
+                keep_id: None,
             })
             .unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());

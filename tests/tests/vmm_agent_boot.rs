@@ -67,6 +67,7 @@ fn run_case(dir: &Path, vmm: &Path, vcpus: u8, memory_mib: u32) -> Result<(), St
         mounts: Vec::new(),
         limits: Default::default(),
         security: Default::default(),
+        keep_id: None,
     };
     let stream_id = client
         .start(spec)

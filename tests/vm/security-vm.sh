@@ -13,6 +13,9 @@
 #   container's own status and output, and nothing is left behind;
 # - hard links: the export of the busybox image's container holds tar hard-link entries and is
 #   about the size of the image, not one copy per link.
+# - --userns=keep-id: the process runs as the user's uid and gid in the guest, the user is in the
+#   guest's /etc/passwd, and a file it writes in a bind mount belongs to the user on the host
+#   (virtiofsd maps the guest's uid to the user); a bad mode exits 125.
 #
 # As root the user `nooktest` is created (as the other tests/vm scripts do); otherwise the calling
 # user runs nook. Environment: NOOK_KERNEL (default: guest-kernel/build.sh).
@@ -122,6 +125,29 @@ in_rig() {
     [ "$size" -lt $((20 * 1024 * 1024)) ] || die "export of busybox is $size bytes"
     log "  $links hard-link entries, $size bytes"
     nook rm links >/dev/null
+
+    log "--userns=keep-id in the guest"
+    local uid gid name
+    uid=$(id -u "$TEST_USER")
+    gid=$(id -g "$TEST_USER")
+    name=$(id -un "$TEST_USER")
+    mkdir "$BASE/share"
+    chown "$TEST_USER" "$BASE/share"
+    out=$(nook run --rm --userns=keep-id -v "$BASE/share:/share" busybox sh -c \
+        'id -u; id -g; grep "^$(id -un):" /etc/passwd; echo x >/share/made; stat -c "%u %g" /bin/busybox')
+    expect "keep-id: the guest's id -u, id -g, passwd entry and image owner" \
+        "$uid
+$gid
+$name:*:$uid:$gid:$name:$(getent passwd "$TEST_USER" | cut -d: -f6):/bin/sh
+0 0" "$out"
+    expect "keep-id: the owner on the host of a file written in a bind mount" \
+        "$uid $gid" "$(stat -c '%u %g' "$BASE/share/made")"
+    set +e
+    out=$(nook run --rm --userns=auto busybox true 2>&1)
+    rc=$?
+    set -e
+    expect "--userns=auto's status ($out)" 125 "$rc"
+    log "  uid $uid in the guest, in its passwd; the bind mount's file is $(stat -c %U "$BASE/share/made")'s"
     log "ok (in the rig)"
 }
 

@@ -40,6 +40,12 @@ pub trait MountOps {
     fn dir_in_root(&mut self, _path: &Path) -> io::Result<MountPoint> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
+    /// The text of the file `path` inside the current root, every symlink resolved inside it;
+    /// none when it does not exist. Only the guest's and the namespace column's set-ups need
+    /// it; other implementations refuse.
+    fn read_in_root(&mut self, _path: &Path) -> io::Result<Option<String>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 /// A directory found by [`MountOps::dir_in_root`]: a path naming exactly it (through its open
@@ -166,6 +172,10 @@ pub struct SysMounts;
 impl MountOps for SysMounts {
     fn mkdir_all(&mut self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
+    }
+
+    fn read_in_root(&mut self, path: &Path) -> io::Result<Option<String>> {
+        crate::user::read_in_root(Path::new("/"), path)
     }
 
     fn mount(

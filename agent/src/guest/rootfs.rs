@@ -293,6 +293,24 @@ impl<O: MountOps> ContainerSetup for GuestSetup<O> {
         if !spec.resolv_conf.is_empty() {
             self.bind_file("resolv.conf", &spec.resolv_conf, "/etc/resolv.conf")?;
         }
+        if let Some(user) = &spec.keep_id {
+            // podman's entries, bound over the image's files like /etc/hosts: nothing of them
+            // in the writable layer.
+            let mut read = |path: &str| {
+                self.ops
+                    .read_in_root(Path::new(path))
+                    .map(Option::unwrap_or_default)
+                    .map_err(|e| format!("cannot read {path}: {e}"))
+            };
+            let passwd = user.add_to_passwd(&read("/etc/passwd")?);
+            let group = user.add_to_group(&read("/etc/group")?);
+            if let Some(passwd) = passwd {
+                self.bind_file("passwd", &passwd, "/etc/passwd")?;
+            }
+            if let Some(group) = group {
+                self.bind_file("group", &group, "/etc/group")?;
+            }
+        }
         // Before the root turns read-only: missing mount points are made in the writable layer.
         for m in &spec.mounts {
             self.mount_fs(m)?;

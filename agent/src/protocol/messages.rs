@@ -45,6 +45,8 @@ pub struct StartSpec {
     pub limits: GuestLimits,
     /// Capabilities, no_new_privs and seccomp filters of the main process and every `Exec`.
     pub security: GuestSecurity,
+    /// `--userns=keep-id`: the user added to the container's /etc/passwd and /etc/group.
+    pub keep_id: Option<crate::user::KeepIdUser>,
 }
 
 /// The process-level security options the agent applies in the guest.
@@ -563,6 +565,13 @@ impl sealed::Body for HostMessage {
                 encode_mounts(&s.mounts, out);
                 encode_limits(&s.limits, out);
                 encode_security(&s.security, out);
+                out.bool(s.keep_id.is_some());
+                if let Some(user) = &s.keep_id {
+                    out.str(&user.name);
+                    out.u32(user.uid);
+                    out.u32(user.gid);
+                    out.str(&user.home);
+                }
             }
             HostMessage::Exec(p) => encode_process(p, out),
             HostMessage::Stdin(data) => out.raw(data),
@@ -618,6 +627,16 @@ impl sealed::Body for HostMessage {
                 mounts: decode_mounts(&mut r)?,
                 limits: decode_limits(&mut r)?,
                 security: decode_security(&mut r)?,
+                keep_id: if r.bool("keep_id")? {
+                    Some(crate::user::KeepIdUser {
+                        name: r.str("keep_id.name")?,
+                        uid: r.u32("keep_id.uid")?,
+                        gid: r.u32("keep_id.gid")?,
+                        home: r.str("keep_id.home")?,
+                    })
+                } else {
+                    None
+                },
             }),
             K_EXEC => HostMessage::Exec(decode_process(&mut r)?),
             K_STDIN => HostMessage::Stdin(r.rest().to_vec()),

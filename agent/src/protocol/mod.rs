@@ -42,7 +42,8 @@ pub use messages::{
 /// 9: a process carries supplementary groups and rlimits of its own (OCI's `additionalGids`
 ///    and an exec's `rlimits`).
 /// 10: `Stats` and `Usage` (`nook stats` of a VM container: the guest's own counters).
-pub const PROTOCOL_VERSION: u32 = 10;
+/// 11: `Start` carries the user `--userns=keep-id` adds to /etc/passwd and /etc/group.
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

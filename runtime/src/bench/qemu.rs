@@ -201,6 +201,7 @@ fn run_once(spec: &BenchSpec, g: &Guest, n: u32) -> Result<RunSample, String> {
                 mounts: Vec::new(),
                 limits: Default::default(),
                 security: Default::default(),
+                keep_id: None,
             })
             .map_err(|e| e.to_string())?;
         let result = client

@@ -72,6 +72,7 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "CapDrop": or_null(&security.cap_drop),
             "SecurityOpt": or_null(&security.security_opt()),
             "Privileged": security.privileged,
+            "UsernsMode": if security.keep_id { "keep-id" } else { "" },
             "Memory": limits.memory.unwrap_or(0),
             "MemorySwap": limits.memory_swap.unwrap_or(0),
             "NanoCpus": limits.nano_cpus.unwrap_or(0),

@@ -10,7 +10,7 @@ use nook::container::log::LogOptions;
 use nook::container::mount_args::{self, MountRequest};
 use nook::isolation::limits::{self, delegation::Delegation, ulimit::Ulimit, Limits};
 use nook::isolation::network::{self, NetworkSpec};
-use nook::isolation::security::{Seccomp, SecurityOptions};
+use nook::isolation::security::{parse_userns, Seccomp, SecurityOptions};
 use nook::isolation::vm::{BootMode, VmSettings};
 use nook::isolation::Column;
 use nook::paths::ProcessEnv;
@@ -117,6 +117,11 @@ pub struct CreateFlags {
     /// nothing of /proc or /sys masked (still rootless: it is root of its user namespace only)
     #[arg(long)]
     pub privileged: bool,
+    /// User namespace mode: keep-id (podman's: the user's own uid and gid inside, the process
+    /// running as them, the user in the container's /etc/passwd and /etc/group); default: the
+    /// user is the container's root
+    #[arg(long, value_name = "MODE")]
+    pub userns: Option<String>,
     /// Guest kernel (ELF vmlinux) for --isolation=vm; default: $NOOK_KERNEL, else the cached build
     #[arg(long, value_name = "VMLINUX")]
     pub kernel: Option<PathBuf>,
@@ -286,12 +291,13 @@ impl CreateFlags {
     /// `--cap-add`, `--cap-drop`, `--security-opt` and `--privileged`, checked as a start
     /// will apply them: a bad profile fails here, naming its file.
     fn security_options(&self) -> anyhow::Result<SecurityOptions> {
-        let security = SecurityOptions::from_flags(
+        let mut security = SecurityOptions::from_flags(
             &self.cap_add,
             &self.cap_drop,
             &self.security_opt,
             self.privileged,
         )?;
+        security.keep_id = parse_userns(self.userns.as_deref().unwrap_or(""))?;
         let ignored = security.check()?;
         if let (Seccomp::Profile { file, .. }, false) = (&security.seccomp, ignored.is_empty()) {
             // As docker (libseccomp, through runc) does, so that one profile serves every

@@ -16,8 +16,12 @@ pub fn copy(engine: &Engine, container: &Container, op: &CopyOp) -> Result<(), C
     };
     // A running container is not held: it keeps changing whatever we do.
     let _lock = running.is_none().then_some(lock);
+    // A stopped container's files are read and written as its own user namespace maps them.
+    let host = engine
+        .host
+        .for_container(current.config.launch.security.keep_id)?;
     Ok(current.config.isolation.copy(
-        &engine.host,
+        &host,
         &engine.containers.dir(current.id()),
         &current.config.launch.mounts,
         running,

@@ -214,6 +214,7 @@ impl Engine {
             RootfsOptions {
                 read_only: opts.read_only,
                 auto_remove: opts.auto_remove,
+                keep_id: opts.security.keep_id,
             },
         )?;
         let launch = LaunchSpec {
@@ -226,9 +227,12 @@ impl Engine {
                     .or_else(|| config.working_dir().clone())
                     .filter(|w| !w.is_empty())
                     .unwrap_or_else(|| "/".to_string()),
+                // With --userns=keep-id, the user's own ids (podman's) unless --user says
+                // otherwise.
                 user: opts
                     .user
                     .clone()
+                    .or_else(|| opts.security.keep_id.then(keep_id_user))
                     .or_else(|| config.user().clone())
                     .unwrap_or_default(),
                 terminal: opts.tty,
@@ -479,6 +483,13 @@ impl Engine {
         };
         Ok(self.backend(container).exec(init.pid, process, stdio)?)
     }
+}
+
+/// The process user of a `--userns=keep-id` container: the caller's uid and gid.
+fn keep_id_user() -> String {
+    // SAFETY: getuid/getgid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    format!("{uid}:{gid}")
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ impl LaunchSpec {
             limits: self.limits.guest_limits(),
             // The VM column compiles its own (a profile can fail): see vm::security.
             security: Default::default(),
+            keep_id: self.security.keep_id.then(namespace::idmap::keep_id_user),
         }
     }
 }
@@ -93,6 +94,7 @@ pub enum Isolation {
 
 /// What the backends need of the host: the store they keep trees and temp files in, and the
 /// subordinate ids containers are mapped to (which own what containers write).
+#[derive(Clone)]
 pub struct Host {
     /// The store's root directory.
     pub root: PathBuf,
@@ -100,6 +102,22 @@ pub struct Host {
 }
 
 impl Host {
+    /// The host as a container of `--userns=keep-id` (or not) sees it: the ids of its user
+    /// namespace own what it wrote, and read its image tree and writable layer right.
+    pub fn for_container(
+        &self,
+        keep_id: bool,
+    ) -> Result<std::borrow::Cow<'_, Host>, IsolationError> {
+        Ok(if keep_id {
+            std::borrow::Cow::Owned(Host {
+                root: self.root.clone(),
+                ids: self.ids.keep_id()?,
+            })
+        } else {
+            std::borrow::Cow::Borrowed(self)
+        })
+    }
+
     pub fn new(root: &Path) -> Host {
         Host {
             root: root.to_path_buf(),
@@ -140,6 +158,9 @@ pub struct RootfsOptions {
     pub read_only: bool,
     /// `--rm`: the writable layer dies with the container (a VM gets a tmpfs, not a disk).
     pub auto_remove: bool,
+    /// `--userns=keep-id`: the namespace column's image tree is the one unpacked under that
+    /// mapping.
+    pub keep_id: bool,
 }
 
 impl Column {

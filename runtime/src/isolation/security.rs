@@ -90,6 +90,11 @@ pub enum SecurityError {
         "--security-opt {0:?} is not supported: nook applies no LSM (AppArmor, SELinux) profile"
     )]
     Lsm(String),
+    #[error(
+        "--userns={0:?} is not supported: nook takes --userns=keep-id (the user's own uid and \
+         gid inside) or none (the user is root of the container)"
+    )]
+    Userns(String),
     #[error("cannot read the seccomp profile {}", file.display())]
     ReadProfile {
         file: PathBuf,
@@ -142,6 +147,19 @@ pub struct SecurityOptions {
     pub no_new_privileges: Option<bool>,
     #[serde(default, skip_serializing_if = "Seccomp::is_default")]
     pub seccomp: Seccomp,
+    /// `--userns=keep-id` (podman's): the user's own uid and gid inside, the process running
+    /// as them, an entry for the user in the container's /etc/passwd and /etc/group.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_id: bool,
+}
+
+/// `--userns`: the default (empty) or podman's `keep-id`; podman's other modes are refused.
+pub fn parse_userns(value: &str) -> Result<bool, SecurityError> {
+    match value {
+        "" => Ok(false),
+        "keep-id" => Ok(true),
+        other => Err(SecurityError::Userns(other.to_string())),
+    }
 }
 
 /// The name docker would use: upper case, with `CAP_`; `ALL` stays `ALL`.
@@ -317,6 +335,23 @@ pub fn profile_error(file: &Path, source: ProfileError) -> SecurityError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userns_takes_keep_id_or_nothing() {
+        assert!(!parse_userns("").unwrap());
+        assert!(parse_userns("keep-id").unwrap());
+        for bad in [
+            "host",
+            "auto",
+            "keep-id:uid=5",
+            "nomap",
+            "private",
+            "ns:/proc/1/ns/user",
+        ] {
+            let err = parse_userns(bad).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("keep-id"), "{err}");
+        }
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

@@ -41,6 +41,11 @@ pub enum IdMapError {
         pid: i32,
         stderr: String,
     },
+    #[error(
+        "--userns=keep-id needs subordinate ids: a range for this user in /etc/subuid and \
+         /etc/subgid, and newuidmap/newgidmap installed (the uidmap package)"
+    )]
+    KeepIdNeedsSubordinateIds,
     #[error("cannot write {path}")]
     Write {
         path: String,
@@ -145,6 +150,31 @@ impl IdMap {
         )
     }
 
+    /// podman's `--userns=keep-id` mapping, from this (the default) one: the user's own uid and
+    /// gid are the same number inside, and the ids below and above them are the subordinate
+    /// ids, in order (container 0..U-1 the first U of them, U+1.. the rest). Root's identity
+    /// mapping already keeps every id. Without subordinate ids there is no container root to
+    /// set the container up: refused.
+    pub fn keep_id(&self) -> Result<IdMap, IdMapError> {
+        if self.uids.first().is_some_and(|r| r.count == u32::MAX) {
+            return Ok(self.clone());
+        }
+        let keep = |ranges: &[IdRange]| match ranges {
+            [own, sub] if own.inside == 0 && own.count == 1 && sub.inside == 1 => {
+                Some(keep_id_ranges(own.host, *sub))
+            }
+            _ => None,
+        };
+        match (self.helpers, keep(&self.uids), keep(&self.gids)) {
+            (true, Some(uids), Some(gids)) => Ok(IdMap {
+                uids,
+                gids,
+                helpers: true,
+            }),
+            _ => Err(IdMapError::KeepIdNeedsSubordinateIds),
+        }
+    }
+
     /// Whether the container may call setgroups (the kernel denies it when an unprivileged
     /// process wrote the gid map itself).
     pub fn setgroups_allowed(&self) -> bool {
@@ -199,6 +229,35 @@ impl IdMap {
     }
 }
 
+/// The keep-id ranges of one kind of id: `own` (the user's host id) is `own` inside too, the
+/// subordinate range `sub` fills the ids below it and then those above it.
+fn keep_id_ranges(own: u32, sub: IdRange) -> Vec<IdRange> {
+    let below = own.min(sub.count);
+    // Inside ids stop at u32::MAX - 1 (the kernel's invalid id is u32::MAX).
+    let above = (sub.count - below).min(u32::MAX - 1 - own);
+    let mut out = Vec::with_capacity(3);
+    if below > 0 {
+        out.push(IdRange {
+            inside: 0,
+            host: sub.host,
+            count: below,
+        });
+    }
+    out.push(IdRange {
+        inside: own,
+        host: own,
+        count: 1,
+    });
+    if above > 0 {
+        out.push(IdRange {
+            inside: own + 1,
+            host: sub.host + below,
+            count: above,
+        });
+    }
+    out
+}
+
 fn run_helper(tool: Tool, pid: i32, ranges: &[IdRange]) -> Result<(), IdMapError> {
     let helper = tool.name;
     let mut cmd = Command::new(tool.require()?);
@@ -221,6 +280,26 @@ fn run_helper(tool: Tool, pid: i32, ranges: &[IdRange]) -> Result<(), IdMapError
             pid,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
+    }
+}
+
+/// The calling user as `--userns=keep-id` adds it to a container: login name (its uid
+/// without one), uid, gid and home directory from /etc/passwd.
+pub fn keep_id_user() -> nook_agent::user::KeepIdUser {
+    // SAFETY: getuid/getgid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let entry = passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() > 5 && f[2].parse::<u32>().ok() == Some(uid))
+            .then(|| (f[0].to_string(), f[5].to_string()))
+    });
+    let (name, home) = entry.unwrap_or_else(|| (uid.to_string(), "/".to_string()));
+    nook_agent::user::KeepIdUser {
+        name,
+        uid,
+        gid,
+        home,
     }
 }
 
@@ -274,6 +353,80 @@ mod tests {
             assert_eq!(map.uids[0].count, 1);
             assert!(!map.setgroups_allowed_as(false));
         }
+    }
+
+    #[test]
+    fn keep_id_maps_the_users_own_ids_to_themselves_and_fills_around_them_with_subordinate_ids() {
+        let map = IdMap::plan(1000, 1001, "alice", SUBUID, SUBUID, true)
+            .keep_id()
+            .unwrap();
+        assert!(map.helpers);
+        assert_eq!(
+            IdMap::map_lines(&map.uids),
+            "0 100000 1000\n1000 1000 1\n1001 101000 64536\n"
+        );
+        assert_eq!(
+            IdMap::map_lines(&map.gids),
+            "0 100000 1001\n1001 1001 1\n1002 101001 64535\n"
+        );
+        // The same host ids as the default mapping: every file either can own, the other can.
+        let total = |m: &IdMap| m.uids.iter().map(|r| u64::from(r.count)).sum::<u64>();
+        let default = IdMap::plan(1000, 1001, "alice", SUBUID, SUBUID, true);
+        assert_eq!(total(&map), total(&default));
+        assert_ne!(map.key(), default.key(), "trees unpacked under each differ");
+        assert!(map.setgroups_allowed_as(false));
+    }
+
+    #[test]
+    fn keep_id_with_a_uid_above_the_subordinate_range_maps_what_there_is() {
+        let map = IdMap::plan(
+            70000,
+            70000,
+            "big",
+            "big:100000:65536\n",
+            "big:100000:65536\n",
+            true,
+        )
+        .keep_id()
+        .unwrap();
+        assert_eq!(
+            IdMap::map_lines(&map.uids),
+            "0 100000 65536\n70000 70000 1\n"
+        );
+        // Uid 0 inside: nothing below it, the whole range above.
+        let ranges = keep_id_ranges(
+            0,
+            IdRange {
+                inside: 1,
+                host: 5,
+                count: 10,
+            },
+        );
+        assert_eq!(IdMap::map_lines(&ranges), "0 0 1\n1 5 10\n");
+        // No inside id reaches u32::MAX.
+        let ranges = keep_id_ranges(
+            u32::MAX - 2,
+            IdRange {
+                inside: 1,
+                host: 0,
+                count: u32::MAX,
+            },
+        );
+        assert_eq!(ranges.last().unwrap().inside, u32::MAX - 1);
+        assert_eq!(ranges.last().unwrap().count, 1);
+    }
+
+    #[test]
+    fn keep_id_is_refused_without_subordinate_ids_and_is_the_identity_for_root() {
+        for map in [
+            IdMap::plan(1000, 1000, "alice", SUBUID, SUBUID, false),
+            IdMap::plan(1003, 1003, "dave", SUBUID, SUBUID, true),
+        ] {
+            let err = map.keep_id().unwrap_err();
+            assert!(err.to_string().contains("/etc/subuid"), "{err}");
+        }
+        let root = IdMap::plan(0, 0, "root", "", "", true);
+        assert_eq!(root.keep_id().unwrap(), root);
     }
 
     #[test]

@@ -46,6 +46,23 @@ pub fn container_init(
     if let Err(e) = become_root(setgroups) {
         return os("cannot become root in the user namespace", e);
     }
+    if spec.security.keep_id {
+        // The directories the host user made for the container (its root, the writable layer's
+        // top, and the init layer's /etc) belong to the container's root, as the image's do;
+        // else they would show as the user's own uid under keep-id.
+        let init_etc = overlay.lower.get(1).map(|init| init.join("etc"));
+        for dir in [Some(&overlay.upper), init_etc.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = std::os::unix::fs::lchown(dir, Some(0), Some(0)) {
+                return os(
+                    &format!("cannot give {} to the container's root", dir.display()),
+                    e,
+                );
+            }
+        }
+    }
     let sys = LinuxSys;
     if let Err(e) = super::sys::Sys::sethostname(&sys, &spec.hostname) {
         return os(&format!("cannot set the hostname {:?}", spec.hostname), e);

@@ -59,6 +59,7 @@ const JOINED: [(&str, libc::c_int); 6] = [
 
 /// The subordinate ids containers are mapped to, and the work done as their root: unpacking an
 /// image's tree, removing what containers wrote, reading a writable layer.
+#[derive(Clone)]
 pub struct Ids {
     pub map: IdMap,
 }
@@ -69,6 +70,27 @@ impl Ids {
         Ids {
             map: IdMap::for_current_user(),
         }
+    }
+
+    /// The ids of a `--userns=keep-id` container (see [`IdMap::keep_id`]).
+    pub fn keep_id(&self) -> Result<Self, IsolationError> {
+        let map = self.map.keep_id().map_err(|e| IsolationError::Start {
+            code: 125,
+            message: e.to_string(),
+        })?;
+        Ok(Ids { map })
+    }
+
+    /// The ids a container runs under: these, or their keep-id form.
+    pub fn for_container(
+        &self,
+        keep_id: bool,
+    ) -> Result<std::borrow::Cow<'_, Self>, IsolationError> {
+        Ok(if keep_id {
+            std::borrow::Cow::Owned(self.keep_id()?)
+        } else {
+            std::borrow::Cow::Borrowed(self)
+        })
     }
 
     /// Unpacks `layers` (bottom first) into a new directory `dst`, inside a user namespace so
@@ -149,7 +171,10 @@ impl Overlay {
         dir: &Path,
         opts: RootfsOptions,
     ) -> Result<Overlay, IsolationError> {
-        let tree = tree::ensure_tree(&host.root, &host.ids, image)?;
+        // Under keep-id the image's owners are other host ids (its root is the first
+        // subordinate id, not the user): a tree of its own, as podman's storage makes one.
+        let ids = host.ids.for_container(opts.keep_id)?;
+        let tree = tree::ensure_tree(&host.root, &ids, image)?;
         Ok(Overlay {
             // The image, then the container's init layer (docker's): the mount targets of its
             // own /etc files, so that binding them changes nothing in its writable layer.
@@ -299,7 +324,8 @@ fn join(namespaces: &[(File, libc::c_int)]) -> Result<(), ChildFailure> {
 impl super::Backend for Backend<'_> {
     fn start(&self, spec: &LaunchSpec, stdio: Stdio) -> Result<Box<dyn Workload>, IsolationError> {
         let confinement = confine::Confinement::of(&spec.security)?;
-        let map = &self.host.ids.map;
+        let ids = self.host.ids.for_container(spec.security.keep_id)?;
+        let map = &ids.map;
         let setgroups = map.setgroups_allowed();
         let mut flags = CONTAINER_NAMESPACES;
         if spec.network.mode == NetworkMode::Host {
@@ -478,7 +504,8 @@ impl super::Backend for Backend<'_> {
         _running: bool,
         out: &mut dyn std::io::Write,
     ) -> Result<(), IsolationError> {
-        layer::write_layer(self.host, self.overlay, out)
+        let host = self.host.for_container(self.security.keep_id)?;
+        layer::write_layer(&host, self.overlay, out)
     }
 
     fn diff(
@@ -486,7 +513,8 @@ impl super::Backend for Backend<'_> {
         _image: &ImageSource<'_>,
         _running: bool,
     ) -> Result<Vec<crate::layers::changes::Change>, IsolationError> {
-        layer::diff(self.host, self.overlay)
+        let host = self.host.for_container(self.security.keep_id)?;
+        layer::diff(&host, self.overlay)
     }
 
     fn export(
@@ -495,12 +523,8 @@ impl super::Backend for Backend<'_> {
         _running: bool,
         out: File,
     ) -> Result<(), IsolationError> {
-        layer::export(
-            self.host,
-            &super::container_id(&self.dir),
-            self.overlay,
-            out,
-        )
+        let host = self.host.for_container(self.security.keep_id)?;
+        layer::export(&host, &super::container_id(&self.dir), self.overlay, out)
     }
 
     fn cleanup(&self) {

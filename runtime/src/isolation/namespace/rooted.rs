@@ -66,6 +66,18 @@ fn relative(path: &Path) -> PathBuf {
 }
 
 impl MountOps for Rooted {
+    fn read_in_root(&mut self, path: &Path) -> io::Result<Option<String>> {
+        match self.open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) {
+            Ok(fd) => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)?;
+                Ok(Some(text))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn mkdir_all(&mut self, path: &Path) -> io::Result<()> {
         let mut at = PathBuf::from("/");
         for part in relative(path).components() {

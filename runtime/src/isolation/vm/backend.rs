@@ -130,12 +130,16 @@ impl Backend<'_> {
             Err(_) if spec.limits.nano_cpus.is_none() => None,
             Err(e) => return Err(e.into()),
         };
+        // virtio-fs shares map the guest's ids as the namespace column maps a container's:
+        // under --userns=keep-id the user's own uid in the guest is the user on the host.
+        let ids = self.host.ids.for_container(spec.security.keep_id)?;
         let booted = boot(
             &self.dir,
             self.machine,
             Some(&spec.network),
             &spec.mounts,
             cgroup.as_ref(),
+            &ids.map,
             run,
         );
         match booted {
@@ -410,7 +414,15 @@ impl crate::isolation::Backend for Backend<'_> {
             }
             .into());
         }
-        let booted = boot(&self.dir, self.machine, None, &[], None, Run::Tool)?;
+        let booted = boot(
+            &self.dir,
+            self.machine,
+            None,
+            &[],
+            None,
+            &self.host.ids.map,
+            Run::Tool,
+        )?;
         let result = booted.client.stream_upper(out);
         booted.shut_down();
         result.map_err(VmError::Layer)?;

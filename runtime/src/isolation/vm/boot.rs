@@ -22,6 +22,7 @@ use super::{assets, phases, shares, sockets, template, virtiofsd, BootMode, Mach
 use crate::host_tools::PASST;
 use crate::isolation::limits::cgroup::Cgroup;
 use crate::isolation::mounts::MountSpec;
+use crate::isolation::namespace::idmap::IdMap;
 use crate::isolation::network::{self, NetworkSpec};
 use crate::isolation::{container_id, stack};
 use crate::paths::{self, Env, ProcessEnv};
@@ -99,6 +100,7 @@ pub(super) fn boot(
     network: Option<&NetworkSpec>,
     mounts: &[MountSpec],
     cgroup: Option<&Cgroup>,
+    ids: &IdMap,
     run: Run<'_>,
 ) -> Result<Booted, VmError> {
     let env = ProcessEnv;
@@ -138,12 +140,11 @@ pub(super) fn boot(
     let mut fs = Vec::new();
     if !plan.shares.is_empty() {
         let program = virtiofsd::find(&env)?;
-        let ids = crate::isolation::namespace::idmap::IdMap::for_current_user();
         for (i, share) in plan.shares.iter().enumerate() {
             let socket = sockets::fs_path(&env, &id, i)?;
             let log = dir.join(format!("virtiofsd-{}.log", share.tag));
             fs_launches.push(virtiofsd::launch(
-                &program, share, &socket, &log, &ids, cgroup,
+                &program, share, &socket, &log, ids, cgroup,
             )?);
             fs.push(nook_vmm::FsConfig {
                 socket,

@@ -158,7 +158,15 @@ impl CopyVm {
             shares,
             guest_mounts,
             ..
-        } = boot(dir, machine, None, &binds, None, Run::Tool)?;
+        } = boot(
+            dir,
+            machine,
+            None,
+            &binds,
+            None,
+            &crate::isolation::namespace::idmap::IdMap::for_current_user(),
+            Run::Tool,
+        )?;
         let started = (|| {
             let mux =
                 Arc::new(Mux::new(client).map_err(|e| {
