@@ -215,6 +215,19 @@ mod tests {
         );
         assert!(args.contains(&"--readonly".to_owned()));
         assert!(args.contains(&"--sandbox=namespace".to_owned()));
+        // --userns=keep-id: the guest's uid 1002 is the user, its root a subordinate id.
+        let keep = super::args(&share, socket, &sub.keep_id().unwrap());
+        assert_eq!(
+            args_maps(&keep),
+            [
+                "--uid-map=:0:100000:1002:",
+                "--uid-map=:1002:1002:1:",
+                "--uid-map=:1003:101002:64534:",
+                "--gid-map=:0:200000:1003:",
+                "--gid-map=:1003:1003:1:",
+                "--gid-map=:1004:201003:64533:"
+            ]
+        );
         // Without subordinate ids (or newuidmap): the user alone, as root.
         let own = IdMap::plan(1002, 1003, "dev", "", "", true);
         let args = super::args(&share, socket, &own);
@@ -229,5 +242,12 @@ mod tests {
             &IdMap::plan(0, 0, "root", "", "", true),
         );
         assert!(!root.iter().any(|a| a.contains("map") || a == "--readonly"));
+    }
+
+    fn args_maps(args: &[String]) -> Vec<&str> {
+        args.iter()
+            .filter(|a| a.contains("-map="))
+            .map(String::as_str)
+            .collect()
     }
 }
