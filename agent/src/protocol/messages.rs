@@ -45,8 +45,9 @@ pub struct StartSpec {
     pub limits: GuestLimits,
     /// Capabilities, no_new_privs and seccomp filters of the main process and every `Exec`.
     pub security: GuestSecurity,
-    /// `--userns=keep-id`: the user added to the container's /etc/passwd and /etc/group.
-    pub keep_id: Option<crate::user::KeepIdUser>,
+    /// `--userns=keep-id`: the user added to the container's /etc/passwd and /etc/group
+    /// (boxed: rarely there, and `Start` is the largest message already).
+    pub keep_id: Option<Box<crate::user::KeepIdUser>>,
 }
 
 /// The process-level security options the agent applies in the guest.
@@ -628,12 +629,12 @@ impl sealed::Body for HostMessage {
                 limits: decode_limits(&mut r)?,
                 security: decode_security(&mut r)?,
                 keep_id: if r.bool("keep_id")? {
-                    Some(crate::user::KeepIdUser {
+                    Some(Box::new(crate::user::KeepIdUser {
                         name: r.str("keep_id.name")?,
                         uid: r.u32("keep_id.uid")?,
                         gid: r.u32("keep_id.gid")?,
                         home: r.str("keep_id.home")?,
-                    })
+                    }))
                 } else {
                     None
                 },

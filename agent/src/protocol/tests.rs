@@ -54,12 +54,12 @@ fn host_samples() -> Vec<HostMessage> {
                 no_new_privs: true,
                 seccomp: vec![vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f]],
             },
-            keep_id: Some(crate::user::KeepIdUser {
+            keep_id: Some(Box::new(crate::user::KeepIdUser {
                 name: "alice".into(),
                 uid: 1000,
                 gid: 1001,
                 home: "/home/alice".into(),
-            }),
+            })),
         }),
         HostMessage::Start(StartSpec {
             process: ProcessSpec {

@@ -63,7 +63,10 @@ impl LaunchSpec {
             limits: self.limits.guest_limits(),
             // The VM column compiles its own (a profile can fail): see vm::security.
             security: Default::default(),
-            keep_id: self.security.keep_id.then(namespace::idmap::keep_id_user),
+            keep_id: self
+                .security
+                .keep_id
+                .then(|| Box::new(namespace::idmap::keep_id_user())),
         }
     }
 }
