@@ -18,7 +18,7 @@
 #   (virtiofsd maps the guest's uid to the user); a bad mode exits 125.
 #
 # As root the user `nooktest` is created (as the other tests/vm scripts do); otherwise the calling
-# user runs nook. Environment: NOOK_KERNEL (default: guest-kernel/build.sh).
+# user runs nook. Environment: NOOK_KERNEL (default: guest-kernel/build.sh), NOOK_VIRTIOFSD.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/common.sh
@@ -38,7 +38,8 @@ expect() {
 user_env() {
     echo env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$BASE" NOOK_ROOT="$BASE/root" \
         XDG_RUNTIME_DIR="$BASE/run" XDG_CACHE_HOME="$BASE/cache" \
-        NOOK_KERNEL="$BASE/bin/vmlinux" NOOK_AGENT="$BASE/bin/nook-agent" NOOK_ISOLATION=vm
+        NOOK_KERNEL="$BASE/bin/vmlinux" NOOK_AGENT="$BASE/bin/nook-agent" NOOK_ISOLATION=vm \
+        NOOK_VIRTIOFSD="$BASE/bin/virtiofsd"
 }
 
 # nook as the unprivileged user, with a store, caches and sockets on the rig's own /tmp.
@@ -160,5 +161,10 @@ vm_user_work security-vm mkfs.ext4 busybox runuser script cc
 cc -static -O2 -o "$WORK/bin/tiocsti-probe" tests/fixtures/tiocsti-probe.c ||
     die "cannot build the probe"
 chmod a+rx "$WORK/bin/tiocsti-probe"
+# The bind mount of the keep-id check is shared through virtiofsd.
+virtiofsd=${NOOK_VIRTIOFSD:-$(install_virtiofsd)}
+[ -x "$virtiofsd" ] || die "virtiofsd $virtiofsd is not an executable"
+cp "$virtiofsd" "$WORK/bin/virtiofsd"
+chmod a+rx "$WORK/bin/virtiofsd"
 tests/rig/run.sh --rw "$WORK" --timeout 1700 -- "$PWD/tests/vm/security-vm.sh" --in-rig
 echo "security-vm: ok"
