@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 
 if [ "$(id -u)" -eq 0 ]; then
     fixture=$(tests/fixtures/debootstrap.sh)
-    NOOK_DEBOOTSTRAP_TAR="$fixture" cargo test -p nook --test rootfs_heavy -- --ignored --test-threads=1
+    NOOK_DEBOOTSTRAP_TAR="$fixture" cargo test --workspace --test rootfs_heavy -- --ignored --test-threads=1
     exit 0
 fi
 
@@ -21,11 +21,7 @@ fixture=$(sudo -n env HOME="$HOME" XDG_CACHE_HOME="$(dirname "$(nook_cache_dir)"
 sudo -n chown -R "$(id -u):$(id -g)" "$(dirname "$fixture")"
 # test_binary NAME: the path of the runtime's integration test binary NAME, built as this user.
 test_binary() {
-    local exe
-    exe=$(cargo test -p nook --test "$1" --no-run --message-format=json |
-        grep "\"name\":\"$1\"" | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
-    [ -x "$exe" ] || { echo "!!! tests/erofs/check.sh: cannot find the $1 test binary" >&2; exit 1; }
-    echo "$exe"
+    workspace_executable test "$1" || { echo "!!! tests/erofs/check.sh: cannot find the $1 test binary" >&2; exit 1; }
 }
 erofs=$(test_binary rootfs_erofs)
 heavy=$(test_binary rootfs_heavy)

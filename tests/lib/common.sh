@@ -115,3 +115,21 @@ prepare_host() {
         done
     fi
 }
+
+# workspace_executable KIND NAME [CARGO-ARG]...: builds what `cargo test --workspace` builds and
+# prints the path of its KIND (bin, example or test) NAME. The scripts' builds select the whole
+# workspace and its tests on purpose: a narrower selection (`-p nook-tests --bin X`) makes cargo
+# resolve other features of shared dependencies and compile most of the workspace once more.
+workspace_executable() {
+    local kind=$1 name=$2 only=() exe
+    shift 2
+    [ "$kind" != test ] || only=(--test "$name")
+    exe=$(cargo test --workspace --locked "$@" "${only[@]}" --no-run --message-format=json |
+        grep "\"kind\":\[\"$kind\"\]" | grep "\"name\":\"$name\"" | grep '"test":'"$([ "$kind" = test ] && echo true || echo false)" |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+    [ -x "$exe" ] || {
+        echo "nook: cannot build the workspace's $kind $name" >&2
+        return 1
+    }
+    echo "$exe"
+}

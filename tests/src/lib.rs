@@ -17,62 +17,44 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `nook` binary under test: `$NOOK_BIN` if set, else a debug build made now (cargo does
-/// not hold its build lock while tests run, so this is an up-to-date incremental build).
+/// The `nook` binary under test: `$NOOK_BIN` if set, else the debug build `cargo test --workspace`
+/// makes (built now if needed: cargo does not hold its build lock while tests run).
 pub fn nook_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("NOOK_BIN").filter(|b| !b.is_empty()) {
-            let bin = PathBuf::from(bin);
-            assert!(bin.is_file(), "NOOK_BIN={} does not exist", bin.display());
-            return bin;
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "nook", "--bin", "nook"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cannot run cargo to build nook");
-        assert!(status.success(), "building nook failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
-        let bin = target.join("debug/nook");
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_bin("nook", "NOOK_BIN"))
+        .clone()
 }
 
-/// The `nook-runtime` binary under test (the OCI runtime): `$NOOK_RUNTIME_BIN` if set, else a
-/// debug build made now, beside `nook`.
+/// The `nook-runtime` binary under test (the OCI runtime): `$NOOK_RUNTIME_BIN` if set, else the
+/// debug build beside `nook`.
 pub fn nook_runtime_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("NOOK_RUNTIME_BIN").filter(|b| !b.is_empty()) {
-            let bin = PathBuf::from(bin);
-            assert!(
-                bin.is_file(),
-                "NOOK_RUNTIME_BIN={} does not exist",
-                bin.display()
-            );
-            return bin;
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "nook", "--bin", "nook-runtime"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cannot run cargo to build nook-runtime");
-        assert!(status.success(), "building nook-runtime failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
-        let bin = target.join("debug/nook-runtime");
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_bin("nook-runtime", "NOOK_RUNTIME_BIN"))
+        .clone()
+}
+
+/// `$VAR` if set, else the workspace's debug binary NAME. It is built by `cargo test --workspace
+/// --no-run`, the selection the test run itself made: a narrower one (`-p nook --bin nook`) makes
+/// cargo resolve other features of shared dependencies and compile most of the workspace again.
+fn workspace_bin(name: &str, var: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(var).filter(|b| !b.is_empty()) {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "{var}={} does not exist", bin.display());
+        return bin;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["test", "--quiet", "--workspace", "--no-run"])
+        .current_dir(workspace_root())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let bin = target.join("debug").join(name);
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    bin
 }
 
 /// Fails the test loudly when a tool it needs is missing (tests never pass silently).

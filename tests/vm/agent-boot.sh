@@ -52,7 +52,8 @@ for tool in mkfs.ext4 cargo; do
 done
 kernel=$(vm_kernel)
 agent=$(vm_agent)
-cargo build --quiet -p nook --bin nook -p nook-tests --bin nook-agent-host || vm_die "cargo build failed"
+workspace_executable bin nook >/dev/null || vm_die "cargo build failed"
+workspace_executable bin nook-agent-host >/dev/null || vm_die "cargo build failed"
 target=$(vm_target_dir)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/nook-agent-boot.XXXXXX")

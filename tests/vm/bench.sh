@@ -35,7 +35,7 @@ runs=${1:-3}
 kernel=$(vm_kernel)
 agent=$(vm_agent)
 cargo build --quiet --release -p nook -p nook-vmm || vm_die "cargo build failed"
-cargo build --quiet -p nook-tests --bin nook-bench-check || vm_die "cargo build failed"
+workspace_executable bin nook-bench-check >/dev/null || vm_die "cargo build failed"
 target=$(vm_target_dir)
 work=$(mktemp -d "${TMPDIR:-/tmp}/nook-bench.XXXXXX")
 trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "bench: files kept in $work" >&2' EXIT

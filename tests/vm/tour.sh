@@ -18,7 +18,7 @@ fi
 kernel=$(vm_kernel)
 agent=$(vm_agent)
 cargo build --quiet --release -p nook -p nook-vmm || vm_die "cargo build failed"
-cargo build --quiet -p nook-tests --bin nook-tour-check || vm_die "cargo build failed"
+workspace_executable bin nook-tour-check >/dev/null || vm_die "cargo build failed"
 target=$(vm_target_dir)
 work=$(mktemp -d "${TMPDIR:-/tmp}/nook-tour.XXXXXX")
 trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "tour: files kept in $work" >&2' EXIT

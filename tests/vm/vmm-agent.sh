@@ -25,7 +25,8 @@ agent=$(vm_agent)
 work=$(mktemp -d "${TMPDIR:-/tmp}/nook-vmm-agent.XXXXXX")
 trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "vmm-agent: files kept in $work" >&2' EXIT
 cp "$kernel" "$work/vmlinux"
-cargo run -q -p nook --example mkinitramfs -- "$agent" "$work/agent.cpio" >/dev/null
+mkinitramfs=$(workspace_executable example mkinitramfs) || die "could not build mkinitramfs"
+"$mkinitramfs" "$agent" "$work/agent.cpio" >/dev/null
 
 # The image: a static busybox with its applets.
 mkdir -p "$work/image/bin" "$work/image/etc" "$work/image/tmp"
@@ -37,11 +38,9 @@ mkfs.erofs --quiet "$work/image.erofs" "$work/image" >/dev/null
 truncate -s 64M "$work/upper.ext4"
 mkfs.ext4 -q -F "$work/upper.ext4"
 
-cargo build -q --release -p nook-vmm
+cargo build -q --release --locked -p nook -p nook-vmm
 vmm=$(vm_target_dir)/release/nook-vmm
-test_bin=$(cargo test -p nook-tests --test vmm_agent_boot --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*vmm_agent_boot[^"]*\)".*/\1/p' | tail -n1)
-[ -x "$test_bin" ] || die "could not build the vmm_agent_boot test"
+test_bin=$(workspace_executable test vmm_agent_boot) || die "could not build the vmm_agent_boot test"
 
 NOOK_VMM_AGENT_DIR=$work NOOK_VMM_BIN=$vmm tests/rig/run.sh --rw "$work" --timeout 1800 -- \
     "$test_bin" --exact agent_runs_a_container_command_under_nook_vmm --nocapture --test-threads 1

@@ -106,10 +106,8 @@ truncate -s 64M "$work/upper.ext4"
 mkfs.ext4 -q -F "$work/upper.ext4"
 
 # Build the test binary here (fast), run it in the rig.
-test_bin=$(cargo test --release -p nook-vmm --test rig_boot --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*rig_boot[^"]*\)".*/\1/p' | tail -n1)
-[ -x "$test_bin" ] || die "could not build the rig_boot test"
-cargo build --release -p nook-vmm 2>/dev/null
+test_bin=$(workspace_executable test rig_boot --release) || die "could not build the rig_boot test"
+cargo build --release --locked -p nook -p nook-vmm 2>/dev/null
 
 NOOK_VMM_BOOT_DIR=$work NOOK_VMM_BENCH_RUNS=$bench_runs tests/rig/run.sh --rw "$work" --timeout 1800 -- \
     "$test_bin" --exact "$filter" --nocapture --test-threads 1

@@ -277,10 +277,9 @@ virtiofsd=${NOOK_VIRTIOFSD:-$(install_virtiofsd)}
 [ -x "$virtiofsd" ] || vm_die "virtiofsd $virtiofsd is not an executable"
 vm_user_work volumes-vm
 cp "$virtiofsd" "$WORK/bin/virtiofsd"
-cargo run -q -p nook --example mkinitramfs -- "$WORK/bin/nook-agent" "$WORK/agent.cpio" >/dev/null
-test_bin=$(cargo test -p nook-tests --test vmm_fs_boot --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*vmm_fs_boot[^"]*\)".*/\1/p' | tail -n1)
-[ -x "$test_bin" ] || vm_die "could not build the vmm_fs_boot test"
+mkinitramfs=$(workspace_executable example mkinitramfs) || vm_die "could not build mkinitramfs"
+"$mkinitramfs" "$WORK/bin/nook-agent" "$WORK/agent.cpio" >/dev/null
+test_bin=$(workspace_executable test vmm_fs_boot) || vm_die "could not build the vmm_fs_boot test"
 cp "$test_bin" "$WORK/bin/vmm_fs_boot"
 
 # The image: a static busybox with the applets the test's scripts use.
