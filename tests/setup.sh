@@ -11,11 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib/common.sh
 
-install_packages
+timed install_packages
 prepare_host
-install_virtiofsd >/dev/null
+timed install_virtiofsd >/dev/null
 # Builds (release binaries, the static agent, the guest kernel: cached) and installs.
-./install.sh --prefix "$HOME/.local"
+timed ./install.sh --prefix "$HOME/.local"
 nook=$HOME/.local/bin/nook
 
 "$nook" image default

@@ -116,6 +116,13 @@ prepare_host() {
     fi
 }
 
+# timed CMD...: runs CMD, then says how long it took (where a run's time goes, step by step).
+timed() {
+    local start=$SECONDS
+    "$@"
+    echo "nook: timed: $* took $((SECONDS - start)) s" >&2
+}
+
 # workspace_executable KIND NAME [CARGO-ARG]...: builds what `cargo test --workspace` builds and
 # prints the path of its KIND (bin, example or test) NAME. The scripts' builds select the whole
 # workspace and its tests on purpose: a narrower selection (`-p nook-tests --bin X`) makes cargo

@@ -2,6 +2,8 @@
 # tests/rig/run.sh: run a command where /dev/kvm can boot real Linux guests.
 #
 #   tests/rig/run.sh [--rw DIR]... [--timeout SECS] [--] CMD [ARG]...
+#   tests/rig/run.sh --serve [--rw DIR]... [--timeout SECS]   (prints a rig's directory)
+#   tests/rig/run.sh --stop RIGDIR
 #
 # If this machine's /dev/kvm is hardware virtualization (VT-x/AMD-V), CMD runs here, natively.
 # Otherwise (no /dev/kvm, or a PVM /dev/kvm that cannot boot standard guests) CMD runs inside the
@@ -11,7 +13,15 @@
 # environment and working directory. CMD's stdout, stderr and exit status come back as its own.
 # See tests/rig/README.md.
 #
+# One L1 for many commands: `--serve` boots an L1 that stays up and runs, one at a time, the
+# commands other invocations hand it; it prints the rig's directory and returns once L1 serves
+# (nothing, on a host that runs commands natively). With NOOK_RIG_SERVER set to that directory,
+# this script hands CMD to that L1 instead of booting one, when each --rw DIR lies inside a
+# directory the L1 shares read-write (it boots its own otherwise, and says so). Between two
+# commands the L1 kills what the previous one left running. `--stop RIGDIR` powers it off.
+#
 # Environment:
+#   NOOK_RIG_SERVER           a directory printed by --serve: hand commands to that L1
 #   NOOK_RIG=auto|rig|native  auto (default) decides from /dev/kvm; rig forces the nested rig;
 #                             native forces a native run (refused where /dev/kvm is PVM)
 #   NOOK_RIG_MEM              L1 memory in MiB (default 2048)
@@ -28,10 +38,97 @@ rig_die() {
 }
 rig_log() { echo "rig: $*" >&2; }
 
+# rig_console DIR: the last lines of the L1 console (and QEMU's own messages) of rig DIR.
+rig_console() {
+    echo "rig: --- last lines of the L1 console ---" >&2
+    tail -n 30 "$1/console.log" >&2 2>/dev/null || true
+    # TCG lists the host CPU features it does not emulate: noise, not the cause of a failure.
+    if grep -qv "TCG doesn't support requested feature" "$1/qemu.log" 2>/dev/null; then
+        echo "rig: --- qemu ---" >&2
+        grep -v "TCG doesn't support requested feature" "$1/qemu.log" | tail -n 10 >&2
+    fi
+}
+
+# rig_stop RIGDIR: asks a serving L1 to power off once its current command (if any) is done,
+# waits for it, kills QEMU after 60 s, and removes the rig's directory.
+rig_stop() {
+    local dir=$1 pid i
+    [ -f "$dir/qemu.pid" ] || rig_die "$dir is not the directory of a serving rig (no qemu.pid)"
+    pid=$(cat "$dir/qemu.pid")
+    touch "$dir/results/stop"
+    for ((i = 0; i < 120; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+    done
+    if kill "$pid" 2>/dev/null; then rig_log "the serving L1 did not power off within 60 s: QEMU killed"; fi
+    if [ "${NOOK_RIG_KEEP:-0}" = 1 ]; then rig_log "kept $dir"; else rm -rf "$dir"; fi
+}
+
+# rig_command_script CMD...: the command as L1 runs it: this shell's environment (less what
+# belongs to this machine's session or to the rig), its working directory, then CMD, run by this
+# machine's own bash.
+rig_command_script() {
+    export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|_|TMPDIR|XDG_RUNTIME_DIR|DBUS_SESSION_BUS_ADDRESS|SSH_[A-Z_]*|TERM|NOOK_RIG_SERVER)(=|$)'
+    echo "export NOOK_IN_RIG=1 TERM=dumb"
+    printf 'cd -- %q || exit 125\n' "$PWD"
+    printf 'exec'
+    printf ' %q' "$@"
+    echo
+}
+
+# rig_hand_over RIGDIR CMD...: runs CMD in the serving L1 of RIGDIR and exits with its status.
+rig_hand_over() {
+    local dir=$1 pid id new entry start rc
+    shift
+    pid=$(cat "$dir/qemu.pid")
+    # One command at a time: the L1 runs them in order, and each caller waits for its own.
+    exec 8>"$dir/hand-over.lock"
+    flock 8
+    id=$(date +%s%N)
+    new=$dir/results/queue/.$id
+    entry=$dir/results/queue/$id
+    mkdir -p "$new"
+    rig_command_script "$@" >"$new/cmd.sh"
+    echo "$timeout_secs" >"$new/timeout"
+    mv "$new" "$entry"
+    start=$(date +%s)
+    while [ ! -f "$entry/status" ]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rig_console "$dir"
+            rig_die "the serving L1 stopped before the command finished"
+        fi
+        # L1 enforces the deadline itself; this one only catches an L1 that no longer can.
+        if [ $(($(date +%s) - start)) -ge $((timeout_secs + 60)) ]; then
+            rig_console "$dir"
+            rig_die "the serving L1 did not end the command within ${timeout_secs} s"
+        fi
+        sleep 0.5
+    done
+    cat "$entry/stdout"
+    cat "$entry/stderr" >&2
+    rc=$(cat "$entry/status")
+    [ ! -s "$entry/leftovers" ] ||
+        rig_log "killed what the command left running in L1:$(tr '\n' ';' <"$entry/leftovers")"
+    rm -rf "$entry"
+    [ "$rc" != 124 ] || rig_die "the command did not finish within ${timeout_secs} s"
+    rig_log "the command took $(($(date +%s) - start)) s in the serving L1"
+    exit "$rc"
+}
+
 timeout_secs=1800
 rw_dirs=()
+serve=0
 while [ $# -gt 0 ]; do
     case "$1" in
+    --serve)
+        serve=1
+        shift
+        ;;
+    --stop)
+        [ $# -eq 2 ] || rig_die "usage: tests/rig/run.sh --stop RIGDIR"
+        rig_stop "$2"
+        exit 0
+        ;;
     --rw)
         [ $# -ge 2 ] || rig_die "--rw needs a directory"
         [ -d "$2" ] || rig_die "--rw $2: not a directory"
@@ -55,7 +152,13 @@ while [ $# -gt 0 ]; do
     *) break ;;
     esac
 done
-[ $# -gt 0 ] || rig_die "no command given (usage: tests/rig/run.sh [--rw DIR]... [--timeout SECS] [--] CMD...)"
+if [ "$serve" = 1 ]; then
+    [ $# -eq 0 ] || rig_die "--serve takes no command"
+    # A rig that serves a whole test run: its overall deadline is the run's.
+    [ "$timeout_secs" != 1800 ] || timeout_secs=14400
+else
+    [ $# -gt 0 ] || rig_die "no command given (usage: tests/rig/run.sh [--rw DIR]... [--timeout SECS] [--] CMD...)"
+fi
 
 # L1 mounts its own /tmp, /var/tmp and /run over the host's: a checkout or working directory
 # under one of them (a CI clone in /tmp, say) would be invisible there. Share such a directory
@@ -113,8 +216,33 @@ rig) ;;
 esac
 
 if [ "$mode" = native ]; then
+    # Nothing to serve: commands run here, one by one, without a rig.
+    [ "$serve" = 0 ] || exit 0
     export NOOK_IN_RIG=0
     exec timeout --kill-after=10 "$timeout_secs" "$@"
+fi
+
+# A serving L1 runs CMD when it shares every --rw DIR read-write (the directory or one above it).
+if [ "$serve" = 0 ] && [ -n "${NOOK_RIG_SERVER:-}" ]; then
+    [ -f "$NOOK_RIG_SERVER/qemu.pid" ] && [ -f "$NOOK_RIG_SERVER/shares" ] ||
+        rig_die "NOOK_RIG_SERVER=$NOOK_RIG_SERVER is not the directory of a serving rig"
+    kill -0 "$(cat "$NOOK_RIG_SERVER/qemu.pid")" 2>/dev/null || {
+        rig_console "$NOOK_RIG_SERVER"
+        rig_die "the serving L1 of $NOOK_RIG_SERVER is no longer running"
+    }
+    shared_all=1
+    for d in "${rw_dirs[@]}"; do
+        shared=0
+        while IFS= read -r s; do
+            case "$d/" in "$s"/*) shared=1 ;; esac
+        done <"$NOOK_RIG_SERVER/shares"
+        if [ "$shared" = 0 ]; then
+            rig_log "the serving L1 does not share $d: booting an L1 for this command"
+            shared_all=0
+            break
+        fi
+    done
+    [ "$shared_all" = 0 ] || rig_hand_over "$NOOK_RIG_SERVER" "$@"
 fi
 
 # --- The L1 kernel: Debian's generic kernel (it has 9p), fetched rootless and cached -------------
@@ -188,16 +316,51 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$run/results" "$run/initramfs/bin" "$run/initramfs/mods"
 
-# The command as L1 runs it: this shell's environment (less what belongs to this machine's
-# session), its working directory, then CMD, run by this machine's own bash.
-{
-    export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|_|TMPDIR|XDG_RUNTIME_DIR|DBUS_SESSION_BUS_ADDRESS|SSH_[A-Z_]*|TERM)(=|$)'
-    echo "export NOOK_IN_RIG=1 TERM=dumb"
-    printf 'cd -- %q || exit 125\n' "$PWD"
-    printf 'exec'
-    printf ' %q' "$@"
-    echo
-} >"$run/results/cmd.sh"
+if [ "$serve" = 1 ]; then
+    # PID 1 of a serving L1: runs the commands handed over in results/queue, in order, each
+    # under its own deadline, and kills what one leaves running before the next starts.
+    cat >"$run/results/serve.sh" <<'SERVE'
+#!/bin/bash
+results=/.nook-rig/results
+queue=$results/queue
+mkdir -p "$queue"
+# leftovers: kills every process but this one (kernel threads have no command line) and prints
+# the command line of each.
+leftovers() {
+    local p cmd
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" != 1 ] || continue
+        cmd=
+        IFS= read -r -d '' cmd <"$p/cmdline" 2>/dev/null
+        [ -n "$cmd" ] || continue
+        kill -9 "${p#/proc/}" 2>/dev/null && echo " $cmd"
+    done
+}
+echo serving >"$results/stage"
+while [ ! -e "$results/stop" ]; do
+    next=
+    for d in "$queue"/[0-9]*; do
+        if [ -f "$d/cmd.sh" ] && [ ! -e "$d/status" ]; then
+            next=$d
+            break
+        fi
+    done
+    if [ -z "$next" ]; then
+        sleep 0.2
+        continue
+    fi
+    read -r secs <"$next/timeout"
+    timeout --kill-after=10 "$secs" /bin/bash "$next/cmd.sh" </dev/null >"$next/stdout" 2>"$next/stderr"
+    echo $? >"$next/status.tmp"
+    leftovers >"$next/leftovers"
+    mv "$next/status.tmp" "$next/status"
+done
+sync
+exec /.nook-rig/busybox reboot -f
+SERVE
+else
+    rig_command_script "$@" >"$run/results/cmd.sh"
+fi
 
 cp "$busybox_bin" "$run/initramfs/bin/busybox"
 for n in "${order[@]}"; do cp "${ko_path[$n]}" "$run/initramfs/mods/$n.ko"; done
@@ -269,7 +432,9 @@ while read -r tag dir; do
     mkdir -p "/newroot$dir" 2>/dev/null
     mount9p "$tag" "/newroot$dir" rw
 done </rw
-cp /results/cmd.sh /newroot/.nook-rig/cmd.sh
+for f in cmd.sh serve.sh; do
+    [ ! -f "/results/$f" ] || cp "/results/$f" "/newroot/.nook-rig/$f"
+done
 [ -c /dev/kvm ] || fail "/dev/kvm is missing after loading kvm-amd (does the L1 CPU have svm?)"
 ip link set lo up 2>/dev/null
 # L1 has no network device. User-mode network stacks (passt for a VM's virtio-net, pasta for a
@@ -288,6 +453,7 @@ cp /bin/busybox /newroot/.nook-rig/busybox || fail "cannot copy busybox into the
 mount --bind /results /newroot/.nook-rig/results || fail "cannot bind the results share"
 cd /newroot || fail "cannot enter the new root"
 mount --move . / || fail "cannot move the new root over /"
+[ ! -f .nook-rig/serve.sh ] || exec chroot . /bin/bash /.nook-rig/serve.sh
 exec chroot . /.nook-rig/busybox sh -c '
     /bin/bash /.nook-rig/cmd.sh </dev/null >/.nook-rig/results/stdout 2>/.nook-rig/results/stderr
     echo $? >/.nook-rig/results/status.tmp
@@ -310,24 +476,37 @@ done
 
 boot_timeout=${NOOK_RIG_BOOT_TIMEOUT:-180}
 start=$(date +%s)
+# A serving L1 outlives this script: its QEMU gets no descriptor of the caller's (which would keep
+# a caller's `$(...)` waiting) and its pid goes into the rig's directory for rig_stop.
 timeout --kill-after=10 "$timeout_secs" qemu-system-x86_64 \
     -M q35 -accel tcg -cpu EPYC-v3,+svm,+npt \
     -m "${NOOK_RIG_MEM:-2048}" -smp "${NOOK_RIG_CPUS:-1}" \
     -display none -monitor none -serial "file:$run/console.log" -no-reboot \
     -kernel "$l1_dir/vmlinuz" -initrd "$run/initramfs.cpio" \
     -append "console=ttyS0 quiet panic=-1 rdinit=/init" \
-    "${virtfs[@]}" </dev/null >"$run/qemu.log" 2>&1 &
+    "${virtfs[@]}" </dev/null >"$run/qemu.log" 2>&1 8>&- 9>&- &
 qemu_pid=$!
+show_console() { rig_console "$run"; }
 
-show_console() {
-    echo "rig: --- last lines of the L1 console ---" >&2
-    tail -n 30 "$run/console.log" >&2 2>/dev/null || true
-    # TCG lists the host CPU features it does not emulate: noise, not the cause of a failure.
-    if grep -qv "TCG doesn't support requested feature" "$run/qemu.log" 2>/dev/null; then
-        echo "rig: --- qemu ---" >&2
-        grep -v "TCG doesn't support requested feature" "$run/qemu.log" | tail -n 10 >&2
-    fi
-}
+if [ "$serve" = 1 ]; then
+    while ! grep -qs serving "$run/results/stage"; do
+        if ! kill -0 "$qemu_pid" 2>/dev/null; then
+            show_console
+            rig_die "L1 stopped before it served (stage: $(cat "$run/results/stage" 2>/dev/null || echo none))"
+        fi
+        if [ -f "$run/results/error" ] || [ $(($(date +%s) - start)) -ge "$boot_timeout" ]; then
+            show_console
+            rig_die "L1 did not come up within ${boot_timeout} s (stage: $(cat "$run/results/stage" 2>/dev/null || echo none); $(cat "$run/results/error" 2>/dev/null))"
+        fi
+        sleep 0.5
+    done
+    echo "$qemu_pid" >"$run/qemu.pid"
+    printf '%s\n' "${rw_dirs[@]}" >"$run/shares"
+    trap - EXIT
+    rig_log "L1 serves commands from $run (up in $(($(date +%s) - start)) s)"
+    echo "$run"
+    exit 0
+fi
 
 # Wait for L1 to start the command (boot deadline), then for the command to end (overall deadline).
 while kill -0 "$qemu_pid" 2>/dev/null; do
