@@ -22,6 +22,8 @@
 #
 # Environment:
 #   NOOK_RIG_SERVER           a directory printed by --serve: hand commands to that L1
+#   NOOK_RIG_STALL_SECS       seconds without a heartbeat from a serving L1 before it counts as stalled
+#                             and the command runs again in an L1 of its own (default 300)
 #   NOOK_RIG=auto|rig|native  auto (default) decides from /dev/kvm; rig forces the nested rig;
 #                             native forces a native run (refused where /dev/kvm is PVM)
 #   NOOK_RIG_MEM              L1 memory in MiB (default 2048)
@@ -96,6 +98,18 @@ rig_hand_over() {
         if ! kill -0 "$pid" 2>/dev/null; then
             rig_console "$dir"
             rig_die "the serving L1 stopped before the command finished"
+        fi
+        # 9p writes take this machine's clock: a heartbeat older than 5 minutes is an L1 whose
+        # timers stopped. Its command cannot go on; it runs again in an L1 of its own.
+        if [ $(($(date +%s) - $(stat -c %Y "$dir/results/heartbeat"))) -gt "${NOOK_RIG_STALL_SECS:-300}" ]; then
+            cat "$entry/stdout" 2>/dev/null
+            cat "$entry/stderr" >&2 2>/dev/null
+            rig_console "$dir"
+            kill "$pid" 2>/dev/null
+            rig_log "!!! the serving L1 stalled (no heartbeat for ${NOOK_RIG_STALL_SECS:-300} s: its timers stopped);"
+            rig_log "!!! the command above did not finish there and runs again in an L1 of its own"
+            flock -u 8
+            return 1
         fi
         # L1 enforces the deadline itself; this one only catches an L1 that no longer can.
         if [ $(($(date +%s) - start)) -ge $((timeout_secs + 60)) ]; then
@@ -226,12 +240,13 @@ fi
 if [ "$serve" = 0 ] && [ -n "${NOOK_RIG_SERVER:-}" ]; then
     [ -f "$NOOK_RIG_SERVER/qemu.pid" ] && [ -f "$NOOK_RIG_SERVER/shares" ] ||
         rig_die "NOOK_RIG_SERVER=$NOOK_RIG_SERVER is not the directory of a serving rig"
-    kill -0 "$(cat "$NOOK_RIG_SERVER/qemu.pid")" 2>/dev/null || {
-        rig_console "$NOOK_RIG_SERVER"
-        rig_die "the serving L1 of $NOOK_RIG_SERVER is no longer running"
-    }
     shared_all=1
+    if ! kill -0 "$(cat "$NOOK_RIG_SERVER/qemu.pid")" 2>/dev/null; then
+        rig_log "the serving L1 of $NOOK_RIG_SERVER is no longer running: booting an L1 for this command"
+        shared_all=0
+    fi
     for d in "${rw_dirs[@]}"; do
+        [ "$shared_all" = 1 ] || break
         shared=0
         while IFS= read -r s; do
             case "$d/" in "$s"/*) shared=1 ;; esac
@@ -242,7 +257,7 @@ if [ "$serve" = 0 ] && [ -n "${NOOK_RIG_SERVER:-}" ]; then
             break
         fi
     done
-    [ "$shared_all" = 0 ] || rig_hand_over "$NOOK_RIG_SERVER" "$@"
+    [ "$shared_all" = 0 ] || rig_hand_over "$NOOK_RIG_SERVER" "$@" || true
 fi
 
 # --- The L1 kernel: Debian's generic kernel (it has 9p), fetched rootless and cached -------------
@@ -337,6 +352,7 @@ leftovers() {
     done
 }
 echo serving >"$results/stage"
+: >"$results/heartbeat"
 while [ ! -e "$results/stop" ]; do
     next=
     for d in "$queue"/[0-9]*; do
@@ -346,11 +362,22 @@ while [ ! -e "$results/stop" ]; do
         fi
     done
     if [ -z "$next" ]; then
+        idle=$((${idle:-0} + 1))
+        [ $((idle % 25)) != 0 ] || : >"$results/heartbeat"
         sleep 0.2
         continue
     fi
     read -r secs <"$next/timeout"
-    timeout --kill-after=10 "$secs" /bin/bash "$next/cmd.sh" </dev/null >"$next/stdout" 2>"$next/stderr"
+    timeout --kill-after=10 "$secs" /bin/bash "$next/cmd.sh" </dev/null >"$next/stdout" 2>"$next/stderr" &
+    pid=$!
+    # A heartbeat for the caller: an L1 whose timers stop (a rare stall of the emulation) stops
+    # writing it, where a command that only waits does not.
+    beat=0
+    while read -r _ _ state _ 2>/dev/null <"/proc/$pid/stat" && [ "$state" != Z ]; do
+        [ $((beat++ % 10)) != 0 ] || : >"$results/heartbeat"
+        sleep 0.5
+    done
+    wait "$pid"
     echo $? >"$next/status.tmp"
     leftovers >"$next/leftovers"
     mv "$next/status.tmp" "$next/status"
