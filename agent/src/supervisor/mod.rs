@@ -15,6 +15,7 @@ mod pty;
 mod security;
 pub(crate) mod sys;
 mod usage;
+pub use usage::parse_net_dev;
 
 use std::fs::File;
 use std::io;

@@ -27,7 +27,7 @@ fn read(proc: &Path, sys_block: &Path) -> GuestUsage {
     let (block_read, block_write) = diskstats(&text("diskstats"), |name| {
         !name.starts_with("loop") && !name.starts_with("ram") && sys_block.join(name).exists()
     });
-    let (net_rx, net_tx) = net_dev(&text("net/dev"));
+    let (net_rx, net_tx) = parse_net_dev(&text("net/dev"));
     GuestUsage {
         clock_ns: super::sys::boottime_ns(),
         cpu_ns: cpu_ticks(&text("stat")) * 1_000_000_000 / clock_ticks(),
@@ -88,8 +88,9 @@ fn diskstats(text: &str, disk: impl Fn(&str) -> bool) -> (u64, u64) {
     (r, w)
 }
 
-/// Bytes received and sent, loopback aside.
-fn net_dev(text: &str) -> (u64, u64) {
+/// Bytes received and sent in a `/proc/net/dev` text, loopback aside (the host's stats of a
+/// namespace container read theirs with it too).
+pub fn parse_net_dev(text: &str) -> (u64, u64) {
     let (mut rx, mut tx) = (0, 0);
     for line in text.lines().skip(2) {
         let Some((name, counters)) = line.split_once(':') else {
@@ -167,8 +168,8 @@ mod tests {
         assert_eq!(diskstats(disks, whole), ((2048 + 64) * 512, 800 * 512));
 
         let dev = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes\n    lo: 500 5 0 0 0 0 0 0 500 5 0 0 0 0 0 0\n  eth0: 1000 10 0 0 0 0 0 0 200 2 0 0 0 0 0 0\n";
-        assert_eq!(net_dev(dev), (1000, 200));
-        assert_eq!(net_dev(""), (0, 0));
+        assert_eq!(parse_net_dev(dev), (1000, 200));
+        assert_eq!(parse_net_dev(""), (0, 0));
 
         let threads = "1 (nook-agent) S 0 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 3 0";
         assert_eq!(user_threads(1, threads, 1), 0);

@@ -202,27 +202,8 @@ fn cpu_ticks(stat: &str) -> Option<(u64, u64)> {
 /// Bytes received and sent on the interfaces of `init`'s network namespace, loopback aside.
 fn net_dev(init: i32) -> (u64, u64) {
     std::fs::read_to_string(format!("/proc/{init}/net/dev"))
-        .map(|t| parse_net_dev(&t))
+        .map(|t| nook_agent::supervisor::parse_net_dev(&t))
         .unwrap_or((0, 0))
-}
-
-fn parse_net_dev(text: &str) -> (u64, u64) {
-    let (mut rx, mut tx) = (0, 0);
-    for line in text.lines().skip(2) {
-        let Some((name, counters)) = line.split_once(':') else {
-            continue;
-        };
-        if name.trim() == "lo" {
-            continue;
-        }
-        let v: Vec<u64> = counters
-            .split_whitespace()
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        rx += v.first().copied().unwrap_or(0);
-        tx += v.get(8).copied().unwrap_or(0);
-    }
-    (rx, tx)
 }
 
 fn clock_ticks() -> u64 {
@@ -248,6 +229,7 @@ fn page_size() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nook_agent::supervisor::parse_net_dev;
 
     #[test]
     fn counters_are_parsed() {
