@@ -7,8 +7,9 @@
 //! channel is open) and also ends in the reset, never in a kernel panic.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nook_agent::errors;
@@ -36,6 +37,7 @@ fn main() {
     let mut state = BootState {
         supervising: false,
         channel: PathBuf::from(DEFAULT_CHANNEL),
+        open: None,
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         boot(
@@ -66,7 +68,7 @@ fn main() {
         // Once the supervisor ran, the host has the frame stream (and any error it sent);
         // a second sync marker in the middle of it would only confuse the host.
         if !state.supervising {
-            tell_host(&state.channel, &message);
+            tell_host(&mut state, &message);
         }
     }
     power::kill_sync_reset();
@@ -78,14 +80,21 @@ struct BootState {
     supervising: bool,
     /// The channel device, once the parameters are read.
     channel: PathBuf,
+    /// The channel, opened once and kept until the supervisor takes it: a virtio-serial port
+    /// drops what the host sends while the guest has it closed, and takes one opener at a time.
+    open: Option<File>,
 }
 
 /// Best effort: the host waits for `Ready`; an error frame on stream 0 tells it why none comes.
-fn tell_host(channel: &Path, message: &str) {
-    let Ok(channel) = console::open_raw(channel) else {
-        return;
+fn tell_host(state: &mut BootState, message: &str) {
+    let channel = match state.open.take() {
+        Some(f) => f,
+        None => match console::open_channel(&state.channel, Duration::from_secs(5)) {
+            Ok(fd) => File::from(fd),
+            Err(_) => return,
+        },
     };
-    let mut writer = FrameWriter::new(File::from(channel));
+    let mut writer = FrameWriter::new(channel);
     let _ = writer.write_raw(&SYNC);
     let _ = writer.send(
         0,
@@ -128,18 +137,18 @@ fn boot(
         cmdline.push_str(&extra);
     }
     let mut params = BootParams::parse(&cmdline).context("reading the nook.* kernel parameters")?;
+    state.channel = params.channel.clone();
+    let channel = state.open.insert(File::from(
+        console::open_channel(&params.channel, console::CHANNEL_WAIT)
+            .with_context(|| format!("opening the agent channel {}", params.channel.display()))?,
+    ));
     // A template boot stops here, waiting, for its snapshot; every VM resumed from it goes on
     // with its own container's parameters.
     if params.warm {
-        let mut channel =
-            File::from(console::open_raw(&params.channel).with_context(|| {
-                format!("opening the agent channel {}", params.channel.display())
-            })?);
-        let start = warm::WarmStart::ask(&mut channel)
+        let start = warm::WarmStart::ask(channel)
             .context("asking the host for the container's start data")?;
         // Where this VM's own run begins: the host places its restore phase up to here.
         agent_start_ns = boottime_ns();
-        drop(channel);
         params = BootParams::parse(&start.cmdline)
             .context("reading the container's nook.* parameters from the host")?;
         warm::reseed(&start.seed).context("reseeding the kernel's random pool")?;
@@ -148,7 +157,6 @@ fn boot(
         kernel_start_realtime_ns = start.realtime_ns.saturating_sub(agent_start_ns);
     }
     log.debug = params.debug;
-    state.channel = params.channel.clone();
     if !params.debug {
         if let Err(e) = console::quiet_kernel_console() {
             log.error(&format!("cannot lower the console log level: {e}"));
@@ -177,8 +185,7 @@ fn boot(
     let root_ready_ns = boottime_ns();
     log.debug(&format!("root ready at {root_ready_ns} ns"));
 
-    let channel = console::open_raw(&params.channel)
-        .with_context(|| format!("opening the agent channel {}", params.channel.display()))?;
+    let channel = OwnedFd::from(state.open.take().context("the agent channel was closed")?);
     let fd_path = |f: &File| PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
     let config = Config {
         root: "/".into(),

@@ -35,7 +35,7 @@ if [ "${1:-}" = --in-rig ]; then
             -drive id=rw,file="$disk",format=raw,if=none \
             -device virtio-blk-device,drive=rw \
             -chardev socket,id=agent,path="$sockets/agent-$n.sock" \
-            -device virtio-serial-device,max_ports=1 -device virtconsole,chardev=agent \
+            -device virtio-serial-device,max_ports=2 -device virtserialport,chardev=agent,name=nook.agent \
             >"$work/$n.out" 2>"$work/$n.err" || rc=$?
         echo "$rc" >"$work/$n.rc"
         echo "boot $n ($*): exit $rc, $(cat "$work/times-$n.json" 2>/dev/null || echo "no times")"

@@ -45,7 +45,7 @@ boot_once() {
         -drive id=rw,file="$work/upper-run.ext4",format=raw,if=none \
         -device virtio-blk-device,drive=rw \
         -chardev socket,id=agent,path="$sockets/agent.sock" \
-        -device virtio-serial-device,max_ports=1 -device virtconsole,chardev=agent >&2 || rc=$?
+        -device virtio-serial-device,max_ports=2 -device virtserialport,chardev=agent,name=nook.agent >&2 || rc=$?
     rm -rf "$sockets"
     if [ "$rc" -ne 0 ] || [ ! -f "$times" ]; then
         tail -n 20 "$work/vmm.log" >&2

@@ -43,18 +43,28 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/nook-vmm-boot.XXXXXX")
 trap 'status=$?; [ $status -eq 0 ] && rm -rf "$work" || echo "vmm-boot: files kept in $work" >&2' EXIT
 cp "$kernel" "$work/vmlinux"
 
-# The guest: busybox as /init, speaking a line protocol on /dev/hvc0.
-mkdir -p "$work/initrd/bin" "$work/initrd/dev" "$work/initrd/proc" "$work/initrd/ro" "$work/initrd/rw"
+# The guest: busybox as /init, speaking a line protocol on the agent's virtio-serial port.
+mkdir -p "$work/initrd/bin" "$work/initrd/dev" "$work/initrd/proc" "$work/initrd/sys" "$work/initrd/ro" "$work/initrd/rw"
 cp "$(command -v busybox)" "$work/initrd/bin/busybox"
 cat >"$work/initrd/init" <<'INIT'
 #!/bin/busybox sh
 B=/bin/busybox
 $B mount -t proc proc /proc
 $B mount -t devtmpfs dev /dev
-# Keep the port open for the whole run (like the agent): bytes that arrive while no process
-# holds /dev/hvc0 wait in the driver until someone polls, and raw mode would reset on close.
-exec 3<>/dev/hvc0
-$B stty -F /dev/hvc0 raw -echo
+$B mount -t sysfs sys /sys
+# The channel: the virtio-serial port nook-vmm names nook.agent (no udev here to link it
+# under /dev/virtio-ports). The driver creates it after the device's control messages, which
+# may come after /init starts. Kept open for the whole run, like the agent: the driver drops
+# what the host sends while the guest has the port closed. A write waits until the host's end
+# is open.
+port=
+while [ -z "$port" ]; do
+    for p in /sys/class/virtio-ports/*; do
+        [ "$($B cat "$p/name" 2>/dev/null)" = nook.agent ] && [ -c "/dev/${p##*/}" ] && port=/dev/${p##*/}
+    done
+    [ -n "$port" ] || $B usleep 2000
+done
+exec 3<>"$port"
 say() { echo "$*" >&3; }
 say ready
 # The guest's time-stamp counter (zero when the VMM created or reset the vCPU), read right after

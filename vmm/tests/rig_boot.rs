@@ -271,9 +271,9 @@ fn bench_once(dir: &Path, vmm: Vmm, vcpus: u8, memory_mib: u32) -> Result<BenchR
             .args(["-chardev", &format!("socket,id=agent,path={}", path(&sock))])
             .args([
                 "-device",
-                "virtio-serial-device,max_ports=1",
+                "virtio-serial-device,max_ports=2",
                 "-device",
-                "virtconsole,chardev=agent",
+                "virtserialport,chardev=agent,name=nook.agent",
             ]);
             c
         }

@@ -10,7 +10,7 @@
 //! | `nook.upper=DEV`, `tmpfs` or `auto` | `auto` | the container's writable disk (its `upper/` and `work/` directories hold the overlay's upper layer, created on first boot) or a tmpfs (changes die with the VM); `auto` takes `/dev/vdb` when the guest has it, else a tmpfs |
 //! | `nook.upperfstype=FS` | `ext4` | the writable disk's filesystem type |
 //! | `nook.roottag=TAG` | none | the container's root is the host directory shared by the virtio-fs device `TAG`, mounted as it is (read-write unless `nook.readonly`): no image disk, no overlay, no writable layer of the guest's own (`nook.root` and `nook.upper` are not used; the OCI runtime's VM column, whose bundle root is the caller's) |
-//! | `nook.channel=PATH` | `/dev/hvc0` | the host channel (a virtio console, put in raw mode) |
+//! | `nook.channel=PATH` | `/dev/virtio-ports/nook.agent` | the host channel: a virtio-serial port by the name udev would link it under (`/dev/virtio-ports/NAME`, found through `/sys/class/virtio-ports`: the guest runs no udev), or a device such as `/dev/hvc0` (a tty is put in raw mode) |
 //! | `nook.readonly` or `nook.readonly=1` | off | the container's root is read-only once its files are set up (`--read-only`) |
 //! | `nook.warm` or `nook.warm=1` | off | a template boot (see [`crate::guest::warm`]): once booted the agent asks the host for its container's parameters, which replace these |
 //! | `nook.debug` or `nook.debug=1` | off | log each boot step to the kernel log (seen on the serial console with `console=ttyS0`) |
@@ -160,7 +160,7 @@ pub enum CmdlineError {
 pub const CMDLINE_ENV: &str = "NOOK_AGENT_CMDLINE";
 
 /// The channel device when `nook.channel` is not given.
-pub const DEFAULT_CHANNEL: &str = "/dev/hvc0";
+pub const DEFAULT_CHANNEL: &str = "/dev/virtio-ports/nook.agent";
 
 impl Default for BootParams {
     fn default() -> Self {
@@ -236,8 +236,8 @@ fn device_arg(path: &Path) -> std::borrow::Cow<'_, str> {
 }
 
 /// The kernel command line the host boots a guest with: the console (the serial port with
-/// `debug`, whose boot steps it shows, else none: without one the kernel may pick hvc0, the
-/// agent channel), [`KERNEL_ARGS`], then each `nook.*` parameter that differs from its default.
+/// `debug`, whose boot steps it shows, else none: without one the kernel may pick a console
+/// port, which may be the agent channel), [`KERNEL_ARGS`], then each `nook.*` parameter that differs from its default.
 /// [`BootParams::parse`] reads it back to the same value.
 impl fmt::Display for BootParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -118,9 +118,9 @@ fn qemu_command(g: &Guest, socket: &Path) -> Command {
     .arg(format!("socket,id=agent,path={}", socket.display()))
     .args([
         "-device",
-        "virtio-serial-device,max_ports=1",
+        "virtio-serial-device,max_ports=2",
         "-device",
-        "virtconsole,chardev=agent",
+        "virtserialport,chardev=agent,name=nook.agent",
     ]);
     c
 }

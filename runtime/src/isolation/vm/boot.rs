@@ -221,7 +221,7 @@ pub(super) fn boot(
                 .map_err(io("stat", &d.path))
         })
         .collect::<Result<Vec<u64>, _>>()?;
-    // Always names a console: without one the kernel may pick hvc0, the agent channel.
+    // Always names a console: without one the kernel may pick one the VMM did not mean.
     let cmdline = BootParams {
         debug,
         upper: if with_disk {

@@ -1,7 +1,10 @@
-//! virtio-console with a single port (no MULTIPORT): the agent channel. Bytes the guest sends
-//! on the transmit queue go to a host Unix stream socket; bytes from the socket fill the buffers
-//! the guest posts on the receive queue.
+//! virtio-console with one generic port (MULTIPORT, `max_nr_ports` 1): the agent channel.
+//! Bytes the guest sends on the port's transmit queue go to a host Unix stream socket; bytes
+//! from the socket fill the buffers the guest posts on the port's receive queue. The control
+//! queues name the port and open it (see [`control`]); the guest sees `/dev/vportNp0`, not an
+//! hvc console.
 
+pub mod control;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -16,10 +19,10 @@ use super::{ActivateError, Activation, VirtioDevice, F_VERSION_1};
 use crate::thread;
 
 const QUEUE_SIZE: u16 = 256;
+const CONTROL_QUEUE_SIZE: u16 = 32;
 
-/// `struct virtio_console_config` (virtio-bindings has no console module). Every field stays
-/// zero: they only mean something with VIRTIO_CONSOLE_F_SIZE, F_MULTIPORT or F_EMERG_WRITE,
-/// none of which is offered.
+/// `struct virtio_console_config` (virtio-bindings has no console module). Only
+/// `max_nr_ports` (1) means something: VIRTIO_CONSOLE_F_SIZE and F_EMERG_WRITE are not offered.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConsoleConfig {
@@ -43,7 +46,7 @@ const _: () = assert!(std::mem::size_of::<ConsoleConfig>() == 12);
 pub struct Console {
     name: String,
     stream: Option<UnixStream>,
-    queue_sizes: [u16; 2],
+    queue_sizes: [u16; 4],
     config: ConsoleConfig,
 }
 
@@ -55,8 +58,16 @@ impl Console {
         Ok(Self {
             name,
             stream: Some(stream),
-            queue_sizes: [QUEUE_SIZE; 2],
-            config: ConsoleConfig::default(),
+            queue_sizes: [
+                QUEUE_SIZE,
+                QUEUE_SIZE,
+                CONTROL_QUEUE_SIZE,
+                CONTROL_QUEUE_SIZE,
+            ],
+            config: ConsoleConfig {
+                max_nr_ports: 1,
+                ..ConsoleConfig::default()
+            },
         })
     }
 }
@@ -72,22 +83,31 @@ impl VirtioDevice for Console {
         &self.queue_sizes
     }
     fn features(&self) -> u64 {
-        F_VERSION_1
+        F_VERSION_1 | control::F_MULTIPORT
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         super::read_config_bytes(self.config.as_slice(), offset, data);
     }
     fn activate(&mut self, a: Activation) -> Result<(), ActivateError> {
         let device = "virtio-console";
-        let got = a.queues.len();
+        let got = a.queues.len().min(a.queue_events.len());
         let mut queues = a.queues.into_iter();
         let mut events = a.queue_events.into_iter();
-        let (Some(rxq), Some(txq), Some(rx_evt), Some(tx_evt)) =
-            (queues.next(), queues.next(), events.next(), events.next())
+        let (Some(rxq), Some(txq), Some(crxq), Some(ctxq)) =
+            (queues.next(), queues.next(), queues.next(), queues.next())
         else {
             return Err(ActivateError::QueueCount {
                 device,
-                expected: 2,
+                expected: 4,
+                got,
+            });
+        };
+        let (Some(rx_evt), Some(tx_evt), Some(crx_evt), Some(ctx_evt)) =
+            (events.next(), events.next(), events.next(), events.next())
+        else {
+            return Err(ActivateError::QueueCount {
+                device,
+                expected: 4,
                 got,
             });
         };
@@ -95,13 +115,15 @@ impl VirtioDevice for Console {
             .stream
             .take()
             .ok_or(ActivateError::AlreadyActive { device })?;
-        let mut channel = Channel::new(rxq, txq, a.mem, stream, a.interrupt);
+        // The transport activates only once every queue is ready: the driver took MULTIPORT.
+        let mut channel = Channel::new(rxq, txq, a.mem, stream, a.interrupt)
+            .with_control(control::Control::new(crxq, ctxq));
         // Before the guest runs again: the driver fills the receive queue right after DRIVER_OK.
         channel.quiet_rx();
         let exit = a.exit.clone();
         let parking = a.parking;
         thread::spawn(&self.name, a.filter, a.exit, move || {
-            let result = channel.run(rx_evt, tx_evt, &exit);
+            let result = channel.run(rx_evt, tx_evt, Some((crx_evt, ctx_evt)), &exit);
             parking.park(channel.queue_snapshots());
             result
         })?;

@@ -253,38 +253,189 @@ fn used_flags(mem: &GuestMemory, vq: &MockSplitQueue<'_, GuestMemory>) -> u16 {
 }
 
 #[test]
-fn receive_kicks_are_asked_for_only_while_host_bytes_wait() {
+fn a_starved_receive_queue_is_polled_not_kicked() {
+    use super::worker::{RX_POLL_MAX, RX_POLL_MIN};
     const NO_NOTIFY: u16 = 1;
+    let ms = |d: std::time::Duration| d.as_millis() as i32;
     let rig = Rig::new();
     let (rx, tx) = rig.queues();
     let (mut ch, mut host) = rig.channel(&rx, &tx);
     ch.quiet_rx();
-    assert_eq!(
-        used_flags(&rig.mem, &rx),
-        NO_NOTIFY,
-        "no kicks while the guest fills"
-    );
+    assert_eq!(used_flags(&rig.mem, &rx), NO_NOTIFY, "no kicks");
+    assert_eq!(ch.rx_wait_ms(), -1, "nothing to wait for");
 
-    // Bytes arrive before any buffer: the device asks for a kick and waits.
+    // Bytes arrive before any buffer: still no kicks, a second look soon.
     host.write_all(b"early").unwrap();
     ch.pump();
-    assert_eq!(used_flags(&rig.mem, &rx), 0);
-    assert_eq!(used_idx(&rig.mem, &rx), 0);
-
-    // The kick's buffers take the bytes; kicks are off again.
-    rx.add_desc_chains(&chain(&[(BUF, 16, W)], 0), 0).unwrap();
-    ch.pump();
-    assert_eq!(used(&rig.mem, &rx, 0), (0, 5));
     assert_eq!(used_flags(&rig.mem, &rx), NO_NOTIFY);
+    assert_eq!(used_idx(&rig.mem, &rx), 0);
+    assert_eq!(ch.rx_wait_ms(), ms(RX_POLL_MIN));
+    // Looks that find nothing come later and later, up to the bound.
+    for _ in 0..16 {
+        ch.poll_rx();
+    }
+    assert_eq!(ch.rx_wait_ms(), ms(RX_POLL_MAX));
 
-    // Starved again: the next buffer (and its kick) lets the waiting bytes through.
-    host.write_all(b"more").unwrap();
-    ch.pump();
-    assert_eq!(used_flags(&rig.mem, &rx), 0);
-    rx.add_desc_chains(&chain(&[(BUF + 0x100, 16, W)], 1), 1)
+    // Buffers posted meanwhile (no kick) take the bytes at the next look.
+    rx.add_desc_chains(&chain(&[(BUF, 2, W)], 0), 0).unwrap();
+    rx.add_desc_chains(&chain(&[(BUF + 0x100, 2, W)], 1), 1)
         .unwrap();
-    host.write_all(b"!").unwrap();
-    ch.pump();
-    assert_eq!(used(&rig.mem, &rx, 1), (1, 4));
+    ch.poll_rx();
+    assert_eq!(used(&rig.mem, &rx, 0), (0, 2));
+    assert_eq!(used(&rig.mem, &rx, 1), (1, 2));
+    assert_eq!(ch.rx_wait_ms(), ms(RX_POLL_MIN), "progress: look again soon");
+    rx.add_desc_chains(&chain(&[(BUF + 0x200, 16, W)], 2), 2)
+        .unwrap();
+    ch.poll_rx();
+    assert_eq!(used(&rig.mem, &rx, 2), (2, 1));
+    assert_eq!(ch.rx_wait_ms(), -1, "everything delivered");
+    assert_eq!(used_flags(&rig.mem, &rx), NO_NOTIFY);
     assert_eq!(ch.state(), ChannelState::Open);
+}
+
+mod multiport {
+    //! The control queues' handshake, as Linux's virtio_console driver runs it.
+
+    use super::*;
+    use crate::devices::virtio::console::control::{
+        self, Control, DEVICE_ADD, DEVICE_READY, HEADER, MAX_PENDING, PORT_NAME, PORT_NAME_EVENT,
+        PORT_OPEN, PORT_READY,
+    };
+
+    struct Driver<'a> {
+        rig: &'a Rig,
+        crx: MockSplitQueue<'a, GuestMemory>,
+        ctx: MockSplitQueue<'a, GuestMemory>,
+        posted: u16,
+        sent: u16,
+    }
+
+    impl<'a> Driver<'a> {
+        fn new(rig: &'a Rig) -> Self {
+            Self {
+                rig,
+                crx: MockSplitQueue::create(&rig.mem, GuestAddress(0x10000), 32),
+                ctx: MockSplitQueue::create(&rig.mem, GuestAddress(0x18000), 32),
+                posted: 0,
+                sent: 0,
+            }
+        }
+        fn control(&self) -> Control {
+            Control::new(queue_of(&self.crx), queue_of(&self.ctx))
+        }
+        /// Posts a control receive buffer of `len` bytes.
+        fn post(&mut self, len: u32) {
+            let at = BUF + 0x4_0000 + 0x100 * u64::from(self.posted);
+            let i = self.posted;
+            self.crx
+                .add_desc_chains(&chain(&[(at, len, W)], i), i)
+                .unwrap();
+            self.posted += 1;
+        }
+        /// Sends a control message (the driver's transmit queue).
+        fn send(&mut self, bytes: &[u8]) {
+            let at = BUF + 0x8_0000 + 0x100 * u64::from(self.sent);
+            self.rig.mem.write_slice(bytes, GuestAddress(at)).unwrap();
+            let i = self.sent;
+            self.ctx
+                .add_desc_chains(&chain(&[(at, bytes.len() as u32, 0)], i), i)
+                .unwrap();
+            self.sent += 1;
+        }
+        /// The message the device put in receive buffer `i`.
+        fn received(&self, i: u16) -> Vec<u8> {
+            let (head, len) = used(&self.rig.mem, &self.crx, i);
+            let mut m = vec![0u8; len as usize];
+            let at = BUF + 0x4_0000 + 0x100 * u64::from(head);
+            self.rig.mem.read_slice(&mut m, GuestAddress(at)).unwrap();
+            m
+        }
+    }
+
+    #[test]
+    fn the_handshake_names_and_opens_port_zero() {
+        let rig = Rig::new();
+        let (rx, tx) = rig.queues();
+        let mut driver = Driver::new(&rig);
+        let (ch, _host) = rig.channel(&rx, &tx);
+        let mut ch = ch.with_control(driver.control());
+        for _ in 0..4 {
+            driver.post(64);
+        }
+        driver.send(&control::message(u32::MAX, DEVICE_READY, 1, &[]));
+        ch.pump();
+        assert_eq!(used_idx(&rig.mem, &driver.ctx), 1);
+        assert_eq!(driver.received(0), control::message(0, DEVICE_ADD, 1, &[]));
+        driver.send(&control::message(0, PORT_READY, 1, &[]));
+        ch.pump();
+        assert_eq!(
+            driver.received(1),
+            control::message(0, PORT_NAME_EVENT, 1, PORT_NAME.as_bytes())
+        );
+        assert_eq!(driver.received(2), control::message(0, PORT_OPEN, 1, &[]));
+        assert_eq!(used_idx(&rig.mem, &driver.crx), 3);
+        assert_eq!(ch.state(), ChannelState::Open);
+    }
+
+    #[test]
+    fn host_bytes_wait_while_the_guest_has_the_port_closed() {
+        let rig = Rig::new();
+        let (rx, tx) = rig.queues();
+        let mut driver = Driver::new(&rig);
+        let (ch, mut host) = rig.channel(&rx, &tx);
+        let mut ch = ch.with_control(driver.control());
+        driver.send(&control::message(0, PORT_OPEN, 0, &[]));
+        ch.pump();
+        host.write_all(b"later").unwrap();
+        rx.add_desc_chains(&chain(&[(BUF + 0x1000, 16, W)], 0), 0)
+            .unwrap();
+        ch.pump();
+        assert_eq!(used_idx(&rig.mem, &rx), 0, "delivered to a closed port");
+        driver.send(&control::message(0, PORT_OPEN, 1, &[]));
+        ch.pump();
+        assert_eq!(used(&rig.mem, &rx, 0), (0, 5));
+        let mut got = [0u8; 5];
+        rig.mem
+            .read_slice(&mut got, GuestAddress(BUF + 0x1000))
+            .unwrap();
+        assert_eq!(&got, b"later");
+    }
+
+    #[test]
+    fn hostile_control_messages_are_consumed_and_bounded() {
+        let rig = Rig::new();
+        let (rx, tx) = rig.queues();
+        let mut driver = Driver::new(&rig);
+        let (ch, _host) = rig.channel(&rx, &tx);
+        let mut ch = ch.with_control(driver.control());
+        // Short, unknown, for another port, outside memory; then a flood with no buffers.
+        driver.send(&[1, 2, 3]);
+        driver.send(&control::message(7, PORT_READY, 1, &[]));
+        driver.send(&control::message(0, 0x7fff, 1, &[]));
+        let beyond = MEM_SIZE as u64 + 0x1000;
+        let i = driver.sent;
+        driver
+            .ctx
+            .add_desc_chains(&chain(&[(beyond, HEADER as u32, 0)], i), i)
+            .unwrap();
+        driver.sent += 1;
+        for _ in 0..(MAX_PENDING + 8) {
+            driver.send(&control::message(u32::MAX, DEVICE_READY, 1, &[]));
+        }
+        ch.pump();
+        assert_eq!(used_idx(&rig.mem, &driver.ctx), driver.sent);
+        // A buffer too small for a message gets nothing; the next answer goes to the next.
+        driver.post(4);
+        driver.post(64);
+        ch.pump();
+        assert_eq!(used(&rig.mem, &driver.crx, 0), (0, 0));
+        assert_eq!(driver.received(1), control::message(0, DEVICE_ADD, 1, &[]));
+        // No more than MAX_PENDING answers were kept.
+        for _ in 0..MAX_PENDING {
+            driver.post(64);
+        }
+        ch.pump();
+        assert_eq!(used_idx(&rig.mem, &driver.crx), MAX_PENDING as u16);
+        assert_eq!(ch.state(), ChannelState::Open);
+    }
 }

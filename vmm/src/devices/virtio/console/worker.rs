@@ -5,12 +5,14 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::time::Duration;
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryBackend};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::control::Control;
 use crate::devices::virtio::{Interrupt, WorkerError, INT_VRING};
 use crate::exit::ExitSignal;
 use crate::memory::GuestMemory;
@@ -21,11 +23,16 @@ pub const OUT_LIMIT: usize = 256 << 10;
 pub const MAX_CHAIN_BYTES: u64 = 1 << 20;
 /// Bytes read from the socket at once.
 const IN_CHUNK: usize = 64 << 10;
+/// How soon a starved receive queue is looked at again, at first and at most.
+pub const RX_POLL_MIN: Duration = Duration::from_millis(1);
+pub const RX_POLL_MAX: Duration = Duration::from_millis(64);
 
 const TOKEN_RX: u64 = 0;
 const TOKEN_TX: u64 = 1;
 const TOKEN_SOCKET: u64 = 2;
 const TOKEN_EXIT: u64 = 3;
+const TOKEN_CONTROL_RX: u64 = 4;
+const TOKEN_CONTROL_TX: u64 = 5;
 
 /// Whether the channel still works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +57,11 @@ pub struct Channel {
     inbound_pos: usize,
     host_closed: bool,
     state: ChannelState,
-    /// Whether the driver kicks the receive queue (the ring's default).
-    rx_kicks: bool,
+    /// The control queues, with MULTIPORT.
+    control: Option<Control>,
+    /// Host bytes wait for receive buffers: the ring is looked at again after `rx_poll`.
+    rx_starved: bool,
+    rx_poll: Duration,
 }
 
 impl Channel {
@@ -74,8 +84,24 @@ impl Channel {
             inbound_pos: 0,
             host_closed: false,
             state: ChannelState::Open,
-            rx_kicks: true,
+            control: None,
+            rx_starved: false,
+            rx_poll: RX_POLL_MIN,
         }
+    }
+
+    /// The same channel as port 0 of a MULTIPORT device, with its control queues.
+    pub fn with_control(mut self, control: Control) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// Whether host bytes may go to the guest: the driver of a generic port drops what arrives
+    /// while the guest has it closed, so they wait (in the socket) until it opens it again.
+    fn guest_listens(&self) -> bool {
+        self.control
+            .as_ref()
+            .is_none_or(|c| c.guest_open != Some(false))
     }
 
     /// The channel state.
@@ -174,46 +200,44 @@ impl Channel {
 
     /// Copies pending host bytes into guest receive buffers. Returns whether any was used.
     ///
-    /// The driver is asked to notify (kick) the receive queue only while host bytes wait for
-    /// buffers: the guest posts its receive buffers one at a time, each with a kick, and every
-    /// kick is a VM exit and a wake-up of this thread that would find nothing to do.
+    /// The driver never kicks the receive queue (`VRING_USED_F_NO_NOTIFY`): it posts its
+    /// receive buffers one page at a time as its reader empties them, and a kick for each would
+    /// be a VM exit and a wake-up of this thread per page, the device filling one page per
+    /// round trip. While host bytes wait for buffers the worker looks at the ring again after
+    /// [`RX_POLL_MIN`] (doubling up to [`RX_POLL_MAX`] while the guest posts none), and fills
+    /// every buffer posted meanwhile with one interrupt.
     pub fn process_rx(&mut self) -> bool {
         let mut used = Vec::new();
-        loop {
-            {
-                let Ok(mut iter) = self.rxq.iter(&self.mem) else {
-                    self.state = ChannelState::Broken;
-                    return false;
-                };
-                while self.inbound_pos < self.inbound.len() {
-                    let Some(chain) = iter.next() else { break };
-                    let head = chain.head_index();
-                    let mut written: u32 = 0;
-                    for desc in chain.writable() {
-                        let left = &self.inbound[self.inbound_pos..];
-                        if left.is_empty() {
-                            break;
-                        }
-                        let n = left.len().min(desc.len() as usize);
-                        if !self.mem.check_range(desc.addr(), n)
-                            || self.mem.write_slice(&left[..n], desc.addr()).is_err()
-                        {
-                            // A buffer outside memory: return the chain with what fit so far.
-                            break;
-                        }
-                        self.inbound_pos += n;
-                        written += n as u32;
+        {
+            let Ok(mut iter) = self.rxq.iter(&self.mem) else {
+                self.state = ChannelState::Broken;
+                return false;
+            };
+            while self.inbound_pos < self.inbound.len() {
+                let Some(chain) = iter.next() else { break };
+                let head = chain.head_index();
+                let mut written: u32 = 0;
+                for desc in chain.writable() {
+                    let left = &self.inbound[self.inbound_pos..];
+                    if left.is_empty() {
+                        break;
                     }
-                    used.push((head, written));
+                    let n = left.len().min(desc.len() as usize);
+                    if !self.mem.check_range(desc.addr(), n)
+                        || self.mem.write_slice(&left[..n], desc.addr()).is_err()
+                    {
+                        // A buffer outside memory: return the chain with what fit so far.
+                        break;
+                    }
+                    self.inbound_pos += n;
+                    written += n as u32;
                 }
+                used.push((head, written));
             }
-            let starved = self.inbound_pos < self.inbound.len();
-            match self.set_rx_kicks(starved) {
-                // Buffers were posted while kicks were being turned on: use them now.
-                Ok(true) if starved => continue,
-                Ok(_) => break,
-                Err(()) => return false,
-            }
+        }
+        self.rx_starved = self.inbound_pos < self.inbound.len();
+        if !used.is_empty() {
+            self.rx_poll = RX_POLL_MIN;
         }
         if self.inbound_pos >= self.inbound.len() {
             self.inbound.clear();
@@ -222,32 +246,12 @@ impl Channel {
         self.complete(false, &used)
     }
 
-    /// Turns the driver's receive-queue kicks on or off; when turning them on, returns whether
-    /// buffers are already waiting (posted before the driver could see the change).
-    fn set_rx_kicks(&mut self, on: bool) -> Result<bool, ()> {
-        if on == self.rx_kicks {
-            return Ok(false);
-        }
-        let result = if on {
-            self.rxq.enable_notification(&self.mem)
-        } else {
-            self.rxq.disable_notification(&self.mem).map(|()| false)
-        };
-        match result {
-            Ok(more) => {
-                self.rx_kicks = on;
-                Ok(more)
-            }
-            Err(_) => {
-                self.state = ChannelState::Broken;
-                Err(())
-            }
-        }
-    }
-
-    /// Called at activation, before the driver posts its receive buffers: no kicks for them.
+    /// Called at activation, before the driver posts its receive buffers: the driver never
+    /// kicks the receive queue (see [`Channel::process_rx`]).
     pub fn quiet_rx(&mut self) {
-        let _ = self.set_rx_kicks(false);
+        if self.rxq.disable_notification(&self.mem).is_err() {
+            self.state = ChannelState::Broken;
+        }
     }
 
     fn complete(&mut self, tx: bool, used: &[(u16, u32)]) -> bool {
@@ -264,12 +268,22 @@ impl Channel {
     /// One round of work after any event: move bytes both ways, interrupt if needed.
     pub fn pump(&mut self) {
         let mut notify = false;
+        if let Some(control) = &mut self.control {
+            match control.pump(&self.mem) {
+                Ok(n) => notify |= n,
+                Err(_) => self.state = ChannelState::Broken,
+            }
+        }
         loop {
             let before = (self.out.len(), self.inbound.len(), self.inbound_pos);
             notify |= self.process_tx();
             self.flush_out();
-            self.read_socket();
-            notify |= self.process_rx();
+            if self.guest_listens() {
+                self.read_socket();
+                notify |= self.process_rx();
+            } else {
+                self.rx_starved = false;
+            }
             if self.state == ChannelState::Broken {
                 self.interrupt.mark_broken();
                 return;
@@ -284,9 +298,28 @@ impl Channel {
         }
     }
 
+    /// The epoll timeout: how long until the starved receive queue is looked at, or forever.
+    pub fn rx_wait_ms(&self) -> i32 {
+        if self.rx_starved && self.state == ChannelState::Open {
+            self.rx_poll.as_millis().try_into().unwrap_or(i32::MAX)
+        } else {
+            -1
+        }
+    }
+
+    /// The starved receive queue's second look: what the guest posted meanwhile is filled; if
+    /// nothing was, the next look comes later.
+    pub fn poll_rx(&mut self) {
+        let before = self.inbound_pos;
+        self.pump();
+        if self.inbound_pos == before && self.rx_starved {
+            self.rx_poll = (self.rx_poll * 2).min(RX_POLL_MAX);
+        }
+    }
+
     fn socket_interest(&self) -> EventSet {
         let mut set = EventSet::empty();
-        if self.inbound.is_empty() && !self.host_closed {
+        if self.inbound.is_empty() && !self.host_closed && self.guest_listens() {
             set |= EventSet::IN;
         }
         if !self.out.is_empty() {
@@ -298,7 +331,11 @@ impl Channel {
     /// Where the receive and transmit queues stand.
     pub fn queue_snapshots(&self) -> Vec<crate::devices::virtio::park::QueueSnapshot> {
         use crate::devices::virtio::park::QueueSnapshot;
-        vec![QueueSnapshot::of(&self.rxq), QueueSnapshot::of(&self.txq)]
+        let mut queues = vec![QueueSnapshot::of(&self.rxq), QueueSnapshot::of(&self.txq)];
+        if let Some(control) = &self.control {
+            queues.extend(control.queue_snapshots());
+        }
+        queues
     }
 
     /// Serves the channel until the VM stops.
@@ -306,6 +343,7 @@ impl Channel {
         &mut self,
         rx_evt: EventFd,
         tx_evt: EventFd,
+        control_evts: Option<(EventFd, EventFd)>,
         exit: &ExitSignal,
     ) -> Result<(), WorkerError> {
         let epoll = Epoll::new().map_err(WorkerError::EpollCreate)?;
@@ -317,13 +355,17 @@ impl Channel {
         add(rx_evt.as_raw_fd(), EventSet::IN, TOKEN_RX)?;
         add(tx_evt.as_raw_fd(), EventSet::IN, TOKEN_TX)?;
         add(exit.event().as_raw_fd(), EventSet::IN, TOKEN_EXIT)?;
+        if let Some((crx, ctx)) = &control_evts {
+            add(crx.as_raw_fd(), EventSet::IN, TOKEN_CONTROL_RX)?;
+            add(ctx.as_raw_fd(), EventSet::IN, TOKEN_CONTROL_TX)?;
+        }
         add(
             self.stream.as_raw_fd(),
             self.socket_interest(),
             TOKEN_SOCKET,
         )?;
         let mut socket_registered = true;
-        let mut events = [EpollEvent::default(); 4];
+        let mut events = [EpollEvent::default(); 6];
         self.pump();
         loop {
             if socket_registered {
@@ -349,7 +391,12 @@ impl Channel {
                         })?;
                 }
             }
-            let n = match epoll.wait(-1, &mut events) {
+            let timeout = self.rx_wait_ms();
+            let n = match epoll.wait(timeout, &mut events) {
+                Ok(0) if timeout >= 0 => {
+                    self.poll_rx();
+                    continue;
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(WorkerError::EpollWait(e)),
@@ -362,6 +409,16 @@ impl Channel {
                     }
                     TOKEN_TX => {
                         let _ = tx_evt.read();
+                    }
+                    TOKEN_CONTROL_RX | TOKEN_CONTROL_TX => {
+                        if let Some((crx, ctx)) = &control_evts {
+                            let evt = if ev.data() == TOKEN_CONTROL_RX {
+                                crx
+                            } else {
+                                ctx
+                            };
+                            let _ = evt.read();
+                        }
                     }
                     _ => {
                         if ev
