@@ -10,6 +10,8 @@ mod cli;
 const EXIT_NOOK_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
+    // `nook ps | head -1` ends quietly, as docker's does.
+    nook::util::sigpipe::end_on_closed_output();
     let parsed = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

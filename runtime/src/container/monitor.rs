@@ -181,6 +181,9 @@ impl Monitor<'_> {
             let mut signals = PROXIED.to_vec();
             signals.push(libc::SIGWINCH);
             attach::catch(&signals).map_err(os("catch signals"))?;
+            // The caller may stop reading (`nook run ... | head -1`): the container's output
+            // still goes to its log, and its exit is still recorded.
+            crate::util::sigpipe::ignore();
         }
         // A published port another program holds fails the start with its name, before any
         // network stack tries it.

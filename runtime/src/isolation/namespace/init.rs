@@ -326,6 +326,9 @@ pub fn run_process_with(
             );
         }
     }
+    // The workload starts with SIGPIPE's default action, as under docker and runc, even when
+    // this process was forked by one that ignores it (an attached monitor).
+    crate::util::sigpipe::restore_default();
     if let Some(mask) = tail.umask {
         // SAFETY: umask takes a mode and cannot fail.
         unsafe { libc::umask(mask) };

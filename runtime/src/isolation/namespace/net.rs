@@ -162,6 +162,7 @@ pub fn wait_configured(ends: ChildEnds) -> Result<(), String> {
 /// configured has gone on (and may have ended), which is fine.
 fn signal_ready(writer: OwnedFd) {
     // SAFETY: writing one byte from a valid buffer to our pipe; a closed reading end gives
-    // EPIPE (SIGPIPE is ignored by Rust programs), which is not an error here.
+    // EPIPE (SIGPIPE ends nook only for its own standard streams, see `util::sigpipe`), which
+    // is not an error here.
     unsafe { libc::write(writer.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
 }

@@ -54,6 +54,9 @@ pub fn run(m: Monitor<'_>) -> ! {
     // A session of its own: no terminal of the caller's signals it.
     // SAFETY: setsid has no preconditions.
     unsafe { libc::setsid() };
+    // It lives as long as the container, whoever reads the streams it relays: a reader that
+    // went away is no reason to end the VM.
+    crate::util::sigpipe::ignore();
     let host = Host::new(m.dir);
     let backend = Backend::new(&host, m.dir, m.machine);
     let mut ready = File::from(m.ready);
