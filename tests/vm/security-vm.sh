@@ -16,6 +16,8 @@
 # - --userns=keep-id: the process runs as the user's uid and gid in the guest, the user is in the
 #   guest's /etc/passwd, and a file it writes in a bind mount belongs to the user on the host
 #   (virtiofsd maps the guest's uid to the user); a bad mode exits 125.
+# - --group-add: numeric gids join the guest process's groups (the agent's `groups`); a group
+#   name, which the VM column does not resolve, exits 125.
 #
 # As root the user `nooktest` is created (as the other tests/vm scripts do); otherwise the calling
 # user runs nook. Environment: NOOK_KERNEL (default: guest-kernel/build.sh), NOOK_VIRTIOFSD.
@@ -149,6 +151,15 @@ $name:*:$uid:$gid:$name:$(getent passwd "$TEST_USER" | cut -d: -f6):/bin/sh
     set -e
     expect "--userns=auto's status ($out)" 125 "$rc"
     log "  uid $uid in the guest, in its passwd; the bind mount's file is $(stat -c %U "$BASE/share/made")'s"
+
+    log "--group-add in the guest"
+    expect "--group-add: the guest's id -G" "0 1234 65534" \
+        "$(nook run --rm --group-add 1234 --group-add 65534 busybox id -G)"
+    set +e
+    out=$(nook run --rm --group-add nogroup busybox true 2>&1)
+    rc=$?
+    set -e
+    expect "--group-add NAME's status in the VM column ($out)" 125 "$rc"
     log "ok (in the rig)"
 }
 

@@ -73,6 +73,7 @@ pub fn inspect_json(engine: &Engine, c: &Container) -> Value {
             "SecurityOpt": or_null(&security.security_opt()),
             "Privileged": security.privileged,
             "UsernsMode": if security.keep_id { "keep-id" } else { "" },
+            "GroupAdd": or_null(&cfg.launch.process.groups.iter().map(u32::to_string).collect::<Vec<_>>()),
             "Memory": limits.memory.unwrap_or(0),
             "MemorySwap": limits.memory_swap.unwrap_or(0),
             "NanoCpus": limits.nano_cpus.unwrap_or(0),

@@ -36,6 +36,10 @@ pub struct CreateFlags {
     /// Username or UID (format: <name|uid>[:<group|gid>])
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Add an additional group to join: a group name of the image's /etc/group or a numeric
+    /// gid (names in the namespace column only)
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// Overwrite the default ENTRYPOINT of the image
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -216,6 +220,7 @@ impl CreateFlags {
             env,
             workdir: self.workdir.clone(),
             user: self.user.clone(),
+            group_add: self.group_add.clone(),
             hostname: self.hostname.clone(),
             read_only: self.read_only,
             tty: self.tty,

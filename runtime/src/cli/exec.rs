@@ -48,6 +48,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         cwd: args.workdir.clone().unwrap_or_else(|| base.cwd.clone()),
         user: args.user.clone().unwrap_or_else(|| base.user.clone()),
         terminal: args.tty,
+        // `--group-add`'s gids, as docker's exec keeps them.
+        groups: base.groups.clone(),
         ..ProcessSpec::default()
     };
     let (wiring, stdio) = Wiring::new(args.tty, args.interactive).with_context(|| {

@@ -16,7 +16,7 @@ use super::volumes;
 use crate::image::Store;
 use crate::isolation::network::{self, NetworkSpec};
 use crate::isolation::{
-    Backend, Column, Exit, Host, ImageSource, LaunchSpec, Notice, Process, ProcessSpec,
+    Backend, Column, Exit, Host, ImageSource, Isolation, LaunchSpec, Notice, Process, ProcessSpec,
     RootfsOptions, Stdio,
 };
 use crate::util::lock::LockMode;
@@ -35,6 +35,8 @@ pub struct CreateOptions {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
+    /// `--group-add`: group names of the image's /etc/group or numeric gids.
+    pub group_add: Vec<String>,
     pub hostname: Option<String>,
     pub read_only: bool,
     pub tty: bool,
@@ -206,6 +208,7 @@ impl Engine {
             source,
         })?;
         let dir = self.containers.dir(&cid);
+        check_group_add(&opts.group_add, &opts.column)?;
         let source = ImageSource { store, image };
         let isolation = opts.column.prepare(
             &self.host,
@@ -236,6 +239,7 @@ impl Engine {
                     .or_else(|| config.user().clone())
                     .unwrap_or_default(),
                 terminal: opts.tty,
+                groups: group_add_gids(&opts.group_add, &isolation)?,
                 ..ProcessSpec::default()
             },
             hostname: opts
@@ -483,6 +487,41 @@ impl Engine {
         };
         Ok(self.backend(container).exec(init.pid, process, stdio)?)
     }
+}
+
+/// Checks `--group-add` before anything is made: each value a group name or a numeric gid, and
+/// names only where the image's /etc/group is on the host (the namespace column's tree).
+fn check_group_add(given: &[String], column: &Column) -> Result<(), ContainerError> {
+    for g in given {
+        if g.is_empty() || g.contains([':', '\n']) {
+            return Err(ContainerError::InvalidGroup(g.clone()));
+        }
+        if g.parse::<u32>().is_err() && matches!(column, Column::Vm(_)) {
+            return Err(ContainerError::GroupNameInVm(g.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// `--group-add` as the gids of the process's `groups` (OCI's `additionalGids`, which both
+/// columns add to the user's groups: the namespace column's init and the guest agent): a number
+/// as it is, a name looked up in the image's /etc/group (read beneath the image's tree, as the
+/// container's init reads it), as docker looks them up at create; each gid once, in order.
+fn group_add_gids(given: &[String], isolation: &Isolation) -> Result<Vec<u32>, ContainerError> {
+    let mut gids = Vec::new();
+    for g in given {
+        let gid = match (g.parse::<u32>(), isolation) {
+            (Ok(gid), _) => gid,
+            (Err(_), Isolation::Container(overlay)) => {
+                nook_agent::user::resolve_user(overlay.image_tree(), &format!("0:{g}"))?.gid
+            }
+            (Err(_), Isolation::Vm(_)) => return Err(ContainerError::GroupNameInVm(g.clone())),
+        };
+        if !gids.contains(&gid) {
+            gids.push(gid);
+        }
+    }
+    Ok(gids)
 }
 
 /// The process user of a `--userns=keep-id` container: the caller's uid and gid.

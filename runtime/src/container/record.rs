@@ -66,6 +66,9 @@ struct Process {
     cwd: String,
     user: String,
     terminal: bool,
+    /// `--group-add`'s gids; records from before it had none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<u32>,
 }
 
 /// The namespace column's overlay; a VM keeps its image disk as `lower[0]` and its writable
@@ -128,6 +131,7 @@ impl TryFrom<Record> for ContainerConfig {
                     cwd: p.cwd,
                     user: p.user,
                     terminal: p.terminal,
+                    groups: p.groups,
                     ..ProcessSpec::default()
                 },
                 hostname: r.launch.hostname,
@@ -194,6 +198,7 @@ impl From<ContainerConfig> for Record {
                     cwd: p.cwd,
                     user: p.user,
                     terminal: p.terminal,
+                    groups: p.groups,
                 },
                 rootfs,
                 hostname: c.launch.hostname,
@@ -304,6 +309,20 @@ mod tests {
         assert_eq!(
             written["launch"]["security"],
             serde_json::json!({"cap_drop": ["ALL"], "no_new_privileges": false})
+        );
+        let again: ContainerConfig = serde_json::from_value(written).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn added_groups_are_kept_and_reloaded() {
+        let mut c: ContainerConfig = serde_json::from_str(NAMESPACE_RECORD).unwrap();
+        assert!(c.launch.process.groups.is_empty());
+        c.launch.process.groups = vec![1234, 65534];
+        let written = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            written["launch"]["process"]["groups"],
+            serde_json::json!([1234, 65534])
         );
         let again: ContainerConfig = serde_json::from_value(written).unwrap();
         assert_eq!(again, c);

@@ -231,13 +231,26 @@ pub fn run_process_with(
         Some(ids) => Ok(ids.clone()),
         None => user::resolve(&process.user),
     };
-    let ids = match resolved.and_then(|ids| {
+    let mut ids = match resolved.and_then(|ids| {
         let map = |p| read(&format!("/proc/self/{p}"));
         user::check_mapped(&ids, &map("uid_map"), &map("gid_map")).map(|()| ids)
     }) {
         Ok(ids) => ids,
         Err(e) => return ChildFailure::setup(crate::errors::chain(&e)),
     };
+    // The process's own additional groups (`--group-add`), after the user's, as the guest
+    // agent adds them in the VM column.
+    for g in &process.groups {
+        if !ids.groups.contains(g) {
+            ids.groups.push(*g);
+        }
+    }
+    if !process.groups.is_empty() && !setgroups {
+        return ChildFailure::setup(
+            "cannot add supplementary groups: the container's user namespace denies setgroups \
+             (the user needs subordinate gids in /etc/subgid, and newgidmap)",
+        );
+    }
     let cwd = if process.cwd.is_empty() {
         "/"
     } else {
