@@ -283,7 +283,11 @@ fn a_starved_receive_queue_is_polled_not_kicked() {
     ch.poll_rx();
     assert_eq!(used(&rig.mem, &rx, 0), (0, 2));
     assert_eq!(used(&rig.mem, &rx, 1), (1, 2));
-    assert_eq!(ch.rx_wait_ms(), ms(RX_POLL_MIN), "progress: look again soon");
+    assert_eq!(
+        ch.rx_wait_ms(),
+        ms(RX_POLL_MIN),
+        "progress: look again soon"
+    );
     rx.add_desc_chains(&chain(&[(BUF + 0x200, 16, W)], 2), 2)
         .unwrap();
     ch.poll_rx();
