@@ -433,6 +433,9 @@ pub enum HostMessage {
     /// `nook stats`: answer with one `Usage` on this stream (a fresh one), read from the
     /// guest's counters at once; the container's streams flow on meanwhile.
     Stats,
+    /// `nook top`: answer with one `Processes` on this stream (a fresh one), the container's
+    /// processes read from the guest's /proc at once.
+    Top,
 }
 
 const K_START: u8 = 0x01;
@@ -449,6 +452,7 @@ const K_COPY_DATA_IN: u8 = 0x0b;
 const K_COPY_END_IN: u8 = 0x0c;
 const K_MOUNT: u8 = 0x0d;
 const K_STATS: u8 = 0x0e;
+const K_TOP: u8 = 0x0f;
 const K_CHECKPOINT: u8 = 0x20;
 const K_RESUME: u8 = 0x21;
 
@@ -465,6 +469,7 @@ const K_COPY_SOURCE: u8 = 0x89;
 const K_COPY_DATA: u8 = 0x8a;
 const K_COPY_END: u8 = 0x8b;
 const K_USAGE: u8 = 0x8c;
+const K_PROCESSES: u8 = 0x8d;
 const K_PAUSED: u8 = 0xa0;
 
 fn encode_info(info: &CopyInfo, out: &mut BodyWriter) {
@@ -553,6 +558,7 @@ impl sealed::Body for HostMessage {
             HostMessage::Checkpoint => K_CHECKPOINT,
             HostMessage::Resume { .. } => K_RESUME,
             HostMessage::Stats => K_STATS,
+            HostMessage::Top => K_TOP,
         }
     }
 
@@ -613,7 +619,8 @@ impl sealed::Body for HostMessage {
             | HostMessage::Shutdown
             | HostMessage::CopyEnd
             | HostMessage::Checkpoint
-            | HostMessage::Stats => {}
+            | HostMessage::Stats
+            | HostMessage::Top => {}
         }
     }
 
@@ -682,6 +689,7 @@ impl sealed::Body for HostMessage {
             K_MOUNT => HostMessage::Mount(decode_mounts(&mut r)?),
             K_CHECKPOINT => HostMessage::Checkpoint,
             K_STATS => HostMessage::Stats,
+            K_TOP => HostMessage::Top,
             K_RESUME => HostMessage::Resume {
                 realtime_ns: r.u64("realtime_ns")?,
                 seed: r.rest().to_vec(),
@@ -728,6 +736,116 @@ pub enum GuestMessage {
     Paused { main: u32, next_stream: u32 },
     /// Answer to `Stats`: what the guest consumes now.
     Usage(GuestUsage),
+    /// Answer to `Top`: the container's processes now.
+    Processes(GuestProcesses),
+}
+
+/// The container's processes, as `nook top` shows them: every process of the guest but the
+/// agent's and the kernel's threads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GuestProcesses {
+    /// `CLOCK_BOOTTIME` when read, nanoseconds: the clock of the processes' start times.
+    pub clock_ns: u64,
+    /// The guest's memory (`MemTotal`), bytes: what `%MEM` is a share of.
+    pub memory_total: u64,
+    pub processes: Vec<GuestProcess>,
+    /// Processes left out because the answer would not fit in one frame.
+    pub omitted: u32,
+}
+
+/// One process of [`GuestProcesses`], from its /proc/PID files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GuestProcess {
+    /// The process and its parent as the container sees them (its PID namespace: the
+    /// entrypoint is 1); a parent outside the container is 0.
+    pub pid: u32,
+    pub ppid: u32,
+    /// Effective user, and its name in the container's /etc/passwd (empty: none there).
+    pub uid: u32,
+    pub user: String,
+    /// The controlling terminal (`pts/0`), or `?`.
+    pub tty: String,
+    /// The state letter of /proc/PID/stat (`R`, `S`, `Z`...).
+    pub state: String,
+    /// `CLOCK_BOOTTIME` at its start, nanoseconds.
+    pub start_ns: u64,
+    /// CPU time it used (user and system), nanoseconds.
+    pub cpu_ns: u64,
+    /// Virtual and resident memory, bytes.
+    pub vsz: u64,
+    pub rss: u64,
+    /// Its command line, arguments separated by spaces (`[comm]` when it has none).
+    pub args: String,
+    /// Its command name (/proc/PID/comm).
+    pub comm: String,
+}
+
+fn encode_processes(p: &GuestProcesses, out: &mut BodyWriter) {
+    out.u64(p.clock_ns);
+    out.u64(p.memory_total);
+    out.u32(p.omitted);
+    out.u32(u32::try_from(p.processes.len()).unwrap_or(u32::MAX));
+    for q in &p.processes {
+        encode_process_entry(q, out);
+    }
+}
+
+impl GuestProcess {
+    /// The bytes this entry takes in a `Processes` body.
+    pub fn wire_len(&self) -> usize {
+        3 * 4
+            + 4 * 8
+            + [&self.user, &self.tty, &self.state, &self.args, &self.comm]
+                .iter()
+                .map(|s| 4 + s.len())
+                .sum::<usize>()
+    }
+}
+
+fn encode_process_entry(q: &GuestProcess, out: &mut BodyWriter) {
+    out.u32(q.pid);
+    out.u32(q.ppid);
+    out.u32(q.uid);
+    out.str(&q.user);
+    out.str(&q.tty);
+    out.str(&q.state);
+    out.u64(q.start_ns);
+    out.u64(q.cpu_ns);
+    out.u64(q.vsz);
+    out.u64(q.rss);
+    out.str(&q.args);
+    out.str(&q.comm);
+}
+
+fn decode_processes(r: &mut BodyReader<'_>) -> Result<GuestProcesses, DecodeError> {
+    let clock_ns = r.u64("clock_ns")?;
+    let memory_total = r.u64("memory_total")?;
+    let omitted = r.u32("omitted")?;
+    let n = r.u32("process count")?;
+    // Over 50 bytes each: a hostile count runs out of body first.
+    let mut processes = Vec::new();
+    for _ in 0..n {
+        processes.push(GuestProcess {
+            pid: r.u32("pid")?,
+            ppid: r.u32("ppid")?,
+            uid: r.u32("uid")?,
+            user: r.str("user")?,
+            tty: r.str("tty")?,
+            state: r.str("state")?,
+            start_ns: r.u64("start_ns")?,
+            cpu_ns: r.u64("cpu_ns")?,
+            vsz: r.u64("vsz")?,
+            rss: r.u64("rss")?,
+            args: r.str("args")?,
+            comm: r.str("comm")?,
+        });
+    }
+    Ok(GuestProcesses {
+        clock_ns,
+        memory_total,
+        processes,
+        omitted,
+    })
 }
 
 /// The guest's counters, as `nook stats` shows them: the guest is the container.
@@ -770,6 +888,7 @@ impl sealed::Body for GuestMessage {
             GuestMessage::CopyEnd { .. } => K_COPY_END,
             GuestMessage::Paused { .. } => K_PAUSED,
             GuestMessage::Usage(_) => K_USAGE,
+            GuestMessage::Processes(_) => K_PROCESSES,
         }
     }
 
@@ -819,6 +938,7 @@ impl sealed::Body for GuestMessage {
                     out.u64(v);
                 }
             }
+            GuestMessage::Processes(p) => encode_processes(p, out),
         }
     }
 
@@ -878,6 +998,7 @@ impl sealed::Body for GuestMessage {
                 net_rx: r.u64("net_rx")?,
                 net_tx: r.u64("net_tx")?,
             }),
+            K_PROCESSES => GuestMessage::Processes(decode_processes(&mut r)?),
             other => return Err(DecodeError::UnknownKind { kind: other }),
         };
         r.finish()?;

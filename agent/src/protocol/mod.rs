@@ -27,8 +27,9 @@ pub use frame::{
     ReadError, WriteError, HEADER_LEN,
 };
 pub use messages::{
-    BootTimes, ErrorKind, ExitStatus, GuestLimits, GuestMessage, GuestMount, GuestSecurity,
-    GuestUsage, HostMessage, Message, ProcessSpec, Rlimit, StartSpec,
+    BootTimes, ErrorKind, ExitStatus, GuestLimits, GuestMessage, GuestMount, GuestProcess,
+    GuestProcesses, GuestSecurity, GuestUsage, HostMessage, Message, ProcessSpec, Rlimit,
+    StartSpec,
 };
 
 /// The protocol version the guest announces in `Ready`; the host refuses any other.
@@ -43,7 +44,8 @@ pub use messages::{
 ///    and an exec's `rlimits`).
 /// 10: `Stats` and `Usage` (`nook stats` of a VM container: the guest's own counters).
 /// 11: `Start` carries the user `--userns=keep-id` adds to /etc/passwd and /etc/group.
-pub const PROTOCOL_VERSION: u32 = 11;
+/// 12: `Top` and `Processes` (`nook top` of a VM container: the guest's process list).
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

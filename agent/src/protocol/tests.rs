@@ -108,6 +108,7 @@ fn host_samples() -> Vec<HostMessage> {
             realtime_ns: 1_800_000_000_000_000_000,
         },
         HostMessage::Stats,
+        HostMessage::Top,
     ]
 }
 
@@ -177,6 +178,29 @@ fn guest_samples() -> Vec<GuestMessage> {
             net_tx: u64::MAX,
         }),
         GuestMessage::Usage(GuestUsage::default()),
+        GuestMessage::Processes(GuestProcesses {
+            clock_ns: 9_000_000_000,
+            memory_total: 239 << 20,
+            processes: vec![
+                GuestProcess {
+                    pid: 1,
+                    ppid: 0,
+                    uid: 0,
+                    user: "root".into(),
+                    tty: "?".into(),
+                    state: "S".into(),
+                    start_ns: 1_000_000_000,
+                    cpu_ns: 20_000_000,
+                    vsz: 4 << 20,
+                    rss: 1 << 20,
+                    args: "sleep 1000".into(),
+                    comm: "sleep".into(),
+                },
+                GuestProcess::default(),
+            ],
+            omitted: 3,
+        }),
+        GuestMessage::Processes(GuestProcesses::default()),
     ]
 }
 
@@ -431,4 +455,28 @@ fn check(message: HostMessage, field: &str) {
         DecodeError::InvalidValue { field: f, .. } => assert_eq!(f, field),
         other => panic!("{field}: {other:?}"),
     }
+}
+
+#[test]
+fn a_process_entry_takes_its_wire_len() {
+    let entry = GuestProcess {
+        user: "root".into(),
+        args: "sh -c x".into(),
+        ..Default::default()
+    };
+    let body = |processes: Vec<GuestProcess>| {
+        encode_frame(
+            1,
+            &GuestMessage::Processes(GuestProcesses {
+                processes,
+                ..Default::default()
+            }),
+        )
+        .unwrap()
+        .len()
+    };
+    assert_eq!(
+        body(vec![entry.clone()]) - body(Vec::new()),
+        entry.wire_len()
+    );
 }

@@ -14,6 +14,7 @@ mod process;
 mod pty;
 mod security;
 pub(crate) mod sys;
+mod top;
 mod usage;
 pub use usage::parse_net_dev;
 
@@ -548,6 +549,10 @@ impl Supervisor<'_> {
             }
             HostMessage::Stats => {
                 self.send(stream, &GuestMessage::Usage(usage::now()))?;
+                Ok(None)
+            }
+            HostMessage::Top => {
+                self.send(stream, &GuestMessage::Processes(top::now()))?;
                 Ok(None)
             }
             HostMessage::Mount(mounts) => {
