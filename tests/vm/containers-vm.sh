@@ -10,7 +10,7 @@
 # export); commit gives an image whose new container sees the file; export holds it and not
 # the deleted file; `kill -9` of the VMM or of the monitor leaves a container `ps -a` shows
 # exited and `rm` removes; kill -s, exec -t, stop's SIGKILL after -t, --read-only, run -t; the
-# entrypoint is PID 1 of its PID namespace (exec and `ps` see it as 1), so `stop -t 2` of a
+# entrypoint is PID 1 of its PID namespace (exec, `ps` and `nook top` see it as 1), so `stop -t 2` of a
 # `sleep` without a SIGTERM handler ends in SIGKILL after 2 s (137), as under docker.
 #
 # As root the user `nooktest` is created (tests/tests/containers_*.rs use the same one);
@@ -216,6 +216,18 @@ in_rig() {
     procs=$(nook exec pid1 ps -o pid,comm | awk 'NR > 1 { printf " %s=%s", $1, $2 }')
     case "$procs " in *" 1=sleep "*) ;; *) die "ps in the container: $procs" ;; esac
     case "$procs" in *=init*) die "ps in the container shows the agent: $procs" ;; esac
+    # `nook top` lists the same from the agent, in `ps -ef`'s columns: the entrypoint is PID 1,
+    # its parent (the agent) outside the container.
+    local top
+    top=$(nook top pid1)
+    expect "nook top's header" "UID PID PPID C STIME TTY TIME CMD" \
+        "$(head -n 1 <<<"$top" | tr -s ' ')"
+    awk 'NR > 1 && $1 == "root" && $2 == 1 && $3 == 0 && $8 == "sleep" && $9 == 1000' \
+        <<<"$top" | grep -q . || die "nook top does not list sleep as PID 1: $top"
+    [ "$(wc -l <<<"$top")" -eq 2 ] || die "nook top lists more than the entrypoint: $top"
+    expect "nook top -o pid,comm" "PID COMMAND|1 sleep" \
+        "$(nook top pid1 -o pid,comm | sed 's/^ *//' | tr -s ' ' | paste -sd '|')"
+    log "nook top of a VM container: $(tail -n 1 <<<"$top" | tr -s ' ')"
     local t0 t1
     t0=$(date +%s%N)
     err=$(nook stop -t 2 pid1 2>&1 >/dev/null)

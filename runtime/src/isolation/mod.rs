@@ -296,16 +296,15 @@ impl Isolation {
         }
     }
 
-    /// The host pids of the processes of the running container whose first process (or VMM)
-    /// is `host_pid` (`nook top`).
+    /// The host pids of the processes of the running container whose first process is
+    /// `host_pid` (`nook top` of a namespace container).
     pub fn processes(&self, host_pid: i32) -> Result<Vec<i32>, IsolationError> {
         match self {
             Isolation::Container(_) => namespace::procs::processes(host_pid),
             Isolation::Vm(_) => Err(IsolationError::Start {
                 code: 125,
-                message: "nook top shows a container's processes as the host sees them; a VM's \
-                          run in its guest kernel, where the host sees only the VMM: use \
-                          `nook exec CONTAINER ps` for the guest's view"
+                message: "a VM container's processes run in its guest kernel, where the host sees \
+                          only the VMM: its agent lists them (nook top)"
                     .into(),
             }),
         }

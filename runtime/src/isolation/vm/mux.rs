@@ -218,6 +218,7 @@ fn is_last(msg: &GuestMessage) -> bool {
             | GuestMessage::LayerEnd { .. }
             | GuestMessage::CopyEnd { .. }
             | GuestMessage::Usage(_)
+            | GuestMessage::Processes(_)
     )
 }
 

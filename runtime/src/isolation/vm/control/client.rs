@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use nook_agent::copy::CopyInfo;
 use nook_agent::protocol::{
-    ExitStatus, FrameReader, FrameWriter, GuestMessage, GuestUsage, HostMessage, ProcessSpec,
-    MAX_DATA_CHUNK,
+    ExitStatus, FrameReader, FrameWriter, GuestMessage, GuestProcesses, GuestUsage, HostMessage,
+    ProcessSpec, MAX_DATA_CHUNK,
 };
 
 use super::{ControlError, REQUEST_STREAM, REQUEST_TIMEOUT, WRITE_TIMEOUT};
@@ -109,6 +109,25 @@ fn stats_over(mut conn: Conn) -> Result<GuestUsage, ControlError> {
     conn.send(REQUEST_STREAM, &HostMessage::Stats)?;
     match conn.next("the guest's counters were sent")? {
         GuestMessage::Usage(usage) => Ok(usage),
+        GuestMessage::Error { message, .. } => Err(ControlError::Agent { message }),
+        other => Err(ControlError::Unexpected {
+            got: format!("{other:?}"),
+        }),
+    }
+}
+
+/// The container's processes (`nook top`), listed by its agent now.
+pub fn top(path: &Path) -> Result<GuestProcesses, ControlError> {
+    top_over(Conn::open(path)?)
+}
+
+fn top_over(mut conn: Conn) -> Result<GuestProcesses, ControlError> {
+    conn.stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(ControlError::Io)?;
+    conn.send(REQUEST_STREAM, &HostMessage::Top)?;
+    match conn.next("the container's processes were listed")? {
+        GuestMessage::Processes(list) => Ok(list),
         GuestMessage::Error { message, .. } => Err(ControlError::Agent { message }),
         other => Err(ControlError::Unexpected {
             got: format!("{other:?}"),
@@ -485,5 +504,9 @@ pub(super) mod over {
 
     pub fn stats(s: UnixStream) -> Result<GuestUsage, ControlError> {
         stats_over(Conn::over(s)?)
+    }
+
+    pub fn top(s: UnixStream) -> Result<GuestProcesses, ControlError> {
+        top_over(Conn::over(s)?)
     }
 }

@@ -1,5 +1,5 @@
 //! The control channel of a running VM container: how `nook stop`, `kill`, `exec`, `diff`,
-//! `commit` and `export` reach the guest agent, whose one connection the container's monitor
+//! `commit`, `export`, `stats` and `top` reach the guest agent, whose one connection the container's monitor
 //! holds.
 //!
 //! The monitor listens on a per-container Unix socket (next to where the agent socket was, see
@@ -17,6 +17,7 @@
 //! | `CopyOut` on stream 1 | `nook cp CONTAINER:SRC`: the source as a tar | `CopySource`, `CopyData`..., `CopyEnd` or `Error` on stream 1 |
 //! | `CopyIn` on stream 1; then `CopyData`..., `CopyEnd` on stream 1 | `nook cp ... CONTAINER:DST`: a tar into the container | `CopyEnd` or `Error` on stream 1 |
 //! | `Stats` on stream 1 | `nook stats`: the guest's counters | `Usage` or `Error` on stream 1 |
+//! | `Top` on stream 1 | `nook top`: the container's processes in the guest | `Processes` or `Error` on stream 1 |
 //!
 //! Anything else is answered with an `Error` and the connection is closed. The monitor maps
 //! stream 1 of each connection to a fresh stream of the agent connection.

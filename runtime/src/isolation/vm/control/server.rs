@@ -251,12 +251,12 @@ pub fn serve(conn: UnixStream, mux: &Mux) -> io::Result<()> {
             mux.forget(stream);
             Ok(())
         }
-        (REQUEST_STREAM, HostMessage::Stats) => {
-            let Some((stream, frames)) = open_request(mux, &writer, HostMessage::Stats)? else {
+        (REQUEST_STREAM, request @ (HostMessage::Stats | HostMessage::Top)) => {
+            let Some((stream, frames)) = open_request(mux, &writer, request)? else {
                 return Ok(());
             };
-            // One frame answers; the agent reads its counters between two of the container's
-            // frames, at once.
+            // One frame answers; the agent reads its counters or lists the processes between
+            // two of the container's frames, at once.
             let answer = frames.recv_timeout(REQUEST_TIMEOUT);
             mux.forget(stream);
             match answer {
@@ -265,7 +265,7 @@ pub fn serve(conn: UnixStream, mux: &Mux) -> io::Result<()> {
                     &writer,
                     REQUEST_STREAM,
                     ErrorKind::Internal,
-                    "the guest agent did not answer the stats request".into(),
+                    "the guest agent did not answer the request".into(),
                 ),
             }
         }

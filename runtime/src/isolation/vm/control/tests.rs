@@ -235,6 +235,40 @@ fn stats_are_answered_while_the_main_process_streams() {
 }
 
 #[test]
+fn top_lists_the_containers_processes_with_their_parents() {
+    if !in_user_namespace(
+        "isolation::vm::control::tests::top_lists_the_containers_processes_with_their_parents",
+    ) {
+        return;
+    }
+    let g = guest(
+        "trap 'kill $!; exit 5' TERM; sleep 613.5 & echo up; wait",
+        None,
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    let (sh, sleep) = loop {
+        let list = over::top(connect(&g.mux)).unwrap();
+        let find = |args: &str| list.processes.iter().find(|p| p.args == args).cloned();
+        let sleep = find("sleep 613.5");
+        if let Some(sleep) = sleep {
+            let sh = list.processes.iter().find(|p| p.pid == sleep.ppid).cloned();
+            break (sh.expect("the sleep's parent is listed"), sleep);
+        }
+        assert!(Instant::now() < deadline, "no sleep in {list:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The main process's parent is the agent, outside the container: 0.
+    assert!(sh.args.starts_with("/bin/sh -c trap"), "{sh:?}");
+    assert_eq!(sh.ppid, 0, "{sh:?}");
+    assert_eq!(sleep.comm, "sleep");
+    assert_eq!((sleep.uid, sleep.user.as_str()), (0, "root"), "{sleep:?}");
+    assert!(sleep.start_ns >= sh.start_ns && sleep.rss > 0, "{sleep:?}");
+    over::signal(connect(&g.mux), libc::SIGTERM).unwrap();
+    let (result, out) = g.main.join().unwrap();
+    assert_eq!(result.status.code, 5, "{out}");
+}
+
+#[test]
 fn a_request_that_opens_nothing_is_refused() {
     if !in_user_namespace("isolation::vm::control::tests::a_request_that_opens_nothing_is_refused")
     {
