@@ -22,8 +22,9 @@
 #
 # Environment:
 #   NOOK_RIG_SERVER           a directory printed by --serve: hand commands to that L1
-#   NOOK_RIG_STALL_SECS       seconds without a heartbeat from a serving L1 before it counts as stalled
-#                             and the command runs again in an L1 of its own (default 300)
+#   NOOK_RIG_STALL_SECS       seconds without a heartbeat from L1 before it counts as stalled and the
+#                             command runs again in a fresh L1 of its own (default 300)
+#   NOOK_RIG_ATTEMPTS         how many L1s a command may run in when they stall (default 3)
 #   NOOK_RIG=auto|rig|native  auto (default) decides from /dev/kvm; rig forces the nested rig;
 #                             native forces a native run (refused where /dev/kvm is PVM)
 #   NOOK_RIG_MEM              L1 memory in MiB (default 2048)
@@ -33,6 +34,9 @@
 #
 # Exit status: CMD's; 125 with a "rig: error:" line on stderr when the rig itself fails.
 set -euo pipefail
+# This run's own arguments, for a run again in a fresh L1 after a stall.
+rig_args=("$@")
+rig_attempt=${NOOK_RIG_ATTEMPT:-1}
 
 rig_die() {
     echo "rig: error: $*" >&2
@@ -107,7 +111,7 @@ rig_hand_over() {
             rig_console "$dir"
             kill "$pid" 2>/dev/null
             rig_log "!!! the serving L1 stalled (no heartbeat for ${NOOK_RIG_STALL_SECS:-300} s: its timers stopped);"
-            rig_log "!!! the command above did not finish there and runs again in an L1 of its own"
+            rig_log "!!! the command above did not finish there and runs again in a fresh L1 of its own"
             flock -u 8
             return 1
         fi
@@ -481,8 +485,16 @@ mount --bind /results /newroot/.nook-rig/results || fail "cannot bind the result
 cd /newroot || fail "cannot enter the new root"
 mount --move . / || fail "cannot move the new root over /"
 [ ! -f .nook-rig/serve.sh ] || exec chroot . /bin/bash /.nook-rig/serve.sh
+# The command, with a heartbeat for the caller as a serving L1 keeps one (see serve.sh).
 exec chroot . /.nook-rig/busybox sh -c '
-    /bin/bash /.nook-rig/cmd.sh </dev/null >/.nook-rig/results/stdout 2>/.nook-rig/results/stderr
+    r=/.nook-rig/results
+    /bin/bash /.nook-rig/cmd.sh </dev/null >$r/stdout 2>$r/stderr &
+    pid=$!
+    while [ -e /proc/$pid ] && ! grep -q "^State:.Z" /proc/$pid/status 2>/dev/null; do
+        : >$r/heartbeat
+        sleep 5
+    done
+    wait $pid
     echo $? >/.nook-rig/results/status.tmp
     mv /.nook-rig/results/status.tmp /.nook-rig/results/status
     sync
@@ -536,12 +548,29 @@ if [ "$serve" = 1 ]; then
 fi
 
 # Wait for L1 to start the command (boot deadline), then for the command to end (overall deadline).
+# An L1 whose heartbeat stops has stalled (see tests/rig/README.md): the command runs again in a
+# fresh L1, up to NOOK_RIG_ATTEMPTS L1s in all.
 while kill -0 "$qemu_pid" 2>/dev/null; do
     if [ ! -f "$run/results/stage" ] || ! grep -q running "$run/results/stage"; then
         if [ $(($(date +%s) - start)) -ge "$boot_timeout" ]; then
             show_console
             rig_die "L1 did not come up within ${boot_timeout} s (stage: $(cat "$run/results/stage" 2>/dev/null || echo none))"
         fi
+    elif [ -f "$run/results/heartbeat" ] && [ ! -f "$run/results/status" ] &&
+        [ $(($(date +%s) - $(stat -c %Y "$run/results/heartbeat"))) -gt "${NOOK_RIG_STALL_SECS:-300}" ]; then
+        cat "$run/results/stdout" 2>/dev/null || true
+        cat "$run/results/stderr" >&2 2>/dev/null || true
+        show_console
+        kill "$qemu_pid" 2>/dev/null || true
+        wait "$qemu_pid" 2>/dev/null || true
+        qemu_pid=
+        [ "$rig_attempt" -lt "${NOOK_RIG_ATTEMPTS:-3}" ] ||
+            rig_die "L1 stalled (no heartbeat for ${NOOK_RIG_STALL_SECS:-300} s) in each of $rig_attempt attempts"
+        rig_log "!!! L1 stalled (no heartbeat for ${NOOK_RIG_STALL_SECS:-300} s: its timers stopped);"
+        rig_log "!!! the command above did not finish there and runs again in a fresh L1 (attempt $((rig_attempt + 1)))"
+        cleanup
+        trap - EXIT
+        NOOK_RIG_ATTEMPT=$((rig_attempt + 1)) exec "$0" "${rig_args[@]}"
     fi
     sleep 0.5
 done
