@@ -171,6 +171,7 @@ fn virtiofs(tag: &str, target: &str, readonly: bool) -> GuestMount {
         tag: tag.into(),
         target: target.into(),
         readonly,
+        file: false,
     }
 }
 

@@ -5,7 +5,7 @@
 # tests/tests/vmm_fs_boot.rs for what it shows: a bind-mounted directory both ways, a read-only
 # share refusing writes, a tmpfs of the size asked, a volume seen by the next VM, and a VM
 # stopped with a clear error when its virtiofsd dies. Then nook's flags as that user: -v, :ro,
-# named volumes, --tmpfs, a guest user other than root writing to shares, `nook cp` into a
+# a single file both ways and read-only, named volumes, --tmpfs, a guest user other than root writing to shares, `nook cp` into a
 # --read-only container, a full volume, a missing bind source, and `nook cp` both ways, running
 # and stopped, through hostile symlinks.
 #
@@ -54,6 +54,19 @@ cli() {
     out=$(nook run --rm -v "$base/host:/data:ro" busybox sh -c 'echo x >/data/in; cat /data/in' 2>&1) || true
     grep -q "Read-only file system" <<<"$out" || vm_die "nook -v :ro: '$out'"
     [ "$(cat "$base/host/in")" = "from the host" ] || vm_die "nook -v :ro: the host file changed"
+    # A single file, both ways, its siblings out of the guest's reach; read-only refused.
+    as_user "echo host line >'$base/host/one'"
+    out=$(nook run --rm -v "$base/host/one:/etc/one.conf" busybox sh -c \
+        'cat /etc/one.conf; echo guest line >>/etc/one.conf; cat /proc/mounts | grep -c virtiofs')
+    [ "$out" = "host line
+1" ] || vm_die "nook -v FILE: '$out'"
+    [ "$(cat "$base/host/one")" = "host line
+guest line" ] || vm_die "nook -v FILE: the host file is '$(cat "$base/host/one")'"
+    out=$(nook run --rm -v "$base/host/one:/deep/er/one.conf:ro" busybox sh -c \
+        'cat /deep/er/one.conf; echo x >>/deep/er/one.conf' 2>&1) || true
+    grep -q "guest line" <<<"$out" && grep -q "Read-only file system" <<<"$out" ||
+        vm_die "nook -v FILE:ro: '$out'"
+    [ "$(wc -l <"$base/host/one")" = 2 ] || vm_die "nook -v FILE:ro: the host file changed"
     nook run --rm -v keep:/v busybox sh -c 'echo kept >/v/f' >/dev/null
     out=$(nook run --rm -v keep:/v busybox cat /v/f)
     [ "$out" = kept ] || vm_die "nook -v NAME: the next container read '$out'"
@@ -61,7 +74,7 @@ cli() {
     [ "$out" = "8192
 700" ] || vm_die "nook --tmpfs: '$out'"
     [ -z "$(pgrep -u "$TEST_USER" virtiofsd || true)" ] || vm_die "virtiofsd left behind"
-    echo "volumes-vm: nook -v DIR, -v DIR:ro, -v NAME across containers, --tmpfs: ok" >&2
+    echo "volumes-vm: nook -v DIR, -v DIR:ro, -v FILE, -v FILE:ro, -v NAME across containers, --tmpfs: ok" >&2
     guest_users "$base"
     cp_read_only "$base"
     full_volume "$base"

@@ -214,6 +214,15 @@ impl<O: MountOps> GuestSetup<O> {
         if !target.is_absolute() {
             return Err(format!("mount target {} is not absolute", target.display()));
         }
+        if let GuestMount::Virtiofs {
+            tag,
+            readonly,
+            file: true,
+            ..
+        } = m
+        {
+            return self.mount_shared_file(tag, target, *readonly);
+        }
         let missing: Vec<&Path> = target
             .ancestors()
             .filter(|dir| dir.parent().is_some())
@@ -252,6 +261,63 @@ impl<O: MountOps> GuestSetup<O> {
                 crate::errors::chain(&e)
             )
         })
+    }
+
+    /// A single host file: its share (a directory holding it alone) mounted in the files
+    /// tmpfs, out of the container's reach, and its one file bound at `target`, a file made in
+    /// the writable layer when missing (and recorded, as directories are). The target is
+    /// resolved inside the container's root. Read-only: the share is mounted so, the bind
+    /// inherits it, and the bind is remounted read-only on top.
+    fn mount_shared_file(
+        &mut self,
+        tag: &str,
+        target: &Path,
+        readonly: bool,
+    ) -> Result<(), String> {
+        let share = self.files_dir.join(format!("share-{tag}"));
+        self.ops
+            .mkdir_all(&share)
+            .map_err(|e| format!("cannot create {}: {e}", share.display()))?;
+        let ro = if readonly { RDONLY } else { 0 };
+        mounts::mount(&mut self.ops, tag, &share, "virtiofs", ro, "")
+            .map_err(|e| crate::errors::chain(&e))?;
+        let missing: Vec<&Path> = target
+            .parent()
+            .into_iter()
+            .flat_map(Path::ancestors)
+            .filter(|dir| dir.parent().is_some())
+            .take_while(|dir| !self.ops.exists(dir))
+            .collect();
+        let cannot =
+            |e: io::Error| format!("cannot create the mount point {}: {e}", target.display());
+        let (point, made) = self.ops.file_in_root(target).map_err(cannot)?;
+        let mut created: Vec<(&Path, TargetKind)> = missing
+            .into_iter()
+            .rev()
+            .map(|dir| (dir, TargetKind::Dir))
+            .collect();
+        if made {
+            created.push((target, TargetKind::File));
+        }
+        self.record(&created)?;
+        let file = share.join(crate::protocol::SHARED_FILE);
+        let bind = |ops: &mut O, point: &Path, flags| {
+            mounts::mount(ops, &file.to_string_lossy(), point, "", flags, "").map_err(|e| {
+                format!(
+                    "cannot mount at {}: {}",
+                    target.display(),
+                    crate::errors::chain(&e)
+                )
+            })
+        };
+        bind(&mut self.ops, &point.path, BIND)?;
+        drop(point);
+        if readonly {
+            // Opened again: the path now leads to the bind, which is what turns read-only.
+            let (point, _) = self.ops.file_in_root(target).map_err(cannot)?;
+            bind(&mut self.ops, &point.path, REMOUNT | BIND | RDONLY)?;
+        }
+        Ok(())
     }
 
     /// Adds what this agent created to the record of its mount targets. What existed already
@@ -667,11 +733,13 @@ mod tests {
                     tag: "nook0".into(),
                     target: "/srv/data".into(),
                     readonly: false,
+                    file: false,
                 },
                 GuestMount::Virtiofs {
                     tag: "nook1".into(),
                     target: "/ro".into(),
                     readonly: true,
+                    file: false,
                 },
                 GuestMount::Tmpfs {
                     target: "/scratch".into(),
@@ -724,5 +792,75 @@ mod tests {
             ..Default::default()
         };
         assert!(setup.apply(&spec).unwrap_err().contains("not absolute"));
+    }
+    #[test]
+    fn a_single_file_is_bound_from_its_share_mounted_out_of_the_containers_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let record = disk.path().join(RECORD_NAME);
+        let files = dir.path().to_owned();
+        let mut setup = GuestSetup {
+            ops: Recorder {
+                existing: vec!["/etc".into(), "/etc/app.conf".into()],
+                ..Default::default()
+            },
+            files_dir: files.clone(),
+            targets_record: record.clone(),
+            set_hostname: no_hostname,
+            read_only: false,
+        };
+        let spec = StartSpec {
+            mounts: vec![
+                GuestMount::Virtiofs {
+                    tag: "nook0".into(),
+                    target: "/etc/app.conf".into(),
+                    readonly: true,
+                    file: true,
+                },
+                GuestMount::Virtiofs {
+                    tag: "nook1".into(),
+                    target: "/srv/new/log.txt".into(),
+                    readonly: false,
+                    file: true,
+                },
+            ],
+            ..Default::default()
+        };
+        setup.apply(&spec).unwrap();
+        let calls: Vec<String> = setup
+            .ops
+            .calls
+            .iter()
+            // What /etc/hosts takes (its directory, its file and its bind) is not this test's.
+            .filter(|c| !c.contains("hosts") && *c != "mkdir /etc")
+            .map(|c| c.replace(&files.display().to_string(), "FILES"))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                "mkdir FILES/share-nook0",
+                "mount nook0 FILES/share-nook0 virtiofs [ro]",
+                "file-in-root /etc/app.conf",
+                "mount FILES/share-nook0/file /etc/app.conf  [bind]",
+                "file-in-root /etc/app.conf",
+                "mount FILES/share-nook0/file /etc/app.conf  [ro,bind,remount]",
+                "mkdir FILES/share-nook1",
+                "mount nook1 FILES/share-nook1 virtiofs []",
+                "file-in-root /srv/new/log.txt",
+                "mount FILES/share-nook1/file /srv/new/log.txt  [bind]",
+            ]
+        );
+        let targets = MountTargets::load(&record).unwrap();
+        assert_eq!(
+            targets.kind_of(Path::new("etc/app.conf")),
+            None,
+            "the image's file"
+        );
+        assert_eq!(targets.kind_of(Path::new("srv")), Some(TargetKind::Dir));
+        assert_eq!(targets.kind_of(Path::new("srv/new")), Some(TargetKind::Dir));
+        assert_eq!(
+            targets.kind_of(Path::new("srv/new/log.txt")),
+            Some(TargetKind::File)
+        );
     }
 }

@@ -183,11 +183,14 @@ fn decode_rlimits(r: &mut BodyReader<'_>) -> Result<Vec<Rlimit>, DecodeError> {
 /// A file system the agent mounts at `target` inside the container's root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestMount {
-    /// A host directory shared by the VMM's virtio-fs device called `tag`.
+    /// A host directory shared by the VMM's virtio-fs device called `tag`; with `file`, a
+    /// single host file: the share is a directory that holds it alone, as [`SHARED_FILE`], and
+    /// that file is what the agent binds at `target`.
     Virtiofs {
         tag: String,
         target: String,
         readonly: bool,
+        file: bool,
     },
     /// A fresh tmpfs.
     Tmpfs {
@@ -209,8 +212,12 @@ impl GuestMount {
     }
 }
 
+/// The name of the one file in the share of a single-file bind mount.
+pub const SHARED_FILE: &str = "file";
+
 const MOUNT_VIRTIOFS: u8 = 1;
 const MOUNT_TMPFS: u8 = 2;
+const MOUNT_VIRTIOFS_FILE: u8 = 3;
 
 fn encode_mounts(mounts: &[GuestMount], out: &mut BodyWriter) {
     out.u32(u32::try_from(mounts.len()).unwrap_or(u32::MAX));
@@ -220,8 +227,13 @@ fn encode_mounts(mounts: &[GuestMount], out: &mut BodyWriter) {
                 tag,
                 target,
                 readonly,
+                file,
             } => {
-                out.u8(MOUNT_VIRTIOFS);
+                out.u8(if *file {
+                    MOUNT_VIRTIOFS_FILE
+                } else {
+                    MOUNT_VIRTIOFS
+                });
                 out.str(tag);
                 out.str(target);
                 out.bool(*readonly);
@@ -251,10 +263,11 @@ fn decode_mounts(r: &mut BodyReader<'_>) -> Result<Vec<GuestMount>, DecodeError>
         // Each mount takes at least a kind byte and a length: a hostile count runs out of body
         // long before it could make this allocate much.
         let mount = match r.u8("mount kind")? {
-            MOUNT_VIRTIOFS => GuestMount::Virtiofs {
+            kind @ (MOUNT_VIRTIOFS | MOUNT_VIRTIOFS_FILE) => GuestMount::Virtiofs {
                 tag: r.str("mount tag")?,
                 target: r.str("mount target")?,
                 readonly: r.bool("mount readonly")?,
+                file: kind == MOUNT_VIRTIOFS_FILE,
             },
             MOUNT_TMPFS => {
                 let target = r.str("mount target")?;

@@ -29,7 +29,7 @@ pub use frame::{
 pub use messages::{
     BootTimes, ErrorKind, ExitStatus, GuestLimits, GuestMessage, GuestMount, GuestProcess,
     GuestProcesses, GuestSecurity, GuestUsage, HostMessage, Message, ProcessSpec, Rlimit,
-    StartSpec,
+    StartSpec, SHARED_FILE,
 };
 
 /// The protocol version the guest announces in `Ready`; the host refuses any other.
@@ -45,7 +45,8 @@ pub use messages::{
 /// 10: `Stats` and `Usage` (`nook stats` of a VM container: the guest's own counters).
 /// 11: `Start` carries the user `--userns=keep-id` adds to /etc/passwd and /etc/group.
 /// 12: `Top` and `Processes` (`nook top` of a VM container: the guest's process list).
-pub const PROTOCOL_VERSION: u32 = 12;
+/// 13: a virtio-fs mount may be a single file (`-v FILE:DST`), bound from its share.
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Written by the guest once, right before `Ready`.
 pub const SYNC: [u8; 8] = *b"\0\xffNOOK\xff\0";

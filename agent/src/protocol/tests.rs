@@ -27,6 +27,13 @@ fn host_samples() -> Vec<HostMessage> {
                     tag: "nook0".into(),
                     target: "/data".into(),
                     readonly: true,
+                    file: false,
+                },
+                GuestMount::Virtiofs {
+                    tag: "nook1".into(),
+                    target: "/etc/app.conf".into(),
+                    readonly: false,
+                    file: true,
                 },
                 GuestMount::Tmpfs {
                     target: "/scratch".into(),
@@ -101,6 +108,7 @@ fn host_samples() -> Vec<HostMessage> {
             tag: "nook1".into(),
             target: "/v".into(),
             readonly: false,
+            file: false,
         }]),
         HostMessage::Checkpoint,
         HostMessage::Resume {

@@ -125,7 +125,7 @@ pub(super) fn boot(
         None => None,
     };
     // Every virtiofsd starts now too, and gets ready while the rest is prepared.
-    let mut plan = shares::plan(mounts)?;
+    let mut plan = shares::plan(mounts, dir)?;
     if let Some(root) = &machine.host_root {
         plan.shares.insert(
             0,

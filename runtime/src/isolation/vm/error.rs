@@ -59,8 +59,16 @@ pub enum VmError {
     Network(#[from] crate::isolation::stack::StackError),
     #[error("the container has no writable disk at {}", path.display())]
     NoDisk { path: PathBuf },
-    #[error("cannot share {} at {target} with a VM: only directories can be shared (virtio-fs), not single files", path.display())]
+    #[error("cannot share {} at {target} with a VM: only directories and regular files can be shared", path.display())]
     ShareNotDir { path: PathBuf, target: String },
+    #[error("cannot share the file {} at {target} with a VM: {why}", path.display())]
+    ShareFile {
+        path: PathBuf,
+        target: String,
+        why: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the warm start of the guest failed")]
     Warm(#[source] nook_agent::guest::warm::WarmError),
     #[error("cannot build the warm-start template ({status}): {message}")]

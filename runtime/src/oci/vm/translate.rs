@@ -162,7 +162,11 @@ fn mount(m: &Mount, bundle: &Path, log: &Log) -> Result<Option<MountSpec>, OciEr
         } else {
             bundle.join(source)
         };
-        if source.is_dir() {
+        if CALLER_FILES.contains(&target.as_str()) {
+            log.debug(&format!("{target}: the guest's own, not the caller's"));
+            return Ok(None);
+        }
+        if source.is_dir() || source.is_file() {
             return Ok(Some(MountSpec::Bind {
                 source,
                 target,
@@ -170,14 +174,11 @@ fn mount(m: &Mount, bundle: &Path, log: &Log) -> Result<Option<MountSpec>, OciEr
                 volume: None,
             }));
         }
-        if CALLER_FILES.contains(&target.as_str()) {
-            log.debug(&format!("{target}: the guest's own, not the caller's"));
-        } else {
-            log.warn(&format!(
-                "bind mount of {} at {target} is left out: the VM column shares directories only",
-                source.display()
-            ));
-        }
+        log.warn(&format!(
+            "bind mount of {} at {target} is left out: the VM column shares directories and \
+             regular files only",
+            source.display()
+        ));
         return Ok(None);
     }
     if GUEST_OWN.contains(&typ.as_str()) || target == "/dev" {
@@ -236,6 +237,19 @@ mod tests {
             Some(MountSpec::Bind {
                 source: dir.path().join("data"),
                 target: "/data".into(),
+                readonly: true,
+                volume: None,
+            })
+        );
+        // A single file other than the caller's own is shared too.
+        assert_eq!(
+            one(
+                r#"{"destination": "/etc/app.conf", "type": "bind", "source": "hosts", "options": ["bind", "ro"]}"#,
+                dir.path()
+            ),
+            Some(MountSpec::Bind {
+                source: dir.path().join("hosts"),
+                target: "/etc/app.conf".into(),
                 readonly: true,
                 volume: None,
             })
