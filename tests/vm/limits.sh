@@ -35,8 +35,9 @@
 #   host (HostCPUPerc); a process that allocates 64 MiB raises MemUsage by 64 MiB (within 10%)
 #   above the same guest's idle figure, against the guest's memory (MemTotal, under the VM's
 #   size) as the limit; PIDs counts the container's processes; BLOCK I/O the guest's disk reads;
-# - the cost: `run --rm busybox true` with and without --memory 256m --pids-limit 256 (medians of
-#   seven interleaved rounds; only a gross regression fails, TCG timing being what it is).
+# - the cost, in each column: `run --rm busybox true` with and without --memory 256m
+#   --pids-limit 256 (medians of seven interleaved rounds; only a gross regression fails, TCG
+#   timing being what it is).
 #
 # LIMITS_ONLY=vm runs the VM column's checks alone (the delegation is made all the same).
 #
@@ -412,15 +413,22 @@ JSON
         die "stats shows $((held - idle)) KiB over idle for 64 MiB allocated in the guest"
     nook rm -f vm-mem >/dev/null
 
-    log "the cost of limits: run --rm busybox true, with and without --memory 256m --pids-limit 256"
-    local i t0 plain=() limited=()
-    run --rm busybox true
+    [ "${LIMITS_ONLY:-}" = vm ] || limits_cost container
+    limits_cost vm
+}
+
+# limits_cost COLUMN: `run --rm busybox true` in that column, with and without --memory 256m
+# --pids-limit 256, seven interleaved rounds.
+limits_cost() {
+    local column=$1 i t0 plain=() limited=()
+    log "the cost of limits, $column column: run --rm busybox true, with and without --memory 256m --pids-limit 256"
+    run --rm --isolation="$column" busybox true
     for i in 1 2 3 4 5 6 7; do
         t0=$(date +%s%N)
-        run --rm busybox true
+        run --rm --isolation="$column" busybox true
         plain+=($((($(date +%s%N) - t0) / 1000000)))
         t0=$(date +%s%N)
-        run --rm --memory 256m --pids-limit 256 busybox true
+        run --rm --isolation="$column" --memory 256m --pids-limit 256 busybox true
         limited+=($((($(date +%s%N) - t0) / 1000000)))
     done
     local mp ml
@@ -428,8 +436,9 @@ JSON
     ml=$(printf '%s\n' "${limited[@]}" | sort -n | sed -n 4p)
     log "  median of 7, interleaved: ${mp} ms without, ${ml} ms with limits ($(awk -v a="$ml" -v b="$mp" 'BEGIN { printf "%.2f", a / b }')x); rounds: ${plain[*]} / ${limited[*]}"
     # The issue's bound is 10%; under TCG emulation single runs vary more than that, so only a
-    # gross regression fails here and the docs carry the measured ratio.
-    [ "$ml" -le $((mp * 3 / 2)) ] || die "limits cost more than 50%: $ml ms against $mp ms"
+    # gross regression fails here (a guest cgroup set-up that waited for RCU grace periods
+    # once cost 1.58x in the VM column) and docs/limits.md carries the measured ratio.
+    [ "$ml" -le $((mp * 3 / 2)) ] || die "limits cost more than 50% in the $column column: $ml ms against $mp ms"
 }
 
 if [ "${1:-}" = --in-rig ]; then
