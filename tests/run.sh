@@ -21,7 +21,7 @@ TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/nook-tests.XXXXXX")
 export TMPDIR
 # Run as root, the scripts hand their work directories to an unprivileged test user.
 chmod 0755 "$TMPDIR"
-rig=$(export NOOK_RIG_MEM=${NOOK_RIG_MEM:-3072}; timed tests/rig/run.sh --serve --rw "$TMPDIR")
+rig=$(export NOOK_RIG_MEM=${NOOK_RIG_MEM:-4096}; timed tests/rig/run.sh --serve --rw "$TMPDIR")
 # shellcheck disable=SC2064 # the rig and directory are fixed now
 trap "status=\$?; [ -z '$rig' ] || tests/rig/run.sh --stop '$rig'
     [ \$status -ne 0 ] || rm -rf '$TMPDIR'" EXIT

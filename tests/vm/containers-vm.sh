@@ -255,6 +255,7 @@ in_rig() {
 
 if [ "${1:-}" = --in-rig ]; then
     in_rig
+    rig_clean /tmp/nook-containers-vm
     exit 0
 fi
 

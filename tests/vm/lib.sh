@@ -108,3 +108,14 @@ vm_user_work() {
     chmod -R a+rX "$WORK/bin"
     export WORK TEST_USER
 }
+
+# rig_clean DIR: after a script's checks passed in the rig, removes its directory on L1's own
+# /tmp. That /tmp is L1's memory, which every later script served by the same L1 needs: the
+# trees volumes-vm copies and each script's warm-start templates left there once starved a
+# later script's VMs (a template build failing, a VM killed).
+rig_clean() {
+    case $1 in
+    /tmp/nook-?*) rm -rf "$1" ;;
+    *) vm_die "rig_clean: $1 is not a directory of L1's /tmp" ;;
+    esac
+}

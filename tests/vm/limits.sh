@@ -446,6 +446,7 @@ limits_cost() {
 
 if [ "${1:-}" = --in-rig ]; then
     in_rig
+    rig_clean /tmp/nook-limits
     exit 0
 fi
 

@@ -183,6 +183,7 @@ in_rig() {
 
 if [ "${1:-}" = --in-rig ]; then
     in_rig
+    rig_clean /tmp/nook-network-vm
     exit 0
 fi
 

@@ -231,6 +231,7 @@ EOF
 
 if [ "${1:-}" = --in-rig ]; then
     in_rig
+    rig_clean /tmp/nook-oci-vm
     exit 0
 fi
 

@@ -165,6 +165,7 @@ $name:*:$uid:$gid:$name:$(getent passwd "$TEST_USER" | cut -d: -f6):/bin/sh
 
 if [ "${1:-}" = --in-rig ]; then
     in_rig
+    rig_clean /tmp/nook-security-vm
     exit 0
 fi
 

@@ -280,6 +280,7 @@ cp_hostile() {
 
 if [ "${1:-}" = --in-rig ]; then
     in_rig
+    rig_clean /tmp/nook-volumes-vm
     exit 0
 fi
 

@@ -186,6 +186,7 @@ in_rig() {
 
 if [ "${1:-}" = --in-rig ]; then
     in_rig
+    rig_clean /tmp/nook-warm-vm
     exit 0
 fi
 
