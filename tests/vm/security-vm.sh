@@ -16,8 +16,8 @@
 # - --userns=keep-id: the process runs as the user's uid and gid in the guest, the user is in the
 #   guest's /etc/passwd, and a file it writes in a bind mount belongs to the user on the host
 #   (virtiofsd maps the guest's uid to the user); a bad mode exits 125.
-# - --group-add: numeric gids join the guest process's groups (the agent's `groups`); a group
-#   name, which the VM column does not resolve, exits 125.
+# - --group-add: numeric gids and names (looked up in the /etc/group of the image's layers)
+#   join the guest process's groups (the agent's `groups`); an unknown name exits 125.
 #
 # As root the user `nooktest` is created (as the other tests/vm scripts do); otherwise the calling
 # user runs nook. Environment: NOOK_KERNEL (default: guest-kernel/build.sh), NOOK_VIRTIOFSD.
@@ -154,12 +154,13 @@ $name:*:$uid:$gid:$name:$(getent passwd "$TEST_USER" | cut -d: -f6):/bin/sh
 
     log "--group-add in the guest"
     expect "--group-add: the guest's id -G" "0 1234 65534" \
-        "$(nook run --rm --group-add 1234 --group-add 65534 busybox id -G)"
+        "$(nook run --rm --group-add 1234 --group-add nogroup busybox id -G)"
     set +e
-    out=$(nook run --rm --group-add nogroup busybox true 2>&1)
+    out=$(nook run --rm --group-add nosuch busybox true 2>&1)
     rc=$?
     set -e
-    expect "--group-add NAME's status in the VM column ($out)" 125 "$rc"
+    expect "--group-add of an unknown name: status ($out)" 125 "$rc"
+    grep -q "unable to find group nosuch" <<<"$out" || die "--group-add nosuch: $out"
     log "ok (in the rig)"
 }
 

@@ -208,7 +208,7 @@ impl Engine {
             source,
         })?;
         let dir = self.containers.dir(&cid);
-        check_group_add(&opts.group_add, &opts.column)?;
+        check_group_add(&opts.group_add)?;
         let source = ImageSource { store, image };
         let isolation = opts.column.prepare(
             &self.host,
@@ -239,7 +239,7 @@ impl Engine {
                     .or_else(|| config.user().clone())
                     .unwrap_or_default(),
                 terminal: opts.tty,
-                groups: group_add_gids(&opts.group_add, &isolation)?,
+                groups: group_add_gids(&opts.group_add, &isolation, &source)?,
                 ..ProcessSpec::default()
             },
             hostname: opts
@@ -489,33 +489,51 @@ impl Engine {
     }
 }
 
-/// Checks `--group-add` before anything is made: each value a group name or a numeric gid, and
-/// names only where the image's /etc/group is on the host (the namespace column's tree).
-fn check_group_add(given: &[String], column: &Column) -> Result<(), ContainerError> {
+/// Checks `--group-add` before anything is made: each value a group name or a numeric gid.
+fn check_group_add(given: &[String]) -> Result<(), ContainerError> {
     for g in given {
         if g.is_empty() || g.contains([':', '\n']) {
             return Err(ContainerError::InvalidGroup(g.clone()));
-        }
-        if g.parse::<u32>().is_err() && matches!(column, Column::Vm(_)) {
-            return Err(ContainerError::GroupNameInVm(g.clone()));
         }
     }
     Ok(())
 }
 
+/// The largest /etc/group read from an image's layers for `--group-add` names.
+const GROUP_FILE_LIMIT: u64 = 4 << 20;
+
 /// `--group-add` as the gids of the process's `groups` (OCI's `additionalGids`, which both
 /// columns add to the user's groups: the namespace column's init and the guest agent): a number
-/// as it is, a name looked up in the image's /etc/group (read beneath the image's tree, as the
-/// container's init reads it), as docker looks them up at create; each gid once, in order.
-fn group_add_gids(given: &[String], isolation: &Isolation) -> Result<Vec<u32>, ContainerError> {
+/// as it is, a name looked up in the image's /etc/group, as docker looks them up at create;
+/// each gid once, in order. The namespace column reads the file beneath the image's tree, as
+/// the container's init reads it; the VM column reads it from the image's layers (the file
+/// the top-most layer shows), since the image's disk is the guest's.
+fn group_add_gids(
+    given: &[String],
+    isolation: &Isolation,
+    image: &ImageSource<'_>,
+) -> Result<Vec<u32>, ContainerError> {
     let mut gids = Vec::new();
+    let mut vm_groups: Option<String> = None;
     for g in given {
         let gid = match (g.parse::<u32>(), isolation) {
             (Ok(gid), _) => gid,
             (Err(_), Isolation::Container(overlay)) => {
                 nook_agent::user::resolve_user(overlay.image_tree(), &format!("0:{g}"))?.gid
             }
-            (Err(_), Isolation::Vm(_)) => return Err(ContainerError::GroupNameInVm(g.clone())),
+            (Err(_), Isolation::Vm(_)) => {
+                if vm_groups.is_none() {
+                    let data = crate::isolation::vm::image_file(
+                        image,
+                        std::path::Path::new("etc/group"),
+                        GROUP_FILE_LIMIT,
+                    )?;
+                    vm_groups =
+                        Some(String::from_utf8_lossy(&data.unwrap_or_default()).into_owned());
+                }
+                let groups = vm_groups.as_deref().unwrap_or_default();
+                nook_agent::user::resolve(&format!("0:{g}"), "", groups)?.gid
+            }
         };
         if !gids.contains(&gid) {
             gids.push(gid);

@@ -73,11 +73,6 @@ pub enum ContainerError {
     Isolation(#[from] IsolationError),
     #[error("invalid --group-add {0:?}: give a group name or a numeric gid")]
     InvalidGroup(String),
-    #[error(
-        "--group-add {0}: the VM column takes numeric gids only (the image's /etc/group is not \
-         read on the host for a VM); give the group's gid"
-    )]
-    GroupNameInVm(String),
     /// A `--group-add` name the image's /etc/group does not have (docker's message).
     #[error(transparent)]
     Group(#[from] nook_agent::user::UserError),

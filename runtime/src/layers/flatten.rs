@@ -63,6 +63,29 @@ impl Stack {
         self.visible.contains_key(path)
     }
 
+    /// The layer and entry index that show `path`, if any.
+    pub fn source_of(&self, path: &Path) -> Option<(usize, usize)> {
+        self.visible.get(path).map(|s| (s.layer, s.index))
+    }
+
+    /// The content of the regular file at entry `index` of a layer's tar (the same tar again,
+    /// as given to [`Stack::push`]), at most `limit` bytes; none when that entry is not a
+    /// regular file (a link, a directory) or is larger.
+    pub fn read_entry(tar: impl Read, index: usize, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        let mut archive = tar::Archive::new(tar);
+        let Some(entry) = archive.entries()?.nth(index) else {
+            return Ok(None);
+        };
+        let mut entry = entry?;
+        let header = entry.header();
+        if !header.entry_type().is_file() || header.size()? > limit {
+            return Ok(None);
+        }
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data)?;
+        Ok(Some(data))
+    }
+
     /// Copies the visible entries of `layer` (the same tar again, as given to [`Stack::push`])
     /// into `out`.
     pub fn write_layer<W: Write>(
@@ -284,6 +307,27 @@ mod tests {
                 "A /opt/c"
             ]
         );
+    }
+
+    #[test]
+    fn a_file_is_read_from_the_layer_that_shows_it() {
+        let mut layers = image();
+        layers.push(upper());
+        let mut stack = Stack::default();
+        for l in &layers {
+            stack.push(&l[..]).unwrap();
+        }
+        let read = |path: &str, limit| {
+            let (layer, index) = stack.source_of(Path::new(path))?;
+            Stack::read_entry(&layers[layer][..], index, limit).unwrap()
+        };
+        // The upper layer's passwd replaces the image's.
+        assert_eq!(read("etc/passwd", 1024).as_deref(), Some(&b"changed"[..]));
+        // Whited out, never there, a directory, or over the limit: none.
+        assert_eq!(read("etc/gone", 1024), None);
+        assert_eq!(read("etc/nothing", 1024), None);
+        assert_eq!(read("usr/bin", 1024), None);
+        assert_eq!(read("etc/passwd", 3), None);
     }
 
     #[test]

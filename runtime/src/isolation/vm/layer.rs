@@ -27,6 +27,24 @@ fn lower(image: &ImageSource<'_>) -> Result<Stack, IsolationError> {
     Ok(stack)
 }
 
+/// The content of the regular file the image's layers show at `path` (relative, as
+/// `etc/group`), at most `limit` bytes: none where no layer shows one (absent, whited out, a
+/// symlink or a link, or larger).
+pub fn image_file(
+    image: &ImageSource<'_>,
+    path: &Path,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, IsolationError> {
+    let stack = lower(image)?;
+    let Some((layer, index)) = stack.source_of(path) else {
+        return Ok(None);
+    };
+    let Some(Layer { name, tar }) = image.layers()?.into_iter().nth(layer) else {
+        return Ok(None);
+    };
+    Stack::read_entry(tar, index, limit).map_err(io_err("read layer", Path::new(&name)))
+}
+
 /// The changes of the writable layer `upper` (a layer tar, read from its start).
 pub fn diff(image: &ImageSource<'_>, upper: &mut TempFile) -> Result<Vec<Change>, IsolationError> {
     let lower = lower(image)?;

@@ -11,8 +11,8 @@
 //!   [`virtiofsd`]: one backend process per shared directory;
 //! - [`backend`]: the [`crate::isolation::Backend`] of a VM container; [`workload`]: the
 //!   processes it hands back; [`mux`] and [`control`]: the agent channel, shared by the
-//!   monitor with `exec`, `kill` and `commit` through the control socket; [`layer`]: `diff`
-//!   and `export` on the host; [`phases`]: boot timings for the bench; [`template`]: the
+//!   monitor with `exec`, `kill` and `commit` through the control socket; [`layer`]: `diff`,
+//!   `export` and the image's files (`--group-add` names) on the host; [`phases`]: boot timings for the bench; [`template`]: the
 //!   snapshots of a booted guest that VMs start from (warm starts); [`cp`]: `nook cp`, through
 //!   the agent of the running VM or of a copy-only boot; [`checkpoint`]: a VM container's
 //!   checkpoints, kept and resumed.
@@ -42,6 +42,7 @@ mod workload;
 pub use backend::{Backend, BootedVm};
 pub use cp::copy;
 pub use error::VmError;
+pub use layer::image_file;
 pub use machine::{Disks, Machine};
 pub use settings::{BootMode, VmSettings, DEFAULT_MEMORY_MIB};
 pub use sockets::control_path;
