@@ -164,6 +164,19 @@ pub fn sethostname(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// `dir` and its ancestors below `/` that do not exist yet, outermost first, as directories
+/// to record once made (this runs before the container's first process, so nothing races it).
+fn missing_dirs<'p>(ops: &mut dyn MountOps, dir: &'p Path) -> Vec<(&'p Path, TargetKind)> {
+    let mut missing: Vec<(&Path, TargetKind)> = dir
+        .ancestors()
+        .filter(|d| d.parent().is_some())
+        .take_while(|d| !ops.exists(d))
+        .map(|d| (d, TargetKind::Dir))
+        .collect();
+    missing.reverse();
+    missing
+}
+
 impl<O: MountOps> GuestSetup<O> {
     fn bind_file(&mut self, name: &str, content: &str, target: &str) -> Result<(), String> {
         let source = self.files_dir.join(name);
@@ -172,18 +185,12 @@ impl<O: MountOps> GuestSetup<O> {
         let target = Path::new(target);
         let mut created = Vec::new();
         if let Some(parent) = target.parent() {
-            // The missing ancestors, outermost first: the directories mkdir_all is about to
-            // make (this runs before the container's first process, so nothing races it).
-            let mut missing: Vec<&Path> = parent
-                .ancestors()
-                .filter(|dir| dir.parent().is_some())
-                .take_while(|dir| !self.ops.exists(dir))
-                .collect();
-            missing.reverse();
+            // The directories mkdir_all is about to make.
+            let missing = missing_dirs(&mut self.ops, parent);
             self.ops
                 .mkdir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            created.extend(missing.into_iter().map(|dir| (dir, TargetKind::Dir)));
+            created.extend(missing);
         }
         let made = self
             .ops
@@ -223,20 +230,11 @@ impl<O: MountOps> GuestSetup<O> {
         {
             return self.mount_shared_file(tag, target, *readonly);
         }
-        let missing: Vec<&Path> = target
-            .ancestors()
-            .filter(|dir| dir.parent().is_some())
-            .take_while(|dir| !self.ops.exists(dir))
-            .collect();
+        let created = missing_dirs(&mut self.ops, target);
         let point = self
             .ops
             .dir_in_root(target)
             .map_err(|e| format!("cannot create the mount point {}: {e}", target.display()))?;
-        let created: Vec<(&Path, TargetKind)> = missing
-            .into_iter()
-            .rev()
-            .map(|dir| (dir, TargetKind::Dir))
-            .collect();
         self.record(&created)?;
         let (source, fstype, mut flags, data) = match m {
             GuestMount::Virtiofs { tag, .. } => (tag.clone(), "virtiofs", 0, String::new()),
@@ -281,21 +279,13 @@ impl<O: MountOps> GuestSetup<O> {
         let ro = if readonly { RDONLY } else { 0 };
         mounts::mount(&mut self.ops, tag, &share, "virtiofs", ro, "")
             .map_err(|e| crate::errors::chain(&e))?;
-        let missing: Vec<&Path> = target
-            .parent()
-            .into_iter()
-            .flat_map(Path::ancestors)
-            .filter(|dir| dir.parent().is_some())
-            .take_while(|dir| !self.ops.exists(dir))
-            .collect();
+        let mut created = match target.parent() {
+            Some(parent) => missing_dirs(&mut self.ops, parent),
+            None => Vec::new(),
+        };
         let cannot =
             |e: io::Error| format!("cannot create the mount point {}: {e}", target.display());
         let (point, made) = self.ops.file_in_root(target).map_err(cannot)?;
-        let mut created: Vec<(&Path, TargetKind)> = missing
-            .into_iter()
-            .rev()
-            .map(|dir| (dir, TargetKind::Dir))
-            .collect();
         if made {
             created.push((target, TargetKind::File));
         }

@@ -309,14 +309,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_file_is_read_from_the_layer_that_shows_it() {
+    /// The image's layers with the upper one on top, and their stack.
+    fn image_and_upper() -> (Vec<Vec<u8>>, Stack) {
         let mut layers = image();
         layers.push(upper());
         let mut stack = Stack::default();
         for l in &layers {
             stack.push(&l[..]).unwrap();
         }
+        (layers, stack)
+    }
+
+    #[test]
+    fn a_file_is_read_from_the_layer_that_shows_it() {
+        let (layers, stack) = image_and_upper();
         let read = |path: &str, limit| {
             let (layer, index) = stack.source_of(Path::new(path))?;
             Stack::read_entry(&layers[layer][..], index, limit).unwrap()
@@ -332,12 +338,7 @@ mod tests {
 
     #[test]
     fn flattening_applies_whiteouts_opaque_dirs_and_replacements() {
-        let mut layers = image();
-        layers.push(upper());
-        let mut stack = Stack::default();
-        for l in &layers {
-            stack.push(&l[..]).unwrap();
-        }
+        let (layers, stack) = image_and_upper();
         let mut b = tar::Builder::new(Vec::new());
         for (i, l) in layers.iter().enumerate() {
             stack.write_layer(i, &l[..], &mut b).unwrap();

@@ -12,8 +12,9 @@
 //! - [`backend`]: the [`crate::isolation::Backend`] of a VM container; [`workload`]: the
 //!   processes it hands back; [`mux`] and [`control`]: the agent channel, shared by the
 //!   monitor with `exec`, `kill` and `commit` through the control socket; [`layer`]: `diff`,
-//!   `export` and the image's files (`--group-add` names) on the host; [`phases`]: boot timings for the bench; [`template`]: the
-//!   snapshots of a booted guest that VMs start from (warm starts); [`cp`]: `nook cp`, through
+//!   `export` and the image's files (`--group-add` names) on the host; [`phases`]: boot
+//!   timings for the bench; [`template`]: the snapshots of a booted guest that VMs start from
+//!   (warm starts); [`cp`]: `nook cp`, through
 //!   the agent of the running VM or of a copy-only boot; [`checkpoint`]: a VM container's
 //!   checkpoints, kept and resumed.
 
