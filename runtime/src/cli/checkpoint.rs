@@ -13,6 +13,7 @@ use nook::isolation::IsolationError;
 use super::{emit, Context};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create a checkpoint from a running container (VM column)
     Create(CreateArgs),

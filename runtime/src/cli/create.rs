@@ -18,7 +18,7 @@ use nook::paths::ProcessEnv;
 use super::limit_flags::LimitFlags;
 use super::{emit, Context};
 
-/// The flags `create` and `run` share.
+// The flags `create` and `run` share (a plain comment: a doc comment would become their help text).
 #[derive(clap::Args, Debug, Clone)]
 pub struct CreateFlags {
     /// Assign a name to the container
@@ -360,7 +360,6 @@ impl CreateFlags {
     }
 }
 
-/// docker's `--cpus` range: 0.01 to the host's CPU count (a VM: to its 255 vCPUs).
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]

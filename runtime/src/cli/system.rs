@@ -24,6 +24,7 @@ use super::format::{self, human_size, Format};
 use super::{emit, Context};
 
 #[derive(clap::Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Show the disk space images, containers and volumes take
     Df(DfArgs),

@@ -16,6 +16,7 @@ use super::format::{self, Format};
 use super::{emit, Context};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create a volume
     Create(CreateArgs),
