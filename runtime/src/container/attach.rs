@@ -9,7 +9,7 @@
 //! terminal is attached, and the pty's size following the caller's.
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -338,13 +338,7 @@ fn read(fd: i32, buf: &mut [u8]) -> Read {
 /// A descriptor that becomes readable once process `pid` has ended (a pidfd); None when the
 /// process has no host pid or the kernel has no pidfds (the relay then ends with the output).
 pub fn exited(pid: i32) -> Option<OwnedFd> {
-    if pid <= 0 {
-        return None;
-    }
-    // SAFETY: pidfd_open takes a pid and flags; no pointers.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a fresh descriptor (close-on-exec, as every pidfd) that nobody else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    crate::util::fd::pidfd(pid)
 }
 
 /// The self-pipe that wakes the relay when a caught signal arrives: (read, write).

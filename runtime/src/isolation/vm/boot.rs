@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
@@ -26,12 +27,15 @@ use crate::isolation::namespace::idmap::IdMap;
 use crate::isolation::network::{self, NetworkSpec};
 use crate::isolation::{container_id, stack};
 use crate::paths::{self, Env, ProcessEnv};
+use crate::util::fd;
 
 /// How long the VMM may take to connect to the agent socket (it does so before booting).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the guest may take from VMM start to the agent's ready message, unless
 /// `NOOK_VM_BOOT_TIMEOUT` (seconds) says otherwise. Generous: nested virtualization is slow.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often a wait looks again where the kernel has no pidfd to be woken by.
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// How long the VMM may take to exit once the agent reported the exit (it syncs and resets).
 pub(super) const RESET_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -474,7 +478,8 @@ pub(super) fn accept(
 ) -> Result<UnixStream, Accept> {
     let io = |e| Accept::Err(io("accept on", path)(e));
     listener.set_nonblocking(true).map_err(io)?;
-    let start = Instant::now();
+    let ended = fd::pidfd(child.id() as i32);
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -488,12 +493,18 @@ pub(super) fn accept(
         if let Ok(Some(status)) = child.try_wait() {
             return Err(Accept::Exited(status));
         }
-        if start.elapsed() > CONNECT_TIMEOUT {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(Accept::Err(VmError::NoConnect {
                 path: path.to_path_buf(),
             }));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // Woken by the connection or by the VMM's end; without pidfds, looked at again soon.
+        let wait = match &ended {
+            Some(pidfd) => fd::wait_readable(&[listener.as_fd(), pidfd.as_fd()], Some(left)),
+            None => fd::wait_readable(&[listener.as_fd()], Some(left.min(POLL_INTERVAL))),
+        };
+        wait.map_err(io)?;
     }
 }
 
@@ -502,14 +513,24 @@ pub(super) fn wait_timeout(
     child: &mut Child,
     timeout: Duration,
 ) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
+    let ended = fd::pidfd(child.id() as i32);
+    let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
         }
-        if start.elapsed() >= timeout {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        match &ended {
+            Some(pidfd) => {
+                // An error of poll itself: look again after a moment rather than spin.
+                if fd::wait_readable(&[pidfd.as_fd()], Some(left)).is_err() {
+                    std::thread::sleep(POLL_INTERVAL.min(left));
+                }
+            }
+            None => std::thread::sleep(POLL_INTERVAL.min(left)),
+        }
     }
 }

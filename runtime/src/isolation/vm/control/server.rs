@@ -7,6 +7,7 @@
 //! it wait in a bounded queue (see [`Mux`]).
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,12 +22,18 @@ use nook_agent::protocol::{
 
 use super::{MAX_CONNECTIONS, REQUEST_STREAM, REQUEST_TIMEOUT, WRITE_TIMEOUT};
 use crate::isolation::vm::mux::Mux;
+use crate::util::fd;
 
 type Writer = Arc<Mutex<FrameWriter<UnixStream>>>;
+
+/// How long the accept loop pauses after a failed accept or poll, rather than spin.
+const ERROR_PAUSE: Duration = Duration::from_millis(20);
 
 /// The accept loop of a container's control socket; ends (and removes the socket) on drop.
 pub struct ControlServer {
     stop: Arc<AtomicBool>,
+    /// Written on drop: wakes the accept loop, which waits for a connection or this.
+    wake: Option<OwnedFd>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
 }
@@ -34,6 +41,8 @@ pub struct ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Closing the write end hangs the pipe up, which wakes the loop's poll.
+        self.wake = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -47,28 +56,35 @@ impl ControlServer {
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let (woken, wake) = fd::pipe()?;
         let thread = std::thread::Builder::new()
             .name("vm-control".into())
-            .spawn(move || accept_loop(&listener, &flag, &mux))?;
+            .spawn(move || accept_loop(&listener, &woken, &flag, &mux))?;
         Ok(ControlServer {
             stop,
+            wake: Some(wake),
             thread: Some(thread),
             path,
         })
     }
 }
 
-fn accept_loop(listener: &UnixListener, stop: &AtomicBool, mux: &Arc<Mux>) {
+/// Accepts connections until `stop` is set; sleeps in poll until a client connects or `woken`
+/// (the read end of the server's wake pipe) hangs up.
+fn accept_loop(listener: &UnixListener, woken: &OwnedFd, stop: &AtomicBool, mux: &Arc<Mux>) {
     let live = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         let conn = match listener.accept() {
             Ok((conn, _)) => conn,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
+                if fd::wait_readable(&[listener.as_fd(), woken.as_fd()], None).is_err() {
+                    std::thread::sleep(ERROR_PAUSE);
+                }
                 continue;
             }
             Err(_) => {
-                std::thread::sleep(Duration::from_millis(20));
+                // Out of descriptors, say: the client is dropped; look again after a moment.
+                std::thread::sleep(ERROR_PAUSE);
                 continue;
             }
         };
