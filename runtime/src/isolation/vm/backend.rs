@@ -175,6 +175,7 @@ impl Backend<'_> {
                     shares,
                     guest_mounts,
                     trigger,
+                    disposable,
                 },
             cgroup,
             security,
@@ -291,6 +292,7 @@ impl Backend<'_> {
             oom_killed: false,
             cgroup,
             mux: ended,
+            disposable,
         }))
     }
 }

@@ -58,6 +58,10 @@ pub(super) struct Booted {
     pub guest_mounts: Vec<nook_agent::protocol::GuestMount>,
     /// The VMM's snapshot trigger: a byte makes it write `checkpoint.pending/` and end.
     pub trigger: Option<UnixStream>,
+    /// Nothing of the guest outlives it: its writable layer is a tmpfs and it shares no host
+    /// directory. Once its process has exited the VM can be ended at once, without the guest's
+    /// sync and reset, which have nothing to keep.
+    pub disposable: bool,
 }
 
 /// What a VM boots for.
@@ -345,6 +349,7 @@ pub(super) fn boot(
         .into_iter()
         .map(virtiofsd::wait_ready)
         .collect::<Result<Vec<_>, _>>()?;
+    let disposable = !with_disk && machine.host_root.is_none() && shares.is_empty();
     phases::mark(phases::Mark::VmmSpawn);
     let mut child = match command.spawn() {
         Ok(c) => c,
@@ -426,6 +431,7 @@ pub(super) fn boot(
             shares,
             guest_mounts: plan.guest,
             trigger,
+            disposable,
         }),
         Err(e) => {
             let _ = child.kill();

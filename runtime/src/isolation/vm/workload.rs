@@ -37,6 +37,9 @@ pub(super) struct VmWorkload {
     pub(super) cgroup: Option<Cgroup>,
     /// The agent connection, which knows whether the VM ended for a checkpoint.
     pub(super) mux: std::sync::Arc<super::mux::Mux>,
+    /// The guest keeps nothing (see `Booted::disposable`): once its process reported its exit,
+    /// the VMM is ended rather than waited for through the guest's sync and reset.
+    pub(super) disposable: bool,
 }
 
 impl Workload for VmWorkload {
@@ -64,6 +67,9 @@ impl Process for VmWorkload {
         self.control = None;
         self.size_watch = None;
         self.raw = None;
+        if self.disposable && matches!(result, Some(Ok(_))) && !self.mux.checkpointed() {
+            let _ = self.child.kill();
+        }
         let status = match wait_timeout(&mut self.child, RESET_TIMEOUT) {
             Some(s) => Some(s),
             None => {
