@@ -8,7 +8,9 @@
 //! device, inode, size and modification time, so a rebuilt input makes a new template). It is
 //! built on first need under a lock, by booting the guest with placeholder disks and a VMM told
 //! to write its snapshot; nook-vmm checks its version, checksum and shape on every restore, and
-//! a template that fails [`nook_vmm::snapshot::file::read`] here is built again.
+//! a template that fails [`nook_vmm::snapshot::file::check`] here is built again (the check
+//! reads the state's header, checksum and memory file, not the whole machine state, which
+//! nook-vmm decodes anyway).
 
 use std::fs::File;
 use std::io::Write;
@@ -77,7 +79,7 @@ pub fn ensure(env: &dyn Env, cache: &Path, inputs: &Inputs<'_>) -> Result<PathBu
     let key = key(inputs)?;
     let top = cache.join("templates");
     let dir = top.join(&key);
-    if nook_vmm::snapshot::file::read(&dir).is_ok() {
+    if nook_vmm::snapshot::file::check(&dir).is_ok() {
         return Ok(dir);
     }
     std::fs::create_dir_all(&top).map_err(io("create", &top))?;
@@ -88,7 +90,7 @@ pub fn ensure(env: &dyn Env, cache: &Path, inputs: &Inputs<'_>) -> Result<PathBu
         source: e.source,
     })?;
     // Another nook may have built it while this one waited.
-    if nook_vmm::snapshot::file::read(&dir).is_ok() {
+    if nook_vmm::snapshot::file::check(&dir).is_ok() {
         return Ok(dir);
     }
     if dir.exists() {
