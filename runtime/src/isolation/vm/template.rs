@@ -195,10 +195,7 @@ fn build(env: &dyn Env, key: &str, work: &Path, inputs: &Inputs<'_>) -> Result<P
     let mut child = command.spawn().map_err(io("start the VMM", inputs.vmm))?;
     let failed = |status: String| VmError::Template {
         status,
-        message: std::fs::read_to_string(&log_path)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        message: vmm_message(&log_path, work, layout.memory_mib),
     };
     // The agent asks for its container once booted: that is the moment of the snapshot.
     let asked = (|| -> Result<UnixStream, VmError> {
@@ -269,9 +266,57 @@ pub fn seed() -> Result<[u8; nook_agent::guest::warm::SEED_BYTES], VmError> {
     Ok(seed)
 }
 
+/// What the template's VMM said in its log; when it said nothing (a log it could not write:
+/// a full file system takes the log with the snapshot), how much room the template had.
+fn vmm_message(log_path: &Path, work: &Path, memory_mib: u32) -> String {
+    let said = std::fs::read_to_string(log_path).unwrap_or_default();
+    if !said.trim().is_empty() {
+        return said.trim().to_string();
+    }
+    let room = match free_bytes(work) {
+        Some(free) => format!(
+            "; its file system has {} MiB free, and a template takes up to the guest's \
+             {memory_mib} MiB of memory: is it full?",
+            free >> 20
+        ),
+        None => String::new(),
+    };
+    format!("nook-vmm left no message in {}{room}", log_path.display())
+}
+
+/// The bytes an unprivileged user may still write on the file system of `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a zeroed statvfs is a valid value for the kernel to fill.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid statvfs to fill.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A VMM that failed without a word (its log on a full file system) still gets an error
+    /// that says where to look.
+    #[test]
+    fn a_silent_vmm_failure_says_how_much_room_there_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("vmm.log");
+        std::fs::write(&log, "nook-vmm: cannot write the snapshot: No space left\n").unwrap();
+        assert_eq!(
+            vmm_message(&log, dir.path(), 256),
+            "nook-vmm: cannot write the snapshot: No space left"
+        );
+        std::fs::write(&log, "").unwrap();
+        let said = vmm_message(&log, dir.path(), 256);
+        assert!(said.starts_with("nook-vmm left no message in"), "{said}");
+        assert!(said.contains("MiB free") && said.contains("256 MiB"), "{said}");
+    }
 
     #[test]
     fn the_key_follows_every_input() {
