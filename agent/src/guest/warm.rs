@@ -303,7 +303,10 @@ mod tests {
         let sent = w.clone();
         let t = std::thread::spawn(move || {
             read_request(&mut host)?;
-            sent.send(&mut host).map(|()| host)
+            sent.send(&mut host)?;
+            // The host may send the container's start at once, before the guest is ready.
+            host.write_all(b"start").map_err(WarmError::Io)?;
+            Ok::<_, WarmError>(host)
         });
         assert_eq!(WarmStart::ask(&mut guest).unwrap(), w);
         let mut host = t.join().unwrap().unwrap();
@@ -312,6 +315,9 @@ mod tests {
         let mut next = [0u8; 4];
         host.read_exact(&mut next).unwrap();
         assert_eq!(&next, b"next");
+        let mut start = [0u8; 5];
+        guest.read_exact(&mut start).unwrap();
+        assert_eq!(&start, b"start");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -77,6 +77,21 @@ fn sized(process: &ProcessSpec) -> ProcessSpec {
     }
 }
 
+/// The container's first process as the agent starts it: with a terminal, the size of the one
+/// `stdout` is, when it is one.
+fn first_process(spec: &LaunchSpec, stdout: BorrowedFd<'_>) -> ProcessSpec {
+    let mut process = sized(&spec.process);
+    if let Some((rows, cols)) = spec
+        .process
+        .terminal
+        .then(|| terminal::size(stdout))
+        .flatten()
+    {
+        (process.rows, process.cols) = (rows, cols);
+    }
+    process
+}
+
 /// A container's VM, booted, its agent ready, the container's process not started yet (what
 /// the OCI runtime's `create` leaves for `start`).
 pub struct BootedVm {
@@ -90,7 +105,7 @@ impl Backend<'_> {
     /// Boots the container's VM until its agent is ready: the first half of
     /// [`crate::isolation::Backend::start`], whose second half is [`Backend::start_booted`].
     pub fn boot_vm(&self, spec: &LaunchSpec) -> Result<BootedVm, IsolationError> {
-        self.boot_run(spec, Run::Container)
+        self.boot_run(spec, Run::Container, None)
     }
 
     /// Starts the container's first process in the VM `vm` booted for it by
@@ -111,14 +126,30 @@ impl Backend<'_> {
         stdio: Stdio,
         run: Run<'_>,
     ) -> Result<Box<dyn Workload>, IsolationError> {
-        let vm = self.boot_run(spec, run)?;
+        // The first process goes with the boot (see `boot`), unless the guest already runs it.
+        let process = match run {
+            Run::Container | Run::Tool => Some(first_process(spec, stdio.stdout.as_fd())),
+            Run::Resume(_) => None,
+        };
+        let vm = self.boot_run(spec, run, process)?;
         self.start_run(vm, spec, stdio, run)
     }
 
-    /// Boots (or resumes) the VM until its agent is ready.
-    fn boot_run(&self, spec: &LaunchSpec, run: Run<'_>) -> Result<BootedVm, IsolationError> {
+    /// Boots (or resumes) the VM until its agent is ready; with `process`, the container's
+    /// first process is asked for on the way (started once the guest is ready).
+    fn boot_run(
+        &self,
+        spec: &LaunchSpec,
+        run: Run<'_>,
+        process: Option<ProcessSpec>,
+    ) -> Result<BootedVm, IsolationError> {
         // Compiled before anything boots: a profile that does not compile fails the start.
         let security = super::security::guest_security(&spec.security)?;
+        let start = process.map(|process| StartSpec {
+            process,
+            security: security.clone(),
+            ..spec.start_spec()
+        });
         // The VMM and its helpers in the container's cgroup, where one is delegated: the host
         // memory and CPU the VM takes are bounded, device threads and helpers included.
         let delegation = Delegation::detect(&crate::paths::ProcessEnv);
@@ -141,6 +172,7 @@ impl Backend<'_> {
             cgroup.as_ref(),
             &ids.map,
             run,
+            start,
         );
         match booted {
             Ok(booted) => Ok(BootedVm {
@@ -176,6 +208,7 @@ impl Backend<'_> {
                     guest_mounts,
                     trigger,
                     disposable,
+                    main: started_main,
                 },
             cgroup,
             security,
@@ -191,10 +224,6 @@ impl Backend<'_> {
             console: _,
         } = stdio;
         let terminal = spec.process.terminal;
-        let mut process = sized(&spec.process);
-        if let Some((rows, cols)) = terminal.then(|| terminal::size(stdout.as_fd())).flatten() {
-            (process.rows, process.cols) = (rows, cols);
-        }
         let started = (|| {
             let mux =
                 Arc::new(Mux::new(client).map_err(|e| {
@@ -211,14 +240,23 @@ impl Backend<'_> {
                         .map_err(VmError::Agent)?;
                     (main, frames)
                 }
-                Run::Container | Run::Tool => mux
-                    .start_main(StartSpec {
-                        process,
-                        mounts: guest_mounts,
-                        security,
-                        ..spec.start_spec()
-                    })
-                    .map_err(VmError::Agent)?,
+                Run::Container | Run::Tool => match started_main {
+                    // Asked for with the boot: its frames are routed from here on.
+                    Some(main) => {
+                        let frames = mux
+                            .adopt_main(main, main + 1)
+                            .map_err(VmError::Agent)?;
+                        (main, frames)
+                    }
+                    None => mux
+                        .start_main(StartSpec {
+                            process: first_process(spec, stdout.as_fd()),
+                            mounts: guest_mounts,
+                            security,
+                            ..spec.start_spec()
+                        })
+                        .map_err(VmError::Agent)?,
+                },
             };
             let path = self.control_path()?;
             let _ = std::fs::remove_file(&path);
@@ -424,6 +462,7 @@ impl crate::isolation::Backend for Backend<'_> {
             None,
             &self.host.ids.map,
             Run::Tool,
+            None,
         )?;
         let result = booted.client.stream_upper(out);
         booted.shut_down();

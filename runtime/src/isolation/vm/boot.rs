@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nook_agent::client::Client;
 use nook_agent::guest::cmdline::{BootParams, NetParams, Upper, AUTO_UPPER_DEVICE};
 use nook_agent::guest::warm::WarmStart;
+use nook_agent::protocol::StartSpec;
 
 use super::checkpoint::{self, Resume};
 use super::kernel::find_kernel;
@@ -62,6 +63,8 @@ pub(super) struct Booted {
     /// directory. Once its process has exited the VM can be ended at once, without the guest's
     /// sync and reset, which have nothing to keep.
     pub disposable: bool,
+    /// The stream of the container's process, when `boot` was given it and asked for it.
+    pub main: Option<u32>,
 }
 
 /// What a VM boots for.
@@ -101,7 +104,11 @@ fn mac(id: &str) -> String {
 /// Boots the VM of the container whose directory is `dir` until its agent is ready; with
 /// `network`, passt serves its virtio-net device; each host directory in `mounts` is shared
 /// through its own virtio-fs device and virtiofsd. With `cgroup`, the VMM and every helper run
-/// in it from their start.
+/// in it from their start. With `start`, the container's first process is asked for on the
+/// way, before the guest is ready ([`Booted::main`]).
+// Each argument is one independent part of the VM (its files, network, shares, cgroup, ids,
+// purpose, first process); a struct bundling them would only rename the call.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn boot(
     dir: &Path,
     machine: &Machine,
@@ -110,6 +117,7 @@ pub(super) fn boot(
     cgroup: Option<&Cgroup>,
     ids: &IdMap,
     run: Run<'_>,
+    start: Option<StartSpec>,
 ) -> Result<Booted, VmError> {
     let env = ProcessEnv;
     // passt starts first and gets ready while the rest is prepared.
@@ -365,6 +373,7 @@ pub(super) fn boot(
         }
     };
 
+    let guest_mounts = std::mem::take(&mut plan.guest);
     let result = (|| {
         let stream = accept(&listener, &mut child, &socket).map_err(|e| match e {
             Accept::Exited(status) => failed(&mut child, status),
@@ -413,6 +422,16 @@ pub(super) fn boot(
                 )
                 .map_err(VmError::Agent)?;
         }
+        // The container's process, when the caller has it, goes with the guest's start data:
+        // it waits in the guest's port and the agent reads it as soon as the root is ready,
+        // not a round trip to the host later. The agent's answers wait in the connection.
+        let main = match start {
+            Some(mut spec) => {
+                spec.mounts = guest_mounts.clone();
+                Some(client.start(spec).map_err(VmError::Agent)?)
+            }
+            None => None,
+        };
         if let Err(e) = client.wait_ready(timeout).map(phases::ready) {
             // The VMM's own message says more than a closed channel does.
             if let Some(status) = wait_timeout(&mut child, Duration::from_secs(2)) {
@@ -420,18 +439,19 @@ pub(super) fn boot(
             }
             return Err(VmError::Agent(e));
         }
-        Ok((client, trigger))
+        Ok((client, trigger, main))
     })();
     match result {
-        Ok((client, trigger)) => Ok(Booted {
+        Ok((client, trigger, main)) => Ok(Booted {
             child,
             client,
             log_path,
             passt,
             shares,
-            guest_mounts: plan.guest,
+            guest_mounts,
             trigger,
             disposable,
+            main,
         }),
         Err(e) => {
             let _ = child.kill();

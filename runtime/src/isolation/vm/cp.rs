@@ -166,6 +166,7 @@ impl CopyVm {
             None,
             &crate::isolation::namespace::idmap::IdMap::for_current_user(),
             Run::Tool,
+            None,
         )?;
         let started = (|| {
             let mux =
