@@ -422,16 +422,24 @@ pub(super) fn boot(
                 )
                 .map_err(VmError::Agent)?;
         }
-        // The container's process, when the caller has it, goes with the guest's start data:
-        // it waits in the guest's port and the agent reads it as soon as the root is ready,
-        // not a round trip to the host later. The agent's answers wait in the connection.
-        let main = match start {
+        // The container's process, when the caller has it, goes with a resumed guest's start
+        // data: it waits in the guest's port, open since the template's boot, and the agent
+        // reads it as soon as the root is ready, not a round trip to the host later (the
+        // agent's answers wait in the connection). A booting guest has not opened its port
+        // yet, and its driver drops what arrives before: it gets the process once ready.
+        let send_start = |spec: Option<StartSpec>| match spec {
             Some(mut spec) => {
                 spec.mounts = guest_mounts.clone();
-                Some(client.start(spec).map_err(VmError::Agent)?)
+                client.start(spec).map(Some).map_err(VmError::Agent)
             }
-            None => None,
+            None => Ok(None),
         };
+        let (early, late) = if template.is_some() {
+            (start, None)
+        } else {
+            (None, start)
+        };
+        let early = send_start(early)?;
         if let Err(e) = client.wait_ready(timeout).map(phases::ready) {
             // The VMM's own message says more than a closed channel does.
             if let Some(status) = wait_timeout(&mut child, Duration::from_secs(2)) {
@@ -439,6 +447,10 @@ pub(super) fn boot(
             }
             return Err(VmError::Agent(e));
         }
+        let main = match early {
+            Some(stream) => Some(stream),
+            None => send_start(late)?,
+        };
         Ok((client, trigger, main))
     })();
     match result {
