@@ -225,11 +225,7 @@ fn read_state(state: &Path) -> Result<Vec<u8>, SnapshotError> {
 
 /// Opens the memory file of the snapshot in `dir`: it must be the file the state was written
 /// with, and hold `memory_mib` of guest RAM.
-fn open_memory(
-    dir: &Path,
-    memory_mib: u32,
-    written: &FileIdentity,
-) -> Result<File, SnapshotError> {
+fn open_memory(dir: &Path, memory_mib: u32, written: &FileIdentity) -> Result<File, SnapshotError> {
     let memory = dir.join(MEMORY);
     let file = File::open(&memory).map_err(io(&memory, "open"))?;
     let meta = file.metadata().map_err(io(&memory, "stat"))?;

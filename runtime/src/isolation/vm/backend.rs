@@ -243,9 +243,7 @@ impl Backend<'_> {
                 Run::Container | Run::Tool => match started_main {
                     // Asked for with the boot: its frames are routed from here on.
                     Some(main) => {
-                        let frames = mux
-                            .adopt_main(main, main + 1)
-                            .map_err(VmError::Agent)?;
+                        let frames = mux.adopt_main(main, main + 1).map_err(VmError::Agent)?;
                         (main, frames)
                     }
                     None => mux

@@ -315,7 +315,10 @@ mod tests {
         std::fs::write(&log, "").unwrap();
         let said = vmm_message(&log, dir.path(), 256);
         assert!(said.starts_with("nook-vmm left no message in"), "{said}");
-        assert!(said.contains("MiB free") && said.contains("256 MiB"), "{said}");
+        assert!(
+            said.contains("MiB free") && said.contains("256 MiB"),
+            "{said}"
+        );
     }
 
     #[test]
