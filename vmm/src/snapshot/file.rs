@@ -27,7 +27,7 @@ use crate::memory::{ram_ranges, GuestMemory};
 /// The state file's first bytes.
 pub const MAGIC: &[u8; 8] = b"NOOKSNAP";
 /// Bumped whenever the payload's meaning changes: an older or newer snapshot is refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The state file's name in a snapshot directory.
 pub const STATE: &str = "state";
 /// The memory file's name in a snapshot directory.

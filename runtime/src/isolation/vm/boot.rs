@@ -422,24 +422,18 @@ pub(super) fn boot(
                 )
                 .map_err(VmError::Agent)?;
         }
-        // The container's process, when the caller has it, goes with a resumed guest's start
-        // data: it waits in the guest's port, open since the template's boot, and the agent
-        // reads it as soon as the root is ready, not a round trip to the host later (the
-        // agent's answers wait in the connection). A booting guest has not opened its port
-        // yet, and its driver drops what arrives before: it gets the process once ready.
-        let send_start = |spec: Option<StartSpec>| match spec {
+        // The container's process, when the caller has it, goes right away: it waits in the
+        // VMM until the guest opened its port (a resumed guest has it open since the
+        // template's boot), then in the port, and the agent reads it as soon as the root is
+        // ready, not a round trip to the host later (the agent's answers wait in the
+        // connection).
+        let main = match start {
             Some(mut spec) => {
                 spec.mounts = guest_mounts.clone();
-                client.start(spec).map(Some).map_err(VmError::Agent)
+                Some(client.start(spec).map_err(VmError::Agent)?)
             }
-            None => Ok(None),
+            None => None,
         };
-        let (early, late) = if template.is_some() {
-            (start, None)
-        } else {
-            (None, start)
-        };
-        let early = send_start(early)?;
         if let Err(e) = client.wait_ready(timeout).map(phases::ready) {
             // The VMM's own message says more than a closed channel does.
             if let Some(status) = wait_timeout(&mut child, Duration::from_secs(2)) {
@@ -447,10 +441,6 @@ pub(super) fn boot(
             }
             return Err(VmError::Agent(e));
         }
-        let main = match early {
-            Some(stream) => Some(stream),
-            None => send_start(late)?,
-        };
         Ok((client, trigger, main))
     })();
     match result {

@@ -19,7 +19,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use serde::{Deserialize, Serialize};
 
-use super::park::{Parking, QueueSnapshot};
+use super::park::{DeviceSnapshot, Parked, Parking, QueueSnapshot};
 use super::{Activation, Interrupt, VirtioDevice, F_VERSION_1, INT_CONFIG, INT_VRING};
 use crate::bus::BusDevice;
 use crate::exit::ExitSignal;
@@ -53,6 +53,8 @@ pub struct MmioTransport {
     config_generation: u32,
     activated: bool,
     parking: Arc<Parking>,
+    /// The device's own state from a snapshot, for its activation by [`MmioTransport::restore`].
+    restored: DeviceSnapshot,
 }
 
 /// A transport and its device as a snapshot keeps them: the registers the driver wrote, the
@@ -70,6 +72,8 @@ pub struct MmioState {
     pub activated: bool,
     pub interrupt_status: u32,
     pub queues: Vec<QueueSnapshot>,
+    /// What the device's worker kept beyond its queues.
+    pub device: DeviceSnapshot,
 }
 
 /// Why a transport's state cannot be taken or set back.
@@ -150,6 +154,7 @@ impl MmioTransport {
             config_generation: 0,
             activated: false,
             parking: Arc::new(Parking::default()),
+            restored: DeviceSnapshot::Stateless,
         })
     }
 
@@ -160,12 +165,15 @@ impl MmioTransport {
         if !self.device.can_snapshot() {
             return Err(MmioStateError::Unsupported(name()));
         }
-        let queues = if self.activated {
+        let Parked { queues, device } = if self.activated {
             self.parking
                 .take()
                 .ok_or_else(|| MmioStateError::NotParked(name()))?
         } else {
-            self.queues.iter().map(QueueSnapshot::of).collect()
+            Parked {
+                queues: self.queues.iter().map(QueueSnapshot::of).collect(),
+                device: DeviceSnapshot::Stateless,
+            }
         };
         Ok(MmioState {
             device_type: self.device.device_type(),
@@ -178,6 +186,7 @@ impl MmioTransport {
             activated: self.activated,
             interrupt_status: self.interrupt.status(),
             queues,
+            device,
         })
     }
 
@@ -217,6 +226,12 @@ impl MmioTransport {
                 state.driver_features & !self.device.features()
             )));
         }
+        if !state.device.fits(state.device_type, state.activated) {
+            return Err(mismatch(format!(
+                "its worker's state {:?} is not one of this device",
+                state.device
+            )));
+        }
         let mut queues = Vec::with_capacity(state.queues.len());
         for (i, q) in state.queues.iter().enumerate() {
             let queue = q
@@ -235,6 +250,7 @@ impl MmioTransport {
         self.status = state.status;
         self.config_generation = state.config_generation;
         if state.activated {
+            self.restored = state.device;
             self.activate();
             if !self.activated {
                 return Err(mismatch("it could not be activated again".into()));
@@ -372,6 +388,7 @@ impl MmioTransport {
                     exit: self.exit.clone(),
                     filter: self.filter.clone(),
                     parking: self.parking.clone(),
+                    restored: std::mem::take(&mut self.restored),
                 })
             });
         match result {

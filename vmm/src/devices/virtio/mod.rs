@@ -121,6 +121,9 @@ pub struct Activation {
     pub filter: Option<Arc<BpfProgram>>,
     /// Where the device's worker leaves its queues when the VM stops.
     pub parking: Arc<park::Parking>,
+    /// The worker's own state when the device is activated again by a restore
+    /// (`Stateless` at a boot).
+    pub restored: park::DeviceSnapshot,
 }
 
 /// Errors of activation.

@@ -53,18 +53,54 @@ impl QueueSnapshot {
     }
 }
 
+/// What a device's worker knows beyond its queues that the guest's driver relies on, so that a
+/// restored device behaves as the snapshotted one did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceSnapshot {
+    /// Nothing: the queues say it all (block, net).
+    #[default]
+    Stateless,
+    /// The console's port: whether the guest holds it open (its last PORT_OPEN), none yet.
+    Console { guest_open: Option<bool> },
+}
+
+impl DeviceSnapshot {
+    /// Whether this state belongs to a device of `device_type` (an activated console always
+    /// has its port's state; nothing else has any).
+    pub fn fits(&self, device_type: u32, activated: bool) -> bool {
+        use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
+        match self {
+            DeviceSnapshot::Console { .. } => device_type == VIRTIO_ID_CONSOLE && activated,
+            DeviceSnapshot::Stateless => device_type != VIRTIO_ID_CONSOLE || !activated,
+        }
+    }
+}
+
+/// What a worker leaves when it ends: its queues in the device's order, and its own state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parked {
+    pub queues: Vec<QueueSnapshot>,
+    pub device: DeviceSnapshot,
+}
+
 /// The slot a worker fills when it ends.
 #[derive(Debug, Default)]
-pub struct Parking(Mutex<Option<Vec<QueueSnapshot>>>);
+pub struct Parking(Mutex<Option<Parked>>);
 
 impl Parking {
-    /// Called by the worker as it ends, with its queues in the device's order.
+    /// Called by the worker of a stateless device as it ends, with its queues in the device's
+    /// order.
     pub fn park(&self, queues: Vec<QueueSnapshot>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(queues);
+        self.park_with(queues, DeviceSnapshot::Stateless);
+    }
+
+    /// Called by the worker as it ends, with its queues and its own state.
+    pub fn park_with(&self, queues: Vec<QueueSnapshot>, device: DeviceSnapshot) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Parked { queues, device });
     }
 
     /// What the worker left, once it ended.
-    pub fn take(&self) -> Option<Vec<QueueSnapshot>> {
+    pub fn take(&self) -> Option<Parked> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
@@ -90,5 +126,20 @@ mod tests {
         // A size that is not a power of two is refused, not loaded.
         let bad = QueueSnapshot { size: 3, ..snap };
         assert!(bad.to_queue().is_err());
+    }
+
+    #[test]
+    fn a_worker_state_fits_only_its_device() {
+        use virtio_bindings::virtio_ids::{VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE};
+        let console = DeviceSnapshot::Console {
+            guest_open: Some(true),
+        };
+        assert!(console.fits(VIRTIO_ID_CONSOLE, true));
+        assert!(!console.fits(VIRTIO_ID_BLOCK, true));
+        assert!(!console.fits(VIRTIO_ID_CONSOLE, false));
+        // An activated console without its port's state would hold host bytes forever.
+        assert!(!DeviceSnapshot::Stateless.fits(VIRTIO_ID_CONSOLE, true));
+        assert!(DeviceSnapshot::Stateless.fits(VIRTIO_ID_CONSOLE, false));
+        assert!(DeviceSnapshot::Stateless.fits(VIRTIO_ID_BLOCK, true));
     }
 }

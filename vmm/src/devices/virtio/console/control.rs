@@ -10,7 +10,8 @@
 //! The handshake: the driver sends DEVICE_READY; the device answers DEVICE_ADD for port 0;
 //! the driver creates the port and sends PORT_READY; the device answers PORT_NAME and
 //! PORT_OPEN (the host end is connected). The driver's own PORT_OPEN messages (the guest
-//! opened or closed the port) need no answer. Anything else, or anything malformed, is
+//! opened or closed the port) need no answer, but gate the host's bytes: the driver drops what
+//! arrives on a port the guest has not opened, so host bytes wait until it has. Anything else, or anything malformed, is
 //! consumed and ignored: a hostile driver can make the device queue only [`MAX_PENDING`]
 //! answers.
 
@@ -55,8 +56,8 @@ pub struct Control {
     rxq: Queue,
     txq: Queue,
     pending: VecDeque<Vec<u8>>,
-    /// Whether the guest holds the port open: its last PORT_OPEN, none yet after a boot or a
-    /// restore (the restored guest may well hold it open).
+    /// Whether the guest holds the port open: its last PORT_OPEN, none yet after a boot; a
+    /// restore sets back the snapshotted guest's.
     pub guest_open: Option<bool>,
 }
 

@@ -15,6 +15,7 @@ use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
 use vm_memory::ByteValued;
 
 pub use self::worker::{Channel, ChannelState};
+use super::park::DeviceSnapshot;
 use super::{ActivateError, Activation, VirtioDevice, F_VERSION_1};
 use crate::thread;
 
@@ -116,15 +117,18 @@ impl VirtioDevice for Console {
             .take()
             .ok_or(ActivateError::AlreadyActive { device })?;
         // The transport activates only once every queue is ready: the driver took MULTIPORT.
-        let mut channel = Channel::new(rxq, txq, a.mem, stream, a.interrupt)
-            .with_control(control::Control::new(crxq, ctxq));
+        let mut control = control::Control::new(crxq, ctxq);
+        if let DeviceSnapshot::Console { guest_open } = a.restored {
+            control.guest_open = guest_open;
+        }
+        let mut channel = Channel::new(rxq, txq, a.mem, stream, a.interrupt).with_control(control);
         // Before the guest runs again: the driver fills the receive queue right after DRIVER_OK.
         channel.quiet_rx();
         let exit = a.exit.clone();
         let parking = a.parking;
         thread::spawn(&self.name, a.filter, a.exit, move || {
             let result = channel.run(rx_evt, tx_evt, Some((crx_evt, ctx_evt)), &exit);
-            parking.park(channel.queue_snapshots());
+            parking.park_with(channel.queue_snapshots(), channel.device_snapshot());
             result
         })?;
         Ok(())

@@ -406,6 +406,41 @@ mod multiport {
     }
 
     #[test]
+    fn host_bytes_wait_until_a_booting_guest_opens_the_port() {
+        use crate::devices::virtio::park::DeviceSnapshot;
+        let rig = Rig::new();
+        let (rx, tx) = rig.queues();
+        let mut driver = Driver::new(&rig);
+        let (ch, mut host) = rig.channel(&rx, &tx);
+        let mut ch = ch.with_control(driver.control());
+        // The host writes before the guest said anything about the port (a boot's first
+        // message): a driver would drop it, so it stays in the socket.
+        host.write_all(b"start").unwrap();
+        rx.add_desc_chains(&chain(&[(BUF + 0x1000, 16, W)], 0), 0)
+            .unwrap();
+        ch.pump();
+        assert_eq!(
+            used_idx(&rig.mem, &rx),
+            0,
+            "delivered before the port opened"
+        );
+        assert_eq!(
+            ch.device_snapshot(),
+            DeviceSnapshot::Console { guest_open: None }
+        );
+        driver.send(&control::message(0, PORT_OPEN, 1, &[]));
+        ch.pump();
+        assert_eq!(used(&rig.mem, &rx, 0), (0, 5));
+        // A snapshot now keeps the open port, so a restored channel delivers at once.
+        assert_eq!(
+            ch.device_snapshot(),
+            DeviceSnapshot::Console {
+                guest_open: Some(true)
+            }
+        );
+    }
+
+    #[test]
     fn hostile_control_messages_are_consumed_and_bounded() {
         let rig = Rig::new();
         let (rx, tx) = rig.queues();

@@ -97,11 +97,12 @@ impl Channel {
     }
 
     /// Whether host bytes may go to the guest: the driver of a generic port drops what arrives
-    /// while the guest has it closed, so they wait (in the socket) until it opens it again.
+    /// while the guest has not opened it (after a boot, before the agent opens it) or has
+    /// closed it, so they wait (in the socket) until the guest says it opened it.
     fn guest_listens(&self) -> bool {
         self.control
             .as_ref()
-            .is_none_or(|c| c.guest_open != Some(false))
+            .is_none_or(|c| c.guest_open == Some(true))
     }
 
     /// The channel state.
@@ -326,6 +327,17 @@ impl Channel {
             set |= EventSet::OUT;
         }
         set
+    }
+
+    /// What a restored channel needs beyond its queues: whether the guest holds its port open.
+    pub fn device_snapshot(&self) -> crate::devices::virtio::park::DeviceSnapshot {
+        use crate::devices::virtio::park::DeviceSnapshot;
+        match &self.control {
+            Some(c) => DeviceSnapshot::Console {
+                guest_open: c.guest_open,
+            },
+            None => DeviceSnapshot::Stateless,
+        }
     }
 
     /// Where the receive and transmit queues stand.

@@ -225,6 +225,7 @@ fn activation(backing: Backing, acked: u64) -> (Activation, Arc<Interrupt>, Arc<
         exit: exit.clone(),
         filter: None,
         parking: Default::default(),
+        restored: Default::default(),
     };
     (a, interrupt, exit)
 }
