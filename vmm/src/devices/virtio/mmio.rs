@@ -53,8 +53,6 @@ pub struct MmioTransport {
     config_generation: u32,
     activated: bool,
     parking: Arc<Parking>,
-    /// The device's own state from a snapshot, for its activation by [`MmioTransport::restore`].
-    restored: DeviceSnapshot,
 }
 
 /// A transport and its device as a snapshot keeps them: the registers the driver wrote, the
@@ -154,7 +152,6 @@ impl MmioTransport {
             config_generation: 0,
             activated: false,
             parking: Arc::new(Parking::default()),
-            restored: DeviceSnapshot::Stateless,
         })
     }
 
@@ -250,8 +247,7 @@ impl MmioTransport {
         self.status = state.status;
         self.config_generation = state.config_generation;
         if state.activated {
-            self.restored = state.device;
-            self.activate();
+            self.activate(state.device);
             if !self.activated {
                 return Err(mismatch("it could not be activated again".into()));
             }
@@ -354,13 +350,14 @@ impl MmioTransport {
             }
             STATUS_DRIVER_OK => {
                 self.status = value;
-                self.activate();
+                self.activate(DeviceSnapshot::Stateless);
             }
             _ => self.status = value,
         }
     }
 
-    fn activate(&mut self) {
+    /// Activates the device; `restored` is its worker's state when a restore activates it.
+    fn activate(&mut self, restored: DeviceSnapshot) {
         let ready_and_valid = self
             .queues
             .iter()
@@ -388,7 +385,7 @@ impl MmioTransport {
                     exit: self.exit.clone(),
                     filter: self.filter.clone(),
                     parking: self.parking.clone(),
-                    restored: std::mem::take(&mut self.restored),
+                    restored,
                 })
             });
         match result {

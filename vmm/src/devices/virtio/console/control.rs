@@ -11,9 +11,9 @@
 //! the driver creates the port and sends PORT_READY; the device answers PORT_NAME and
 //! PORT_OPEN (the host end is connected). The driver's own PORT_OPEN messages (the guest
 //! opened or closed the port) need no answer, but gate the host's bytes: the driver drops what
-//! arrives on a port the guest has not opened, so host bytes wait until it has. Anything else, or anything malformed, is
-//! consumed and ignored: a hostile driver can make the device queue only [`MAX_PENDING`]
-//! answers.
+//! arrives on a port the guest has not opened, so host bytes wait until it has. Anything else,
+//! or anything malformed, is consumed and ignored: a hostile driver can make the device queue
+//! only [`MAX_PENDING`] answers.
 
 use std::collections::VecDeque;
 
