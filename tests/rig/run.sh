@@ -372,6 +372,10 @@ while [ ! -e "$results/stop" ]; do
         continue
     fi
     read -r secs <"$next/timeout"
+    # This machine's / is mounted with cache=loose: forget the unused dentries and inodes, so
+    # that a file replaced here since L1 booted or ran the last command (/etc/passwd after a
+    # useradd, a rebuilt binary) is looked up again rather than seen as it was.
+    echo 2 >/proc/sys/vm/drop_caches
     timeout --kill-after=10 "$secs" /bin/bash "$next/cmd.sh" </dev/null >"$next/stdout" 2>"$next/stderr" &
     pid=$!
     # A heartbeat for the caller: an L1 whose timers stop (a rare stall of the emulation) stops
