@@ -5,10 +5,12 @@
 # `ctr run --runc-binary nook-runtime-vm` (run, task exec, task kill, task delete); a bundle's
 # process rlimits and additionalGids hold inside the guest, for `run` and for an exec's
 # process.json; podman with `--runtime nook-runtime-vm` runs `busybox echo hi`, exits 0, 3 and
-# 137, and its `--ulimit` and `--group-add` hold inside. Each container is a microVM whose root
-# is the bundle's rootfs shared through virtio-fs. Then the same task through containerd against
-# `nook run --isolation=vm` and against containerd with runc, alternated (the issue's bench),
-# with nook-runtime's calls timed by verb.
+# 137, execs, reads logs, runs `-it` through a pty, and its `--ulimit` and `--group-add` hold
+# inside; rootless podman (the unprivileged test user) runs, runs detached, execs, reads logs,
+# stops (137), removes, and runs `-it`. Each container is a microVM whose root is the bundle's
+# rootfs shared through virtio-fs. Then the same task through containerd against `nook run
+# --isolation=vm` and against containerd with runc, alternated (the issue's bench), with
+# nook-runtime's calls timed by verb.
 #
 # Environment: NOOK_KERNEL (default: guest-kernel/build.sh), NOOK_VIRTIOFSD, OCI_VM_ROUNDS
 # (bench rounds, default 2).
@@ -192,11 +194,61 @@ EOF
     vm_log "podman: --ulimit and --group-add: $out"
     # SIGKILL through the runtime's kill (the container's process is PID 1 of its namespace in
     # the guest, which a kill -9 of its own would not end, as with runc).
-    podman run -d --name killed --network none "$image" sleep 600 >/dev/null
+    podman run -d --name killed --network none "$image" sh -c 'echo started; exec sleep 600' >/dev/null
+    expect "podman exec" inside "$(podman exec killed echo inside)"
+    expect "podman logs" started "$(podman logs killed)"
     podman kill killed >/dev/null
     expect "podman exit 137" 137 "$(podman wait killed)"
     podman rm killed >/dev/null
-    vm_log "podman: exit codes 0, 3, 137 ok"
+    # -it through a pty; --foreground keeps podman in the terminal's foreground group.
+    local tty_out
+    set +e
+    tty_out=$(script -qec "timeout --foreground -k 10 300 podman --root $p/root --runroot $p/run \
+--tmpdir $p/tmp --cgroup-manager cgroupfs --events-backend file --runtime $runtime run -it --rm \
+--network none $image sh -c 'test -t 0 && echo is-a-tty; exit 3'" /dev/null </dev/null)
+    rc=$?
+    set -e
+    grep -q is-a-tty <<<"$tty_out" || vm_die "podman run -it: no terminal: $tty_out"
+    expect "podman run -it status" 3 "$rc"
+    vm_log "podman: exit codes 0, 3, 137, exec, logs, run -it ok"
+
+    # Rootless podman, as the unprivileged user (its own store and run directory; conmon and
+    # the runtime in podman's user namespace): the lifecycle podman users rely on, and a pty.
+    local u=$base/rootless
+    mkdir -p "$u/home" "$u/run"
+    chmod 700 "$u/run"
+    chown -R "$TEST_USER:" "$u"
+    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
+    chmod 660 /dev/kvm
+    local as_user=(runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+        HOME="$u/home" XDG_RUNTIME_DIR="$u/run")
+    # The runtime with the user's own cache and runtime directories.
+    printf '#!/bin/sh\nexport %s XDG_CACHE_HOME=%s XDG_RUNTIME_DIR=%s\nexec %s "$@"\n' \
+        "${env%% XDG_CACHE_HOME=*}" "$u/cache" "$u/run" "$WORK/bin/nook-runtime-vm" >"$u/nook-runtime-vm"
+    chmod 755 "$u/nook-runtime-vm"
+    local upodman=(podman --root "$u/root" --runroot "$u/prun" --tmpdir "$u/tmp"
+        --cgroup-manager cgroupfs --events-backend file --runtime "$u/nook-runtime-vm")
+    upm() { "${as_user[@]}" timeout -k 10 300 "${upodman[@]}" "$@"; }
+    upm load -q -i "$WORK/busybox.tar" >/dev/null
+    expect "rootless podman run echo hi" hi "$(upm run --rm --network none "$image" echo hi)"
+    upm run -d --name d --network none "$image" sh -c 'echo started; sleep 600' >/dev/null
+    expect "rootless podman exec" inside "$(upm exec d echo inside)"
+    expect "rootless podman logs" started "$(upm logs d)"
+    # sh as PID 1 of its namespace ignores SIGTERM, so stop ends it with SIGKILL, as with runc.
+    upm stop -t 2 d >/dev/null 2>&1
+    expect "rootless podman stop" 137 "$(upm inspect d --format '{{.State.ExitCode}}')"
+    upm rm d >/dev/null
+    set +e
+    tty_out=$(script -qec "${as_user[*]} timeout --foreground -k 10 300 ${upodman[*]} run -it --rm \
+--network none $image sh -c 'test -t 0 && echo is-a-tty; exit 3'" /dev/null </dev/null)
+    rc=$?
+    set -e
+    grep -q is-a-tty <<<"$tty_out" || vm_die "rootless podman run -it: no terminal: $tty_out"
+    expect "rootless podman run -it status" 3 "$rc"
+    expect "rootless podman containers left" "" "$(upm ps -aq)"
+    # Ends the pause process rootless podman leaves holding its user namespace.
+    upm system migrate >/dev/null 2>&1 || true
+    vm_log "podman rootless: run, run -d, exec, logs, stop (137), rm, run -it (3) ok"
 
     # The bench: the same container through containerd and through nook run, alternated.
     local nook_env
@@ -240,7 +292,7 @@ for tool in containerd ctr containerd-shim-runc-v2 podman conmon; do
 done
 virtiofsd=${NOOK_VIRTIOFSD:-$(install_virtiofsd)}
 [ -x "$virtiofsd" ] || vm_die "virtiofsd $virtiofsd is not an executable"
-vm_user_work oci-vm
+vm_user_work oci-vm runuser script
 cp "$virtiofsd" "$WORK/bin/virtiofsd"
 # The VM column's name, as install.sh makes it: a link to nook-runtime.
 cp "$(vm_target_dir)/release/nook-runtime" "$WORK/bin/"
