@@ -87,9 +87,7 @@ in_rig() {
     mkdir -p "$BASE/bin" "$BASE/run"
     cp "$WORK"/bin/* "$BASE/bin/"
     chown -R "$TEST_USER" "$BASE"
-    # Like the `kvm` group of a distribution: the user may open /dev/kvm.
-    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
-    chmod 660 /dev/kvm
+    vm_user_kvm
     nook image default >/dev/null
 
     log "run -d; exec sees and writes the container's files"

@@ -109,6 +109,12 @@ vm_user_work() {
     export WORK TEST_USER
 }
 
+# vm_user_kvm: in the rig, lets TEST_USER open /dev/kvm, as a distribution's `kvm` group does.
+vm_user_kvm() {
+    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
+    chmod 660 /dev/kvm
+}
+
 # rig_clean DIR: after a script's checks passed in the rig, removes its directory on L1's own
 # /tmp. That /tmp is L1's memory, which every later script served by the same L1 needs: the
 # trees volumes-vm copies and each script's warm-start templates left there once starved a

@@ -273,8 +273,7 @@ vm_column() {
     local out rc id cg used cpu usage base
 
     log "VM column: the VMM and its helpers in the container's cgroup, the guest's OOM kill"
-    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
-    chmod 660 /dev/kvm
+    vm_user_kvm
     nook run -i --network none --name alloc-maker busybox sh -c 'cat >/alloc && chmod 755 /alloc' \
         <"$BASE/probe/alloc" >/dev/null
     nook commit alloc-maker alloc:1 >/dev/null

@@ -29,14 +29,17 @@ in_rig() {
     local base=/tmp/nook-oci-vm
     rm -rf "$base"
     mkdir -p "$base/ctd" "$base/podman"
-    local env="NOOK_KERNEL=$WORK/bin/vmlinux NOOK_AGENT=$WORK/bin/nook-agent \
-NOOK_VMM=$WORK/bin/nook-vmm NOOK_VIRTIOFSD=$WORK/bin/virtiofsd XDG_CACHE_HOME=$base/cache \
-XDG_RUNTIME_DIR=$base/run"
-    # The runtime as containerd's shim and conmon call it, with the rig's paths (the host's
-    # cache is read-only here).
-    printf '#!/bin/sh\nexport %s\nexec %s "$@"\n' "$env" "$WORK/bin/nook-runtime-vm" >"$base/nook-runtime-vm"
-    chmod 755 "$base/nook-runtime-vm"
+    local vm_env="NOOK_KERNEL=$WORK/bin/vmlinux NOOK_AGENT=$WORK/bin/nook-agent \
+NOOK_VMM=$WORK/bin/nook-vmm NOOK_VIRTIOFSD=$WORK/bin/virtiofsd"
+    local env="$vm_env XDG_CACHE_HOME=$base/cache XDG_RUNTIME_DIR=$base/run"
+    # runtime_wrapper OUT ENV: the runtime as containerd's shim and conmon call it, with the
+    # rig's paths and ENV's cache and runtime directories (the host's cache is read-only here).
+    runtime_wrapper() {
+        printf '#!/bin/sh\nexport %s\nexec %s "$@"\n' "$2" "$WORK/bin/nook-runtime-vm" >"$1"
+        chmod 755 "$1"
+    }
     local runtime=$base/nook-runtime-vm
+    runtime_wrapper "$runtime" "$env"
     # For the bench, the same with each call's verb and duration (ms) written down.
     printf '#!/bin/sh\nexport %s\ns=$(date +%%s%%N)\n%s "$@"\nrc=$?\necho "$(( ($(date +%%s%%N) - s) / 1000000 )) $*" >>%s\nexit $rc\n' \
         "$env" "$WORK/bin/nook-runtime-vm" "$base/calls" >"$base/nook-runtime-vm-timed"
@@ -169,10 +172,21 @@ EOF
     # podman, storage under the temporary directory (the host's / is read-only here), no
     # network (a VM joins no network namespace of the caller's).
     local p=$base/podman
-    podman() {
-        timeout -k 10 300 podman --root "$p/root" --runroot "$p/run" \
-            --tmpdir "$p/tmp" --cgroup-manager cgroupfs --events-backend file \
-            --runtime "$runtime" "$@"
+    local rpodman=(podman --root "$p/root" --runroot "$p/run" --tmpdir "$p/tmp"
+        --cgroup-manager cgroupfs --events-backend file --runtime "$runtime")
+    podman() { timeout -k 10 300 "${rpodman[@]}" "$@"; }
+    # run_it WHAT COMMAND: `COMMAND run -it` of busybox through a pty (script), whose process
+    # must see a terminal and whose status 3 must come back. COMMAND is a line for the shell;
+    # --foreground keeps podman in the terminal's foreground group.
+    run_it() {
+        local out rc
+        set +e
+        out=$(script -qec "$2 run -it --rm --network none $image \
+sh -c 'test -t 0 && echo is-a-tty; exit 3'" /dev/null </dev/null)
+        rc=$?
+        set -e
+        grep -q is-a-tty <<<"$out" || vm_die "$1 run -it: no terminal: $out"
+        expect "$1 run -it status" 3 "$rc"
     }
     podman load -q -i "$WORK/busybox.tar" >/dev/null
     local flags=(--rm --network none)
@@ -200,16 +214,7 @@ EOF
     podman kill killed >/dev/null
     expect "podman exit 137" 137 "$(podman wait killed)"
     podman rm killed >/dev/null
-    # -it through a pty; --foreground keeps podman in the terminal's foreground group.
-    local tty_out
-    set +e
-    tty_out=$(script -qec "timeout --foreground -k 10 300 podman --root $p/root --runroot $p/run \
---tmpdir $p/tmp --cgroup-manager cgroupfs --events-backend file --runtime $runtime run -it --rm \
---network none $image sh -c 'test -t 0 && echo is-a-tty; exit 3'" /dev/null </dev/null)
-    rc=$?
-    set -e
-    grep -q is-a-tty <<<"$tty_out" || vm_die "podman run -it: no terminal: $tty_out"
-    expect "podman run -it status" 3 "$rc"
+    run_it podman "timeout --foreground -k 10 300 ${rpodman[*]}"
     vm_log "podman: exit codes 0, 3, 137, exec, logs, run -it ok"
 
     # Rootless podman, as the unprivileged user (its own store and run directory; conmon and
@@ -218,14 +223,10 @@ EOF
     mkdir -p "$u/home" "$u/run"
     chmod 700 "$u/run"
     chown -R "$TEST_USER:" "$u"
-    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
-    chmod 660 /dev/kvm
+    vm_user_kvm
     local as_user=(runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
         HOME="$u/home" XDG_RUNTIME_DIR="$u/run")
-    # The runtime with the user's own cache and runtime directories.
-    printf '#!/bin/sh\nexport %s XDG_CACHE_HOME=%s XDG_RUNTIME_DIR=%s\nexec %s "$@"\n' \
-        "${env%% XDG_CACHE_HOME=*}" "$u/cache" "$u/run" "$WORK/bin/nook-runtime-vm" >"$u/nook-runtime-vm"
-    chmod 755 "$u/nook-runtime-vm"
+    runtime_wrapper "$u/nook-runtime-vm" "$vm_env XDG_CACHE_HOME=$u/cache XDG_RUNTIME_DIR=$u/run"
     local upodman=(podman --root "$u/root" --runroot "$u/prun" --tmpdir "$u/tmp"
         --cgroup-manager cgroupfs --events-backend file --runtime "$u/nook-runtime-vm")
     upm() { "${as_user[@]}" timeout -k 10 300 "${upodman[@]}" "$@"; }
@@ -238,13 +239,7 @@ EOF
     upm stop -t 2 d >/dev/null 2>&1
     expect "rootless podman stop" 137 "$(upm inspect d --format '{{.State.ExitCode}}')"
     upm rm d >/dev/null
-    set +e
-    tty_out=$(script -qec "${as_user[*]} timeout --foreground -k 10 300 ${upodman[*]} run -it --rm \
---network none $image sh -c 'test -t 0 && echo is-a-tty; exit 3'" /dev/null </dev/null)
-    rc=$?
-    set -e
-    grep -q is-a-tty <<<"$tty_out" || vm_die "rootless podman run -it: no terminal: $tty_out"
-    expect "rootless podman run -it status" 3 "$rc"
+    run_it "rootless podman" "${as_user[*]} timeout --foreground -k 10 300 ${upodman[*]}"
     expect "rootless podman containers left" "" "$(upm ps -aq)"
     # Ends the pause process rootless podman leaves holding its user namespace.
     upm system migrate >/dev/null 2>&1 || true

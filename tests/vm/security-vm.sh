@@ -65,8 +65,7 @@ in_rig() {
     mkdir -p "$BASE/bin" "$BASE/run"
     cp "$WORK"/bin/* "$BASE/bin/"
     chown -R "$TEST_USER" "$BASE"
-    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
-    chmod 660 /dev/kvm
+    vm_user_kvm
     nook image default >/dev/null
 
     log "the probe image: busybox plus /probe"

@@ -25,8 +25,7 @@ in_rig() {
     cp -r "$WORK"/bin "$WORK"/image.erofs "$WORK"/upper.ext4 "$WORK"/agent.cpio "$base/"
     cp "$base/bin/vmlinux" "$base/vmlinux"
     chown -R "$TEST_USER" "$base"
-    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
-    chmod 660 /dev/kvm
+    vm_user_kvm
     runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$base" \
         NOOK_VMM_FS_DIR="$base" NOOK_VMM_BIN="$base/bin/nook-vmm" \
         NOOK_VIRTIOFSD="$base/bin/virtiofsd" RUST_BACKTRACE=1 \

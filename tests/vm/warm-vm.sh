@@ -26,8 +26,7 @@ in_rig() {
     rm -rf "$base"
     mkdir -p "$base/run"
     chown -R "$TEST_USER" "$base"
-    chown "root:$(id -gn "$TEST_USER")" /dev/kvm
-    chmod 660 /dev/kvm
+    vm_user_kvm
     nook() {
         runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$base" \
             NOOK_ROOT="$base/root" XDG_RUNTIME_DIR="$base/run" XDG_CACHE_HOME="$base/cache" \
